@@ -1,0 +1,142 @@
+# Developers and CI run the same targets. `make test` is everything CI checks; on a fresh
+# machine it first installs what it needs (Python packages from PyPI, and as root the Debian
+# packages the kernel tests use), so it works from a clean clone.
+#
+#   make test     everything: Rust fmt/clippy/tests, wheel build+install, ruff, mypy, stubtest, pytest
+#   make dev      editable install (python/ is live; rerun after changing Rust)
+#   make lint     the static checks only (no build of the wheel)
+#   make fmt      rewrite Rust and Python sources into the checked formatting (ruff --fix too)
+#   make bench    cargo bench, then benches/replay_bench.py if present
+#   make deps     Python packages: maturin, numpy and the `test` extras of pyproject.toml
+
+PYTHON ?= python3
+CARGO ?= cargo
+PIP := $(PYTHON) -m pip
+# The wheel `make test` builds once, installs, and hands to tests/test_wheel.py.
+WHEEL_DIR ?= target/wheels
+PYTEST_ARGS ?=
+# CI checks that Cargo.lock is up to date instead of silently updating it.
+CARGO_LOCKED := $(if $(filter true 1,$(CI)),--locked,)
+# What the kernel differential tests need, as Debian packages and as the commands they give.
+APT_PACKAGES := nftables conntrack tcpdump iproute2
+KERNEL_TOOLS := nft conntrack tcpdump ip
+RUFF_PATHS := python tests $(wildcard benches/*.py)
+STUBTEST_ALLOWLIST := $(wildcard .stubtest-allowlist)
+
+export PATH := $(PATH):/usr/local/sbin:/usr/sbin:/sbin
+export PYO3_PYTHON := $(shell $(PYTHON) -c 'import sys; print(sys.executable)')
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export PIP_ROOT_USER_ACTION := ignore
+export PIP_NO_INPUT := 1
+
+# Each step's output is read in order; cargo already uses both cores.
+.NOTPARALLEL:
+.DEFAULT_GOAL := test
+.PHONY: test deps python-deps system-deps ensure-system-deps dev lint fmt rust-fmt clippy \
+	cargo-test wheel install py-lint typecheck stubtest pytest bench clean
+
+test: deps rust-fmt py-lint clippy cargo-test install typecheck stubtest pytest
+
+# --- Dependencies ---------------------------------------------------------------------------
+
+deps: python-deps ensure-system-deps
+
+# One list, in pyproject.toml: the build backend, the runtime dependencies and the `test`
+# extras, installed without building nfct itself.
+python-deps:
+	@mkdir -p target
+	@$(PYTHON) -c 'import tomllib; d = tomllib.load(open("pyproject.toml", "rb")); \
+	print(*d["build-system"]["requires"], *d["project"]["dependencies"], \
+	*d["project"]["optional-dependencies"]["test"], sep="\n")' > target/requirements-dev.txt
+	$(PIP) install -q -r target/requirements-dev.txt
+
+# Unconditional (.ci/run uses it); needs root and apt.
+system-deps:
+	DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Retries=3 update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Retries=3 install -y -qq \
+		--no-install-recommends \
+		$(APT_PACKAGES) >/dev/null
+
+# Installs the Debian packages only where a command is missing; without root, warns instead
+# (the kernel tests then skip, outside CI).
+ensure-system-deps:
+	@missing=""; for tool in $(KERNEL_TOOLS); do \
+		command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "missing:$$missing; installing $(APT_PACKAGES)"; \
+		$(MAKE) --no-print-directory system-deps; \
+	else \
+		echo "warning: missing:$$missing; kernel tests will skip (sudo make system-deps)" >&2; \
+	fi
+
+# --- Development ----------------------------------------------------------------------------
+
+# Editable install into the current environment: python/nfct is imported from the source tree,
+# the extension is built (release profile) into python/nfct/. Rerun after changing Rust code.
+# `make test` replaces it with the wheel it builds; run `make dev` again afterwards.
+dev: python-deps
+	$(PIP) install --no-build-isolation -e .
+
+lint: python-deps rust-fmt py-lint clippy typecheck
+
+fmt:
+	$(CARGO) fmt --all
+	$(PYTHON) -m ruff check --fix $(RUFF_PATHS)
+	$(PYTHON) -m ruff format $(RUFF_PATHS)
+
+# --- Rust -----------------------------------------------------------------------------------
+
+rust-fmt:
+	$(CARGO) fmt --all --check
+
+# Twice: the core alone, and with the `python` feature so that rust/python/ is linted too
+# (clippy only checks, so no libpython is linked).
+clippy:
+	$(CARGO) clippy $(CARGO_LOCKED) --all-targets -- -D warnings
+	$(CARGO) clippy $(CARGO_LOCKED) --all-targets --features python -- -D warnings
+
+# Without the `python` feature: no libpython needed.
+cargo-test:
+	$(CARGO) test $(CARGO_LOCKED)
+
+# --- Python ---------------------------------------------------------------------------------
+
+wheel:
+	@mkdir -p $(WHEEL_DIR)
+	rm -f $(WHEEL_DIR)/nfct-*.whl
+	$(PYTHON) -m maturin build --release $(CARGO_LOCKED) -i $(PYTHON) -o $(WHEEL_DIR)
+
+# Replaces whatever nfct is installed (an editable one too) with the wheel just built.
+install: wheel
+	$(PIP) install -q --force-reinstall --no-deps $(WHEEL_DIR)/nfct-*.whl
+	$(PIP) install -q $(WHEEL_DIR)/nfct-*.whl
+
+py-lint:
+	$(PYTHON) -m ruff check $(RUFF_PATHS)
+	$(PYTHON) -m ruff format --check $(RUFF_PATHS)
+
+typecheck:
+	$(PYTHON) -m mypy python/nfct
+
+# The stubs in python/nfct/_nfct.pyi against the installed extension module.
+stubtest:
+	$(PYTHON) -m mypy.stubtest --mypy-config-file pyproject.toml \
+		$(if $(STUBTEST_ALLOWLIST),--allowlist $(STUBTEST_ALLOWLIST)) nfct._nfct
+
+pytest:
+	NFCT_WHEEL_DIR=$(abspath $(WHEEL_DIR)) $(PYTHON) -m pytest $(PYTEST_ARGS)
+
+# --- Benchmarks -----------------------------------------------------------------------------
+
+bench: python-deps install
+	$(CARGO) bench $(CARGO_LOCKED)
+	@if [ -f benches/replay_bench.py ]; then \
+		echo "$(PYTHON) benches/replay_bench.py"; $(PYTHON) benches/replay_bench.py; \
+	else \
+		echo "benches/replay_bench.py not present: skipped"; \
+	fi
+
+clean:
+	$(CARGO) clean
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis python/nfct/*.so

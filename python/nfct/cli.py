@@ -1,0 +1,132 @@
+"""The `nfct` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from nfct import CaptureError, Net, NfctError
+from nfct.conntrack_text import parse_conntrack_line
+
+OUTPUTS = ("extended", "conntrack", "proc", "stats", "json", "packets")
+
+
+def _sysctl_pair(text: str) -> tuple[str, int]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name.strip(), int(value, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name}: value {value!r} is not an integer") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nfct", description="Linux netfilter connection tracking in userspace."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser(
+        "replay",
+        help="replay captures through conntrack and print the resulting table",
+        description=(
+            "Feed every IP packet of the captures, in order, through conntrack as a "
+            "forwarding router would (PRE_ROUTING, then confirm at POST_ROUTING), and print "
+            "what `conntrack -L -o extended` would print afterwards."
+        ),
+    )
+    r.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap or pcapng file")
+    r.add_argument(
+        "--sysctl",
+        action="append",
+        default=[],
+        type=_sysctl_pair,
+        metavar="NAME=VALUE",
+        help="set a /proc/sys/net/netfilter value, e.g. nf_conntrack_checksum=0",
+    )
+    r.add_argument(
+        "--clock",
+        choices=("capture", "frozen"),
+        default="capture",
+        help="capture: the capture's timestamps; frozen: no time passes (as a kernel fed "
+        "the capture as fast as possible)",
+    )
+    r.add_argument("--output", "-o", choices=OUTPUTS, default="extended")
+    r.add_argument("--seed", type=int, default=None, help="fixed hash seed (reproducible order)")
+    return p
+
+
+def _summary_line(summary: dict[str, object], entries: int) -> str:
+    return (
+        f"nfct: {summary['packets']} packets ({summary['frames']} frames, "
+        f"{summary['non_ip']} not IP), {entries} entries, {summary['invalid']} invalid, "
+        f"{summary['dropped']} dropped, {summary['unsupported']} unsupported"
+    )
+
+
+def _replay(args: argparse.Namespace) -> int:
+    try:
+        net = Net(dict(args.sysctl), seed=args.seed)
+    except NfctError as e:
+        print(f"nfct: {e}", file=sys.stderr)
+        return 2
+    error: CaptureError | None = None
+    packets_path = None
+    if args.output == "packets":
+        sys.stdout.flush()
+        packets_path = "/dev/stdout"
+    try:
+        summary = net.replay(args.captures, clock=args.clock, packets_path=packets_path)
+    except CaptureError as e:
+        error = e
+        summary = getattr(e, "summary", {})
+    except NfctError as e:
+        print(f"nfct: {e}", file=sys.stderr)
+        return 2
+    lines = net.dump("extended")
+    entries = lines.count("\n")
+    if args.output in ("extended", "conntrack", "proc"):
+        sys.stdout.write(lines if args.output == "extended" else net.dump(args.output))
+    elif args.output == "stats":
+        sys.stdout.write(net.stats_text())
+    elif args.output == "json":
+        doc = {
+            "captures": args.captures,
+            "clock": args.clock,
+            "sysctl": {k: v for k, v in args.sysctl},
+            "lines": lines.splitlines(),
+            "entries": [parse_conntrack_line(x) for x in lines.splitlines()],
+            "stats": net.stats,
+            "count": net.count,
+            "summary": summary,
+        }
+        json.dump(doc, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+    if summary:
+        print(_summary_line(summary, entries), file=sys.stderr)
+    if error is not None:
+        print(f"nfct: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `nfct` command."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "replay":
+            return _replay(args)
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

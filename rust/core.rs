@@ -1,0 +1,745 @@
+//! The conntrack core: `nf_conntrack_in` (classify a packet, find or create its entry, run its
+//! tracker), `init_conntrack` with the table limit and `early_drop`, confirmation with clash
+//! resolution, deletion, the statistics and the garbage collector on the table's clock
+//! (spec §2, §3, §5, §11, §12).
+
+use crate::format::ConnView;
+use crate::proto::icmp::{self, IcmpPre};
+use crate::proto::{self, PacketCtx, PacketVerdict};
+use crate::stats::Stats;
+use crate::sysctl::{Sx, Sysctl};
+use crate::table::entry::*;
+use crate::table::{Found, Insert, Table};
+use crate::tuple::*;
+use crate::wire::ip::{self, L3};
+use crate::wire::l4;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+pub const NF_DROP: u32 = 0;
+pub const NF_ACCEPT: u32 = 1;
+pub const NF_STOLEN: u32 = 2;
+pub const NF_QUEUE: u32 = 3;
+pub const NF_REPEAT: u32 = 4;
+pub const NF_STOP: u32 = 5;
+
+pub const IP_CT_ESTABLISHED: u8 = 0;
+pub const IP_CT_RELATED: u8 = 1;
+pub const IP_CT_NEW: u8 = 2;
+pub const IP_CT_IS_REPLY: u8 = 3;
+pub const IP_CT_ESTABLISHED_REPLY: u8 = 3;
+pub const IP_CT_RELATED_REPLY: u8 = 4;
+pub const IP_CT_UNTRACKED: u8 = 7;
+
+/// Netfilter hook numbers (`enum nf_inet_hooks`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    PreRouting = 0,
+    LocalIn = 1,
+    Forward = 2,
+    LocalOut = 3,
+    PostRouting = 4,
+}
+
+const NS: u64 = 1_000_000_000;
+/// `NF_CT_EVICTION_RANGE`.
+const EVICTION_RANGE: u32 = 8;
+
+/// The conntrack reference a packet carries (`skb->_nfct`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Nfct {
+    #[default]
+    None,
+    /// Marked untracked (ICMPv6 neighbour discovery, `notrack`).
+    Untracked,
+    /// An entry and the packet's ctinfo. The packet holds a reference on the entry.
+    Ct { slot: u32, gen: u32, ctinfo: u8 },
+}
+
+/// The per-packet conntrack state that travels with a packet from `in` to `confirm`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SkbCt {
+    pub nfct: Nfct,
+    /// Why the packet is INVALID, dropped or unsupported (the kernel's log message).
+    pub reason: Option<&'static str>,
+    /// The protocol has no tracker in nfct yet; the packet was let through untouched.
+    pub unsupported: bool,
+}
+
+/// The ct state class an nft rule would see, or `Dropped`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    New,
+    Established,
+    Related,
+    Invalid,
+    Untracked,
+    Unsupported,
+    Dropped,
+}
+
+impl Class {
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::New => "new",
+            Class::Established => "established",
+            Class::Related => "related",
+            Class::Invalid => "invalid",
+            Class::Untracked => "untracked",
+            Class::Unsupported => "unsupported",
+            Class::Dropped => "dropped",
+        }
+    }
+}
+
+impl SkbCt {
+    /// The class a packet with this state has, given its last verdict.
+    pub fn class(&self, verdict: u32) -> Class {
+        if verdict == NF_DROP {
+            return Class::Dropped;
+        }
+        match self.nfct {
+            Nfct::None if self.unsupported => Class::Unsupported,
+            Nfct::None => Class::Invalid,
+            Nfct::Untracked => Class::Untracked,
+            Nfct::Ct { ctinfo, .. } => match ctinfo % IP_CT_IS_REPLY {
+                IP_CT_ESTABLISHED => Class::Established,
+                IP_CT_RELATED => Class::Related,
+                _ => Class::New,
+            },
+        }
+    }
+
+    /// The ctinfo, if a conntrack entry is attached.
+    pub fn ctinfo(&self) -> Option<u8> {
+        match self.nfct {
+            Nfct::Ct { ctinfo, .. } => Some(ctinfo),
+            Nfct::Untracked => Some(IP_CT_UNTRACKED),
+            Nfct::None => None,
+        }
+    }
+}
+
+/// Counters kept with atomics so threads can share a table.
+#[derive(Debug, Default)]
+struct AtomicStats {
+    invalid: AtomicU64,
+    insert_failed: AtomicU64,
+    drop: AtomicU64,
+    early_drop: AtomicU64,
+    error: AtomicU64,
+    clash_resolve: AtomicU64,
+    chaintoolong: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Options fixed when a table is created.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NetOptions {
+    /// A fixed hash seed for reproducible bucket placement (random when None).
+    pub seed: Option<u64>,
+}
+
+/// One network namespace's conntrack: its table, sysctls, statistics and clock.
+#[derive(Debug)]
+pub struct Net {
+    pub table: Table,
+    pub sysctl: Sysctl,
+    hasher: TupleHasher,
+    count: AtomicU64,
+    stats: AtomicStats,
+    now: AtomicU64,
+    next_id: AtomicU32,
+    rng: AtomicU64,
+    /// When the garbage collector runs next (`gc_worker` pacing, spec §11.4), ns.
+    next_gc: AtomicU64,
+}
+
+/// Outcome of `init_conntrack`.
+enum Init {
+    Created(u32),
+    NotInvertible,
+    TableFull,
+}
+
+/// `nf_ct_get_tuple`: the tuple of a packet whose L3 header was parsed into `l3`, with `l4`
+/// its L4 bytes. None where the protocol's part cannot be read (short header, GRE version 1
+/// that is not PPTP).
+pub fn get_tuple(l3: &L3, l4b: &[u8]) -> Option<Tuple> {
+    let mut t =
+        Tuple { src: l3.src, dst: l3.dst, l3num: l3.l3num, protonum: l3.protonum, src_u: 0, dst_u: 0 };
+    match l4_kind(l3.protonum) {
+        L4Kind::Ports => {
+            let (s, d) = l4::ports(l4b)?;
+            t.src_u = s;
+            t.dst_u = d;
+        }
+        L4Kind::Icmp | L4Kind::Icmpv6 => {
+            let h = l4::icmp(l4b)?;
+            t.src_u = h.id;
+            t.dst_u = (u16::from(h.typ) << 8) | u16::from(h.code);
+        }
+        L4Kind::Gre => {
+            if let Some(h) = l4::gre(l4b) {
+                if h.version == 1 {
+                    if h.protocol != 0x880b {
+                        return None;
+                    }
+                    // PPTP: destination key is the call id; the source key would come from the
+                    // PPTP helper's keymap, which nfct does not have yet.
+                    t.dst_u = h.key? as u16;
+                }
+            }
+        }
+        L4Kind::Generic => {}
+    }
+    Some(t)
+}
+
+impl Net {
+    /// A table with the Linux 6.18 defaults, changed by `sysctl` pairs.
+    pub fn new(opts: NetOptions, sysctl: Sysctl) -> Net {
+        let nbuckets = sysctl.get(Sx::Buckets) as u32;
+        let hasher = match opts.seed {
+            Some(s) => TupleHasher::seeded(s),
+            None => TupleHasher::random(),
+        };
+        let rng_seed = opts.seed.unwrap_or_else(|| u64::from(hasher.hash(&Tuple::default(), 0))) | 1;
+        Net {
+            table: Table::new(nbuckets),
+            sysctl,
+            hasher,
+            count: AtomicU64::new(0),
+            stats: AtomicStats::default(),
+            now: AtomicU64::new(0),
+            next_id: AtomicU32::new(1),
+            rng: AtomicU64::new(rng_seed),
+            next_gc: AtomicU64::new(0),
+        }
+    }
+
+    /// Sets a sysctl the way writing it in /proc does (the bucket count resizes the table).
+    pub fn set_sysctl(&self, s: Sx, v: u64) {
+        self.sysctl.set(s, v);
+        if s == Sx::Buckets {
+            self.table.resize(v as u32);
+        }
+    }
+
+    /// `nf_conntrack_count`: allocated entries, unconfirmed ones included.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The table's clock, ns.
+    pub fn now(&self) -> u64 {
+        self.now.load(Ordering::Relaxed)
+    }
+
+    /// Moves the clock forward to `t` (never back: jiffies only grow) and returns the time.
+    pub fn advance(&self, t: u64) -> u64 {
+        let prev = self.now.fetch_max(t, Ordering::Relaxed);
+        prev.max(t)
+    }
+
+    /// The statistics as `conntrack -S` shows them.
+    pub fn stats(&self) -> Stats {
+        let s = &self.stats;
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Stats {
+            invalid: l(&s.invalid),
+            insert_failed: l(&s.insert_failed),
+            drop: l(&s.drop),
+            early_drop: l(&s.early_drop),
+            error: l(&s.error),
+            clash_resolve: l(&s.clash_resolve),
+            chaintoolong: l(&s.chaintoolong),
+            ..Stats::default()
+        }
+    }
+
+    /// The hash of a tuple with a zone id.
+    #[inline]
+    pub fn hash(&self, t: &Tuple, zone_id: u16) -> u32 {
+        self.hasher.hash(t, zone_id)
+    }
+
+    /// A cheap pseudo-random number (xorshift), for the kernel's random chain limit.
+    fn random(&self) -> u64 {
+        let mut x = self.rng.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.store(x, Ordering::Relaxed);
+        x
+    }
+
+    /// `nf_conntrack_in`: classify the packet (`data` starts at its L3 header), find or create
+    /// its entry, run the tracker; attaches the result to `skb`. Returns the verdict.
+    pub fn conntrack_in(&self, data: &[u8], tstamp: u64, hook: Hook, pf: u8, skb: &mut SkbCt) -> u32 {
+        if skb.nfct != Nfct::None {
+            return NF_ACCEPT;
+        }
+        let now = self.advance(tstamp);
+        let parsed = if pf == AF_INET6 { ip::ipv6_get_l4proto(data) } else { ip::ipv4_get_l4proto(data) };
+        let l3 = match parsed {
+            Ok(l3) => l3,
+            Err(e) => return self.invalid(skb, e.reason()),
+        };
+        let l4b = data.get(l3.l4_off..).unwrap_or(&[]);
+        let verify_checksum = hook == Hook::PreRouting && self.sysctl.get(Sx::Checksum) != 0;
+        let ctx0 = PacketCtx {
+            l4: l4b,
+            l3num: l3.l3num,
+            src: &l3.src,
+            dst: &l3.dst,
+            len: data.len(),
+            dir: Direction::Original,
+            now,
+            verify_checksum,
+        };
+        let pre = match (l3.l3num, l3.protonum) {
+            (AF_INET, IPPROTO_ICMP) => icmp::icmpv4_error(&ctx0),
+            (AF_INET6, IPPROTO_ICMPV6) => icmp::icmpv6_error(&ctx0, l3.hop_limit),
+            (_, IPPROTO_TCP) | (_, IPPROTO_SCTP) => {
+                skb.unsupported = true;
+                skb.reason = Some(if l3.protonum == IPPROTO_TCP {
+                    "TCP tracking is not implemented yet"
+                } else {
+                    "SCTP tracking is not implemented yet"
+                });
+                return NF_ACCEPT;
+            }
+            _ => IcmpPre::Continue,
+        };
+        match pre {
+            IcmpPre::Continue => {}
+            IcmpPre::Error(why) => {
+                bump(&self.stats.error, 1);
+                skb.reason = Some(why);
+                return NF_ACCEPT;
+            }
+            IcmpPre::Untracked => {
+                skb.nfct = Nfct::Untracked;
+                return NF_ACCEPT;
+            }
+            IcmpPre::Related { inner_off } => {
+                return self.inet_error(&l3, l4b.get(inner_off..).unwrap_or(&[]), now, skb);
+            }
+        }
+        self.resolve_normal_ct(&l3, l4b, ctx0, skb)
+    }
+
+    fn invalid(&self, skb: &mut SkbCt, why: &'static str) -> u32 {
+        bump(&self.stats.invalid, 1);
+        skb.reason = Some(why);
+        NF_ACCEPT
+    }
+
+    /// `nf_conntrack_inet_error`: an ICMP error is RELATED to the connection of the packet it
+    /// quotes, or INVALID (counted in `error`).
+    fn inet_error(&self, outer: &L3, inner: &[u8], now: u64, skb: &mut SkbCt) -> u32 {
+        let err = |skb: &mut SkbCt, why| {
+            bump(&self.stats.error, 1);
+            skb.reason = Some(why);
+            NF_ACCEPT
+        };
+        let parsed =
+            if outer.l3num == AF_INET6 { ip::ipv6_get_l4proto(inner) } else { ip::ipv4_get_l4proto(inner) };
+        let Ok(il3) = parsed else { return err(skb, "nf_ct_icmp: failed to parse inner packet") };
+        let Some(it) = get_tuple(&il3, inner.get(il3.l4_off..).unwrap_or(&[])) else {
+            return err(skb, "nf_ct_icmp: failed to get inner tuple");
+        };
+        let Some(target) = it.invert() else { return err(skb, "nf_ct_icmp: inner tuple not invertible") };
+        let zone = Zone::default();
+        let hash = self.hash(&target, zone.id_for(Direction::Original));
+        match self.table.find(&target, zone.id_for(Direction::Original), hash, now) {
+            Found::Hit { slot, dir, mut entry } => {
+                if entry.tuple[dir.index()].dst != outer.dst {
+                    return err(skb, "nf_ct_icmp: outer destination does not match the connection");
+                }
+                entry.refs += 1;
+                let ctinfo = if dir == Direction::Reply { IP_CT_RELATED_REPLY } else { IP_CT_RELATED };
+                skb.nfct = Nfct::Ct { slot, gen: entry.gen, ctinfo };
+                NF_ACCEPT
+            }
+            Found::Expired { slot, gen } => {
+                self.delete(slot, gen);
+                err(skb, "nf_ct_icmp: no connection for the quoted packet")
+            }
+            Found::Miss => err(skb, "nf_ct_icmp: no connection for the quoted packet"),
+        }
+    }
+
+    /// `resolve_normal_ct` and the tracker call: look the tuple up, create an entry if there is
+    /// none, set ctinfo, run the protocol's `packet()`.
+    fn resolve_normal_ct(&self, l3: &L3, l4b: &[u8], mut ctx: PacketCtx<'_>, skb: &mut SkbCt) -> u32 {
+        let Some(t) = get_tuple(l3, l4b) else { return self.invalid(skb, "nf_ct: cannot get the tuple") };
+        let zone = Zone::default();
+        let zone_id = zone.id_for(Direction::Original);
+        let hash = self.hash(&t, zone_id);
+        loop {
+            match self.table.find(&t, zone_id, hash, ctx.now) {
+                Found::Hit { slot, dir, mut entry } => {
+                    ctx.dir = dir;
+                    let ctinfo = if dir == Direction::Reply {
+                        IP_CT_ESTABLISHED_REPLY
+                    } else if entry.status & IPS_SEEN_REPLY != 0 {
+                        IP_CT_ESTABLISHED
+                    } else if entry.status & IPS_EXPECTED != 0 {
+                        IP_CT_RELATED
+                    } else {
+                        IP_CT_NEW
+                    };
+                    return match proto::packet(&mut entry, &ctx, &self.sysctl) {
+                        PacketVerdict::Accept => {
+                            if ctinfo == IP_CT_ESTABLISHED_REPLY {
+                                entry.set_status(IPS_SEEN_REPLY, IPCT_REPLY);
+                            }
+                            entry.refs += 1;
+                            skb.nfct = Nfct::Ct { slot, gen: entry.gen, ctinfo };
+                            NF_ACCEPT
+                        }
+                        PacketVerdict::Invalid(why) => {
+                            drop(entry);
+                            self.invalid(skb, why)
+                        }
+                    };
+                }
+                Found::Expired { slot, gen } => {
+                    self.delete(slot, gen);
+                    continue;
+                }
+                Found::Miss => {}
+            }
+            break;
+        }
+        let slot = match self.init_conntrack(&t, zone, hash, ctx.now) {
+            Init::Created(slot) => slot,
+            Init::NotInvertible => return self.invalid(skb, "nf_ct: tuple not invertible"),
+            Init::TableFull => {
+                bump(&self.stats.drop, 1);
+                skb.reason = Some("nf_conntrack: table full, dropping packet");
+                return NF_DROP;
+            }
+        };
+        let Some(lock) = self.table.slot(slot) else { return self.invalid(skb, "nf_ct: lost new entry") };
+        let mut entry = lock.lock();
+        match proto::packet(&mut entry, &ctx, &self.sysctl) {
+            PacketVerdict::Accept => {
+                let ctinfo = if entry.status & IPS_EXPECTED != 0 { IP_CT_RELATED } else { IP_CT_NEW };
+                skb.nfct = Nfct::Ct { slot, gen: entry.gen, ctinfo };
+                NF_ACCEPT
+            }
+            PacketVerdict::Invalid(why) => {
+                drop(entry);
+                self.free_unconfirmed(slot);
+                self.invalid(skb, why)
+            }
+        }
+    }
+
+    /// `init_conntrack`: invert the tuple, honour `nf_conntrack_max` (with `early_drop`),
+    /// allocate an unconfirmed entry held by the packet alone.
+    fn init_conntrack(&self, t: &Tuple, zone: Zone, hash: u32, now: u64) -> Init {
+        let Some(reply) = t.invert() else { return Init::NotInvertible };
+        let max = self.sysctl.get(Sx::Max);
+        let count = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        if max != 0 && count > max && !self.early_drop(hash, now) {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+            return Init::TableFull;
+        }
+        let e = Entry {
+            refs: 1,
+            tuple: [*t, reply],
+            hash: [hash, 0],
+            zone,
+            acct: (self.sysctl.get(Sx::Acct) != 0).then(Default::default),
+            tstamp_start: (self.sysctl.get(Sx::Timestamp) != 0).then_some(0),
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            ..Entry::default()
+        };
+        match self.table.alloc(hash, e) {
+            Some(slot) => Init::Created(slot),
+            None => {
+                self.count.fetch_sub(1, Ordering::Relaxed);
+                Init::TableFull
+            }
+        }
+    }
+
+    /// `early_drop`: from the new tuple's bucket, look at up to 8 buckets and delete every
+    /// confirmed, non-ASSURED entry of the first bucket that has any (expired entries met are
+    /// reaped without counting).
+    fn early_drop(&self, hash: u32, now: u64) -> bool {
+        let nb = self.table.nbuckets();
+        let start = self.table.bucket(hash);
+        let mut slots = Vec::new();
+        let mut victims = Vec::new();
+        let mut expired = Vec::new();
+        for i in 0..EVICTION_RANGE.min(nb) {
+            let b = (start + i) % nb;
+            self.table.bucket_slots(b, &mut slots);
+            victims.clear();
+            for &slot in &slots {
+                let Some(lock) = self.table.slot(slot) else { continue };
+                let e = lock.lock();
+                if !e.live || !e.confirmed() || e.dying() {
+                    continue;
+                }
+                if e.expired(now) {
+                    expired.push((slot, e.gen));
+                } else if e.status & IPS_ASSURED == 0 {
+                    victims.push((slot, e.gen));
+                }
+            }
+            for (slot, gen) in expired.drain(..) {
+                self.delete(slot, gen);
+            }
+            let dropped = victims.iter().filter(|(slot, gen)| self.delete(*slot, *gen)).count() as u64;
+            if dropped > 0 {
+                bump(&self.stats.early_drop, dropped);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// `nf_confirm` / `__nf_conntrack_confirm`: insert the packet's new entry into the table.
+    pub fn confirm(&self, skb: &mut SkbCt) -> u32 {
+        let Nfct::Ct { slot, gen, ctinfo } = skb.nfct else { return NF_ACCEPT };
+        let Some(lock) = self.table.slot(slot) else { return NF_ACCEPT };
+        let now = self.now();
+        let (tuples, zone, orig_hash) = {
+            let mut e = lock.lock();
+            if e.gen != gen || !e.live {
+                return NF_ACCEPT;
+            }
+            if e.confirmed() {
+                e.events = 0;
+                return NF_ACCEPT;
+            }
+            if ctinfo >= IP_CT_IS_REPLY {
+                return NF_ACCEPT;
+            }
+            if e.dying() {
+                bump(&self.stats.insert_failed, 1);
+                skb.reason = Some("nf_conntrack: entry killed before confirmation");
+                return NF_DROP;
+            }
+            (e.tuple, e.zone, e.hash[0])
+        };
+        let reply_zone = zone.id_for(Direction::Reply);
+        let reply_hash = self.hash(&tuples[1], reply_zone);
+        let max_chainlen = 50 + (self.random() % 30) as usize;
+        let keys =
+            [(&tuples[0], zone.id_for(Direction::Original), orig_hash), (&tuples[1], reply_zone, reply_hash)];
+        match self.table.insert(slot, keys, max_chainlen) {
+            Insert::Inserted => {
+                let mut e = lock.lock();
+                e.hash[1] = reply_hash;
+                e.timeout = e.timeout.saturating_add(now);
+                if e.tstamp_start.is_some() {
+                    e.tstamp_start = Some(now);
+                }
+                e.status |= IPS_CONFIRMED;
+                e.events = 0;
+                NF_ACCEPT
+            }
+            Insert::ChainTooLong => {
+                bump(&self.stats.chaintoolong, 1);
+                bump(&self.stats.insert_failed, 1);
+                skb.reason = Some("nf_conntrack: chain too long");
+                NF_DROP
+            }
+            Insert::Clash { slot: other, .. } => self.resolve_clash(skb, slot, other, &tuples, zone),
+        }
+    }
+
+    /// `nf_ct_resolve_clash`: a confirmed entry took our tuple while our packet was in flight.
+    /// Protocols that allow it merge with an identical entry; anything else drops the packet.
+    fn resolve_clash(&self, skb: &mut SkbCt, ours: u32, other: u32, tuples: &[Tuple; 2], zone: Zone) -> u32 {
+        let allow =
+            !matches!(tuples[0].protonum, IPPROTO_TCP | IPPROTO_ICMP | IPPROTO_ICMPV6 | IPPROTO_SCTP | 33);
+        let fail = |skb: &mut SkbCt| {
+            bump(&self.stats.drop, 1);
+            bump(&self.stats.insert_failed, 1);
+            skb.reason = Some("nf_conntrack: clash not resolvable");
+            NF_DROP
+        };
+        if !allow {
+            return fail(skb);
+        }
+        let Some(lock) = self.table.slot(other) else { return fail(skb) };
+        let Nfct::Ct { ctinfo, .. } = skb.nfct else { return fail(skb) };
+        let mut e = lock.lock();
+        let same = e.tuple == *tuples && e.zone == zone;
+        let reverse = e.tuple[0] == tuples[1] && e.tuple[1] == tuples[0] && e.zone == zone;
+        if !e.live || e.dying() || !(same || reverse) {
+            drop(e);
+            return fail(skb);
+        }
+        // Our packet's counters move to the surviving entry.
+        let ours_acct = self.table.slot(ours).and_then(|l| l.lock().acct);
+        if let (Some(a), Some(o)) = (e.acct.as_mut(), ours_acct) {
+            for d in 0..2 {
+                a[d].packets += o[d].packets;
+                a[d].bytes += o[d].bytes;
+            }
+        }
+        e.refs += 1;
+        let gen = e.gen;
+        drop(e);
+        self.release(skb);
+        skb.nfct = Nfct::Ct { slot: other, gen, ctinfo };
+        bump(&self.stats.clash_resolve, 1);
+        NF_ACCEPT
+    }
+
+    /// Frees an unconfirmed entry that no packet holds any more.
+    fn free_unconfirmed(&self, slot: u32) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        self.table.free(slot);
+    }
+
+    /// Drops the packet's reference on its entry (the skb is freed): an unconfirmed entry held
+    /// by nobody else is freed, so a packet dropped before confirmation leaves nothing behind.
+    pub fn release(&self, skb: &mut SkbCt) {
+        let Nfct::Ct { slot, gen, .. } = skb.nfct else {
+            skb.nfct = Nfct::None;
+            return;
+        };
+        skb.nfct = Nfct::None;
+        self.put(slot, gen);
+    }
+
+    /// Takes a reference on an entry (for a handle); false if the slot moved on.
+    pub fn get(&self, slot: u32, gen: u32) -> bool {
+        let Some(lock) = self.table.slot(slot) else { return false };
+        let mut e = lock.lock();
+        if e.live && e.gen == gen {
+            e.refs += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// `nf_ct_put`: drops a reference taken by a packet or a handle.
+    pub fn put(&self, slot: u32, gen: u32) {
+        let Some(lock) = self.table.slot(slot) else { return };
+        let (free, unconfirmed) = {
+            let mut e = lock.lock();
+            if !e.live || e.gen != gen {
+                return;
+            }
+            e.refs = e.refs.saturating_sub(1);
+            (e.refs == 0 && (e.dying() || !e.confirmed()), !e.confirmed() && !e.dying())
+        };
+        if free {
+            if unconfirmed {
+                self.count.fetch_sub(1, Ordering::Relaxed);
+            }
+            self.table.free(slot);
+        }
+    }
+
+    /// `nf_ct_delete`: mark the entry DYING, unlink it, and free it once nothing references it.
+    /// False if it was already gone or dying.
+    pub fn delete(&self, slot: u32, gen: u32) -> bool {
+        let Some(lock) = self.table.slot(slot) else { return false };
+        let (hashes, confirmed) = {
+            let mut e = lock.lock();
+            if !e.live || e.gen != gen || e.dying() {
+                return false;
+            }
+            e.status |= IPS_DYING;
+            (e.hash, e.confirmed())
+        };
+        if confirmed {
+            self.table.unlink(slot, hashes);
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+        let free = {
+            let e = lock.lock();
+            e.live && e.gen == gen && e.refs == 0
+        };
+        if free {
+            self.table.free(slot);
+        }
+        true
+    }
+
+    /// A snapshot of one entry for the listings, if the handle is still valid.
+    pub fn view(&self, slot: u32, gen: u32, listing: bool) -> Option<(ConnView, Entry)> {
+        let lock = self.table.slot(slot)?;
+        let e = lock.lock();
+        if !e.live || e.gen != gen {
+            return None;
+        }
+        Some((e.view(self.now(), listing), e.clone()))
+    }
+
+    /// The confirmed entries at the current time, as `conntrack -L` lists them: expired entries
+    /// met are reaped instead.
+    pub fn list(&self) -> Vec<(u32, u32, ConnView)> {
+        let now = self.now();
+        let mut out = Vec::new();
+        for slot in self.table.slots() {
+            let Some(lock) = self.table.slot(slot) else { continue };
+            let e = lock.lock();
+            if !e.live || e.dying() || !e.confirmed() {
+                continue;
+            }
+            let gen = e.gen;
+            if e.expired(now) {
+                drop(e);
+                self.delete(slot, gen);
+                continue;
+            }
+            out.push((slot, gen, e.view(now, true)));
+        }
+        out
+    }
+
+    /// `gc_worker`, one full pass: reap every expired entry. Returns how many were reaped and
+    /// schedules the next pass as the kernel paces it (the average remaining lifetime, clamped
+    /// to 1 s .. 60 s).
+    pub fn gc(&self) -> usize {
+        let now = self.now();
+        let mut reaped = 0;
+        let (mut avg, mut n) = (60.0 * NS as f64, 100.0f64);
+        for slot in self.table.slots() {
+            let Some(lock) = self.table.slot(slot) else { continue };
+            let e = lock.lock();
+            if !e.live || !e.confirmed() || e.dying() {
+                continue;
+            }
+            if e.expired(now) {
+                let gen = e.gen;
+                drop(e);
+                if self.delete(slot, gen) {
+                    reaped += 1;
+                }
+            } else {
+                let x = e.remaining(now).clamp(NS, 300 * NS) as f64;
+                n += 1.0;
+                avg += (x - avg) / n;
+            }
+        }
+        let next = (avg as u64).clamp(NS, 60 * NS);
+        self.next_gc.store(now.saturating_add(next), Ordering::Relaxed);
+        reaped
+    }
+
+    /// Runs the garbage collector if the clock has reached its next scheduled pass.
+    pub fn gc_if_due(&self) -> usize {
+        if self.now() >= self.next_gc.load(Ordering::Relaxed) {
+            self.gc()
+        } else {
+            0
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! One tracker per L4 protocol (`struct nf_conntrack_l4proto`): the checks a packet must pass,
+//! the protocol's part of the tuple, and what an accepted packet does to its entry.
+
+pub mod generic;
+pub mod icmp;
+pub mod udp;
+
+use crate::format::ProtoView;
+use crate::sysctl::Sysctl;
+use crate::table::entry::Entry;
+use crate::tuple::Direction;
+
+/// Protocol-private state of an entry (`union nf_conntrack_proto`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProtoState {
+    #[default]
+    None,
+    /// UDP/UDPLITE: the time (ns) after which a replied flow counts as a stream.
+    Udp { stream_ts: u64 },
+    /// GRE: the timeouts copied into the entry on its first packet, in seconds.
+    Gre { timeout: u32, stream_timeout: u32 },
+}
+
+impl ProtoState {
+    /// What the listings print for this state.
+    pub fn view(&self) -> ProtoView {
+        match *self {
+            ProtoState::None | ProtoState::Udp { .. } => ProtoView::None,
+            ProtoState::Gre { timeout, stream_timeout } => ProtoView::Gre { timeout, stream_timeout },
+        }
+    }
+}
+
+/// A tracker's verdict on one packet (`nf_conntrack_handle_packet`'s return convention).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketVerdict {
+    /// NF_ACCEPT: the packet is fine.
+    Accept,
+    /// -NF_ACCEPT: invalid for the tracker; the reason is the kernel's log message.
+    Invalid(&'static str),
+}
+
+/// What a tracker sees of the packet being processed.
+#[derive(Clone, Copy, Debug)]
+pub struct PacketCtx<'a> {
+    /// The L4 header and everything after it, as far as the packet goes.
+    pub l4: &'a [u8],
+    pub l3num: u8,
+    pub src: &'a [u8; 16],
+    pub dst: &'a [u8; 16],
+    /// The packet's length from its L3 header (what accounting counts).
+    pub len: usize,
+    pub dir: Direction,
+    /// The table's clock, ns.
+    pub now: u64,
+    /// Whether checksums are verified for this packet (PRE_ROUTING with `nf_conntrack_checksum`).
+    pub verify_checksum: bool,
+}
+
+/// Dispatches an accepted lookup or a new entry to its protocol's `packet()` handler.
+pub fn packet(e: &mut Entry, ctx: &PacketCtx<'_>, sysctl: &Sysctl) -> PacketVerdict {
+    use crate::tuple::*;
+    match e.tuple[0].protonum {
+        IPPROTO_UDP => udp::udp_packet(e, ctx, sysctl),
+        IPPROTO_UDPLITE => udp::udplite_packet(e, ctx, sysctl),
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => icmp::icmp_packet(e, ctx, sysctl),
+        IPPROTO_GRE => generic::gre_packet(e, ctx, sysctl),
+        _ => generic::generic_packet(e, ctx, sysctl),
+    }
+}

@@ -1,0 +1,798 @@
+//! The Python module `nfct._nfct`: the only place that knows PyO3. Thin wrappers over the
+//! core; every long call releases the GIL through [`detached`]; every Rust error becomes a
+//! Python exception through [`to_py_err`].
+
+use crate::core::{self, Hook, Net as CoreNet, NetOptions, Nfct, SkbCt};
+use crate::format::{self, ConnView};
+use crate::replay::{Clock, Replay, ReplayError, Summary};
+use crate::sysctl::{Sysctl, SysctlError};
+use crate::table::entry::IPS_BITS;
+use crate::tuple::{self, L4Kind, AF_INET, AF_INET6};
+use parking_lot::Mutex;
+use pyo3::buffer::PyBuffer;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pyo3::import_exception!(nfct.errors, NfctError);
+pyo3::import_exception!(nfct.errors, NfctTypeError);
+pyo3::import_exception!(nfct.errors, NfctValueError);
+pyo3::import_exception!(nfct.errors, UnknownSysctlError);
+pyo3::import_exception!(nfct.errors, CaptureError);
+
+/// Errors raised by the binding layer, mapped to Python in one place.
+enum Error {
+    Type(String),
+    Value(String),
+    Sysctl(SysctlError),
+    Capture { path: String, offset: u64, message: String, summary: Box<Summary> },
+    Io(String),
+}
+
+/// The single mapping from Rust errors to Python exceptions.
+fn to_py_err(py: Python<'_>, e: Error) -> PyErr {
+    match e {
+        Error::Type(m) => NfctTypeError::new_err(m),
+        Error::Value(m) => NfctValueError::new_err(m),
+        Error::Sysctl(SysctlError::Unknown(n)) => {
+            UnknownSysctlError::new_err(format!("unknown sysctl {n:?}"))
+        }
+        Error::Sysctl(e) => NfctValueError::new_err(e.to_string()),
+        Error::Capture { path, offset, message, summary } => {
+            let text = format!("{path}: {message} at byte offset {offset}");
+            let err = CaptureError::new_err(text);
+            let v = err.value(py);
+            let _ = v.setattr("path", path);
+            let _ = v.setattr("offset", offset);
+            if let Ok(d) = summary_dict(py, &summary) {
+                let _ = v.setattr("summary", d);
+            }
+            err
+        }
+        Error::Io(m) => NfctError::new_err(m),
+    }
+}
+
+/// The one place the GIL is released, around pure-Rust work.
+fn detached<T: Send, F: FnOnce() -> T + Send>(py: Python<'_>, f: F) -> T {
+    py.detach(f)
+}
+
+fn seconds_to_ns(py: Python<'_>, t: f64) -> PyResult<u64> {
+    if !t.is_finite() || t < 0.0 {
+        return Err(to_py_err(py, Error::Value(format!("tstamp must be a finite number >= 0, not {t}"))));
+    }
+    Ok((t * 1e9).round() as u64)
+}
+
+/// Validates and applies one sysctl value given from Python.
+fn apply_sysctl(py: Python<'_>, net: &CoreNet, name: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    if name.trim_start_matches("net.netfilter.") == "nf_conntrack_count" {
+        return Err(to_py_err(py, Error::Sysctl(SysctlError::ReadOnly(name.to_string()))));
+    }
+    if value.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(to_py_err(py, Error::Type(format!("sysctl {name} takes an int, not bool"))));
+    }
+    let v: i128 = value.extract().map_err(|_| {
+        to_py_err(py, Error::Type(format!("sysctl {name} takes an int, not {}", type_name(value))))
+    })?;
+    let (s, v) = Sysctl::validate(name, v).map_err(|e| to_py_err(py, Error::Sysctl(e)))?;
+    net.set_sysctl(s, v);
+    Ok(())
+}
+
+fn type_name(o: &Bound<'_, PyAny>) -> String {
+    o.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
+}
+
+/// One conntrack table (a network namespace's conntrack), Linux 6.18 defaults.
+#[pyclass(frozen, module = "nfct._nfct")]
+struct Net {
+    inner: Arc<CoreNet>,
+}
+
+#[pymethods]
+impl Net {
+    #[new]
+    #[pyo3(signature = (sysctl=None, *, seed=None))]
+    fn new(py: Python<'_>, sysctl: Option<&Bound<'_, PyDict>>, seed: Option<u64>) -> PyResult<Net> {
+        let values = Sysctl::default();
+        // The bucket count sizes the table, so it is read before the table is made.
+        if let Some(d) = sysctl {
+            if let Some(b) = d.get_item("nf_conntrack_buckets")? {
+                let v: i128 = b.extract().map_err(|_| {
+                    to_py_err(py, Error::Type("sysctl nf_conntrack_buckets takes an int".into()))
+                })?;
+                let (s, v) = Sysctl::validate("nf_conntrack_buckets", v)
+                    .map_err(|e| to_py_err(py, Error::Sysctl(e)))?;
+                values.set(s, v);
+            }
+        }
+        let net = CoreNet::new(NetOptions { seed }, values);
+        if let Some(d) = sysctl {
+            for (k, v) in d.iter() {
+                let name: String =
+                    k.extract().map_err(|_| to_py_err(py, Error::Type("sysctl names are str".into())))?;
+                apply_sysctl(py, &net, &name, &v)?;
+            }
+        }
+        Ok(Net { inner: Arc::new(net) })
+    }
+
+    /// The sysctls, read and written by name as in /proc/sys/net/netfilter.
+    #[getter]
+    fn sysctl(&self) -> SysctlMap {
+        SysctlMap { net: self.inner.clone() }
+    }
+
+    /// nf_conntrack_count: entries allocated, unconfirmed ones included.
+    #[getter]
+    fn count(&self) -> u64 {
+        self.inner.count()
+    }
+
+    /// The table's clock, in seconds.
+    #[getter]
+    fn now(&self) -> f64 {
+        self.inner.now() as f64 / 1e9
+    }
+
+    /// The statistics, with the keys `conntrack -S` prints.
+    #[getter]
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (k, v) in self.inner.stats().fields() {
+            d.set_item(k, v)?;
+        }
+        Ok(d)
+    }
+
+    /// Moves the clock forward to `t` seconds (never back).
+    fn advance(&self, py: Python<'_>, t: f64) -> PyResult<()> {
+        let ns = seconds_to_ns(py, t)?;
+        self.inner.advance(ns);
+        Ok(())
+    }
+
+    /// Runs the garbage collector now; returns the number of entries reaped.
+    fn gc(&self, py: Python<'_>) -> usize {
+        let net = self.inner.clone();
+        detached(py, move || net.gc())
+    }
+
+    fn __iter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let list = PyList::empty(py);
+        let net = self.inner.clone();
+        let rows = detached(py, move || net.list());
+        for (slot, gen, _) in rows {
+            if self.inner.get(slot, gen) {
+                list.append(Conn { net: self.inner.clone(), slot, gen })?;
+            }
+        }
+        Ok(list.try_iter()?.into_any().unbind())
+    }
+
+    fn __len__(&self, py: Python<'_>) -> usize {
+        let net = self.inner.clone();
+        detached(py, move || net.list().len())
+    }
+
+    /// The table as text: fmt "extended" (`conntrack -L -o extended`), "conntrack"
+    /// (`conntrack -L`) or "proc" (`/proc/net/nf_conntrack`).
+    #[pyo3(signature = (fmt="extended"))]
+    fn dump(&self, py: Python<'_>, fmt: &str) -> PyResult<String> {
+        let kind = match fmt {
+            "extended" | "conntrack" | "proc" => fmt.to_string(),
+            _ => {
+                return Err(to_py_err(
+                    py,
+                    Error::Value(format!("unknown dump format {fmt:?}: use extended, conntrack or proc")),
+                ))
+            }
+        };
+        let net = self.inner.clone();
+        Ok(detached(py, move || dump_text(&net, &kind)))
+    }
+
+    /// `conntrack -S` text.
+    fn stats_text(&self) -> String {
+        let mut s = String::new();
+        format::stats_lines(&self.inner.stats(), &mut s);
+        s
+    }
+
+    /// Replays captures (pcap or pcapng) through this table as a forwarding router would.
+    /// Returns the summary as a dict. `packets_path` receives one `N CLASS [REASON]` line per
+    /// packet. A capture that cannot be read raises CaptureError after everything before the
+    /// bad record was applied; its `summary` attribute holds the counts so far.
+    #[pyo3(signature = (captures, *, clock="capture", packets_path=None))]
+    fn replay<'py>(
+        &self,
+        py: Python<'py>,
+        captures: Vec<PathBuf>,
+        clock: &str,
+        packets_path: Option<PathBuf>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let clock = match clock {
+            "capture" => Clock::Capture,
+            "frozen" => Clock::Frozen,
+            _ => {
+                return Err(to_py_err(
+                    py,
+                    Error::Value(format!("clock must be 'capture' or 'frozen', not {clock:?}")),
+                ))
+            }
+        };
+        let net = self.inner.clone();
+        let res = detached(py, move || -> Result<Summary, Error> {
+            let mut summary = Summary::default();
+            let mut file = match &packets_path {
+                Some(p) => Some(std::io::BufWriter::with_capacity(
+                    1 << 16,
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .open(p)
+                        .map_err(|e| Error::Io(format!("{}: {e}", p.display())))?,
+                )),
+                None => None,
+            };
+            let paths: Vec<&std::path::Path> = captures.iter().map(|p| p.as_path()).collect();
+            let mut replay = Replay {
+                clock,
+                packets_out: file.as_mut().map(|f| f as &mut dyn Write),
+                name_prefix: paths.len() > 1,
+            };
+            match replay.run(&net, &paths, &mut summary) {
+                Ok(()) => Ok(summary),
+                Err(ReplayError::Capture(e)) => Err(Error::Capture {
+                    path: e.path,
+                    offset: e.offset,
+                    message: e.message,
+                    summary: Box::new(summary),
+                }),
+                Err(ReplayError::Output(e)) => Err(Error::Io(format!("writing packet lines: {e}"))),
+            }
+        });
+        match res {
+            Ok(s) => summary_dict(py, &s),
+            Err(e) => Err(to_py_err(py, e)),
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<nfct.Net count={} buckets={}>", self.inner.count(), self.inner.table.nbuckets())
+    }
+}
+
+fn summary_dict<'py>(py: Python<'py>, s: &Summary) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (k, v) in [
+        ("frames", s.frames),
+        ("non_ip", s.non_ip),
+        ("packets", s.packets),
+        ("new", s.new),
+        ("established", s.established),
+        ("related", s.related),
+        ("invalid", s.invalid),
+        ("untracked", s.untracked),
+        ("unsupported", s.unsupported),
+        ("dropped", s.dropped),
+    ] {
+        d.set_item(k, v)?;
+    }
+    let r = PyDict::new(py);
+    for (k, v) in &s.reasons {
+        r.set_item(*k, *v)?;
+    }
+    d.set_item("reasons", r)?;
+    Ok(d)
+}
+
+fn dump_text(net: &CoreNet, fmt: &str) -> String {
+    let mut out = String::new();
+    for (_, _, v) in net.list() {
+        match fmt {
+            "proc" => format::proc_line(&v, &mut out),
+            "conntrack" => format::conntrack_line(&v, false, &mut out),
+            _ => format::conntrack_line(&v, true, &mut out),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The sysctls of one table, as a mutable mapping.
+#[pyclass(frozen, module = "nfct._nfct", mapping)]
+struct SysctlMap {
+    net: Arc<CoreNet>,
+}
+
+#[pymethods]
+impl SysctlMap {
+    fn __getitem__(&self, py: Python<'_>, name: &str) -> PyResult<u64> {
+        if name.trim_start_matches("net.netfilter.") == "nf_conntrack_count" {
+            return Ok(self.net.count());
+        }
+        self.net.sysctl.get_by_name(name).map_err(|e| to_py_err(py, Error::Sysctl(e)))
+    }
+
+    fn __setitem__(&self, py: Python<'_>, name: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        apply_sysctl(py, &self.net, name, value)
+    }
+
+    fn __contains__(&self, name: &str) -> bool {
+        Sysctl::lookup(name).is_some() || name == "nf_conntrack_count"
+    }
+
+    fn __len__(&self) -> usize {
+        crate::sysctl::SYSCTLS.len() + 1
+    }
+
+    fn __iter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(PyList::new(py, self.keys())?.try_iter()?.into_any().unbind())
+    }
+
+    fn keys(&self) -> Vec<&'static str> {
+        let mut k: Vec<&'static str> = crate::sysctl::SYSCTLS.iter().map(|s| s.1).collect();
+        k.insert(1, "nf_conntrack_count");
+        k
+    }
+
+    fn items(&self) -> Vec<(&'static str, u64)> {
+        self.keys()
+            .into_iter()
+            .map(|k| {
+                (
+                    k,
+                    if k == "nf_conntrack_count" {
+                        self.net.count()
+                    } else {
+                        self.net.sysctl.get_by_name(k).unwrap_or(0)
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<nfct sysctl: {} entries>", self.__len__())
+    }
+}
+
+/// The conntrack state a packet carries between hooks.
+struct SkbState {
+    ct: SkbCt,
+    net: Option<Arc<CoreNet>>,
+}
+
+impl Drop for SkbState {
+    fn drop(&mut self) {
+        if let Some(net) = self.net.take() {
+            net.release(&mut self.ct);
+        }
+    }
+}
+
+/// A packet: IPv4 or IPv6 bytes starting at the IP header, and its time in seconds.
+#[pyclass(frozen, module = "nfct._nfct")]
+struct Skb {
+    data: Py<PyBytes>,
+    tstamp: f64,
+    tstamp_ns: u64,
+    state: Mutex<SkbState>,
+}
+
+#[pymethods]
+impl Skb {
+    #[new]
+    #[pyo3(signature = (data, tstamp=0.0))]
+    fn new(py: Python<'_>, data: &Bound<'_, PyAny>, tstamp: f64) -> PyResult<Skb> {
+        let bytes = if let Ok(b) = data.cast::<PyBytes>() {
+            b.clone().unbind()
+        } else if data.is_instance_of::<pyo3::types::PyByteArray>()
+            || data.is_instance_of::<pyo3::types::PyMemoryView>()
+        {
+            let buf = PyBuffer::<u8>::get(data)
+                .map_err(|_| to_py_err(py, Error::Type("packet buffer is not bytes".into())))?;
+            PyBytes::new(py, &buf.to_vec(py)?).unbind()
+        } else {
+            return Err(to_py_err(
+                py,
+                Error::Type(format!(
+                    "Skb data must be bytes, bytearray or memoryview, not {}",
+                    type_name(data)
+                )),
+            ));
+        };
+        let tstamp_ns = seconds_to_ns(py, tstamp)?;
+        Ok(Skb {
+            data: bytes,
+            tstamp,
+            tstamp_ns,
+            state: Mutex::new(SkbState { ct: SkbCt::default(), net: None }),
+        })
+    }
+
+    /// The packet's bytes.
+    #[getter]
+    fn data(&self, py: Python<'_>) -> Py<PyBytes> {
+        self.data.clone_ref(py)
+    }
+
+    /// The packet's time, seconds.
+    #[getter]
+    fn tstamp(&self) -> f64 {
+        self.tstamp
+    }
+
+    /// The attached entry (`skb->_nfct`), or None.
+    #[getter]
+    fn nfct(&self) -> Option<Conn> {
+        let st = self.state.lock();
+        match (st.ct.nfct, &st.net) {
+            (Nfct::Ct { slot, gen, .. }, Some(net)) if net.get(slot, gen) => {
+                Some(Conn { net: net.clone(), slot, gen })
+            }
+            _ => None,
+        }
+    }
+
+    /// The ctinfo (`IP_CT_*`), IP_CT_UNTRACKED (7) when untracked, or None.
+    #[getter]
+    fn ctinfo(&self) -> Option<u8> {
+        self.state.lock().ct.ctinfo()
+    }
+
+    /// Why the packet was found INVALID or dropped (the kernel's log message), else None.
+    #[getter]
+    fn invalid_reason(&self) -> Option<&'static str> {
+        let st = self.state.lock();
+        match st.ct.nfct {
+            Nfct::None => st.ct.reason,
+            _ => None,
+        }
+    }
+
+    /// The ct state class an nft rule would see: "new", "established", "related",
+    /// "invalid", "untracked" (or "unsupported" for protocols nfct does not track yet).
+    #[getter]
+    fn ctstate(&self) -> &'static str {
+        self.state.lock().ct.class(core::NF_ACCEPT).name()
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "<nfct.Skb len={} tstamp={} ctinfo={:?}>",
+            self.data.bind(py).as_bytes().len(),
+            self.tstamp,
+            self.ctinfo()
+        )
+    }
+}
+
+fn hook_in(py: Python<'_>, net: &Net, skb: &Skb, hook: Hook, pf: u8) -> u32 {
+    let data = skb.data.bind(py).as_bytes();
+    let mut st = skb.state.lock();
+    if st.net.as_ref().is_some_and(|n| !Arc::ptr_eq(n, &net.inner)) && st.ct.nfct != Nfct::None {
+        // Already carries another table's entry: conntrack leaves tagged packets alone.
+        return core::NF_ACCEPT;
+    }
+    let verdict = net.inner.conntrack_in(data, skb.tstamp_ns, hook, pf, &mut st.ct);
+    if matches!(st.ct.nfct, Nfct::Ct { .. }) {
+        st.net = Some(net.inner.clone());
+    }
+    verdict
+}
+
+fn hook_confirm(net: &Net, skb: &Skb) -> u32 {
+    let mut st = skb.state.lock();
+    match &st.net {
+        Some(n) if Arc::ptr_eq(n, &net.inner) => {}
+        _ => return core::NF_ACCEPT,
+    }
+    let verdict = net.inner.confirm(&mut st.ct);
+    if verdict == core::NF_DROP {
+        // The packet is freed with its unconfirmed entry.
+        let n = net.inner.clone();
+        n.release(&mut st.ct);
+        st.net = None;
+    }
+    verdict
+}
+
+/// `ipv4_conntrack_in`: the PRE_ROUTING hook.
+#[pyfunction]
+fn ipv4_conntrack_in(py: Python<'_>, net: &Net, skb: &Skb) -> u32 {
+    hook_in(py, net, skb, Hook::PreRouting, AF_INET)
+}
+
+/// `ipv4_conntrack_local`: the LOCAL_OUT hook (no checksum verification).
+#[pyfunction]
+fn ipv4_conntrack_local(py: Python<'_>, net: &Net, skb: &Skb) -> u32 {
+    hook_in(py, net, skb, Hook::LocalOut, AF_INET)
+}
+
+/// `ipv4_confirm`: the LOCAL_IN / POST_ROUTING confirm hook.
+#[pyfunction]
+fn ipv4_confirm(net: &Net, skb: &Skb) -> u32 {
+    hook_confirm(net, skb)
+}
+
+/// `ipv6_conntrack_in`: the PRE_ROUTING hook for IPv6.
+#[pyfunction]
+fn ipv6_conntrack_in(py: Python<'_>, net: &Net, skb: &Skb) -> u32 {
+    hook_in(py, net, skb, Hook::PreRouting, AF_INET6)
+}
+
+/// `ipv6_conntrack_local`: the LOCAL_OUT hook for IPv6.
+#[pyfunction]
+fn ipv6_conntrack_local(py: Python<'_>, net: &Net, skb: &Skb) -> u32 {
+    hook_in(py, net, skb, Hook::LocalOut, AF_INET6)
+}
+
+/// `ipv6_confirm`.
+#[pyfunction]
+fn ipv6_confirm(net: &Net, skb: &Skb) -> u32 {
+    hook_confirm(net, skb)
+}
+
+/// A live handle on an entry (`struct nf_conn *`): attributes always show its current state.
+#[pyclass(frozen, module = "nfct._nfct")]
+struct Conn {
+    net: Arc<CoreNet>,
+    slot: u32,
+    gen: u32,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.net.put(self.slot, self.gen);
+    }
+}
+
+impl Conn {
+    fn view(&self) -> ConnView {
+        // The handle holds a reference, so the slot cannot be reused under it.
+        match self.net.view(self.slot, self.gen, true) {
+            Some((v, _)) => v,
+            None => ConnView {
+                orig: tuple::Tuple::default(),
+                reply: tuple::Tuple::default(),
+                status: crate::table::entry::IPS_DYING,
+                timeout: 0,
+                proto: format::ProtoView::None,
+                mark: 0,
+                zone: tuple::Zone::default(),
+                acct: None,
+                delta_time: None,
+                use_count: 0,
+                id: 0,
+            },
+        }
+    }
+}
+
+#[pymethods]
+impl Conn {
+    /// The original-direction tuple.
+    #[getter]
+    fn orig(&self) -> Tuple {
+        Tuple { t: self.view().orig }
+    }
+
+    /// The reply-direction tuple.
+    #[getter]
+    fn reply(&self) -> Tuple {
+        Tuple { t: self.view().reply }
+    }
+
+    /// IPS_* bits.
+    #[getter]
+    fn status(&self) -> u32 {
+        self.view().status
+    }
+
+    /// The protocol state name ("ESTABLISHED", ...) or None for stateless protocols.
+    #[getter]
+    fn state(&self) -> Option<&'static str> {
+        match self.view().proto {
+            format::ProtoView::Tcp(s) | format::ProtoView::Sctp(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Whole seconds left on the table's clock, as conntrack -L prints it.
+    #[getter]
+    fn timeout(&self) -> u64 {
+        self.view().timeout
+    }
+
+    /// "tcp", "udp", "icmp", ... ("unknown" for protocols without a tracker).
+    #[getter]
+    fn proto(&self) -> &'static str {
+        format::proc_l4_name(self.view().orig.protonum)
+    }
+
+    #[getter]
+    fn mark(&self) -> u32 {
+        self.view().mark
+    }
+
+    #[getter]
+    fn zone(&self) -> u16 {
+        self.view().zone.id
+    }
+
+    /// Per-direction (packets, bytes) when accounting was on at creation, else None.
+    #[getter]
+    fn counters(&self) -> Option<((u64, u64), (u64, u64))> {
+        self.view().acct.map(|a| ((a[0].packets, a[0].bytes), (a[1].packets, a[1].bytes)))
+    }
+
+    /// This entry as one `conntrack -L` line (fmt as in Net.dump).
+    #[pyo3(signature = (fmt="extended"))]
+    fn line(&self, fmt: &str) -> String {
+        let v = self.view();
+        let mut s = String::new();
+        match fmt {
+            "proc" => format::proc_line(&v, &mut s),
+            "conntrack" => format::conntrack_line(&v, false, &mut s),
+            _ => format::conntrack_line(&v, true, &mut s),
+        }
+        s
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        match other.cast::<Conn>() {
+            Ok(o) => {
+                let o = o.get();
+                Arc::ptr_eq(&self.net, &o.net) && self.slot == o.slot && self.gen == o.gen
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn __hash__(&self) -> u64 {
+        (u64::from(self.slot) << 32) | u64::from(self.gen)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<nfct.Conn {}>", self.line("conntrack"))
+    }
+}
+
+/// A conntrack tuple (`nf_conntrack_tuple`).
+#[pyclass(frozen, module = "nfct._nfct")]
+struct Tuple {
+    t: tuple::Tuple,
+}
+
+#[pymethods]
+impl Tuple {
+    #[getter]
+    fn src(&self) -> String {
+        self.t.src_addr().to_string()
+    }
+    #[getter]
+    fn dst(&self) -> String {
+        self.t.dst_addr().to_string()
+    }
+    #[getter]
+    fn l3num(&self) -> u8 {
+        self.t.l3num
+    }
+    #[getter]
+    fn protonum(&self) -> u8 {
+        self.t.protonum
+    }
+    #[getter]
+    fn sport(&self) -> Option<u16> {
+        (self.t.kind() == L4Kind::Ports).then_some(self.t.src_u)
+    }
+    #[getter]
+    fn dport(&self) -> Option<u16> {
+        (self.t.kind() == L4Kind::Ports).then_some(self.t.dst_u)
+    }
+    #[getter]
+    fn r#type(&self) -> Option<u8> {
+        matches!(self.t.kind(), L4Kind::Icmp | L4Kind::Icmpv6).then(|| self.t.icmp_type())
+    }
+    #[getter]
+    fn code(&self) -> Option<u8> {
+        matches!(self.t.kind(), L4Kind::Icmp | L4Kind::Icmpv6).then(|| self.t.icmp_code())
+    }
+    #[getter]
+    fn id(&self) -> Option<u16> {
+        matches!(self.t.kind(), L4Kind::Icmp | L4Kind::Icmpv6).then_some(self.t.src_u)
+    }
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other.cast::<Tuple>().is_ok_and(|o| o.get().t == self.t)
+    }
+    fn __hash__(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.t.hash(&mut h);
+        h.finish()
+    }
+    fn __repr__(&self) -> String {
+        let mut s = format!("<nfct.Tuple src={} dst={} proto={}", self.src(), self.dst(), self.t.protonum);
+        match self.t.kind() {
+            L4Kind::Ports => s += &format!(" sport={} dport={}", self.t.src_u, self.t.dst_u),
+            L4Kind::Icmp | L4Kind::Icmpv6 => {
+                s += &format!(" type={} code={} id={}", self.t.icmp_type(), self.t.icmp_code(), self.t.src_u)
+            }
+            L4Kind::Gre => s += &format!(" srckey={:#x} dstkey={:#x}", self.t.src_u, self.t.dst_u),
+            L4Kind::Generic => {}
+        }
+        s + ">"
+    }
+}
+
+#[pymodule]
+fn _nfct(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Net>()?;
+    m.add_class::<Skb>()?;
+    m.add_class::<Conn>()?;
+    m.add_class::<Tuple>()?;
+    m.add_class::<SysctlMap>()?;
+    m.add_function(wrap_pyfunction!(ipv4_conntrack_in, m)?)?;
+    m.add_function(wrap_pyfunction!(ipv4_conntrack_local, m)?)?;
+    m.add_function(wrap_pyfunction!(ipv4_confirm, m)?)?;
+    m.add_function(wrap_pyfunction!(ipv6_conntrack_in, m)?)?;
+    m.add_function(wrap_pyfunction!(ipv6_conntrack_local, m)?)?;
+    m.add_function(wrap_pyfunction!(ipv6_confirm, m)?)?;
+    for (k, v) in [
+        ("NF_DROP", core::NF_DROP),
+        ("NF_ACCEPT", core::NF_ACCEPT),
+        ("NF_STOLEN", core::NF_STOLEN),
+        ("NF_QUEUE", core::NF_QUEUE),
+        ("NF_REPEAT", core::NF_REPEAT),
+        ("NF_STOP", core::NF_STOP),
+        ("NF_INET_PRE_ROUTING", Hook::PreRouting as u32),
+        ("NF_INET_LOCAL_IN", Hook::LocalIn as u32),
+        ("NF_INET_FORWARD", Hook::Forward as u32),
+        ("NF_INET_LOCAL_OUT", Hook::LocalOut as u32),
+        ("NF_INET_POST_ROUTING", Hook::PostRouting as u32),
+        ("IP_CT_ESTABLISHED", core::IP_CT_ESTABLISHED.into()),
+        ("IP_CT_RELATED", core::IP_CT_RELATED.into()),
+        ("IP_CT_NEW", core::IP_CT_NEW.into()),
+        ("IP_CT_IS_REPLY", core::IP_CT_IS_REPLY.into()),
+        ("IP_CT_ESTABLISHED_REPLY", core::IP_CT_ESTABLISHED_REPLY.into()),
+        ("IP_CT_RELATED_REPLY", core::IP_CT_RELATED_REPLY.into()),
+        ("IP_CT_NUMBER", 5),
+        ("IP_CT_UNTRACKED", core::IP_CT_UNTRACKED.into()),
+        ("IP_CT_DIR_ORIGINAL", 0),
+        ("IP_CT_DIR_REPLY", 1),
+    ] {
+        m.add(k, v)?;
+    }
+    for (k, v) in [
+        ("NF_IP_PRI_FIRST", i32::MIN),
+        ("NF_IP_PRI_RAW_BEFORE_DEFRAG", -450),
+        ("NF_IP_PRI_CONNTRACK_DEFRAG", -400),
+        ("NF_IP_PRI_RAW", -300),
+        ("NF_IP_PRI_SELINUX_FIRST", -225),
+        ("NF_IP_PRI_CONNTRACK", -200),
+        ("NF_IP_PRI_MANGLE", -150),
+        ("NF_IP_PRI_NAT_DST", -100),
+        ("NF_IP_PRI_FILTER", 0),
+        ("NF_IP_PRI_SECURITY", 50),
+        ("NF_IP_PRI_NAT_SRC", 100),
+        ("NF_IP_PRI_SELINUX_LAST", 225),
+        ("NF_IP_PRI_CONNTRACK_HELPER", 300),
+        ("NF_IP_PRI_CONNTRACK_CONFIRM", i32::MAX),
+        ("NF_IP_PRI_LAST", i32::MAX),
+    ] {
+        m.add(k, v)?;
+    }
+    for (k, v) in IPS_BITS {
+        m.add(*k, *v)?;
+    }
+    let names: Vec<&str> = crate::sysctl::SYSCTLS.iter().map(|s| s.1).collect();
+    m.add("SYSCTL_NAMES", names)?;
+    Ok(())
+}

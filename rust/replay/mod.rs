@@ -1,0 +1,170 @@
+//! Replaying captures: every IP packet of a pcap/pcapng file goes through the IP stack's
+//! receive checks, conntrack's `in` hook and the confirm hook, as on a forwarding router, on a
+//! clock taken from the capture (or frozen at its first packet).
+
+pub mod capture;
+
+use crate::core::{Class, Hook, Net, SkbCt, NF_DROP};
+use crate::tuple::{AF_INET, AF_INET6};
+use crate::wire::{ip, link};
+use capture::{Capture, CaptureError};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+/// Which clock the table runs on during a replay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    /// The capture's timestamps.
+    Capture,
+    /// Every packet at the first packet's time: no time passes, as when the kernel is fed a
+    /// capture as fast as it can take it.
+    Frozen,
+}
+
+/// What a replay saw and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Records read from the captures.
+    pub frames: u64,
+    /// Frames that carried no IP packet (ARP, CDP, ...).
+    pub non_ip: u64,
+    /// IP packets fed to the stack.
+    pub packets: u64,
+    pub new: u64,
+    pub established: u64,
+    pub related: u64,
+    pub invalid: u64,
+    pub untracked: u64,
+    /// Packets of protocols nfct does not track yet (TCP, SCTP): let through untouched.
+    pub unsupported: u64,
+    pub dropped: u64,
+    /// How many packets were INVALID, dropped or unsupported for each reason.
+    pub reasons: BTreeMap<&'static str, u64>,
+}
+
+impl Summary {
+    fn count(&mut self, class: Class, reason: Option<&'static str>) {
+        match class {
+            Class::New => self.new += 1,
+            Class::Established => self.established += 1,
+            Class::Related => self.related += 1,
+            Class::Invalid => self.invalid += 1,
+            Class::Untracked => self.untracked += 1,
+            Class::Unsupported => self.unsupported += 1,
+            Class::Dropped => self.dropped += 1,
+        }
+        if let Some(r) = reason {
+            if matches!(class, Class::Invalid | Class::Dropped | Class::Unsupported) {
+                *self.reasons.entry(r).or_insert(0) += 1;
+            }
+        }
+    }
+}
+
+/// Replay settings.
+pub struct Replay<'w> {
+    pub clock: Clock,
+    /// Where per-packet lines (`N CLASS [REASON]`) go, if anywhere.
+    pub packets_out: Option<&'w mut dyn Write>,
+    /// Prefix each per-packet line with the capture's name (several captures).
+    pub name_prefix: bool,
+}
+
+/// A replay stopped early: the capture error, with everything before it already applied.
+#[derive(Debug)]
+pub enum ReplayError {
+    Capture(CaptureError),
+    Output(std::io::Error),
+}
+
+impl std::fmt::Display for ReplayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplayError::Capture(e) => e.fmt(f),
+            ReplayError::Output(e) => write!(f, "writing output: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ReplayError {}
+
+/// One IP packet through a forwarding router's conntrack: `ip_rcv` checks, `in` at
+/// PRE_ROUTING, confirm at POST_ROUTING. Returns the packet's class and reason.
+pub fn forward_packet(net: &Net, pkt: &[u8], tstamp: u64) -> (Class, Option<&'static str>) {
+    let (pf, checked) = match ip::ip_version(pkt) {
+        Some(4) => (AF_INET, ip::ipv4_rcv_check(pkt)),
+        Some(6) => (AF_INET6, ip::ipv6_rcv_check(pkt)),
+        _ => (0, Err("ip_rcv: not an IP packet")),
+    };
+    let len = match checked {
+        Ok(len) => len,
+        Err(why) => return (Class::Dropped, Some(why)),
+    };
+    let data = pkt.get(..len).unwrap_or(pkt);
+    let mut skb = SkbCt::default();
+    let mut verdict = net.conntrack_in(data, tstamp, Hook::PreRouting, pf, &mut skb);
+    let class = skb.class(verdict);
+    if verdict != NF_DROP {
+        verdict = net.confirm(&mut skb);
+    }
+    let class = if verdict == NF_DROP { Class::Dropped } else { class };
+    let reason = skb.reason;
+    net.release(&mut skb);
+    (class, reason)
+}
+
+impl Replay<'_> {
+    /// Replays the captures in order through `net`. On a capture error, what was read before
+    /// it stays applied to the table and counted in the summary.
+    pub fn run(&mut self, net: &Net, paths: &[&Path], summary: &mut Summary) -> Result<(), ReplayError> {
+        let mut frozen_at: Option<u64> = None;
+        for path in paths {
+            let mut cap = Capture::open(path).map_err(ReplayError::Capture)?;
+            let name = path.display().to_string();
+            let mut out_err: Option<std::io::Error> = None;
+            let res = cap.for_each(|rec| {
+                summary.frames += 1;
+                let Some(pkt) = link::ip_payload(rec.linktype, rec.data) else {
+                    summary.non_ip += 1;
+                    return;
+                };
+                summary.packets += 1;
+                let ts = u64::try_from(rec.ts_ns).unwrap_or(0);
+                let t = match self.clock {
+                    Clock::Capture => ts,
+                    Clock::Frozen => *frozen_at.get_or_insert(ts),
+                };
+                let (class, reason) = forward_packet(net, pkt, t);
+                summary.count(class, reason);
+                if self.clock == Clock::Capture {
+                    net.gc_if_due();
+                }
+                if let (Some(w), None) = (self.packets_out.as_mut(), out_err.as_ref()) {
+                    let r = if self.name_prefix {
+                        write!(w, "{name}:{} {}", rec.index, class.name())
+                    } else {
+                        write!(w, "{} {}", rec.index, class.name())
+                    };
+                    let r = r.and_then(|_| match (class, reason) {
+                        (Class::Invalid | Class::Dropped | Class::Unsupported, Some(why)) => {
+                            writeln!(w, " {why}")
+                        }
+                        _ => writeln!(w),
+                    });
+                    if let Err(e) = r {
+                        out_err = Some(e);
+                    }
+                }
+            });
+            if let Some(w) = self.packets_out.as_mut() {
+                w.flush().map_err(ReplayError::Output)?;
+            }
+            if let Some(e) = out_err {
+                return Err(ReplayError::Output(e));
+            }
+            res.map_err(ReplayError::Capture)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,107 @@
+"""Shared pytest set-up for nfct's tests.
+
+- Hypothesis profiles: "dev" (the default) and "ci" (no deadline, derandomized, no example
+  database), chosen by the HYPOTHESIS_PROFILE environment variable, else "ci" when CI=true.
+- Paths: `repo_root`, `examples_dir`, and `shared_pcaps`, the developer capture set kept in
+  <repo>/../shared/pcaps (beside the clone, as CI lays it out); tests that need it skip with a
+  reason where it is absent. NFCT_SHARED_PCAPS overrides the location.
+- The `kernel` marker: such a test needs root, network namespaces, nft, conntrack and ip. Where
+  these are missing it is skipped, except under CI=true, where it fails: CI installs them, so a
+  skip there would hide a broken install step.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+# --- Hypothesis -------------------------------------------------------------------------------
+
+settings.register_profile("dev", settings.default)
+settings.register_profile(
+    "ci",
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if IN_CI else "dev")
+settings.load_profile(HYPOTHESIS_PROFILE)
+
+# --- Paths ------------------------------------------------------------------------------------
+
+
+def shared_pcaps_dir() -> Path | None:
+    """The shared capture directory, or None where this checkout has none beside it."""
+    override = os.environ.get("NFCT_SHARED_PCAPS")
+    candidate = Path(override) if override else REPO_ROOT.parent / "shared" / "pcaps"
+    return candidate if candidate.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def examples_dir() -> Path:
+    """examples/ is shipped with the repository: its absence is a failure, not a skip."""
+    path = REPO_ROOT / "examples"
+    assert path.is_dir(), f"{path} is missing: examples/ is part of the repository"
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_pcaps() -> Path:
+    """<repo>/../shared/pcaps (or $NFCT_SHARED_PCAPS); skips the test where it is absent."""
+    path = shared_pcaps_dir()
+    if path is None:
+        pytest.skip(
+            "shared capture set not found: expected ../shared/pcaps beside the repository "
+            f"({REPO_ROOT.parent / 'shared' / 'pcaps'}) or NFCT_SHARED_PCAPS"
+        )
+    return path
+
+
+# --- The kernel marker ------------------------------------------------------------------------
+
+KERNEL_TOOLS = ("nft", "conntrack", "ip")
+
+
+def kernel_prerequisites_missing() -> list[str]:
+    """What a `kernel` test needs and this machine lacks (empty where all is there)."""
+    missing = []
+    if os.geteuid() != 0:
+        missing.append("root")
+    if not Path("/proc/self/ns/net").exists():
+        missing.append("network namespaces")
+    missing += [tool for tool in KERNEL_TOOLS if shutil.which(tool) is None]
+    return missing
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("kernel") is None:
+        return
+    missing = kernel_prerequisites_missing()
+    if not missing:
+        return
+    reason = "kernel test needs " + ", ".join(missing)
+    if IN_CI:
+        pytest.fail(f"{reason}: CI=true, and .ci/run should have installed them", pytrace=False)
+    pytest.skip(reason)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [
+        f"hypothesis profile: {HYPOTHESIS_PROFILE}",
+        f"shared pcaps: {shared_pcaps_dir() or 'absent'}",
+        f"wheel dir: {os.environ.get('NFCT_WHEEL_DIR') or '(test_wheel builds its own)'}",
+    ]
