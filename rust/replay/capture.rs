@@ -1,9 +1,9 @@
 //! Streaming reader for pcap and pcapng capture files, built on the `pcap-parser` crate.
 //!
-//! Memory stays bounded: records are parsed out of a refillable buffer (1 MiB, grown only for
-//! a record that does not fit, up to `MAX_RECORD` bytes). Supported: classic pcap with
-//! microsecond or nanosecond timestamps in either byte order (and the "modified" Kuznetzov
-//! variant), pcapng with any number of sections and interfaces (each with its own linktype,
+//! Memory stays bounded: records are parsed out of a refillable buffer (1 MiB, or just above
+//! the file size for small files; grown only for a record that does not fit, up to
+//! `MAX_RECORD` bytes). Supported: classic pcap with microsecond or nanosecond timestamps in
+//! either byte order (and the little-endian "modified" Kuznetsov variant), pcapng with any number of sections and interfaces (each with its own linktype,
 //! `if_tsresol` and `if_tsoffset`), enhanced and simple packet blocks. A truncated or corrupt
 //! file yields every good record before the damage, then an error naming the byte offset.
 
@@ -14,12 +14,14 @@ use std::path::Path;
 use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{Block, LegacyPcapReader, PcapBlockOwned, PcapError, PcapNGReader};
 
-/// Initial size of the parse buffer.
+/// Initial size of the parse buffer (files smaller than this get a buffer just above their size).
 const INITIAL_BUFFER: usize = 1 << 20;
+/// Smallest parse buffer.
+const MIN_BUFFER: usize = 64 << 10;
 /// Largest record/block we are willing to buffer; a larger declared length is corruption.
 const MAX_RECORD: usize = 64 << 20;
 /// libpcap's default maximum snapshot length; a classic record longer than both this and the
-/// file's snaplen is treated as corrupt (as libpcap does).
+/// file's snaplen is treated as corrupt (libpcap rejects such records too).
 const MAX_SNAPLEN: u32 = 262_144;
 
 const PCAPNG_MAGIC: u32 = 0x0A0D_0D0A;
@@ -111,6 +113,8 @@ pub struct Capture {
     finished: Option<Result<(), CaptureError>>,
     /// Current size of the reader's buffer.
     capacity: usize,
+    /// Size of the file at open time, if it is a regular file (bounds corrupt lengths).
+    file_len: Option<u64>,
 }
 
 /// What to do after one `next()` call (computed while the reader is borrowed).
@@ -156,6 +160,14 @@ impl Capture {
         let name = path.display().to_string();
         let err = |message: String| CaptureError { path: name.clone(), offset: 0, message };
         let file = File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
+        let file_len = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+        // Small files get a small buffer (it is zero-filled up front); big ones 1 MiB.
+        let capacity = match file_len {
+            Some(len) => usize::try_from(len.saturating_add(4096))
+                .unwrap_or(INITIAL_BUFFER)
+                .clamp(MIN_BUFFER, INITIAL_BUFFER),
+            None => INITIAL_BUFFER,
+        };
         let mut file = FillReader(file);
         let mut magic = [0u8; 4];
         let n = file.read(&mut magic).map_err(|e| err(format!("cannot read: {e}")))?;
@@ -176,11 +188,11 @@ impl Capture {
         };
         let (reader, format): (Box<dyn PcapReaderIterator + Send>, Format) = match le {
             PCAPNG_MAGIC => (
-                Box::new(PcapNGReader::new(INITIAL_BUFFER, file).map_err(map_open)?),
+                Box::new(PcapNGReader::new(capacity, file).map_err(map_open)?),
                 Format::PcapNg { big_endian: false, interfaces: Vec::new() },
             ),
             0xa1b2_c3d4 | 0xa1b2_3c4d | 0xd4c3_b2a1 | 0x4d3c_b2a1 | 0xa1b2_cd34 => (
-                Box::new(LegacyPcapReader::new(INITIAL_BUFFER, file).map_err(map_open)?),
+                Box::new(LegacyPcapReader::new(capacity, file).map_err(map_open)?),
                 Format::Pcap { linktype: 0, nanos: false, big_endian: false, snaplen: 0, record_hdr: 16 },
             ),
             _ => {
@@ -190,15 +202,7 @@ impl Capture {
                 )))
             }
         };
-        Ok(Capture {
-            path: name,
-            reader,
-            format,
-            index: 0,
-            last_ts: 0,
-            finished: None,
-            capacity: INITIAL_BUFFER,
-        })
+        Ok(Capture { path: name, reader, format, index: 0, last_ts: 0, finished: None, capacity, file_len })
     }
 
     /// Calls `f` for every record in order. A truncated or corrupt file delivers every good
@@ -265,25 +269,18 @@ impl Capture {
                     }
                 }
                 Step::Grow => {
-                    let need = self.declared_len();
-                    let cap = self.capacity;
-                    match need {
-                        Some(n) if n > MAX_RECORD => {
-                            return Err(self.error(
-                                offset,
-                                format!("record length {n} exceeds the {MAX_RECORD}-byte limit (corrupt?)"),
-                            ));
-                        }
-                        Some(n) if n < cap => {
-                            return Err(self.error(offset, "corrupt record or block (inconsistent lengths)"));
-                        }
-                        Some(n) => {
-                            let new = n.saturating_add(n / 2).min(MAX_RECORD + 4096);
-                            self.reader.grow(new);
-                            self.capacity = new;
-                        }
-                        None => return Err(self.error(offset, "corrupt record or block")),
+                    let Some(need) = self.declared_len() else {
+                        return Err(self.error(offset, "corrupt record or block"));
+                    };
+                    if let Some(msg) = self.implausible_len(offset, need) {
+                        return Err(self.error(offset, msg));
                     }
+                    if need < self.capacity {
+                        return Err(self.error(offset, "corrupt record or block (inconsistent lengths)"));
+                    }
+                    let new = need.saturating_add(need / 4).min(MAX_RECORD + 4096);
+                    self.reader.grow(new);
+                    self.capacity = new;
                     if self.reader.refill().is_err() {
                         return Err(self.error(offset, "read error"));
                     }
@@ -310,6 +307,29 @@ impl Capture {
                 };
                 usize::try_from(u32_at(data, 4, be)?).ok()
             }
+        }
+    }
+
+    /// A declared record length that cannot be right: beyond `MAX_RECORD`, beyond the end of
+    /// the file, or (classic pcap) beyond both the snapshot length and 262144.
+    fn implausible_len(&self, offset: u64, need: usize) -> Option<String> {
+        if need > MAX_RECORD {
+            return Some(format!("record length {need} exceeds the {MAX_RECORD}-byte limit (corrupt?)"));
+        }
+        if let Format::Pcap { snaplen, record_hdr, .. } = self.format {
+            let caplen = need.saturating_sub(record_hdr);
+            if caplen > usize::try_from(snaplen.max(MAX_SNAPLEN)).unwrap_or(usize::MAX) {
+                return Some(format!(
+                    "record capture length {caplen} exceeds the snapshot length {snaplen} (corrupt?)"
+                ));
+            }
+        }
+        match self.file_len {
+            Some(len) if offset.saturating_add(need as u64) > len => Some(format!(
+                "truncated record (declares {need} bytes, the file ends {} bytes later)",
+                len.saturating_sub(offset)
+            )),
+            _ => None,
         }
     }
 

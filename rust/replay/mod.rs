@@ -3,6 +3,7 @@
 //! clock taken from the capture (or frozen at its first packet).
 
 pub mod capture;
+pub mod route;
 
 use crate::core::{Class, Hook, Net, SkbCt, NF_DROP};
 use crate::tuple::{AF_INET, AF_INET6};
@@ -89,8 +90,9 @@ impl std::fmt::Display for ReplayError {
 
 impl std::error::Error for ReplayError {}
 
-/// One IP packet through a forwarding router's conntrack: `ip_rcv` checks, `in` at
-/// PRE_ROUTING, confirm at POST_ROUTING. Returns the packet's class and reason.
+/// One IP packet through a router's conntrack: `ip_rcv` checks, `in` at PRE_ROUTING, the
+/// routing decision, then confirm at POST_ROUTING (forwarded) or LOCAL_IN (delivered); a packet
+/// the router drops in between frees its new entry. Returns the packet's class and reason.
 pub fn forward_packet(net: &Net, pkt: &[u8], tstamp: u64) -> (Class, Option<&'static str>) {
     let (pf, checked) = match ip::ip_version(pkt) {
         Some(4) => (AF_INET, ip::ipv4_rcv_check(pkt)),
@@ -104,14 +106,42 @@ pub fn forward_packet(net: &Net, pkt: &[u8], tstamp: u64) -> (Class, Option<&'st
     let data = pkt.get(..len).unwrap_or(pkt);
     let mut skb = SkbCt::default();
     let mut verdict = net.conntrack_in(data, tstamp, Hook::PreRouting, pf, &mut skb);
-    let class = skb.class(verdict);
+    let mut class = skb.class(verdict);
+    let mut reason = skb.reason;
     if verdict != NF_DROP {
-        verdict = net.confirm(&mut skb);
+        let route = route_of(pf, data);
+        if let route::Route::Drop(why) = route {
+            class = Class::Dropped;
+            reason = Some(why);
+        } else {
+            verdict = net.confirm(&mut skb);
+            if verdict == NF_DROP {
+                class = Class::Dropped;
+                reason = skb.reason;
+            }
+        }
     }
-    let class = if verdict == NF_DROP { Class::Dropped } else { class };
-    let reason = skb.reason;
     net.release(&mut skb);
     (class, reason)
+}
+
+/// The routing decision for a packet that passed the receive checks (so its fixed header is
+/// all there).
+fn route_of(pf: u8, data: &[u8]) -> route::Route {
+    if pf == AF_INET {
+        match (data.get(12..16), data.get(16..20), data.get(8), data.get(9)) {
+            (Some(s), Some(d), Some(&ttl), Some(&proto)) => {
+                route::route_v4([s[0], s[1], s[2], s[3]], [d[0], d[1], d[2], d[3]], ttl, proto)
+            }
+            _ => route::Route::Forward,
+        }
+    } else {
+        let addr = |r: std::ops::Range<usize>| -> Option<[u8; 16]> { data.get(r)?.try_into().ok() };
+        match (addr(8..24), addr(24..40), data.get(7)) {
+            (Some(s), Some(d), Some(&hop)) => route::route_v6(&s, &d, hop),
+            _ => route::Route::Forward,
+        }
+    }
 }
 
 impl Replay<'_> {

@@ -414,23 +414,12 @@ mod tests {
             let (l3, end) = l3;
             let Some(seg) = pkt.get(l3.l4_off..end) else { return };
             checked += 1;
+            let ok = l4_ok(l3.l3num, &l3.src, &l3.dst, l3.protonum, seg);
             match l3.protonum {
-                6 => {
-                    if !l4_ok(l3.l3num, &l3.src, &l3.dst, 6, seg) {
-                        bad_tcp += 1
-                    }
-                }
-                17 => {
-                    let zero = seg.get(6..8) == Some(&[0, 0][..]);
-                    if !zero && !l4_ok(l3.l3num, &l3.src, &l3.dst, 17, seg) {
-                        bad_udp += 1
-                    }
-                }
-                1 | 58 => {
-                    if !l4_ok(l3.l3num, &l3.src, &l3.dst, l3.protonum, seg) {
-                        bad_icmp += 1
-                    }
-                }
+                6 if !ok => bad_tcp += 1,
+                // UDP checksum 0 means "none".
+                17 if !ok && seg.get(6..8) != Some(&[0, 0][..]) => bad_udp += 1,
+                1 | 58 if !ok => bad_icmp += 1,
                 _ => {}
             }
         })

@@ -43,10 +43,7 @@ fn be32(b: &[u8], off: usize) -> Option<u32> {
 /// them (TCP, UDP, UDPLITE, SCTP, DCCP).
 #[inline]
 pub fn ports(l4: &[u8]) -> Option<(u16, u16)> {
-    match l4.first_chunk::<4>() {
-        Some(&[a, b, c, d]) => Some((u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d]))),
-        None => None,
-    }
+    l4.first_chunk::<4>().map(|&[a, b, c, d]| (u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d])))
 }
 
 /// `struct udphdr`.

@@ -1,0 +1,101 @@
+//! The routing decision of a Linux router with no addresses of its own on the capture's
+//! networks and no multicast routing (the kernel harness's set-up, spec §17): which packets
+//! it forwards or delivers locally (both pass the confirm hook) and which it drops between
+//! PRE_ROUTING and confirmation, so their new entries are never inserted.
+//!
+//! This is the part of `ip_route_input` / `ip6_route_input` and `ip_forward` / `ip6_forward`
+//! that a replay needs; the full hook pipeline with a routing table is a later step.
+
+/// Where the router sends a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    Forward,
+    Local,
+    Drop(&'static str),
+}
+
+/// IPv4 routing of a packet with these addresses, TTL and protocol.
+pub fn route_v4(src: [u8; 4], dst: [u8; 4], ttl: u8, proto: u8) -> Route {
+    let multicast = |a: [u8; 4]| a[0] & 0xf0 == 0xe0;
+    let lbcast = |a: [u8; 4]| a == [255; 4];
+    if multicast(src) || lbcast(src) {
+        return Route::Drop("ip_route_input: martian source");
+    }
+    if multicast(dst) {
+        // ip_route_input_mc: every interface is in the all-hosts group; no other group is
+        // joined and nothing routes multicast.
+        if src[0] == 127 {
+            return Route::Drop("ip_route_input: martian source");
+        }
+        if src[0] == 0 && dst[..3] != [224, 0, 0] && proto != 2 {
+            return Route::Drop("ip_route_input: martian source");
+        }
+        return if dst == [224, 0, 0, 1] {
+            Route::Local
+        } else {
+            Route::Drop("ip_route_input: multicast not joined")
+        };
+    }
+    if lbcast(dst) || (src == [0; 4] && dst == [0; 4]) {
+        return Route::Local;
+    }
+    if src[0] == 0 || src[0] == 127 {
+        return Route::Drop("ip_route_input: martian source");
+    }
+    if dst[0] == 0 || dst[0] == 127 {
+        return Route::Drop("ip_route_input: martian destination");
+    }
+    if ttl <= 1 {
+        return Route::Drop("ip_forward: TTL exceeded");
+    }
+    Route::Forward
+}
+
+/// IPv6 routing of a packet with these addresses and hop limit.
+pub fn route_v6(src: &[u8; 16], dst: &[u8; 16], hop_limit: u8) -> Route {
+    let loopback = |a: &[u8; 16]| a[..15].iter().all(|&b| b == 0) && a[15] == 1;
+    if src[0] == 0xff || loopback(src) {
+        return Route::Drop("ip6_rcv: martian source");
+    }
+    if loopback(dst) {
+        return Route::Drop("ip6_rcv: loopback destination");
+    }
+    if dst[0] == 0xff {
+        let all_nodes = dst[1] & 0x0f == 2 && dst[2..15].iter().all(|&b| b == 0) && dst[15] == 1;
+        return if all_nodes { Route::Local } else { Route::Drop("ip6_route_input: multicast not joined") };
+    }
+    if hop_limit <= 1 {
+        return Route::Drop("ip6_forward: hop limit exceeded");
+    }
+    Route::Forward
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v4() {
+        assert_eq!(route_v4([10, 0, 0, 1], [10, 0, 0, 2], 64, 17), Route::Forward);
+        assert_eq!(route_v4([0, 0, 0, 0], [255, 255, 255, 255], 64, 17), Route::Local);
+        assert_eq!(route_v4([0, 0, 0, 0], [224, 0, 0, 1], 1, 2), Route::Local);
+        assert_eq!(route_v4([10, 0, 0, 1], [224, 0, 0, 1], 1, 17), Route::Local);
+        assert!(matches!(route_v4([10, 0, 0, 1], [224, 0, 0, 251], 255, 17), Route::Drop(_)));
+        assert!(matches!(route_v4([235, 1, 1, 1], [224, 0, 0, 1], 1, 17), Route::Drop(_)));
+        assert!(matches!(route_v4([127, 0, 0, 1], [127, 0, 0, 1], 64, 17), Route::Drop(_)));
+        assert!(matches!(route_v4([10, 0, 0, 1], [10, 0, 0, 2], 1, 17), Route::Drop(_)));
+    }
+
+    #[test]
+    fn v6() {
+        let a: [u8; 16] = "2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        let b: [u8; 16] = "2001:db8::2".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        let ff: [u8; 16] = "ff02::fb".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        let all: [u8; 16] = "ff02::1".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        assert_eq!(route_v6(&a, &b, 64), Route::Forward);
+        assert!(matches!(route_v6(&a, &b, 1), Route::Drop(_)));
+        assert!(matches!(route_v6(&a, &ff, 255), Route::Drop(_)));
+        assert_eq!(route_v6(&a, &all, 1), Route::Local);
+        assert!(matches!(route_v6(&a, &std::net::Ipv6Addr::LOCALHOST.octets(), 64), Route::Drop(_)));
+    }
+}
