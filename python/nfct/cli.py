@@ -96,7 +96,7 @@ def _replay(args: argparse.Namespace) -> int:
         doc = {
             "captures": args.captures,
             "clock": args.clock,
-            "sysctl": {k: v for k, v in args.sysctl},
+            "sysctl": dict(args.sysctl),
             "lines": lines.splitlines(),
             "entries": [parse_conntrack_line(x) for x in lines.splitlines()],
             "stats": net.stats,
