@@ -743,3 +743,182 @@ impl Net {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An IPv4 UDP packet with checksum 0 ("none").
+    fn udp4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 29, 0, 0, 0x40, 0, 64, 17, 0, 0];
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&dport.to_be_bytes());
+        p.extend_from_slice(&[0, 9, 0, 0, b'x']);
+        p
+    }
+
+    fn net(max: u64, buckets: u64) -> Net {
+        let s = Sysctl::default();
+        s.set(Sx::Max, max);
+        s.set(Sx::Buckets, buckets);
+        Net::new(NetOptions { seed: Some(7) }, s)
+    }
+
+    fn through(net: &Net, pkt: &[u8], t: u64) -> (u32, Class) {
+        let mut skb = SkbCt::default();
+        let mut v = net.conntrack_in(pkt, t, Hook::PreRouting, AF_INET, &mut skb);
+        let class = skb.class(v);
+        if v != NF_DROP {
+            v = net.confirm(&mut skb);
+        }
+        net.release(&mut skb);
+        (v, class)
+    }
+
+    #[test]
+    fn create_then_confirm() {
+        let n = net(0, 64);
+        let p = udp4([10, 0, 0, 1], [10, 0, 0, 2], 1000, 53);
+        let mut skb = SkbCt::default();
+        assert_eq!(n.conntrack_in(&p, NS, Hook::PreRouting, AF_INET, &mut skb), NF_ACCEPT);
+        assert_eq!(skb.ctinfo(), Some(IP_CT_NEW));
+        assert_eq!((n.count(), n.list().len()), (1, 0), "unconfirmed: counted, never listed");
+        // Dropped before confirmation: the entry never existed.
+        n.release(&mut skb);
+        assert_eq!((n.count(), n.list().len()), (0, 0));
+        assert_eq!(through(&n, &p, NS), (NF_ACCEPT, Class::New));
+        assert_eq!((n.count(), n.list().len()), (1, 1));
+        let r = udp4([10, 0, 0, 2], [10, 0, 0, 1], 53, 1000);
+        assert_eq!(through(&n, &r, 2 * NS), (NF_ACCEPT, Class::Established));
+        let v = n.list()[0].2;
+        assert!(v.status & IPS_SEEN_REPLY != 0 && v.status & IPS_ASSURED == 0);
+        // The 2-second rule: a packet more than 2 s after the first makes it a stream.
+        through(&n, &p, 3 * NS + 1);
+        let v = n.list()[0].2;
+        assert!(v.status & IPS_ASSURED != 0);
+        assert_eq!(v.timeout, 119);
+    }
+
+    #[test]
+    fn expiry_on_lookup_and_gc() {
+        let n = net(0, 64);
+        through(&n, &udp4([10, 0, 0, 1], [10, 0, 0, 2], 1, 2), NS);
+        through(&n, &udp4([10, 0, 0, 1], [10, 0, 0, 2], 3, 4), NS);
+        n.advance(31 * NS);
+        assert_eq!(n.gc(), 2);
+        assert_eq!(n.count(), 0);
+        // Reap on lookup: the same flow after its timeout is a new entry.
+        let p = udp4([10, 0, 0, 1], [10, 0, 0, 2], 5, 6);
+        assert_eq!(through(&n, &p, 40 * NS).1, Class::New);
+        assert_eq!(through(&n, &p, 80 * NS).1, Class::New);
+        assert_eq!(n.count(), 1);
+    }
+
+    #[test]
+    fn early_drop_evicts_unassured_and_table_full_drops() {
+        let n = net(32, 4);
+        for port in 0..32 {
+            assert_eq!(through(&n, &udp4([10, 0, 0, 1], [10, 0, 0, 2], port, 53), NS).0, NF_ACCEPT);
+        }
+        assert_eq!(n.count(), 32);
+        assert_eq!(through(&n, &udp4([10, 0, 0, 1], [10, 0, 0, 2], 999, 53), NS).0, NF_ACCEPT);
+        let evicted = n.stats().early_drop;
+        assert!(evicted >= 1);
+        assert_eq!(n.count(), 32 - evicted + 1);
+        assert!(n.count() <= 32);
+
+        // A table full of ASSURED entries evicts nothing: the new flow is dropped.
+        let n = net(4, 4);
+        for port in 0..4u16 {
+            let t = u64::from(port) * 10 * NS;
+            let p = udp4([10, 0, 0, 1], [10, 0, 0, 2], port, 53);
+            through(&n, &p, t);
+            through(&n, &udp4([10, 0, 0, 2], [10, 0, 0, 1], 53, port), t);
+            through(&n, &p, t + 3 * NS);
+        }
+        assert!(n.list().iter().all(|(_, _, v)| v.status & IPS_ASSURED != 0));
+        let (v, class) = through(&n, &udp4([10, 0, 0, 3], [10, 0, 0, 2], 1, 53), 34 * NS);
+        assert_eq!((v, class), (NF_DROP, Class::Dropped));
+        let s = n.stats();
+        assert_eq!((s.drop, s.early_drop, n.count()), (1, 0, 4));
+    }
+
+    #[test]
+    fn clash_merges_udp() {
+        let n = net(0, 64);
+        let p = udp4([10, 0, 0, 1], [10, 0, 0, 2], 7, 53);
+        let (mut a, mut b) = (SkbCt::default(), SkbCt::default());
+        n.conntrack_in(&p, NS, Hook::PreRouting, AF_INET, &mut a);
+        n.conntrack_in(&p, NS, Hook::PreRouting, AF_INET, &mut b);
+        assert_eq!(n.count(), 2, "two unconfirmed entries for one tuple");
+        assert_eq!(n.confirm(&mut a), NF_ACCEPT);
+        assert_eq!(n.confirm(&mut b), NF_ACCEPT);
+        assert_eq!(a.nfct, b.nfct, "the second packet now carries the first entry");
+        n.release(&mut a);
+        n.release(&mut b);
+        assert_eq!((n.count(), n.list().len(), n.stats().clash_resolve), (1, 1, 1));
+    }
+
+    #[test]
+    fn clash_drops_icmp() {
+        let n = net(0, 64);
+        let mut p = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        p.extend_from_slice(&[8, 0, 0, 0, 0, 9, 0, 1]);
+        let (mut a, mut b) = (SkbCt::default(), SkbCt::default());
+        n.conntrack_in(&p, NS, Hook::LocalOut, AF_INET, &mut a);
+        n.conntrack_in(&p, NS, Hook::LocalOut, AF_INET, &mut b);
+        assert_eq!(n.confirm(&mut a), NF_ACCEPT);
+        assert_eq!(n.confirm(&mut b), NF_DROP);
+        n.release(&mut a);
+        n.release(&mut b);
+        let s = n.stats();
+        assert_eq!((s.drop, s.insert_failed, n.count()), (1, 1, 1));
+    }
+
+    #[test]
+    fn deleted_entry_stays_readable_while_referenced() {
+        let n = net(0, 64);
+        let p = udp4([10, 0, 0, 1], [10, 0, 0, 2], 7, 53);
+        through(&n, &p, NS);
+        let (slot, gen, _) = n.list()[0];
+        assert!(n.get(slot, gen));
+        assert!(n.delete(slot, gen));
+        assert_eq!(n.count(), 0);
+        let (v, _) = n.view(slot, gen, true).expect("still referenced");
+        assert!(v.status & IPS_DYING != 0);
+        n.put(slot, gen);
+        assert!(n.view(slot, gen, true).is_none(), "freed with the last reference");
+    }
+
+    #[test]
+    fn hostile_bytes_never_panic() {
+        let n = net(16, 4);
+        let mut x: u64 = 0x1234_5678;
+        for len in 0..200usize {
+            for _ in 0..20 {
+                let mut p: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect();
+                if let Some(b) = p.first_mut() {
+                    *b = if x & 1 == 0 { 0x45 } else { 0x60 };
+                }
+                for pf in [AF_INET, AF_INET6] {
+                    let mut skb = SkbCt::default();
+                    let v = n.conntrack_in(&p, NS, Hook::PreRouting, pf, &mut skb);
+                    if v != NF_DROP {
+                        n.confirm(&mut skb);
+                    }
+                    n.release(&mut skb);
+                }
+            }
+        }
+        assert!(n.count() <= 16);
+    }
+}
