@@ -15,8 +15,8 @@
 #
 # If `nft` and `conntrack` are installed, conntrack is also enabled in the client namespace
 # (one nftables `ct state` rule) and the kernel's own table is saved next to each capture as
-# NAME.conntrack (`conntrack -L`, sorted, nf_conntrack_acct=1), as ground truth for
-# `nfct replay`. Without them that step is skipped.
+# NAME.conntrack (`conntrack -L -o extended`, sorted, default sysctls, taken about 1 s after
+# the last packet), as ground truth for `nfct replay`. Without them that step is skipped.
 #
 # Needs root. Installs nothing. Required: ip (iproute2), tcpdump, curl, python3, ping
 # (iputils-ping). Optional: ethtool (turns checksum offload off so captured checksums are the
@@ -293,6 +293,9 @@ for path in sys.argv[1:]:
         ", ".join("%s=%d" % kv for kv in sorted(checked.items()))))
     for k, v in sorted(kinds.items()):
         print("    %-28s %d" % (k, v))
+    stamp = path[:-len(".pcap")] + ".conntrack-time"
+    if os.path.exists(stamp):
+        print("    conntrack -L snapshot taken %.3f s after the last packet" % (float(open(stamp).read()) - last))
 print("checksum errors:", bad)
 sys.exit(1 if bad else 0)
 EOF
@@ -334,7 +337,6 @@ ip -n "$NS_S" link set "$VETH_S" up
 
 if [ "$HAVE_CT" -eq 1 ]; then
     # Any `ct` expression makes the kernel track this namespace's traffic (both families).
-    nsx "$NS_C" sysctl -qw net.netfilter.nf_conntrack_acct=1
     nsx "$NS_C" nft -f - <<'EOF'
 table inet nfct_record {
     chain pre { type filter hook prerouting priority 0; policy accept; ct state new counter; }
@@ -350,9 +352,9 @@ wait_for_file() {
     die "$what did not start"
 }
 log "starting http.server on port $HTTP_PORT and the DNS server on udp/$DNS_PORT in $NS_S"
-nsx "$NS_S" "$PY" "$WORK/http_server.py" "$HTTP_PORT" "$WORK/www" "$WORK/http.ready" \
+ip netns exec "$NS_S" "$PY" "$WORK/http_server.py" "$HTTP_PORT" "$WORK/www" "$WORK/http.ready" \
     >"$WORK/http_server.log" 2>&1 &
-nsx "$NS_S" "$PY" "$WORK/dns_server.py" "$DNS_PORT" "$WORK/dns.ready" >"$WORK/dns_server.log" 2>&1 &
+ip netns exec "$NS_S" "$PY" "$WORK/dns_server.py" "$DNS_PORT" "$WORK/dns.ready" >"$WORK/dns_server.log" 2>&1 &
 wait_for_file "$WORK/http.ready" "http server"
 wait_for_file "$WORK/dns.ready" "dns server"
 
@@ -390,25 +392,30 @@ capture() {
     ip -n "$NS_C" neigh flush all
     ip -n "$NS_S" neigh flush all
     [ "$HAVE_CT" -eq 1 ] && nsx "$NS_C" conntrack -F 2>/dev/null
-    nsx "$NS_C" tcpdump -n -i "$VETH_C" -U -Z root -w "$pcap" 2>"$WORK/$name.tcpdump.log" &
+    # `ip netns exec` execs tcpdump, so $! is tcpdump itself (not a subshell) and gets the SIGINT
+    ip netns exec "$NS_C" tcpdump -n -i "$VETH_C" -U -Z root -w "$pcap" 2>"$WORK/$name.tcpdump.log" &
     TCPDUMP_PID=$!
     for i in $(seq 100); do
-        grep -q 'listening on' "$WORK/$name.tcpdump.log" && break
+        grep -qs 'listening on' "$WORK/$name.tcpdump.log" && break
         kill -0 "$TCPDUMP_PID" 2>/dev/null || die "tcpdump failed: $(cat "$WORK/$name.tcpdump.log")"
         sleep 0.1
     done
+    grep -qs 'listening on' "$WORK/$name.tcpdump.log" || die "tcpdump did not start listening"
     sleep 0.5
     "traffic_$name"
     sleep 1                      # in-flight packets (last ACKs, ICMP errors) reach the capture
     if [ "$HAVE_CT" -eq 1 ]; then
-        nsx "$NS_C" conntrack -L 2>/dev/null | sort > "$WORK/$name.conntrack"
+        nsx "$NS_C" conntrack -L -o extended 2>/dev/null | sort > "$WORK/$name.conntrack"
+        date +%s.%N > "$WORK/$name.conntrack-time"
     fi
     sleep 0.5
-    kill -INT "$TCPDUMP_PID"
+    kill -INT "$TCPDUMP_PID"     # tcpdump flushes and closes the file on SIGINT
+    for i in $(seq 50); do kill -0 "$TCPDUMP_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$TCPDUMP_PID" 2>/dev/null && die "$name: tcpdump did not stop on SIGINT"
     wait "$TCPDUMP_PID" || true
     TCPDUMP_PID=
     grep -E 'captured|dropped' "$WORK/$name.tcpdump.log" | sed 's/^/  tcpdump: /' >&2
-    grep -q ' 0 packets dropped by kernel' "$WORK/$name.tcpdump.log" \
+    grep -q '^0 packets dropped by kernel' "$WORK/$name.tcpdump.log" \
         || die "$name: tcpdump reports dropped packets"
 }
 
@@ -419,9 +426,12 @@ log "verifying"
 for c in "${CAPTURES[@]}"; do
     f=$WORK/$c.pcap
     n=$(tcpdump -n -r "$f" 2>/dev/null | wc -l)
-    correct=$(tcpdump -n -vv -r "$f" 2>/dev/null | grep -o 'cksum 0x[0-9a-f]* (correct)' | wc -l || true)
-    incorrect=$(tcpdump -n -vv -r "$f" 2>/dev/null | grep -c 'incorrect' || true)
-    log "$c.pcap: $n packets; tcpdump -vv: $correct checksums '(correct)', $incorrect incorrect"
+    # tcpdump -vv: TCP "cksum 0x... (correct)", UDP "[udp sum ok]", ICMPv6 "[icmp6 sum ok]";
+    # failures read "(incorrect -> 0x...)", "[bad udp cksum ...]", "bad cksum", "wrong icmp cksum"
+    vv=$(tcpdump -n -vv -r "$f" 2>/dev/null)
+    correct=$( { grep -Eo '\(correct\)|sum ok\]' <<<"$vv" || true; } | wc -l)
+    incorrect=$( { grep -Eo 'incorrect|bad [a-z0-9 ]*cksum|wrong [a-z0-9 ]*cksum' <<<"$vv" || true; } | wc -l)
+    log "$c.pcap: $n packets; tcpdump -vv: $correct checksums reported correct, $incorrect incorrect"
     [ "$incorrect" -eq 0 ] || die "$c.pcap: tcpdump reports incorrect checksums"
     [ "$n" -gt 0 ] || die "$c.pcap is empty"
 done
