@@ -82,7 +82,7 @@ lint: python-deps rust-fmt py-lint clippy typecheck
 
 fmt:
 	$(CARGO) fmt --all
-	$(PYTHON) -m ruff check --fix $(RUFF_PATHS)
+	-$(PYTHON) -m ruff check --fix $(RUFF_PATHS)
 	$(PYTHON) -m ruff format $(RUFF_PATHS)
 
 # --- Rust -----------------------------------------------------------------------------------
