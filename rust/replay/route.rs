@@ -61,8 +61,15 @@ pub fn route_v6(src: &[u8; 16], dst: &[u8; 16], hop_limit: u8) -> Route {
         return Route::Drop("ip6_rcv: loopback destination");
     }
     if dst[0] == 0xff {
-        let all_nodes = dst[1] & 0x0f == 2 && dst[2..15].iter().all(|&b| b == 0) && dst[15] == 1;
-        return if all_nodes { Route::Local } else { Route::Drop("ip6_route_input: multicast not joined") };
+        // Joined: all-nodes (ff02::1) and, as the router forwards, all-routers (ff02::2, ff05::2).
+        let scope = dst[1] & 0x0f;
+        let zeros = dst[2..15].iter().all(|&b| b == 0);
+        let joined = zeros && ((scope == 2 && matches!(dst[15], 1 | 2)) || (scope == 5 && dst[15] == 2));
+        return if joined { Route::Local } else { Route::Drop("ip6_route_input: multicast not joined") };
+    }
+    let link_local = |a: &[u8; 16]| a[0] == 0xfe && a[1] & 0xc0 == 0x80;
+    if link_local(src) && !link_local(dst) {
+        return Route::Drop("ip6_forward: source beyond scope");
     }
     if hop_limit <= 1 {
         return Route::Drop("ip6_forward: hop limit exceeded");
@@ -96,6 +103,11 @@ mod tests {
         assert!(matches!(route_v6(&a, &b, 1), Route::Drop(_)));
         assert!(matches!(route_v6(&a, &ff, 255), Route::Drop(_)));
         assert_eq!(route_v6(&a, &all, 1), Route::Local);
+        let routers: [u8; 16] = "ff02::2".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        assert_eq!(route_v6(&a, &routers, 255), Route::Local);
+        let ll: [u8; 16] = "fe80::1".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        assert!(matches!(route_v6(&ll, &b, 64), Route::Drop(_)));
+        assert_eq!(route_v6(&ll, &ll, 64), Route::Forward);
         assert!(matches!(route_v6(&a, &std::net::Ipv6Addr::LOCALHOST.octets(), 64), Route::Drop(_)));
     }
 }
