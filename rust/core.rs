@@ -332,6 +332,13 @@ impl Net {
         self.resolve_normal_ct(&l3, l4b, ctx0, skb)
     }
 
+    /// `nf_ct_gc_expired` on the entries a lookup met.
+    fn reap(&self, expired: &crate::table::Expired) {
+        for &(slot, gen) in expired.as_slice() {
+            self.delete(slot, gen);
+        }
+    }
+
     fn invalid(&self, skb: &mut SkbCt, why: &'static str) -> u32 {
         bump(&self.stats.invalid, 1);
         skb.reason = Some(why);
@@ -355,7 +362,13 @@ impl Net {
         let Some(target) = it.invert() else { return err(skb, "nf_ct_icmp: inner tuple not invertible") };
         let zone = Zone::default();
         let hash = self.hash(&target, zone.id_for(Direction::Original));
-        match self.table.find(&target, zone.id_for(Direction::Original), hash, now) {
+        let found = loop {
+            match self.table.find(&target, zone.id_for(Direction::Original), hash, now) {
+                Found::Reap(expired) => self.reap(&expired),
+                found => break found,
+            }
+        };
+        match found {
             Found::Hit { slot, dir, mut entry } => {
                 if entry.tuple[dir.index()].dst != outer.dst {
                     return err(skb, "nf_ct_icmp: outer destination does not match the connection");
@@ -365,11 +378,7 @@ impl Net {
                 skb.nfct = Nfct::Ct { slot, gen: entry.gen, ctinfo };
                 NF_ACCEPT
             }
-            Found::Expired { slot, gen } => {
-                self.delete(slot, gen);
-                err(skb, "nf_ct_icmp: no connection for the quoted packet")
-            }
-            Found::Miss => err(skb, "nf_ct_icmp: no connection for the quoted packet"),
+            Found::Reap(_) | Found::Miss => err(skb, "nf_ct_icmp: no connection for the quoted packet"),
         }
     }
 
@@ -408,8 +417,8 @@ impl Net {
                         }
                     };
                 }
-                Found::Expired { slot, gen } => {
-                    self.delete(slot, gen);
+                Found::Reap(expired) => {
+                    self.reap(&expired);
                     continue;
                 }
                 Found::Miss => {}

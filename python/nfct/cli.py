@@ -56,6 +56,34 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--output", "-o", choices=OUTPUTS, default="extended")
     r.add_argument("--seed", type=int, default=None, help="fixed hash seed (reproducible order)")
+    v = sub.add_parser(
+        "verify-kernel",
+        help="replay captures through the live kernel's conntrack and through nfct, and compare",
+        description=(
+            "Replay each capture through the running kernel's conntrack (in a private network "
+            "namespace with no link to the host's network; needs root, nft and conntrack) and "
+            "through nfct, then print the agreement and the differences. Exit status 0 only "
+            "on full agreement."
+        ),
+    )
+    v.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap or pcapng file")
+    v.add_argument("--sysctl", action="append", default=[], type=_sysctl_pair, metavar="NAME=VALUE")
+    v.add_argument(
+        "--clock",
+        choices=("frozen", "capture"),
+        default="frozen",
+        help="frozen: the kernel is fed as fast as possible and nfct lets no time pass; "
+        "capture: the kernel is fed at the capture's pace (short captures) and nfct runs on "
+        "the capture's clock",
+    )
+    v.add_argument(
+        "--per-packet",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="compare every packet's ct state class (slow on the kernel side: one nft call "
+        "per packet; auto = for captures of up to 2000 IP packets)",
+    )
+    v.add_argument("--limit", type=int, default=20, help="differences shown per section")
     return p
 
 
@@ -77,7 +105,7 @@ def _replay(args: argparse.Namespace) -> int:
     packets_path = None
     if args.output == "packets":
         sys.stdout.flush()
-        packets_path = "/dev/stdout"
+        packets_path = "-"
     try:
         summary = net.replay(args.captures, clock=args.clock, packets_path=packets_path)
     except CaptureError as e:
@@ -120,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "replay":
             return _replay(args)
+        if args.command == "verify-kernel":
+            from nfct.verify import verify_kernel_cli
+
+            return verify_kernel_cli(args)
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): not an error of ours.
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -205,7 +205,7 @@ impl Net {
 
     /// Replays captures (pcap or pcapng) through this table as a forwarding router would.
     /// Returns the summary as a dict. `packets_path` receives one `N CLASS [REASON]` line per
-    /// packet. A capture that cannot be read raises CaptureError after everything before the
+    /// packet ("-" for standard output). A capture that cannot be read raises CaptureError after everything before the
     /// bad record was applied; its `summary` attribute holds the counts so far.
     #[pyo3(signature = (captures, *, clock="capture", packets_path=None))]
     fn replay<'py>(
@@ -228,8 +228,13 @@ impl Net {
         let net = self.inner.clone();
         let res = detached(py, move || -> Result<Summary, Error> {
             let mut summary = Summary::default();
-            let mut file = match &packets_path {
-                Some(p) => Some(std::io::BufWriter::with_capacity(
+            // "-" is this process's standard output, written through its own descriptor so a
+            // redirection (even in append mode) keeps what was already written.
+            let mut out: Option<Box<dyn Write>> = match &packets_path {
+                Some(p) if p.as_os_str() == "-" => {
+                    Some(Box::new(std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock())))
+                }
+                Some(p) => Some(Box::new(std::io::BufWriter::with_capacity(
                     1 << 16,
                     std::fs::OpenOptions::new()
                         .write(true)
@@ -237,13 +242,13 @@ impl Net {
                         .truncate(true)
                         .open(p)
                         .map_err(|e| Error::Io(format!("{}: {e}", p.display())))?,
-                )),
+                ))),
                 None => None,
             };
             let paths: Vec<&std::path::Path> = captures.iter().map(|p| p.as_path()).collect();
             let mut replay = Replay {
                 clock,
-                packets_out: file.as_mut().map(|f| f as &mut dyn Write),
+                packets_out: out.as_mut().map(|f| f.as_mut() as &mut dyn Write),
                 name_prefix: paths.len() > 1,
             };
             match replay.run(&net, &paths, &mut summary) {
@@ -292,11 +297,17 @@ fn summary_dict<'py>(py: Python<'py>, s: &Summary) -> PyResult<Bound<'py, PyDict
     Ok(d)
 }
 
+/// The `use=` a /proc reader sees on an idle entry: the table's reference and its own.
+const PROC_USE: u32 = 2;
+
 fn dump_text(net: &CoreNet, fmt: &str) -> String {
     let mut out = String::new();
-    for (_, _, v) in net.list() {
+    for (_, _, mut v) in net.list() {
         match fmt {
-            "proc" => format::proc_line(&v, &mut out),
+            "proc" => {
+                v.use_count = PROC_USE;
+                format::proc_line(&v, &mut out)
+            }
             "conntrack" => format::conntrack_line(&v, false, &mut out),
             _ => format::conntrack_line(&v, true, &mut out),
         }
@@ -636,10 +647,13 @@ impl Conn {
     /// This entry as one `conntrack -L` line (fmt as in Net.dump).
     #[pyo3(signature = (fmt="extended"))]
     fn line(&self, fmt: &str) -> String {
-        let v = self.view();
+        let mut v = self.view();
         let mut s = String::new();
         match fmt {
-            "proc" => format::proc_line(&v, &mut s),
+            "proc" => {
+                v.use_count = PROC_USE;
+                format::proc_line(&v, &mut s)
+            }
             "conntrack" => format::conntrack_line(&v, false, &mut s),
             _ => format::conntrack_line(&v, true, &mut s),
         }

@@ -122,6 +122,30 @@ impl Iterator for ChainIter<'_> {
     }
 }
 
+/// Most expired entries one lookup hands back for reaping (the rest wait for the next walk).
+pub const REAP_MAX: usize = 8;
+
+/// Expired entries a walk met: (slot, generation) pairs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Expired {
+    pub len: usize,
+    pub slots: [(u32, u32); REAP_MAX],
+}
+
+impl Expired {
+    fn push(&mut self, slot: u32, gen: u32) {
+        if let Some(s) = self.slots.get_mut(self.len) {
+            *s = (slot, gen);
+            self.len += 1;
+        }
+    }
+
+    /// The entries collected.
+    pub fn as_slice(&self) -> &[(u32, u32)] {
+        &self.slots[..self.len]
+    }
+}
+
 /// What a lookup found.
 pub enum Found<'a> {
     /// A confirmed, live entry whose tuple in `dir` equals the key; the entry is locked.
@@ -130,11 +154,9 @@ pub enum Found<'a> {
         dir: Direction,
         entry: MutexGuard<'a, Entry>,
     },
-    /// The matching entry has expired: the caller reaps it (it is never returned as a hit).
-    Expired {
-        slot: u32,
-        gen: u32,
-    },
+    /// The walk met expired entries before any match: the caller reaps them (as the kernel's
+    /// lookup does, `nf_ct_gc_expired`) and looks again.
+    Reap(Expired),
     Miss,
 }
 
@@ -275,28 +297,35 @@ impl Table {
     /// with zone id `zone_id` for that direction.
     pub fn find(&self, t: &Tuple, zone_id: u16, hash: u32, now: u64) -> Found<'_> {
         let (stripe, local) = self.lock_bucket(hash);
+        let mut expired = Expired::default();
         for n in stripe.chain(local) {
-            if n.hash != hash {
-                continue;
-            }
             let Some(lock) = self.slot(n.slot()) else { continue };
             let e = lock.lock();
-            let dir = n.dir();
-            if !e.live
-                || !e.confirmed()
-                || e.dying()
-                || e.tuple[dir.index()] != *t
-                || e.zone.id_for(dir) != zone_id
-            {
+            if !e.live || !e.confirmed() || e.dying() {
                 continue;
             }
+            // Every expired entry the walk meets is reaped, matching or not.
             if e.expired(now) {
-                return Found::Expired { slot: n.slot(), gen: e.gen };
+                if !expired.as_slice().iter().any(|&(s, _)| s == n.slot()) {
+                    expired.push(n.slot(), e.gen);
+                }
+                continue;
+            }
+            let dir = n.dir();
+            if n.hash != hash || e.tuple[dir.index()] != *t || e.zone.id_for(dir) != zone_id {
+                continue;
+            }
+            if expired.len > 0 {
+                return Found::Reap(expired);
             }
             drop(stripe);
             return Found::Hit { slot: n.slot(), dir, entry: e };
         }
-        Found::Miss
+        if expired.len > 0 {
+            Found::Reap(expired)
+        } else {
+            Found::Miss
+        }
     }
 
     /// `__nf_conntrack_confirm`'s insertion: scans both buckets for a confirmed entry with the
@@ -436,7 +465,7 @@ mod tests {
             Found::Hit { slot: s, dir, .. } => assert_eq!((s, dir), (slot, Direction::Reply)),
             _ => panic!("reply tuple not found"),
         }
-        assert!(matches!(tab.find(&t, 0, 7, 200), Found::Expired { .. }));
+        assert!(matches!(tab.find(&t, 0, 7, 200), Found::Reap(x) if x.as_slice() == [(slot, 0)]));
         assert!(matches!(tab.find(&t, 5, 7, 0), Found::Miss));
         assert_eq!(
             tab.insert(slot, [(&t, 0, 7), (&r, 0, 9)], 50),
