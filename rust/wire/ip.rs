@@ -3,6 +3,7 @@
 
 use crate::tuple::{AF_INET, AF_INET6};
 
+use super::be16;
 use super::checksum;
 
 /// What conntrack's get_l4proto and the tuple step need from the network header.
@@ -56,15 +57,6 @@ impl L3Error {
 impl std::fmt::Display for L3Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.reason())
-    }
-}
-
-/// Big-endian u16 at `off`, if present.
-#[inline]
-fn be16(b: &[u8], off: usize) -> Option<u16> {
-    match b.get(off..off.checked_add(2)?) {
-        Some(&[x, y]) => Some(u16::from_be_bytes([x, y])),
-        _ => None,
     }
 }
 

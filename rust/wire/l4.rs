@@ -3,6 +3,8 @@
 //! Every function takes the slice starting at the L4 header and returns `None` when the bytes
 //! are too short; values are converted to host order.
 
+use super::{be16, be32};
+
 /// TCP flag bits of the 14th header byte.
 pub const TCP_FIN: u8 = 0x01;
 /// SYN flag.
@@ -22,22 +24,6 @@ pub const TCP_CWR: u8 = 0x80;
 
 /// Largest window scale conntrack accepts (`TCP_MAX_WSCALE`); larger values are clamped.
 pub const TCP_MAX_WSCALE: u8 = 14;
-
-#[inline]
-fn be16(b: &[u8], off: usize) -> Option<u16> {
-    match b.get(off..off.checked_add(2)?) {
-        Some(&[x, y]) => Some(u16::from_be_bytes([x, y])),
-        _ => None,
-    }
-}
-
-#[inline]
-fn be32(b: &[u8], off: usize) -> Option<u32> {
-    match b.get(off..off.checked_add(4)?) {
-        Some(&[a, c, d, e]) => Some(u32::from_be_bytes([a, c, d, e])),
-        _ => None,
-    }
-}
 
 /// Source and destination port (first 4 bytes), as the port protocols' `pkt_to_tuple` read
 /// them (TCP, UDP, UDPLITE, SCTP, DCCP).

@@ -1,6 +1,8 @@
 //! Link-layer decapsulation: find the IP packet inside a captured frame, the way a replay
 //! harness extracts what it writes into a TUN device (`IFF_TUN | IFF_NO_PI`).
 
+use super::be16;
+
 /// BSD loopback (`DLT_NULL`): 4-byte address family in the capturing host's byte order.
 pub const LINKTYPE_NULL: u32 = 0;
 /// Ethernet II / 802.3.
@@ -36,14 +38,6 @@ const PPP_IPV6: u16 = 0x0057;
 
 /// Bound on stacked VLAN tags / MPLS labels, so a hostile frame cannot make us loop long.
 const MAX_STACK: usize = 64;
-
-#[inline]
-fn be16(b: &[u8], off: usize) -> Option<u16> {
-    match b.get(off..off.checked_add(2)?) {
-        Some(&[x, y]) => Some(u16::from_be_bytes([x, y])),
-        _ => None,
-    }
-}
 
 /// Payload if its first byte's version nibble is 4 or 6 (IP carried without a type field).
 #[inline]

@@ -8,6 +8,24 @@ pub mod ip;
 pub mod l4;
 pub mod link;
 
+/// Big-endian u16 at `off`, if the bytes are there.
+#[inline]
+pub(crate) fn be16(b: &[u8], off: usize) -> Option<u16> {
+    match b.get(off..off.checked_add(2)?) {
+        Some(&[x, y]) => Some(u16::from_be_bytes([x, y])),
+        _ => None,
+    }
+}
+
+/// Big-endian u32 at `off`, if the bytes are there.
+#[inline]
+pub(crate) fn be32(b: &[u8], off: usize) -> Option<u32> {
+    match b.get(off..off.checked_add(4)?) {
+        Some(&[a, c, d, e]) => Some(u32::from_be_bytes([a, c, d, e])),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
