@@ -39,7 +39,7 @@ def ones_complement_sum(data: bytes) -> int:
     """RFC 1071 16-bit one's-complement sum (not inverted)."""
     if len(data) % 2:
         data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total > 0xFFFF:
         total = (total & 0xFFFF) + (total >> 16)
     return total
@@ -144,8 +144,13 @@ def ipv6(
     first = types[0]
     body = chain + payload
     header = struct.pack(
-        "!IHBB16s16s", (6 << 28) | (flow_label & 0xFFFFF), len(body), first, hop_limit,
-        s.packed, d.packed,
+        "!IHBB16s16s",
+        (6 << 28) | (flow_label & 0xFFFFF),
+        len(body),
+        first,
+        hop_limit,
+        s.packed,
+        d.packed,
     )
     return header + body
 
@@ -220,7 +225,11 @@ ICMP_TIMESTAMPREPLY = 14
 
 
 def icmp_message(
-    type_: int, code: int, rest: bytes = b"\x00\x00\x00\x00", body: bytes = b"", *,
+    type_: int,
+    code: int,
+    rest: bytes = b"\x00\x00\x00\x00",
+    body: bytes = b"",
+    *,
     checksum: int | None = None,
 ) -> bytes:
     """An ICMPv4 message: type, code, checksum, 4 bytes `rest`, then `body`."""
@@ -248,7 +257,13 @@ def icmp(
 
 
 def icmp_echo(
-    src: str, dst: str, ident: int, seq: int = 1, *, reply: bool = False, code: int = 0,
+    src: str,
+    dst: str,
+    ident: int,
+    seq: int = 1,
+    *,
+    reply: bool = False,
+    code: int = 0,
     body: bytes = b"ping-data",
 ) -> bytes:
     """ICMP echo request (type 8) or, with `reply`, echo reply (type 0)."""
@@ -310,8 +325,9 @@ def icmp6_error(
 def icmp6_neighbour_solicitation(src: str, dst: str, target: str) -> bytes:
     """A neighbour solicitation (type 135, hop limit 255) for `target`."""
     body = ipaddress.IPv6Address(target).packed
-    return icmp6(src, dst, NDISC_NEIGHBOUR_SOLICITATION, 0, b"\x00\x00\x00\x00", body,
-                 hop_limit=255)
+    return icmp6(
+        src, dst, NDISC_NEIGHBOUR_SOLICITATION, 0, b"\x00\x00\x00\x00", body, hop_limit=255
+    )
 
 
 # --- GRE, ESP, generic -------------------------------------------------------------------------
@@ -361,8 +377,12 @@ def generic(src: str, dst: str, proto: int, payload: bytes = b"\x00" * 8) -> byt
 # --- captures ----------------------------------------------------------------------------------
 
 
-def ethernet(packet: bytes, *, src_mac: bytes = b"\x02\x00\x00\x00\x00\x01",
-             dst_mac: bytes = b"\x02\x00\x00\x00\x00\x02") -> bytes:
+def ethernet(
+    packet: bytes,
+    *,
+    src_mac: bytes = b"\x02\x00\x00\x00\x00\x01",
+    dst_mac: bytes = b"\x02\x00\x00\x00\x00\x02",
+) -> bytes:
     """An Ethernet II frame carrying an IPv4 or IPv6 packet."""
     ethertype = 0x0800 if packet[0] >> 4 == 4 else 0x86DD
     return dst_mac + src_mac + struct.pack("!H", ethertype) + packet

@@ -1,6 +1,6 @@
 """The shipped artefact: an abi3 wheel that installs into a fresh venv, whose `nfct` script
-replays the shipped example captures (examples/dns.pcap, ping.pcap and the one the README's quick start
-names).
+replays the shipped example captures (examples/dns.pcap, ping.pcap and the one the README's
+quick start names).
 
 The wheel is the one in $NFCT_WHEEL_DIR where that is set (`make test` builds it once into
 target/wheels, installs it, and points this variable at it), else one built here with
