@@ -203,13 +203,24 @@ def udp(
 
 
 def udplite(
-    src: str, dst: str, sport: int, dport: int, payload: bytes = b"", *, coverage: int = 0
+    src: str,
+    dst: str,
+    sport: int,
+    dport: int,
+    payload: bytes = b"",
+    *,
+    coverage: int = 0,
+    pseudo_proto: int = IPPROTO_UDP,
 ) -> bytes:
-    """A UDPLITE packet; `coverage` 0 = whole segment (the checksum covers that much)."""
+    """A UDPLITE packet; `coverage` 0 = whole segment (the checksum covers that much).
+
+    The checksum's pseudo-header names `pseudo_proto`: by default 17, which is what the
+    kernel's conntrack verifies UDPLITE against (RFC 3828 says 136; conntrack finds such a
+    packet INVALID with nf_conntrack_checksum=1, as observed on 6.18)."""
     seg = struct.pack("!HHHH", sport, dport, coverage, 0) + payload
     covered = seg if coverage == 0 else seg[:coverage]
     s, d = _addrs(src, dst)
-    csum = inet_checksum(pseudo_header(s, d, IPPROTO_UDPLITE, len(seg)) + covered) or 0xFFFF
+    csum = inet_checksum(pseudo_header(s, d, pseudo_proto, len(seg)) + covered) or 0xFFFF
     return ip(src, dst, IPPROTO_UDPLITE, _with_checksum(seg, 6, csum))
 
 

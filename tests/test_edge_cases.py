@@ -447,6 +447,18 @@ def test_udplite_assured_on_first_packet_after_reply() -> None:
     assert conn.timeout == 119
 
 
+def test_udplite_rfc_checksum_is_invalid_like_the_kernel() -> None:
+    """conntrack verifies UDPLITE against a pseudo-header naming protocol 17: a packet
+    checksummed as RFC 3828 says (protocol 136) is INVALID while checksums are verified."""
+    rfc = P.udplite(C, S, 5000, 5001, b"abc", pseudo_proto=P.IPPROTO_UDPLITE)
+    net = Net()
+    _, skb = forward(net, rfc, t=0.0)
+    assert skb.ctstate == "invalid"
+    assert skb.invalid_reason == "nf_ct_udplite: bad checksum"
+    _, skb = forward(Net({"nf_conntrack_checksum": 0}), rfc, t=0.0)
+    assert skb.ctstate == "new"
+
+
 def test_udplite_checksum_is_mandatory() -> None:
     net = Net()
     pkt = bytearray(P.udplite(C, S, 5000, 5001, b"abc"))

@@ -80,8 +80,8 @@ def _parser() -> argparse.ArgumentParser:
         "--per-packet",
         choices=("auto", "yes", "no"),
         default="auto",
-        help="compare every packet's ct state class (slow on the kernel side: one nft call "
-        "per packet; auto = for captures of up to 2000 IP packets)",
+        help="compare every packet's ct state class (the kernel side reads its counters after "
+        "each packet; auto = for captures of up to 2000 IP packets)",
     )
     v.add_argument("--limit", type=int, default=20, help="differences shown per section")
     return p

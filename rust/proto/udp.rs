@@ -37,7 +37,11 @@ pub fn udplite_error(ctx: &PacketCtx<'_>) -> Result<(), &'static str> {
     if h.check == 0 {
         return Err("nf_ct_udplite: checksum missing");
     }
-    if ctx.verify_checksum && !checksum::udplite_ok(ctx.l3num, ctx.src, ctx.dst, ctx.l4, cscov) {
+    // The kernel verifies UDP-Lite against a pseudo-header naming protocol 17, not 136
+    // (udplite_error hands IPPROTO_UDP to nf_checksum_partial): a packet checksummed as RFC
+    // 3828 says is INVALID with nf_conntrack_checksum=1, one checksummed as UDP passes.
+    // Observed on 6.18 with nfct.kernel; nfct keeps the kernel's behaviour.
+    if ctx.verify_checksum && !checksum::partial_ok(ctx.l3num, ctx.src, ctx.dst, IPPROTO_UDP, ctx.l4, cscov) {
         return Err("nf_ct_udplite: bad checksum");
     }
     Ok(())

@@ -132,6 +132,19 @@ pub fn l4_ok(l3num: u8, src: &[u8; 16], dst: &[u8; 16], protonum: u8, l4: &[u8])
 /// `coverage` bytes of `l4` (0 = the whole segment) plus the pseudo-header, whose length field
 /// is the full L4 length. A coverage larger than the segment is invalid.
 pub fn udplite_ok(l3num: u8, src: &[u8; 16], dst: &[u8; 16], l4: &[u8], coverage: usize) -> bool {
+    partial_ok(l3num, src, dst, IPPROTO_UDPLITE, l4, coverage)
+}
+
+/// `nf_checksum_partial`: the checksum over the first `coverage` bytes (0 = all) of `l4`,
+/// with a pseudo-header naming `pseudo_proto` and the full L4 length.
+pub fn partial_ok(
+    l3num: u8,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    pseudo_proto: u8,
+    l4: &[u8],
+    coverage: usize,
+) -> bool {
     let covered = if coverage == 0 {
         l4
     } else {
@@ -140,7 +153,7 @@ pub fn udplite_ok(l3num: u8, src: &[u8; 16], dst: &[u8; 16], l4: &[u8], coverage
             None => return false,
         }
     };
-    match pseudo_header_sum(l3num, src, dst, IPPROTO_UDPLITE, l4.len()) {
+    match pseudo_header_sum(l3num, src, dst, pseudo_proto, l4.len()) {
         Some(ph) => fold(sum_bytes(ph, covered)) == 0xffff,
         None => false,
     }

@@ -24,8 +24,10 @@ from nfct.kernel import (
     TUN_NAME,
     VETH_OUT,
     VETH_PEER,
+    KernelHarnessError,
     KernelLab,
     iter_capture_ip,
+    machine_lock,
     run_capture,
     run_packets,
 )
@@ -274,6 +276,8 @@ def test_bad_sysctl_arguments() -> None:
 
 
 # --- the global sysctls -------------------------------------------------------------------------
+# Baselines are read under the machine lock held exclusively, so that harness runs of other
+# processes (which change and restore the global values under the same lock) cannot interfere.
 
 
 def _read_max() -> int:
@@ -281,38 +285,41 @@ def _read_max() -> int:
 
 
 def test_global_sysctl_set_during_run_and_restored() -> None:
-    original = _read_max()
-    wanted = original + 1234
-    seen: list[int] = []
+    with machine_lock():
+        original = _read_max()
+        wanted = original + 1234
+        seen: list[int] = []
 
-    def packets() -> Iterator[tuple[bytes, float]]:
-        seen.append(_read_max())
-        yield P.udp("10.1.0.2", "10.2.0.2", 4000, 53, b"q"), 0.0
+        def packets() -> Iterator[tuple[bytes, float]]:
+            seen.append(_read_max())
+            yield P.udp("10.1.0.2", "10.2.0.2", 4000, 53, b"q"), 0.0
 
-    result = run_packets(packets(), global_sysctl={"nf_conntrack_max": wanted})
-    assert seen == [wanted]
-    assert len(result.lines) == 1
-    assert _read_max() == original
+        result = run_packets(packets(), global_sysctl={"nf_conntrack_max": wanted})
+        assert seen == [wanted]
+        assert len(result.lines) == 1
+        assert _read_max() == original
     assert _our_namespaces() == []
 
 
 @pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
 def test_global_sysctl_restored_after_exception(exc: type[BaseException]) -> None:
-    original = _read_max()
+    with machine_lock():
+        original = _read_max()
 
-    def packets() -> Iterator[tuple[bytes, float]]:
-        yield P.udp("10.1.0.2", "10.2.0.2", 4000, 53, b"q"), 0.0
-        assert _read_max() == original + 77
-        raise exc("boom")
+        def packets() -> Iterator[tuple[bytes, float]]:
+            yield P.udp("10.1.0.2", "10.2.0.2", 4000, 53, b"q"), 0.0
+            assert _read_max() == original + 77
+            raise exc("boom")
 
-    with pytest.raises(exc, match="boom"):
-        run_packets(packets(), global_sysctl={"nf_conntrack_max": original + 77})
-    assert _read_max() == original
+        with pytest.raises(exc, match="boom"):
+            run_packets(packets(), global_sysctl={"nf_conntrack_max": original + 77})
+        assert _read_max() == original
     assert _our_namespaces() == []
 
 
 def test_global_sysctl_restored_on_sigterm(tmp_path: Path) -> None:
-    original = _read_max()
+    with machine_lock():
+        original = _read_max()
     flag = tmp_path / "inside"
     script = textwrap.dedent(
         f"""
@@ -330,17 +337,23 @@ def test_global_sysctl_restored_on_sigterm(tmp_path: Path) -> None:
     )
     proc = subprocess.Popen([sys.executable, "-c", script])
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while not flag.exists() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.02)
         assert flag.exists(), "the child never got inside the run"
-        assert _read_max() == original + 99
+        assert _read_max() == original + 99  # the child holds the lock exclusively
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 128 + signal.SIGTERM
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert _read_max() == original
+    with machine_lock():
+        assert _read_max() == original
     leftovers = [n for n in os.listdir("/run/netns") if n.startswith(f"{NS_PREFIX}{proc.pid}-")]
     assert leftovers == []
+
+
+def test_global_sysctl_cannot_change_inside_an_open_lab(lab: KernelLab) -> None:
+    with pytest.raises(KernelHarnessError, match="KernelLab is open"):
+        run_packets([], global_sysctl={"nf_conntrack_max": 100000})
