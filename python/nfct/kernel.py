@@ -687,6 +687,12 @@ def _nft_ruleset() -> str:
         "        type filter hook forward priority filter; policy accept;\n"
         f"{rules}"
         "    }\n"
+        # Packets the router delivers to itself (broadcast, all-hosts multicast) never reach
+        # the forward hook; their class is what the input hook sees.
+        "    chain input {\n"
+        "        type filter hook input priority filter; policy accept;\n"
+        f"{rules}"
+        "    }\n"
         "    chain output {\n"
         "        type filter hook output priority filter; policy drop;\n"
         "    }\n"

@@ -39,3 +39,14 @@ def lab() -> Iterator[KernelLab]:
     """A live namespace set up for replay (default sysctls), removed afterwards."""
     with KernelLab() as live:
         yield live
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from kernel.totals import TOTALS
+
+    if TOTALS["runs"]:
+        terminalreporter.write_line(
+            f"kernel differential: {TOTALS['runs']} runs through the live kernel and nfct, "
+            f"{TOTALS['packets']} packets sent, {TOTALS['packet classes']} packet classes and "
+            f"{TOTALS['entries']} kernel entries compared"
+        )

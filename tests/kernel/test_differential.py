@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import packets as P
+from kernel import totals
 from nfct import kernel
 from nfct.compare import Comparison, compare_classes, compare_stats, compare_tables
 from nfct.verify import nfct_run_packets
@@ -24,9 +25,6 @@ C6, S6 = "fd00:1::2", "fd00:2::2"
 T0 = 1_000_000.0
 
 Seq = list[tuple[bytes, float]]
-
-# Counted across the module and printed at the end (pytest -s or the terminal summary).
-TOTALS = {"packets": 0, "entries": 0}
 
 
 def both(
@@ -40,8 +38,7 @@ def both(
     compare_stats(k.stats, stats, result=res)
     assert k.classes is not None
     compare_classes(k.classes, classes, result=res)
-    TOTALS["packets"] += res.packets
-    TOTALS["entries"] += res.kernel_entries
+    totals.add(packets=k.sent, classes=res.packets, entries=res.kernel_entries)
     return res, k, classes
 
 
@@ -159,12 +156,3 @@ def quoted_dst(pkt: bytes) -> str:
 def test_random_sequences_agree(pkts: Sequence[tuple[bytes, float]]) -> None:
     res, _, _ = both(list(pkts))
     assert res.agree, res.render()
-
-
-def test_print_totals(capsys: pytest.CaptureFixture[str]) -> None:
-    """Runs last in this module (file order): reports how much was compared."""
-    with capsys.disabled():
-        print(
-            f"\nkernel differential (crafted): {TOTALS['packets']} packets and "
-            f"{TOTALS['entries']} kernel entries compared"
-        )

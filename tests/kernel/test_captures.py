@@ -1,0 +1,109 @@
+"""Whole captures through the live kernel and through nfct: every capture shipped in
+examples/ and every one in ../shared/pcaps/ (skipped where absent), with checksum
+verification on and off.
+
+The known gaps (TCP not tracked yet, no defragmentation, the router's own ICMP messages) are
+data in ONE place per capture set: tests/test_kernel_pcaps.py (STAT_GAPS, ENTRY_GAPS, the TCP
+rule) for the shared captures, EXAMPLE_STAT_GAPS below for the shipped ones. Anything else
+that differs fails the test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import kernel_expect as K
+import test_kernel_pcaps as G
+from kernel import totals
+from nfct import kernel
+from nfct.compare import compare_classes
+from nfct.conntrack_text import parse_conntrack_line
+from nfct.verify import nfct_run
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((REPO / "examples").glob("*.pcap"))
+PER_PACKET_LIMIT = 5000
+
+# Shipped captures: kernel minus nfct per counter and checksum setting. The http and mixed
+# captures carry TCP (not tracked yet: TCP issue); in mixed, the router itself answers a
+# neighbour solicitation whose quoted packet it never confirmed, counted in `error` on the
+# kernel (hook pipeline issue, as in tests/test_kernel_pcaps.py's arkime-v6 gap).
+EXAMPLE_STAT_GAPS: dict[str, dict[str, dict[int, int]]] = {
+    "mixed": {"error": {1: 1, 0: 1}},
+}
+
+
+def _tracked_lines(lines: list[str]) -> list[str]:
+    return [
+        x for x in lines if int(parse_conntrack_line(x)["protonum"]) not in K.UNTRACKED_PROTONUMS
+    ]
+
+
+def _run(path: Path, cs: int) -> tuple[kernel.KernelResult, list[str], dict[str, int], list[str]]:
+    n_ip = sum(1 for _ in kernel.iter_capture_ip(path))
+    k = kernel.run_capture(
+        path, sysctl={"nf_conntrack_checksum": cs}, per_packet=n_ip <= PER_PACKET_LIMIT
+    )
+    lines, stats, classes = nfct_run(path, {"nf_conntrack_checksum": cs}, "frozen")
+    assert k.sent == n_ip
+    return k, lines, stats, classes
+
+
+def _check(
+    name: str,
+    k: kernel.KernelResult,
+    lines: list[str],
+    stats: dict[str, int],
+    classes: list[str],
+    stat_gaps: dict[str, int],
+) -> None:
+    kt = {K.entry_key(parse_conntrack_line(x)): x for x in _tracked_lines(k.lines)}
+    nt = {K.entry_key(parse_conntrack_line(x)): x for x in lines}
+    untracked = [x for x in lines if x not in _tracked_lines(lines)]
+    assert not untracked, f"nfct now lists TCP/SCTP entries (TCP issue landed?): {untracked[:3]}"
+    assert kt.keys() - nt.keys() == set(), "entries only on the kernel"
+    assert nt.keys() - kt.keys() == set(), "entries only in nfct"
+    for key in kt:
+        diffs = K.field_differences(parse_conntrack_line(kt[key]), parse_conntrack_line(nt[key]))
+        assert not diffs, (K.format_key(key), diffs)
+    got = {c: int(k.stats[c]) - int(stats[c]) for c in K.COMPARED_STATS}
+    want = {c: stat_gaps.get(c, 0) for c in K.COMPARED_STATS}
+    assert got == want, f"kernel minus nfct: kernel {k.stats}, nfct {stats}"
+    compared = 0
+    if k.classes is not None:
+        assert len(k.classes) == len(classes)
+        # Packets of protocols nfct does not track yet are not compared (TCP issue). Where a
+        # counter gap exists, the packets behind it differ too, so classes are only reported.
+        pairs = [(a, b) for a, b in zip(k.classes, classes, strict=True) if b != "unsupported"]
+        res = compare_classes([a for a, _ in pairs], [b for _, b in pairs])
+        compared = res.packets
+        if not stat_gaps:
+            assert not res.class_diffs, res.render()
+    totals.add(packets=k.sent, classes=compared, entries=len(kt))
+
+
+@pytest.mark.parametrize("cs", [1, 0])
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_shipped_capture(path: Path, cs: int) -> None:
+    k, lines, stats, classes = _run(path, cs)
+    gaps = {c: d[cs] for c, d in EXAMPLE_STAT_GAPS.get(path.stem, {}).items()}
+    _check(path.stem, k, lines, stats, classes, gaps)
+
+
+@pytest.mark.parametrize(("name", "cs"), G.PARAMS)
+def test_shared_capture(shared_pcaps: Path, name: str, cs: int) -> None:
+    path = shared_pcaps / G.CAPTURES[name].file
+    k, lines, stats, classes = _run(path, cs)
+    # The live kernel reproduces the recorded verdict (a changed kernel shows up here).
+    recorded = K.kernel_result(shared_pcaps, name, cs)
+    assert k.sent == recorded["sent"]
+    assert {c: k.stats[c] for c in K.COMPARED_STATS} == {
+        c: recorded["stats"][c] for c in K.COMPARED_STATS
+    }
+    assert {K.entry_key(parse_conntrack_line(x)) for x in k.lines} == {
+        K.entry_key(e) for e in recorded["entries"]
+    }
+    gaps = {c: g.delta[cs] for c, g in G.STAT_GAPS.get(name, {}).items()}
+    assert name not in G.ENTRY_GAPS, "entry gaps for the live run are not modelled here"
+    _check(name, k, lines, stats, classes, gaps)
