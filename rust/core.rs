@@ -5,6 +5,7 @@
 
 use crate::format::ConnView;
 use crate::proto::icmp::{self, IcmpPre};
+use crate::proto::tcp::RstTimeout;
 use crate::proto::{self, PacketCtx, PacketVerdict};
 use crate::stats::Stats;
 use crate::sysctl::{Sx, Sysctl};
@@ -140,6 +141,8 @@ fn bump(c: &AtomicU64, n: u64) {
 pub struct NetOptions {
     /// A fixed hash seed for reproducible bucket placement (random when None).
     pub seed: Option<u64>,
+    /// Which kernel to follow where 6.12 and 6.18 differ (spec §7.10).
+    pub rst_timeout: RstTimeout,
 }
 
 /// One network namespace's conntrack: its table, sysctls, statistics and clock.
@@ -153,6 +156,7 @@ pub struct Net {
     now: AtomicU64,
     next_id: AtomicU32,
     rng: AtomicU64,
+    rst_timeout: RstTimeout,
     /// When the garbage collector runs next (`gc_worker` pacing, spec §11.4), ns.
     next_gc: AtomicU64,
 }
@@ -216,6 +220,7 @@ impl Net {
             now: AtomicU64::new(0),
             next_id: AtomicU32::new(1),
             rng: AtomicU64::new(rng_seed),
+            rst_timeout: opts.rst_timeout,
             next_gc: AtomicU64::new(0),
         }
     }
@@ -303,13 +308,9 @@ impl Net {
         let pre = match (l3.l3num, l3.protonum) {
             (AF_INET, IPPROTO_ICMP) => icmp::icmpv4_error(&ctx0),
             (AF_INET6, IPPROTO_ICMPV6) => icmp::icmpv6_error(&ctx0, l3.hop_limit),
-            (_, IPPROTO_TCP) | (_, IPPROTO_SCTP) => {
+            (_, IPPROTO_SCTP) => {
                 skb.unsupported = true;
-                skb.reason = Some(if l3.protonum == IPPROTO_TCP {
-                    "TCP tracking is not implemented yet"
-                } else {
-                    "SCTP tracking is not implemented yet"
-                });
+                skb.reason = Some("SCTP tracking is not implemented yet");
                 return NF_ACCEPT;
             }
             _ => IcmpPre::Continue,
@@ -402,20 +403,39 @@ impl Net {
                     } else {
                         IP_CT_NEW
                     };
-                    return match proto::packet(&mut entry, &ctx, &self.sysctl) {
+                    let gen = entry.gen;
+                    match proto::packet(&mut entry, &ctx, &self.sysctl, self.rst_timeout) {
                         PacketVerdict::Accept => {
                             if ctinfo == IP_CT_ESTABLISHED_REPLY {
                                 entry.set_status(IPS_SEEN_REPLY, IPCT_REPLY);
                             }
                             entry.refs += 1;
-                            skb.nfct = Nfct::Ct { slot, gen: entry.gen, ctinfo };
-                            NF_ACCEPT
+                            skb.nfct = Nfct::Ct { slot, gen, ctinfo };
+                            return NF_ACCEPT;
+                        }
+                        PacketVerdict::Kill => {
+                            entry.refs += 1;
+                            skb.nfct = Nfct::Ct { slot, gen, ctinfo };
+                            drop(entry);
+                            self.delete(slot, gen);
+                            return NF_ACCEPT;
                         }
                         PacketVerdict::Invalid(why) => {
                             drop(entry);
-                            self.invalid(skb, why)
+                            return self.invalid(skb, why);
                         }
-                    };
+                        PacketVerdict::Repeat => {
+                            // A reopen: the old entry goes, the packet is looked up again.
+                            drop(entry);
+                            if !self.delete(slot, gen) {
+                                bump(&self.stats.invalid, 1);
+                                bump(&self.stats.drop, 1);
+                                skb.reason = Some("nf_ct_tcp: reopen lost a race");
+                                return NF_DROP;
+                            }
+                            continue;
+                        }
+                    }
                 }
                 Found::Reap(expired) => {
                     self.reap(&expired);
@@ -436,8 +456,8 @@ impl Net {
         };
         let Some(lock) = self.table.slot(slot) else { return self.invalid(skb, "nf_ct: lost new entry") };
         let mut entry = lock.lock();
-        match proto::packet(&mut entry, &ctx, &self.sysctl) {
-            PacketVerdict::Accept => {
+        match proto::packet(&mut entry, &ctx, &self.sysctl, self.rst_timeout) {
+            PacketVerdict::Accept | PacketVerdict::Kill => {
                 let ctinfo = if entry.status & IPS_EXPECTED != 0 { IP_CT_RELATED } else { IP_CT_NEW };
                 skb.nfct = Nfct::Ct { slot, gen: entry.gen, ctinfo };
                 NF_ACCEPT
@@ -446,6 +466,11 @@ impl Net {
                 drop(entry);
                 self.free_unconfirmed(slot);
                 self.invalid(skb, why)
+            }
+            PacketVerdict::Repeat => {
+                drop(entry);
+                self.free_unconfirmed(slot);
+                self.invalid(skb, "nf_ct_tcp: reopen of an unconfirmed entry")
             }
         }
     }
@@ -772,7 +797,7 @@ mod tests {
         let s = Sysctl::default();
         s.set(Sx::Max, max);
         s.set(Sx::Buckets, buckets);
-        Net::new(NetOptions { seed: Some(7) }, s)
+        Net::new(NetOptions { seed: Some(7), ..NetOptions::default() }, s)
     }
 
     fn through(net: &Net, pkt: &[u8], t: u64) -> (u32, Class) {

@@ -79,7 +79,9 @@ class Skb:
 
 @final
 class Net:
-    def __new__(cls, sysctl: dict[str, int] | None = None, *, seed: int | None = None) -> Net: ...
+    def __new__(
+        cls, sysctl: dict[str, int] | None = None, *, seed: int | None = None, kernel: str = "6.18"
+    ) -> Net: ...
     @property
     def sysctl(self) -> SysctlMap: ...
     @property

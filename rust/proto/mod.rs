@@ -3,6 +3,7 @@
 
 pub mod generic;
 pub mod icmp;
+pub mod tcp;
 pub mod udp;
 
 use crate::format::ProtoView;
@@ -19,6 +20,8 @@ pub enum ProtoState {
     Udp { stream_ts: u64 },
     /// GRE: the timeouts copied into the entry on its first packet, in seconds.
     Gre { timeout: u32, stream_timeout: u32 },
+    /// TCP: the state machine and window tracking.
+    Tcp(tcp::TcpState),
 }
 
 impl ProtoState {
@@ -27,6 +30,7 @@ impl ProtoState {
         match *self {
             ProtoState::None | ProtoState::Udp { .. } => ProtoView::None,
             ProtoState::Gre { timeout, stream_timeout } => ProtoView::Gre { timeout, stream_timeout },
+            ProtoState::Tcp(st) => ProtoView::Tcp(st.name()),
         }
     }
 }
@@ -38,6 +42,10 @@ pub enum PacketVerdict {
     Accept,
     /// -NF_ACCEPT: invalid for the tracker; the reason is the kernel's log message.
     Invalid(&'static str),
+    /// NF_ACCEPT, and the entry is deleted now (`nf_ct_kill_acct`: a TCP RST before any reply).
+    Kill,
+    /// -NF_REPEAT: delete the entry and look the packet up again (a TCP reopen).
+    Repeat,
 }
 
 /// What a tracker sees of the packet being processed.
@@ -58,9 +66,15 @@ pub struct PacketCtx<'a> {
 }
 
 /// Dispatches an accepted lookup or a new entry to its protocol's `packet()` handler.
-pub fn packet(e: &mut Entry, ctx: &PacketCtx<'_>, sysctl: &Sysctl) -> PacketVerdict {
+pub fn packet(
+    e: &mut Entry,
+    ctx: &PacketCtx<'_>,
+    sysctl: &Sysctl,
+    rst_timeout: tcp::RstTimeout,
+) -> PacketVerdict {
     use crate::tuple::*;
     match e.tuple[0].protonum {
+        IPPROTO_TCP => tcp::tcp_packet(e, ctx, sysctl, rst_timeout),
         IPPROTO_UDP => udp::udp_packet(e, ctx, sysctl),
         IPPROTO_UDPLITE => udp::udplite_packet(e, ctx, sysctl),
         IPPROTO_ICMP | IPPROTO_ICMPV6 => icmp::icmp_packet(e, ctx, sysctl),

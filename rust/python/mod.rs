@@ -4,6 +4,7 @@
 
 use crate::core::{self, Hook, Net as CoreNet, NetOptions, Nfct, SkbCt};
 use crate::format::{self, ConnView};
+use crate::proto::tcp::RstTimeout;
 use crate::replay::{Clock, Replay, ReplayError, Summary};
 use crate::sysctl::{Sysctl, SysctlError};
 use crate::table::entry::IPS_BITS;
@@ -96,8 +97,25 @@ struct Net {
 #[pymethods]
 impl Net {
     #[new]
-    #[pyo3(signature = (sysctl=None, *, seed=None))]
-    fn new(py: Python<'_>, sysctl: Option<&Bound<'_, PyDict>>, seed: Option<u64>) -> PyResult<Net> {
+    #[pyo3(signature = (sysctl=None, *, seed=None, kernel="6.18"))]
+    fn new(
+        py: Python<'_>,
+        sysctl: Option<&Bound<'_, PyDict>>,
+        seed: Option<u64>,
+        kernel: &str,
+    ) -> PyResult<Net> {
+        // Where kernels differ (spec §7.10: the timeout of an in-window but inexact RST that
+        // keeps an assured connection ESTABLISHED), follow this one.
+        let rst_timeout = match kernel {
+            "6.18" => RstTimeout::Close,
+            "6.12" => RstTimeout::Unack,
+            _ => {
+                return Err(to_py_err(
+                    py,
+                    Error::Value(format!("kernel must be \"6.18\" or \"6.12\", not {kernel:?}")),
+                ))
+            }
+        };
         let values = Sysctl::default();
         // The bucket count sizes the table, so it is read before the table is made.
         if let Some(d) = sysctl {
@@ -110,7 +128,7 @@ impl Net {
                 values.set(s, v);
             }
         }
-        let net = CoreNet::new(NetOptions { seed }, values);
+        let net = CoreNet::new(NetOptions { seed, rst_timeout }, values);
         if let Some(d) = sysctl {
             for (k, v) in d.iter() {
                 let name: String =
