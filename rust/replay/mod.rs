@@ -131,14 +131,22 @@ fn route_of(pf: u8, data: &[u8]) -> route::Route {
     if pf == AF_INET {
         match (data.get(12..16), data.get(16..20), data.get(8), data.get(9)) {
             (Some(s), Some(d), Some(&ttl), Some(&proto)) => {
-                route::route_v4([s[0], s[1], s[2], s[3]], [d[0], d[1], d[2], d[3]], ttl, proto)
+                let df = data.get(6).is_some_and(|b| b & 0x40 != 0);
+                route::route_v4(
+                    [s[0], s[1], s[2], s[3]],
+                    [d[0], d[1], d[2], d[3]],
+                    ttl,
+                    proto,
+                    data.len(),
+                    df,
+                )
             }
             _ => route::Route::Forward,
         }
     } else {
         let addr = |r: std::ops::Range<usize>| -> Option<[u8; 16]> { data.get(r)?.try_into().ok() };
         match (addr(8..24), addr(24..40), data.get(7)) {
-            (Some(s), Some(d), Some(&hop)) => route::route_v6(&s, &d, hop),
+            (Some(s), Some(d), Some(&hop)) => route::route_v6(&s, &d, hop, data.len()),
             _ => route::Route::Forward,
         }
     }

@@ -6,6 +6,9 @@
 //! This is the part of `ip_route_input` / `ip6_route_input` and `ip_forward` / `ip6_forward`
 //! that a replay needs; the full hook pipeline with a routing table is a later step.
 
+/// The MTU of the router's way out (a veth's default), the harness's as well.
+pub const EGRESS_MTU: usize = 1500;
+
 /// Where the router sends a packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
@@ -14,8 +17,8 @@ pub enum Route {
     Drop(&'static str),
 }
 
-/// IPv4 routing of a packet with these addresses, TTL and protocol.
-pub fn route_v4(src: [u8; 4], dst: [u8; 4], ttl: u8, proto: u8) -> Route {
+/// IPv4 routing of a packet with these addresses, TTL, protocol, length and DF bit.
+pub fn route_v4(src: [u8; 4], dst: [u8; 4], ttl: u8, proto: u8, len: usize, dont_fragment: bool) -> Route {
     let multicast = |a: [u8; 4]| a[0] & 0xf0 == 0xe0;
     let lbcast = |a: [u8; 4]| a == [255; 4];
     if multicast(src) || lbcast(src) {
@@ -48,11 +51,14 @@ pub fn route_v4(src: [u8; 4], dst: [u8; 4], ttl: u8, proto: u8) -> Route {
     if ttl <= 1 {
         return Route::Drop("ip_forward: TTL exceeded");
     }
+    if len > EGRESS_MTU && dont_fragment {
+        return Route::Drop("ip_forward: fragmentation needed (packet larger than the MTU, DF set)");
+    }
     Route::Forward
 }
 
-/// IPv6 routing of a packet with these addresses and hop limit.
-pub fn route_v6(src: &[u8; 16], dst: &[u8; 16], hop_limit: u8) -> Route {
+/// IPv6 routing of a packet with these addresses, hop limit and length.
+pub fn route_v6(src: &[u8; 16], dst: &[u8; 16], hop_limit: u8, len: usize) -> Route {
     let loopback = |a: &[u8; 16]| a[..15].iter().all(|&b| b == 0) && a[15] == 1;
     if src[0] == 0xff || loopback(src) {
         return Route::Drop("ip6_rcv: martian source");
@@ -74,6 +80,10 @@ pub fn route_v6(src: &[u8; 16], dst: &[u8; 16], hop_limit: u8) -> Route {
     if hop_limit <= 1 {
         return Route::Drop("ip6_forward: hop limit exceeded");
     }
+    if len > EGRESS_MTU {
+        // Routers do not fragment IPv6: the packet is dropped and a Packet Too Big sent.
+        return Route::Drop("ip6_forward: packet too big (larger than the MTU)");
+    }
     Route::Forward
 }
 
@@ -83,14 +93,14 @@ mod tests {
 
     #[test]
     fn v4() {
-        assert_eq!(route_v4([10, 0, 0, 1], [10, 0, 0, 2], 64, 17), Route::Forward);
-        assert_eq!(route_v4([0, 0, 0, 0], [255, 255, 255, 255], 64, 17), Route::Local);
-        assert_eq!(route_v4([0, 0, 0, 0], [224, 0, 0, 1], 1, 2), Route::Local);
-        assert_eq!(route_v4([10, 0, 0, 1], [224, 0, 0, 1], 1, 17), Route::Local);
-        assert!(matches!(route_v4([10, 0, 0, 1], [224, 0, 0, 251], 255, 17), Route::Drop(_)));
-        assert!(matches!(route_v4([235, 1, 1, 1], [224, 0, 0, 1], 1, 17), Route::Drop(_)));
-        assert!(matches!(route_v4([127, 0, 0, 1], [127, 0, 0, 1], 64, 17), Route::Drop(_)));
-        assert!(matches!(route_v4([10, 0, 0, 1], [10, 0, 0, 2], 1, 17), Route::Drop(_)));
+        assert_eq!(route_v4([10, 0, 0, 1], [10, 0, 0, 2], 64, 17, 100, false), Route::Forward);
+        assert_eq!(route_v4([0, 0, 0, 0], [255, 255, 255, 255], 64, 17, 100, false), Route::Local);
+        assert_eq!(route_v4([0, 0, 0, 0], [224, 0, 0, 1], 1, 2, 100, false), Route::Local);
+        assert_eq!(route_v4([10, 0, 0, 1], [224, 0, 0, 1], 1, 17, 100, false), Route::Local);
+        assert!(matches!(route_v4([10, 0, 0, 1], [224, 0, 0, 251], 255, 17, 100, false), Route::Drop(_)));
+        assert!(matches!(route_v4([235, 1, 1, 1], [224, 0, 0, 1], 1, 17, 100, false), Route::Drop(_)));
+        assert!(matches!(route_v4([127, 0, 0, 1], [127, 0, 0, 1], 64, 17, 100, false), Route::Drop(_)));
+        assert!(matches!(route_v4([10, 0, 0, 1], [10, 0, 0, 2], 1, 17, 100, false), Route::Drop(_)));
     }
 
     #[test]
@@ -99,15 +109,18 @@ mod tests {
         let b: [u8; 16] = "2001:db8::2".parse::<std::net::Ipv6Addr>().unwrap().octets();
         let ff: [u8; 16] = "ff02::fb".parse::<std::net::Ipv6Addr>().unwrap().octets();
         let all: [u8; 16] = "ff02::1".parse::<std::net::Ipv6Addr>().unwrap().octets();
-        assert_eq!(route_v6(&a, &b, 64), Route::Forward);
-        assert!(matches!(route_v6(&a, &b, 1), Route::Drop(_)));
-        assert!(matches!(route_v6(&a, &ff, 255), Route::Drop(_)));
-        assert_eq!(route_v6(&a, &all, 1), Route::Local);
+        assert_eq!(route_v6(&a, &b, 64, 100), Route::Forward);
+        assert!(matches!(route_v6(&a, &b, 1, 100), Route::Drop(_)));
+        assert!(matches!(route_v6(&a, &ff, 255, 100), Route::Drop(_)));
+        assert_eq!(route_v6(&a, &all, 1, 100), Route::Local);
         let routers: [u8; 16] = "ff02::2".parse::<std::net::Ipv6Addr>().unwrap().octets();
-        assert_eq!(route_v6(&a, &routers, 255), Route::Local);
+        assert_eq!(route_v6(&a, &routers, 255, 100), Route::Local);
         let ll: [u8; 16] = "fe80::1".parse::<std::net::Ipv6Addr>().unwrap().octets();
-        assert!(matches!(route_v6(&ll, &b, 64), Route::Drop(_)));
-        assert_eq!(route_v6(&ll, &ll, 64), Route::Forward);
-        assert!(matches!(route_v6(&a, &std::net::Ipv6Addr::LOCALHOST.octets(), 64), Route::Drop(_)));
+        assert!(matches!(route_v6(&ll, &b, 64, 100), Route::Drop(_)));
+        assert_eq!(route_v6(&ll, &ll, 64, 100), Route::Forward);
+        assert!(matches!(route_v6(&a, &b, 64, 1501), Route::Drop(_)));
+        assert!(matches!(route_v4([10, 0, 0, 1], [10, 0, 0, 2], 64, 6, 1501, true), Route::Drop(_)));
+        assert_eq!(route_v4([10, 0, 0, 1], [10, 0, 0, 2], 64, 6, 1501, false), Route::Forward);
+        assert!(matches!(route_v6(&a, &std::net::Ipv6Addr::LOCALHOST.octets(), 64, 100), Route::Drop(_)));
     }
 }
