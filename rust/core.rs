@@ -449,6 +449,9 @@ impl Net {
             }
             break;
         }
+        // A new entry sees the packet in its original direction (also after a reopen, where
+        // the lookup had found the old entry's reply direction).
+        ctx.dir = Direction::Original;
         let slot = match self.init_conntrack(&t, zone, hash, ctx.now) {
             Init::Created(slot) => slot,
             Init::NotInvertible => return self.invalid(skb, "nf_ct: tuple not invertible"),

@@ -1,4 +1,4 @@
-"""Builders of test packets as bytes: IPv4/IPv6 with UDP, ICMP, ICMPv6, GRE, ESP or any other
+"""Builders of test packets as bytes: IPv4/IPv6 with TCP, UDP, ICMP, ICMPv6, GRE, ESP or any other
 protocol, with correct checksums (written from scratch with `struct`, no scapy).
 
 Every builder returns the whole packet starting at the IP header, as `nfct.Skb` takes it. The
@@ -222,6 +222,177 @@ def udplite(
     s, d = _addrs(src, dst)
     csum = inet_checksum(pseudo_header(s, d, pseudo_proto, len(seg)) + covered) or 0xFFFF
     return ip(src, dst, IPPROTO_UDPLITE, _with_checksum(seg, 6, csum))
+
+
+# --- TCP ---------------------------------------------------------------------------------------
+
+TCP_FIN = 0x01
+TCP_SYN = 0x02
+TCP_RST = 0x04
+TCP_PSH = 0x08
+TCP_ACK = 0x10
+TCP_URG = 0x20
+TCP_ECE = 0x40
+TCP_CWR = 0x80
+
+_TCP_FLAG_LETTERS = {
+    "F": TCP_FIN,
+    "S": TCP_SYN,
+    "R": TCP_RST,
+    "P": TCP_PSH,
+    "A": TCP_ACK,
+    "U": TCP_URG,
+    "E": TCP_ECE,
+    "C": TCP_CWR,
+}
+
+
+def tcp_flags(flags: int | str) -> int:
+    """TCP flags as the header's flag byte: an int as is, or letters as scapy writes them
+    ("S", "SA", "FA", "R", "RA", "PA", "A", "FPU", ""; F S R P A U E C)."""
+    if isinstance(flags, int):
+        if not 0 <= flags <= 0xFF:
+            raise ValueError(f"TCP flags out of range: {flags:#x}")
+        return flags
+    value = 0
+    for letter in flags.upper():
+        if letter not in _TCP_FLAG_LETTERS:
+            raise ValueError(f"unknown TCP flag letter {letter!r} in {flags!r}")
+        value |= _TCP_FLAG_LETTERS[letter]
+    return value
+
+
+def tcp_opt_nop() -> bytes:
+    """TCP option NOP (kind 1)."""
+    return b"\x01"
+
+
+def tcp_opt_eol() -> bytes:
+    """TCP option End of Option List (kind 0)."""
+    return b"\x00"
+
+
+def tcp_opt_mss(mss: int = 1460) -> bytes:
+    """TCP option Maximum Segment Size (kind 2, length 4)."""
+    return struct.pack("!BBH", 2, 4, mss)
+
+
+def tcp_opt_wscale(shift: int = 7) -> bytes:
+    """TCP option Window Scale (kind 3, length 3); the kernel caps the shift at 14."""
+    return struct.pack("!BBB", 3, 3, shift)
+
+
+def tcp_opt_sack_perm() -> bytes:
+    """TCP option SACK-Permitted (kind 4, length 2)."""
+    return b"\x04\x02"
+
+
+def tcp_opt_sack(blocks: Iterable[tuple[int, int]]) -> bytes:
+    """TCP option SACK (kind 5) with (left edge, right edge) blocks (at most 4 fit)."""
+    edges = [(left & 0xFFFFFFFF, right & 0xFFFFFFFF) for left, right in blocks]
+    body = b"".join(struct.pack("!II", left, right) for left, right in edges)
+    return struct.pack("!BB", 5, 2 + len(body)) + body
+
+
+def tcp_opt_timestamps(tsval: int, tsecr: int = 0) -> bytes:
+    """TCP option Timestamps (kind 8, length 10)."""
+    return struct.pack("!BBII", 8, 10, tsval & 0xFFFFFFFF, tsecr & 0xFFFFFFFF)
+
+
+def tcp_syn_options(
+    *, mss: int = 1460, wscale: int | None = 7, sack_perm: bool = True, tsval: int | None = None
+) -> bytes:
+    """The options Linux puts on a SYN: MSS, SACK-permitted, timestamps, NOP, window scale
+    (each optional), padded with NOPs to a multiple of 4 bytes."""
+    opts = tcp_opt_mss(mss)
+    if sack_perm and tsval is not None:
+        opts += tcp_opt_sack_perm() + tcp_opt_timestamps(tsval)
+    elif sack_perm:
+        opts += tcp_opt_nop() + tcp_opt_nop() + tcp_opt_sack_perm()
+    elif tsval is not None:
+        opts += tcp_opt_nop() + tcp_opt_nop() + tcp_opt_timestamps(tsval)
+    if wscale is not None:
+        opts += tcp_opt_nop() + tcp_opt_wscale(wscale)
+    return opts + tcp_opt_nop() * (-len(opts) % 4)
+
+
+def tcp_segment(
+    src: str,
+    dst: str,
+    sport: int,
+    dport: int,
+    *,
+    seq: int,
+    ack: int = 0,
+    flags: int | str,
+    window: int = 65535,
+    payload: bytes = b"",
+    options: bytes = b"",
+    checksum: int | None = None,
+    urg_ptr: int = 0,
+    data_offset: int | None = None,
+) -> bytes:
+    """A TCP header + options + payload. Options are padded with EOL (zero) bytes to a
+    multiple of 4; `data_offset` (in 32-bit words) overrides the header length field (the
+    checksum is still computed over the segment as present); `checksum` overrides the
+    checksum."""
+    opts = options + b"\x00" * (-len(options) % 4)
+    if len(opts) > 40:
+        raise ValueError(f"TCP options too long: {len(opts)} bytes (at most 40)")
+    doff = (20 + len(opts)) // 4 if data_offset is None else data_offset
+    seg = (
+        struct.pack(
+            "!HHIIBBHHH",
+            sport,
+            dport,
+            seq & 0xFFFFFFFF,
+            ack & 0xFFFFFFFF,
+            (doff & 0xF) << 4,
+            tcp_flags(flags),
+            window,
+            0,
+            urg_ptr,
+        )
+        + opts
+        + payload
+    )
+    if checksum is None:
+        checksum = l4_checksum(src, dst, IPPROTO_TCP, seg)
+    return _with_checksum(seg, 16, checksum)
+
+
+def tcp(
+    src: str,
+    dst: str,
+    sport: int,
+    dport: int,
+    *,
+    seq: int,
+    ack: int = 0,
+    flags: int | str,
+    window: int = 65535,
+    payload: bytes = b"",
+    options: bytes = b"",
+    checksum: int | None = None,
+    ttl: int = 64,
+) -> bytes:
+    """A whole IPv4/IPv6 TCP packet with a correct checksum (unless overridden). `seq` and
+    `ack` are taken modulo 2**32; `flags` is the flag byte or letters ("SA", "FA"...);
+    `options` are raw option bytes (see the tcp_opt_* helpers), padded to 4 bytes."""
+    seg = tcp_segment(
+        src,
+        dst,
+        sport,
+        dport,
+        seq=seq,
+        ack=ack,
+        flags=flags,
+        window=window,
+        payload=payload,
+        options=options,
+        checksum=checksum,
+    )
+    return ip(src, dst, IPPROTO_TCP, seg, ttl=ttl)
 
 
 # --- ICMP --------------------------------------------------------------------------------------
