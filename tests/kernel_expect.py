@@ -12,7 +12,7 @@ Nothing here decides what a difference means: the test file holds that, as data.
 Also here: a small independent reader of the captures (``capture_facts``, dpkt for the file
 formats, the link layers by hand) that counts IP packets, TCP/SCTP packets and fragments. It
 does not use nfct, so the test can check the facts its known-gap data relies on ("this capture
-has no TCP", "this one has fragments") against the capture itself.
+has no SCTP", "this one has fragments") against the capture itself.
 """
 
 from __future__ import annotations
@@ -28,8 +28,11 @@ from typing import Any
 import nfct
 from nfct.conntrack_text import parse_conntrack_line
 
-# Protocols nfct does not track yet: their packets get no entry (TCP issue; SCTP comes after it).
-UNTRACKED_PROTONUMS = frozenset({6, 132})
+IPPROTO_SCTP = 132
+
+# Protocols nfct does not track yet: their packets get no entry ("unsupported"). TCP is tracked
+# (spec §7); SCTP is not yet.
+UNTRACKED_PROTONUMS = frozenset({IPPROTO_SCTP})
 
 # `conntrack -S` counters compared. `found`, `insert` and `search_restart` are left out:
 # `found` and `insert` are 0 for packet traffic on the kernel (spec §12) and nfct does not
@@ -110,21 +113,49 @@ def tracked(entries: list[dict[str, Any]]) -> dict[EntryKey, dict[str, Any]]:
     return out
 
 
-def field_differences(kernel: dict[str, Any], ours: dict[str, Any], slack: int = 2) -> list[str]:
+def differing_fields(
+    kernel: dict[str, Any], ours: dict[str, Any], slack: int = 2
+) -> dict[str, tuple[Any, Any]]:
     """What differs between two entries with the same key, beyond `use=` and up to SLACK
-    seconds of timeout: protocol name, state, flags ([UNREPLIED], [ASSURED], ...), mark, zone
-    and every other key=value field, and the timeout."""
-    diffs = []
-    for field in ("proto", "state", "flags"):
-        if kernel[field] != ours[field]:
-            diffs.append(f"{field}: kernel {kernel[field]!r}, nfct {ours[field]!r}")
+    seconds of timeout, as field -> (kernel value, nfct value): protocol name, state, flags
+    ([UNREPLIED], [ASSURED], ...), "fields" (mark, zone and every other key=value field) and
+    the timeout."""
+    diffs: dict[str, tuple[Any, Any]] = {}
+    for name in ("proto", "state", "flags"):
+        if kernel[name] != ours[name]:
+            diffs[name] = (kernel[name], ours[name])
     k_extra = {k: v for k, v in kernel["extra"].items() if k not in _VOLATILE_EXTRA}
     n_extra = {k: v for k, v in ours["extra"].items() if k not in _VOLATILE_EXTRA}
     if k_extra != n_extra:
-        diffs.append(f"fields: kernel {k_extra}, nfct {n_extra}")
+        diffs["fields"] = (k_extra, n_extra)
     if abs(int(kernel["timeout"]) - int(ours["timeout"])) > slack:
-        diffs.append(f"timeout: kernel {kernel['timeout']}, nfct {ours['timeout']}")
+        diffs["timeout"] = (int(kernel["timeout"]), int(ours["timeout"]))
     return diffs
+
+
+def field_differences(kernel: dict[str, Any], ours: dict[str, Any], slack: int = 2) -> list[str]:
+    """`differing_fields` as readable lines (empty where the entries agree)."""
+    return [
+        f"{name}: kernel {k!r}, nfct {n!r}"
+        for name, (k, n) in differing_fields(kernel, ours, slack).items()
+    ]
+
+
+def differences_match(
+    got: dict[str, tuple[Any, Any]], want: dict[str, tuple[Any, Any]], slack: int = 2
+) -> bool:
+    """Whether `differing_fields` output GOT is the known difference WANT: the same fields,
+    the same values, timeouts within SLACK seconds of the recorded ones on either side."""
+    if got.keys() != want.keys():
+        return False
+    for name, (w_kernel, w_ours) in want.items():
+        g_kernel, g_ours = got[name]
+        if name == "timeout":
+            if abs(g_kernel - w_kernel) > slack or abs(g_ours - w_ours) > slack:
+                return False
+        elif (g_kernel, g_ours) != (w_kernel, w_ours):
+            return False
+    return True
 
 
 # --- an independent reader of the captures ----------------------------------------------------
@@ -177,13 +208,13 @@ def _frames(path: Path) -> Iterator[tuple[int, bytes]]:
 @dataclass(frozen=True)
 class CaptureFacts:
     ip_packets: int
-    tcp_or_sctp: int  # packets whose (final) protocol is TCP or SCTP, fragments included
+    sctp: int  # packets whose (final) protocol is SCTP, fragments included
     fragments: int  # IPv4 packets with MF or an offset; IPv6 packets with a fragment header
 
 
 @functools.cache
 def capture_facts(path: Path) -> CaptureFacts:
-    ip = tcp = frags = 0
+    ip = sctp = frags = 0
     for linktype, frame in _frames(path):
         pkt = _ip_of_frame(linktype, frame)
         if pkt is None or len(pkt) < 20:
@@ -202,6 +233,6 @@ def capture_facts(path: Path) -> CaptureFacts:
                 else:
                     proto, off = pkt[off], off + (pkt[off + 1] + 1) * 8
         ip += 1
-        tcp += proto in UNTRACKED_PROTONUMS
+        sctp += proto == IPPROTO_SCTP
         frags += is_frag
-    return CaptureFacts(ip_packets=ip, tcp_or_sctp=tcp, fragments=frags)
+    return CaptureFacts(ip_packets=ip, sctp=sctp, fragments=frags)

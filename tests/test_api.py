@@ -8,6 +8,7 @@ import gc
 import json
 import math
 import re
+import struct
 import subprocess
 import sys
 from collections.abc import Callable
@@ -689,14 +690,55 @@ def test_ctinfo_invalid_and_untracked() -> None:
     assert ns.invalid_reason is None
 
 
-def test_unsupported_protocols() -> None:
-    """TCP and SCTP have no tracker yet: "unsupported", no entry, no counter."""
+def _tcp(src: str, dst: str, sport: int, dport: int, seq: int, ack: int, flags: int) -> bytes:
+    """A TCP segment without options or data (window 65535), correct checksum, in IPv4/IPv6."""
+    seg = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 65535, 0, 0)
+    csum = P.l4_checksum(src, dst, P.IPPROTO_TCP, seg)
+    return P.ip(src, dst, P.IPPROTO_TCP, seg[:16] + struct.pack("!H", csum) + seg[18:])
+
+
+@pytest.mark.parametrize(("c", "s"), [(C, S), (C6, S6)])
+def test_tcp_handshake_is_tracked(c: str, s: str) -> None:
+    """TCP is tracked (spec §7): SYN, SYN-ACK, ACK give NEW, ESTABLISHED_REPLY, ESTABLISHED
+    and one ESTABLISHED [ASSURED] entry with the established timeout; no counter moves."""
     net = Net()
-    tcp_syn = P.ip(
-        C, S, P.IPPROTO_TCP, bytes.fromhex("07d00050000000010000000050022000") + b"\0" * 4
+    syn, synack, ack = 0x02, 0x12, 0x10
+    handshake = (
+        (_tcp(c, s, 2000, 80, 1000, 0, syn), "new", nfct.IP_CT_NEW),
+        (_tcp(s, c, 80, 2000, 5000, 1001, synack), "established", nfct.IP_CT_ESTABLISHED_REPLY),
+        (_tcp(c, s, 2000, 80, 1001, 5001, ack), "established", nfct.IP_CT_ESTABLISHED),
     )
+    for pkt, ctstate, ctinfo in handshake:
+        verdict, skb = forward(net, pkt, t=1.0)
+        assert verdict == NF_ACCEPT
+        assert (skb.ctstate, skb.ctinfo, skb.invalid_reason) == (ctstate, ctinfo, None)
+        assert skb.nfct is not None
+    (conn,) = list(net)
+    assert conn.proto == "tcp"
+    assert conn.state == "ESTABLISHED"
+    assert conn.status & nfct.IPS_ASSURED
+    assert conn.status & nfct.IPS_SEEN_REPLY
+    assert (conn.orig.sport, conn.orig.dport, conn.reply.sport, conn.reply.dport) == (
+        2000,
+        80,
+        80,
+        2000,
+    )
+    assert 431_998 <= conn.timeout <= 432_000
+    (line,) = lines(net.dump("conntrack"))
+    assert line.startswith("tcp      6 ")
+    assert " ESTABLISHED src=" in line
+    assert "[ASSURED]" in line
+    assert all(v == 0 for v in net.stats.values())
+
+
+def test_unsupported_protocols() -> None:
+    """SCTP has no tracker yet: "unsupported", no entry, no counter (TCP is tracked: see
+    test_tcp_handshake_is_tracked)."""
+    net = Net()
     sctp = P.ip(C, S, 132, b"\0" * 16)
-    for pkt in (tcp_syn, sctp):
+    sctp6 = P.ip(C6, S6, 132, b"\0" * 16)
+    for pkt in (sctp, sctp6):
         verdict, skb = forward(net, pkt, t=1.0)
         assert verdict == NF_ACCEPT
         assert skb.ctstate == "unsupported"
@@ -1125,10 +1167,12 @@ def test_cli_replay_packets_appends_to_redirected_stdout(capture: Path, tmp_path
     ]
 
 
-def _without_timeout(line: str) -> tuple[str, tuple[tuple[str, str], ...], tuple[str, ...]]:
+def _without_timeout(
+    line: str,
+) -> tuple[str, str | None, tuple[tuple[str, str], ...], tuple[str, ...]]:
     entry = parse_conntrack_line(line)
     tuples = tuple(sorted((f"{d}.{k}", v) for d in ("orig", "reply") for k, v in entry[d].items()))
-    return entry["l3"] + " " + entry["proto"], tuples, tuple(entry["flags"])
+    return entry["l3"] + " " + entry["proto"], entry["state"], tuples, tuple(entry["flags"])
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
@@ -1154,17 +1198,20 @@ def test_cli_replay_examples(examples_dir: Path, name: str, tmp_path: Path) -> N
     assert all(re.fullmatch(pattern, x) for x in packet_lines)
 
     # The kernel's table right after the recording (listed about a second later): every entry
-    # of a protocol nfct tracks is there, with the same tuples and flags, and a timeout at most
-    # a few seconds longer. TCP is not tracked yet: its packets are "unsupported".
+    # is there, TCP included (TIME_WAIT [ASSURED] in http and mixed), with the same tuples,
+    # state and flags, and a timeout at most a few seconds longer. No example carries SCTP, the
+    # one protocol nfct does not track yet: no packet is "unsupported".
     truth = [x for x in (examples_dir / f"{name}.conntrack").read_text().splitlines() if x]
-    tracked = [x for x in truth if parse_conntrack_line(x)["proto"] != "tcp"]
-    assert sorted(map(_without_timeout, extended)) == sorted(map(_without_timeout, tracked))
+    assert sorted(map(_without_timeout, extended)) == sorted(map(_without_timeout, truth))
     ours = {_without_timeout(x): parse_conntrack_line(x)["timeout"] for x in extended}
-    for line in tracked:
+    for line in truth:
         theirs = parse_conntrack_line(line)["timeout"]
         assert 0 <= ours[_without_timeout(line)] - theirs <= 3, line
-    tcp_packets = doc["summary"]["unsupported"]
-    assert (tcp_packets > 0) == any(" tcp " in x for x in truth)
+    tcp = [parse_conntrack_line(x) for x in truth if parse_conntrack_line(x)["proto"] == "tcp"]
+    assert len(tcp) == (3 if name in ("http", "mixed") else 0), tcp
+    assert all(e["state"] == "TIME_WAIT" and "ASSURED" in e["flags"] for e in tcp), tcp
+    assert doc["summary"]["unsupported"] == 0
+    assert not any(re.fullmatch(r"\d+ unsupported( .*)?", x) for x in packet_lines)
 
     frozen = run_cli("replay", "--clock", "frozen", "-o", "conntrack", path)
     assert frozen.returncode == 0

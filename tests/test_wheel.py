@@ -1,6 +1,6 @@
 """The shipped artefact: an abi3 wheel that installs into a fresh venv, whose `nfct` script
-replays the shipped example captures (examples/dns.pcap, ping.pcap and the one the README's
-quick start names).
+replays the shipped example captures (examples/http.pcap, dns.pcap, ping.pcap and the one the
+README's quick start names).
 
 The wheel is the one in $NFCT_WHEEL_DIR where that is set (`make test` builds it once into
 target/wheels, installs it, and points this variable at it), else one built here with
@@ -22,9 +22,9 @@ import pytest
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# Shipped captures the installed command must replay; http.pcap is TCP only, which nfct does not
-# track yet, so it is checked through the mixed capture the README names.
-SHIPPED = ("examples/dns.pcap", "examples/ping.pcap")
+# Shipped captures the installed command must replay (http.pcap is TCP only: it lists the three
+# TCP entries, TCP being tracked).
+SHIPPED = ("examples/http.pcap", "examples/dns.pcap", "examples/ping.pcap")
 README = REPO_ROOT / "README.md"
 QUICK_START = re.compile(r"^pip install \. && nfct replay (\S+)\s*$", re.MULTILINE)
 
