@@ -16,13 +16,13 @@ Skipped while nfct classes TCP as "unsupported".
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 import nfct
 import packets as P
 from nfct import IP_CT_ESTABLISHED, IP_CT_ESTABLISHED_REPLY, IP_CT_NEW, Net, Skb
+from tcp_conv import Conv, far
 
 C, S = "10.1.0.2", "10.2.0.2"
 C6, S6 = "fd00:1::2", "fd00:2::2"
@@ -58,98 +58,6 @@ W_STATE = ("invalid", "state")
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-class Conv:
-    """Both ends of one TCP connection (client `c`, server `s`), tracking each side's next
-    sequence number; SYNs carry Linux's options, later segments timestamps and a window
-    scaled by 7. A segment with an explicit `seq` does not move the sender's next sequence
-    number unless `advance=True`."""
-
-    def __init__(self, cport: int, *, sport: int = HTTP, client: str = C, server: str = S) -> None:
-        self.addr = {"c": (client, cport), "s": (server, sport)}
-        self.isn = {
-            "c": (cport * 2654435761 + 0x1F2E3D4C) & 0xFFFFFFFF,
-            "s": (cport * 40503 * 65537 + 0x0BADCAFE) & 0xFFFFFFFF,
-        }
-        self.nxt = dict(self.isn)
-        self.tsval = {"c": 3_000_000 + cport, "s": 7_000_000 + cport}
-        self.syn_window = {"c": 64240, "s": 65160}
-        self.window = {"c": 502, "s": 509}
-
-    def c(self, flags: int | str = "A", **kw: Any) -> bytes:
-        return self._segment("c", flags, **kw)
-
-    def s(self, flags: int | str = "A", **kw: Any) -> bytes:
-        return self._segment("s", flags, **kw)
-
-    def _segment(
-        self,
-        side: str,
-        flags: int | str,
-        *,
-        seq: int | None = None,
-        ack: int | None = None,
-        payload: bytes = b"",
-        window: int | None = None,
-        options: bytes | None = None,
-        checksum: int | None = None,
-        advance: bool | None = None,
-    ) -> bytes:
-        peer = "s" if side == "c" else "c"
-        f = P.tcp_flags(flags)
-        syn = bool(f & P.TCP_SYN)
-        if seq is None:
-            seq = self.nxt[side]
-            advance = True if advance is None else advance
-        if ack is None:
-            ack = self.nxt[peer] if f & P.TCP_ACK else 0
-        if window is None:
-            window = self.syn_window[side] if syn else self.window[side]
-        self.tsval[side] += 7
-        if options is None:
-            if syn:
-                options = P.tcp_syn_options(tsval=self.tsval[side])
-            else:
-                tsecr = self.tsval[peer] if f & P.TCP_ACK else 0
-                options = P.tcp_opt_nop() * 2 + P.tcp_opt_timestamps(self.tsval[side], tsecr)
-        if advance:
-            end = seq + len(payload) + (1 if syn else 0) + (1 if f & P.TCP_FIN else 0)
-            self.nxt[side] = end & 0xFFFFFFFF
-        (src, sport), (dst, dport) = self.addr[side], self.addr[peer]
-        return P.tcp(
-            src,
-            dst,
-            sport,
-            dport,
-            seq=seq,
-            ack=ack,
-            flags=f,
-            window=window,
-            payload=payload,
-            options=options,
-            checksum=checksum,
-        )
-
-    def handshake(self) -> list[bytes]:
-        return [self.c("S"), self.s("SA"), self.c("A")]
-
-    def skip_handshake(self) -> None:
-        self.nxt = {k: (v + 1) & 0xFFFFFFFF for k, v in self.isn.items()}
-
-    def reopen(self, side: str, delta: int = 0x0100_0000) -> None:
-        self.isn[side] = self.nxt[side] = (self.nxt[side] + delta) & 0xFFFFFFFF
-
-    def fin_close(self) -> list[bytes]:
-        return [self.c("FA"), self.s("A"), self.s("FA"), self.c("A")]
-
-    def rst(self, side: str, flags: str = "R", **kw: Any) -> bytes:
-        """A RST as stacks send it: no options, window 0."""
-        return self._segment(side, flags, window=0, options=b"", **kw)
-
-
-def far(seq: int, by: int = 10_000_000) -> int:
-    return (seq + by) & 0xFFFFFFFF
 
 
 class Router:
