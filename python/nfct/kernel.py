@@ -68,6 +68,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Any, BinaryIO, Final, Self
 
+from nfct.compare import STATS
 from nfct.errors import CaptureError, NfctError, NfctValueError, UnknownSysctlError
 
 __all__ = [
@@ -107,18 +108,7 @@ CT_CLASSES: Final = ("new", "established", "related", "invalid", "untracked", "d
 #: The sysctls that are global to the machine (writable only from the initial namespace).
 GLOBAL_SYSCTLS: Final = frozenset({"nf_conntrack_max", "nf_conntrack_buckets"})
 _GLOBAL_ONLY: Final = GLOBAL_SYSCTLS | {"nf_conntrack_expect_max"}
-_STAT_KEYS: Final = (
-    "found",
-    "invalid",
-    "insert",
-    "insert_failed",
-    "drop",
-    "early_drop",
-    "error",
-    "search_restart",
-    "clash_resolve",
-    "chaintoolong",
-)
+_STAT_KEYS: Final = STATS
 
 NS_PREFIX: Final = "nfct-k-"
 TUN_NAME: Final = "nfct0"
