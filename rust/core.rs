@@ -3,6 +3,7 @@
 //! resolution, deletion, the statistics and the garbage collector on the table's clock
 //! (spec §2, §3, §5, §11, §12).
 
+use crate::events::{Event, EventKind, EventSink};
 use crate::format::ConnView;
 use crate::proto::icmp::{self, IcmpPre};
 use crate::proto::tcp::RstTimeout;
@@ -157,6 +158,8 @@ pub struct Net {
     next_id: AtomicU32,
     rng: AtomicU64,
     rst_timeout: RstTimeout,
+    /// The event listeners' queue (`conntrack -E`).
+    pub events: EventSink,
     /// When the garbage collector runs next (`gc_worker` pacing, spec §11.4), ns.
     next_gc: AtomicU64,
 }
@@ -221,6 +224,7 @@ impl Net {
             next_id: AtomicU32::new(1),
             rng: AtomicU64::new(rng_seed),
             rst_timeout: opts.rst_timeout,
+            events: EventSink::default(),
             next_gc: AtomicU64::new(0),
         }
     }
@@ -499,6 +503,11 @@ impl Net {
             zone,
             acct: (self.sysctl.get(Sx::Acct) != 0).then(Default::default),
             tstamp_start: (self.sysctl.get(Sx::Timestamp) != 0).then_some(0),
+            ecache: match self.sysctl.get(Sx::Events) {
+                0 => false,
+                1 => true,
+                _ => self.events.listening(),
+            },
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             ..Entry::default()
         };
@@ -559,7 +568,7 @@ impl Net {
                 return NF_ACCEPT;
             }
             if e.confirmed() {
-                e.events = 0;
+                self.deliver_cached(&mut e, now, 0);
                 return NF_ACCEPT;
             }
             if ctinfo >= IP_CT_IS_REPLY {
@@ -586,7 +595,8 @@ impl Net {
                     e.tstamp_start = Some(now);
                 }
                 e.status |= IPS_CONFIRMED;
-                e.events = 0;
+                let new = if e.status & IPS_EXPECTED != 0 { IPCT_RELATED } else { IPCT_NEW };
+                self.deliver_cached(&mut e, now, new);
                 NF_ACCEPT
             }
             Insert::ChainTooLong => {
@@ -637,6 +647,23 @@ impl Net {
         skb.nfct = Nfct::Ct { slot: other, gen, ctinfo };
         bump(&self.stats.clash_resolve, 1);
         NF_ACCEPT
+    }
+
+    /// `nf_ct_deliver_cached_events`: the bits cached while the packet was processed become one
+    /// message (NEW for a new entry, else UPDATE), for a confirmed entry that is not dying.
+    fn deliver_cached(&self, e: &mut Entry, now: u64, extra: u16) {
+        let bits = e.events | extra;
+        e.events = 0;
+        if bits == 0 || !e.ecache || e.dying() || !self.events.listening() {
+            return;
+        }
+        let kind = if bits & (IPCT_NEW | IPCT_RELATED) != 0 { EventKind::New } else { EventKind::Update };
+        self.events.send(Event {
+            kind,
+            tstamp: now,
+            view: e.view(now, false),
+            protoinfo: bits & IPCT_PROTOINFO != 0,
+        });
     }
 
     /// Frees an unconfirmed entry that no packet holds any more.
@@ -697,6 +724,16 @@ impl Net {
                 return false;
             }
             e.status |= IPS_DYING;
+            if e.confirmed() && e.ecache && self.events.listening() {
+                // DESTROY goes out at once, with the state and what time was left.
+                let now = self.now();
+                self.events.send(Event {
+                    kind: EventKind::Destroy,
+                    tstamp: now,
+                    view: e.view(now, false),
+                    protoinfo: true,
+                });
+            }
             (e.hash, e.confirmed())
         };
         if confirmed {

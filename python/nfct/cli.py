@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from nfct import CaptureError, Net, NfctError
 from nfct.conntrack_text import parse_conntrack_line
 
-OUTPUTS = ("extended", "conntrack", "proc", "stats", "json", "packets")
+OUTPUTS = ("extended", "conntrack", "proc", "stats", "json", "packets", "events")
 
 
 def _sysctl_pair(text: str) -> tuple[str, int]:
@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--output", "-o", choices=OUTPUTS, default="extended")
     r.add_argument("--seed", type=int, default=None, help="fixed hash seed (reproducible order)")
+    r.add_argument(
+        "--event-timestamps",
+        action="store_true",
+        help="with --output events: prefix each line with [seconds.micros] from the capture "
+        "clock, as conntrack -E -o timestamp does",
+    )
     v = sub.add_parser(
         "verify-kernel",
         help="replay captures through the live kernel's conntrack and through nfct, and compare",
@@ -102,12 +108,21 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"nfct: {e}", file=sys.stderr)
         return 2
     error: CaptureError | None = None
-    packets_path = None
+    packets_path = events_path = None
     if args.output == "packets":
         sys.stdout.flush()
         packets_path = "-"
+    elif args.output == "events":
+        sys.stdout.flush()
+        events_path = "-"
     try:
-        summary = net.replay(args.captures, clock=args.clock, packets_path=packets_path)
+        summary = net.replay(
+            args.captures,
+            clock=args.clock,
+            packets_path=packets_path,
+            events_path=events_path,
+            event_timestamps=args.event_timestamps,
+        )
     except CaptureError as e:
         error = e
         summary = getattr(e, "summary", {})

@@ -61,6 +61,8 @@ class Comparison:
     packets_matched: int = 0
     class_diffs: list[str] = field(default_factory=list)
     stats_diffs: dict[str, tuple[int, int]] = field(default_factory=dict)
+    events: int = 0
+    events_matched: int = 0
     event_diffs: list[str] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
 
@@ -81,6 +83,8 @@ class Comparison:
         line = f"entries matched {self.matched}/{max(self.kernel_entries, self.nfct_entries)}"
         if self.packets:
             line += f", packet classes matched {self.packets_matched}/{self.packets}"
+        if self.events:
+            line += f", events matched {self.events_matched}/{self.events}"
         line += f", stats {'equal' if not self.stats_diffs else 'differ'}"
         return line
 
@@ -189,9 +193,12 @@ def compare_events(
     res = result if result is not None else Comparison()
     a = [_event_body(x) for x in kernel]
     b = [_event_body(x) for x in nfct]
-    for i in range(max(len(a), len(b))):
+    res.events = max(len(a), len(b))
+    for i in range(res.events):
         x = a[i] if i < len(a) else "(none)"
         y = b[i] if i < len(b) else "(none)"
         if x != y:
             res.event_diffs.append(f"event {i + 1}: {x} -> {y}")
+        else:
+            res.events_matched += 1
     return res

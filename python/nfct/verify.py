@@ -10,7 +10,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from nfct import Net
-from nfct.compare import Comparison, compare_classes, compare_stats, compare_tables
+from nfct.compare import (
+    Comparison,
+    compare_classes,
+    compare_events,
+    compare_stats,
+    compare_tables,
+)
 
 # Per-packet classification on the kernel side reads its counters after every packet.
 AUTO_PER_PACKET_LIMIT = 2000
@@ -20,12 +26,22 @@ def nfct_run(
     path: str | Path, sysctl: Mapping[str, int], clock: str
 ) -> tuple[list[str], dict[str, int], list[str]]:
     """nfct's table lines, statistics and per-packet classes for one capture."""
+    lines, stats, classes, _ = nfct_run_events(path, sysctl, clock)
+    return lines, stats, classes
+
+
+def nfct_run_events(
+    path: str | Path, sysctl: Mapping[str, int], clock: str
+) -> tuple[list[str], dict[str, int], list[str], list[str]]:
+    """As `nfct_run`, plus the `conntrack -E -o extended` lines a listener saw."""
     net = Net(dict(sysctl))
     with tempfile.TemporaryDirectory(prefix="nfct-verify-") as tmp:
         packets = Path(tmp) / "packets.txt"
-        net.replay([str(path)], clock=clock, packets_path=str(packets))
+        events = Path(tmp) / "events.txt"
+        net.replay([str(path)], clock=clock, packets_path=str(packets), events_path=str(events))
         classes = [line.split()[1] for line in packets.read_text().splitlines() if line]
-    return net.dump("extended").splitlines(), dict(net.stats), classes
+        event_lines = events.read_text().splitlines()
+    return net.dump("extended").splitlines(), dict(net.stats), classes, event_lines
 
 
 # pcap's LINKTYPE_RAW: each record is an IPv4 or IPv6 packet.
@@ -63,16 +79,14 @@ def verify_capture(
     k = kernel.run_capture(
         path, sysctl=dict(sysctl), per_packet=want_classes, pace=clock == "capture"
     )
-    lines, stats, classes = nfct_run(path, sysctl, clock)
+    lines, stats, classes, events = nfct_run_events(path, sysctl, clock)
     res = compare_tables(k.lines, lines)
     compare_stats(k.stats, stats, result=res)
     if want_classes and k.classes is not None:
         compare_classes(k.classes, classes, result=res)
     else:
         res.excluded.append(f"per-packet classes ({n_ip} packets; use --per-packet yes)")
-    res.excluded.append(
-        f"event sequences: the kernel logged {len(k.events)} events; nfct has no event stream yet"
-    )
+    compare_events(k.events, events, result=res)
     return res
 
 

@@ -214,6 +214,33 @@ impl Net {
         Ok(detached(py, move || dump_text(&net, &kind)))
     }
 
+    /// Starts (or stops) listening for events, as `conntrack -E` does: with the default
+    /// `nf_conntrack_events=2`, only entries created while someone listens send events. At most
+    /// `capacity` messages wait to be read; more are lost and counted in `events_lost`.
+    #[pyo3(signature = (on=true, capacity=65536))]
+    fn listen_events(&self, on: bool, capacity: usize) {
+        self.inner.events.listen(on, capacity);
+    }
+
+    /// The events sent since the last read, oldest first, as `conntrack -E -o extended` prints
+    /// them (with `timestamps`, prefixed `[seconds.micros]` from the table's clock).
+    #[pyo3(signature = (timestamps=false))]
+    fn read_events(&self, timestamps: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        self.inner.events.drain(|ev| {
+            let mut line = String::new();
+            ev.line(timestamps, &mut line);
+            out.push(line);
+        });
+        out
+    }
+
+    /// Events lost because the queue was full (netlink's ENOBUFS).
+    #[getter]
+    fn events_lost(&self) -> u64 {
+        self.inner.events.lost()
+    }
+
     /// `conntrack -S` text.
     fn stats_text(&self) -> String {
         let mut s = String::new();
@@ -223,15 +250,17 @@ impl Net {
 
     /// Replays captures (pcap or pcapng) through this table as a forwarding router would.
     /// Returns the summary as a dict. `packets_path` receives one `N CLASS [REASON]` line per
-    /// packet ("-" for standard output). A capture that cannot be read raises CaptureError after everything before the
+    /// packet, `events_path` the `conntrack -E -o extended` lines ("-" for standard output). A capture that cannot be read raises CaptureError after everything before the
     /// bad record was applied; its `summary` attribute holds the counts so far.
-    #[pyo3(signature = (captures, *, clock="capture", packets_path=None))]
+    #[pyo3(signature = (captures, *, clock="capture", packets_path=None, events_path=None, event_timestamps=false))]
     fn replay<'py>(
         &self,
         py: Python<'py>,
         captures: Vec<PathBuf>,
         clock: &str,
         packets_path: Option<PathBuf>,
+        events_path: Option<PathBuf>,
+        event_timestamps: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
         let clock = match clock {
             "capture" => Clock::Capture,
@@ -246,28 +275,15 @@ impl Net {
         let net = self.inner.clone();
         let res = detached(py, move || -> Result<Summary, Error> {
             let mut summary = Summary::default();
-            // "-" is this process's standard output, written through its own descriptor so a
-            // redirection (even in append mode) keeps what was already written.
-            let mut out: Option<Box<dyn Write>> = match &packets_path {
-                Some(p) if p.as_os_str() == "-" => {
-                    Some(Box::new(std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock())))
-                }
-                Some(p) => Some(Box::new(std::io::BufWriter::with_capacity(
-                    1 << 16,
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .create(true)
-                        .truncate(true)
-                        .open(p)
-                        .map_err(|e| Error::Io(format!("{}: {e}", p.display())))?,
-                ))),
-                None => None,
-            };
+            let mut out = open_output(packets_path.as_deref())?;
+            let mut events = open_output(events_path.as_deref())?;
             let paths: Vec<&std::path::Path> = captures.iter().map(|p| p.as_path()).collect();
             let mut replay = Replay {
                 clock,
                 packets_out: out.as_mut().map(|f| f.as_mut() as &mut dyn Write),
                 name_prefix: paths.len() > 1,
+                events_out: events.as_mut().map(|f| f.as_mut() as &mut dyn Write),
+                event_timestamps,
             };
             match replay.run(&net, &paths, &mut summary) {
                 Ok(()) => Ok(summary),
@@ -289,6 +305,26 @@ impl Net {
     fn __repr__(&self) -> String {
         format!("<nfct.Net count={} buckets={}>", self.inner.count(), self.inner.table.nbuckets())
     }
+}
+
+/// Opens where per-packet or event lines go: "-" is this process's standard output, written
+/// through its own descriptor so a redirection (even in append mode) keeps what was there.
+fn open_output(path: Option<&std::path::Path>) -> Result<Option<Box<dyn Write>>, Error> {
+    Ok(match path {
+        Some(p) if p.as_os_str() == "-" => {
+            Some(Box::new(std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock())))
+        }
+        Some(p) => Some(Box::new(std::io::BufWriter::with_capacity(
+            1 << 16,
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(p)
+                .map_err(|e| Error::Io(format!("{}: {e}", p.display())))?,
+        ))),
+        None => None,
+    })
 }
 
 fn summary_dict<'py>(py: Python<'py>, s: &Summary) -> PyResult<Bound<'py, PyDict>> {

@@ -70,6 +70,10 @@ pub struct Replay<'w> {
     pub packets_out: Option<&'w mut dyn Write>,
     /// Prefix each per-packet line with the capture's name (several captures).
     pub name_prefix: bool,
+    /// Where `conntrack -E -o extended` lines go, if anywhere (the replay then listens).
+    pub events_out: Option<&'w mut dyn Write>,
+    /// Prefix event lines with `[seconds.micros]` on the table's clock (`-o timestamp`).
+    pub event_timestamps: bool,
 }
 
 /// A replay stopped early: the capture error, with everything before it already applied.
@@ -157,6 +161,10 @@ impl Replay<'_> {
     /// it stays applied to the table and counted in the summary.
     pub fn run(&mut self, net: &Net, paths: &[&Path], summary: &mut Summary) -> Result<(), ReplayError> {
         let mut frozen_at: Option<u64> = None;
+        if self.events_out.is_some() {
+            net.events.listen(true, crate::events::DEFAULT_CAPACITY);
+        }
+        let mut line = String::new();
         for path in paths {
             let mut cap = Capture::open(path).map_err(ReplayError::Capture)?;
             let name = path.display().to_string();
@@ -182,6 +190,16 @@ impl Replay<'_> {
                 if self.clock == Clock::Capture {
                     net.gc_if_due();
                 }
+                if let (Some(w), None) = (self.events_out.as_mut(), out_err.as_ref()) {
+                    net.events.drain(|ev| {
+                        line.clear();
+                        ev.line(self.event_timestamps, &mut line);
+                        line.push('\n');
+                        if let Err(e) = w.write_all(line.as_bytes()) {
+                            out_err.get_or_insert(e);
+                        }
+                    });
+                }
                 if let (Some(w), None) = (self.packets_out.as_mut(), out_err.as_ref()) {
                     let r = if self.name_prefix {
                         write!(w, "{name}:{} {}", rec.index, class.name())
@@ -200,6 +218,9 @@ impl Replay<'_> {
                 }
             });
             if let Some(w) = self.packets_out.as_mut() {
+                w.flush().map_err(ReplayError::Output)?;
+            }
+            if let Some(w) = self.events_out.as_mut() {
                 w.flush().map_err(ReplayError::Output)?;
             }
             if let Some(e) = out_err {

@@ -81,6 +81,9 @@ pub struct Entry {
     pub tstamp_start: Option<u64>,
     /// Cached IPCT_* bits not yet delivered.
     pub events: u16,
+    /// Whether the entry has the event extension (decided at creation by
+    /// `nf_conntrack_events` and whether anyone listened then).
+    pub ecache: bool,
     /// The opaque id `conntrack -o id` prints.
     pub id: u32,
 }
