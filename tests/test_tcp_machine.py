@@ -447,12 +447,12 @@ class TcpMachine(RuleBasedStateMachine):
         # SYN_SENT (either direction: also the one moving it to SYN_SENT2) leaves the timeout
         # alone. Without a state change, maybe (the IGNORE paths do not refresh).
         fresh = {self.now_ns + s * NS for s in refreshed_timeouts(new_state, cls)}
-        if cls == "SYN" and prev_state == "SS" and not prev_bits & nfct.IPS_SEEN_REPLY:
-            pass
-        elif new_state != prev_state:
-            self.deadlines = fresh
-        else:
-            self.deadlines |= fresh
+        syn_in_syn_sent = cls == "SYN" and prev_state == "SS"
+        if not (syn_in_syn_sent and not prev_bits & nfct.IPS_SEEN_REPLY):
+            if new_state != prev_state:
+                self.deadlines = fresh
+            else:
+                self.deadlines |= fresh
         self.state = new_state
         if new_state == "S2":
             self.was_s2 = True
@@ -589,6 +589,6 @@ class TcpMachine(RuleBasedStateMachine):
 
 
 TcpMachine.TestCase.settings = settings(
-    TcpMachine.TestCase.settings, max_examples=150, stateful_step_count=50, deadline=None
+    TcpMachine.TestCase.settings, max_examples=500, stateful_step_count=80, deadline=None
 )
 TestTcpMachine = TcpMachine.TestCase

@@ -221,8 +221,13 @@ fn tcp_error(ctx: &PacketCtx<'_>) -> Result<Seg, &'static str> {
 }
 
 /// `tcp_options`: window scale and SACK-permitted into a direction (all other flags but
-/// BE_LIBERAL cleared).
-fn apply_options(d: &mut TcpDir, o: &l4::TcpOptions) {
+/// BE_LIBERAL cleared). A header without option bytes changes nothing: the kernel returns
+/// before clearing, so an earlier SYN's window scale survives a re-sent SYN without options.
+fn apply_options(d: &mut TcpDir, s: &Seg) {
+    if s.h.doff <= 20 {
+        return;
+    }
+    let o = &s.opts;
     d.td_scale = 0;
     d.flags &= FLAG_BE_LIBERAL;
     if o.sack_perm {
@@ -247,7 +252,7 @@ fn tcp_new(st: &mut TcpState, s: &Seg, sysctl: &Sysctl) -> Result<(), &'static s
         d.td_end = s.end;
         d.td_maxwin = win.max(1);
         d.td_maxend = s.end;
-        apply_options(d, &s.opts);
+        apply_options(d, s);
     } else if sysctl.get(Sx::TcpLoose) == 0 {
         return Err("nf_ct_tcp: invalid new (mid-stream pickup off: nf_conntrack_tcp_loose=0)");
     } else {
@@ -269,7 +274,7 @@ fn init_sender(st: &mut TcpState, dir: usize, s: &Seg, win: u32) {
     sender.td_end = s.end;
     sender.td_maxend = s.end;
     sender.td_maxwin = win.max(1);
-    apply_options(sender, &s.opts);
+    apply_options(sender, s);
     if !(sender.flags & FLAG_WINDOW_SCALE != 0 && receiver.flags & FLAG_WINDOW_SCALE != 0) {
         sender.td_scale = 0;
         receiver.td_scale = 0;
@@ -551,7 +556,8 @@ fn tcp_state_machine(
             d.td_maxwin = u32::from(last_win).max(1);
             d.td_scale = last_wscale;
             d.flags = last_flags & !FLAG_EXP_CHALLENGE_ACK;
-            st.seen[dir] = TcpDir::default();
+            // `nf_ct_tcp_state_reset`: everything but the liberal flag.
+            st.seen[dir] = TcpDir { flags: st.seen[dir].flags & FLAG_BE_LIBERAL, ..TcpDir::default() };
         } else {
             st.last_index = index;
             st.last_dir = dir as u8;
@@ -560,7 +566,7 @@ fn tcp_state_machine(
             st.last_win = h.window;
             if index == SYN_SET && dir == Direction::Original.index() {
                 let mut seen = TcpDir::default();
-                apply_options(&mut seen, &s.opts);
+                apply_options(&mut seen, s);
                 st.last_flags = 0;
                 st.last_wscale = 0;
                 if seen.flags & FLAG_WINDOW_SCALE != 0 {
