@@ -20,7 +20,7 @@ CARGO_LOCKED := $(if $(filter true 1,$(CI)),--locked,)
 # What the kernel differential tests need, as Debian packages and as the commands they give.
 APT_PACKAGES := nftables conntrack tcpdump iproute2
 KERNEL_TOOLS := nft conntrack tcpdump ip
-RUFF_PATHS := python tests $(wildcard benches/*.py)
+RUFF_PATHS := python tests tools $(wildcard benches/*.py)
 STUBTEST_ALLOWLIST := $(wildcard .stubtest-allowlist)
 
 export PATH := $(PATH):/usr/local/sbin:/usr/sbin:/sbin

@@ -162,6 +162,8 @@ pub struct Net {
     pub events: EventSink,
     /// When the garbage collector runs next (`gc_worker` pacing, spec §11.4), ns.
     next_gc: AtomicU64,
+    /// Reassembly in front of conntrack (`nf_defrag_ipv4/ipv6`, spec §1.2).
+    pub defrag: crate::defrag::Defrag,
 }
 
 /// Outcome of `init_conntrack`.
@@ -226,6 +228,7 @@ impl Net {
             rst_timeout: opts.rst_timeout,
             events: EventSink::default(),
             next_gc: AtomicU64::new(0),
+            defrag: crate::defrag::Defrag::new(),
         }
     }
 
@@ -316,11 +319,6 @@ impl Net {
         let pre = match (l3.l3num, l3.protonum) {
             (AF_INET, IPPROTO_ICMP) => icmp::icmpv4_error(&ctx0),
             (AF_INET6, IPPROTO_ICMPV6) => icmp::icmpv6_error(&ctx0, l3.hop_limit),
-            (_, IPPROTO_SCTP) => {
-                skb.unsupported = true;
-                skb.reason = Some("SCTP tracking is not implemented yet");
-                return NF_ACCEPT;
-            }
             _ => IcmpPre::Continue,
         };
         match pre {

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod core;
+pub mod defrag;
 pub mod events;
 pub mod format;
 pub mod proto;

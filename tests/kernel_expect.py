@@ -30,9 +30,9 @@ from nfct.conntrack_text import parse_conntrack_line
 
 IPPROTO_SCTP = 132
 
-# Protocols nfct does not track yet: their packets get no entry ("unsupported"). TCP is tracked
-# (spec §7); SCTP is not yet.
-UNTRACKED_PROTONUMS = frozenset({IPPROTO_SCTP})
+# Protocols nfct does not track yet: their packets get no entry ("unsupported"). None now: TCP
+# (spec §7) and SCTP (spec §10.3) are tracked.
+UNTRACKED_PROTONUMS: frozenset[int] = frozenset()
 
 # `conntrack -S` counters compared. `found`, `insert` and `search_restart` are left out:
 # `found` and `insert` are 0 for packet traffic on the kernel (spec §12) and nfct does not

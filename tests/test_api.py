@@ -732,19 +732,22 @@ def test_tcp_handshake_is_tracked(c: str, s: str) -> None:
     assert all(v == 0 for v in net.stats.values())
 
 
-def test_unsupported_protocols() -> None:
-    """SCTP has no tracker yet: "unsupported", no entry, no counter (TCP is tracked: see
-    test_tcp_handshake_is_tracked)."""
-    net = Net()
+def test_sctp_is_tracked_not_unsupported() -> None:
+    """SCTP has a tracker (spec §10.3; tests/test_sctp.py): no packet is "unsupported" any
+    more. An all-zero SCTP packet (wrong CRC32c, a zero-length chunk) is INVALID: no entry,
+    counted in `invalid`, with checksum verification on and off."""
     sctp = P.ip(C, S, 132, b"\0" * 16)
     sctp6 = P.ip(C6, S6, 132, b"\0" * 16)
-    for pkt in (sctp, sctp6):
-        verdict, skb = forward(net, pkt, t=1.0)
-        assert verdict == NF_ACCEPT
-        assert skb.ctstate == "unsupported"
-        assert skb.nfct is None
-    assert net.count == 0
-    assert all(v == 0 for v in net.stats.values())
+    for checksum, reason in ((1, "nf_ct_sctp: bad CRC"), (0, "nf_ct_sctp: do_basic_checks failed")):
+        net = Net({"nf_conntrack_checksum": checksum})
+        for pkt in (sctp, sctp6):
+            verdict, skb = forward(net, pkt, t=1.0)
+            assert verdict == NF_ACCEPT
+            assert skb.ctstate == "invalid"
+            assert skb.invalid_reason is not None and skb.invalid_reason.startswith(reason)
+            assert skb.nfct is None
+        assert net.count == 0
+        assert net.stats["invalid"] == 2
 
 
 # --- statistics ------------------------------------------------------------------------------
@@ -1199,8 +1202,8 @@ def test_cli_replay_examples(examples_dir: Path, name: str, tmp_path: Path) -> N
 
     # The kernel's table right after the recording (listed about a second later): every entry
     # is there, TCP included (TIME_WAIT [ASSURED] in http and mixed), with the same tuples,
-    # state and flags, and a timeout at most a few seconds longer. No example carries SCTP, the
-    # one protocol nfct does not track yet: no packet is "unsupported".
+    # state and flags, and a timeout at most a few seconds longer. Every protocol is tracked
+    # (SCTP too): no packet is "unsupported".
     truth = [x for x in (examples_dir / f"{name}.conntrack").read_text().splitlines() if x]
     assert sorted(map(_without_timeout, extended)) == sorted(map(_without_timeout, truth))
     ours = {_without_timeout(x): parse_conntrack_line(x)["timeout"] for x in extended}

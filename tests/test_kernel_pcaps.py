@@ -7,39 +7,35 @@ afterwards. Here each capture is replayed in-process the same way (`Net.replay(.
 clock="frozen")`) and compared:
 
 * the IP packet count: nfct's `summary["packets"]` equals the harness's `sent`;
-* the entries of every protocol nfct tracks (all but SCTP 132; TCP included), as SETS keyed on
+* the entries of every protocol (TCP, UDP, ICMP, ICMPv6, GRE, SCTP, generic), as SETS keyed on
   (l3, protonum, original tuple, reply tuple); matched entries must agree on protocol, state,
   flags ([UNREPLIED]/[ASSURED]), mark and every other field, and on the timeout within 2 s;
 * the `conntrack -S` counters invalid, error, drop, early_drop, insert_failed, clash_resolve.
 
 Every difference that remains is a known gap of this version, written down below as DATA
-(ENTRY_GAPS, STAT_GAPS, and the SCTP rule): the expected kernel-minus-nfct difference, the issue
+(ENTRY_GAPS, STAT_GAPS): the expected kernel-minus-nfct difference, the issue
 that will close it and why. The test fails when nfct's behaviour changes in any way the data
 does not say, including a gap closing (a known-missing entry appearing, a counter difference
 shrinking): then update the data (and tests/KERNEL_PCAPS.md) in the same change.
 
 Known gaps and what they cover:
 
-* SCTP: not tracked yet ("unsupported", no entry). nfct must list no SCTP entry; the kernel's
-  would not be compared, but no shared capture carries SCTP (checked by test_capture_facts) and
-  the kernel lists none.
 * hook pipeline issue: nfct models the router's routing decision (martians, multicast, hop
   limit) but not the packets the router itself sends. On the kernel those pass conntrack's
   LOCAL_OUT hook before the harness's output-hook drop rule: an ICMPv6 time-exceeded for a
   hop-limit-1 packet, or a redirect for a link-local packet routed back out the TUN device,
   quotes a packet whose entry was never confirmed (or an ND packet, which has no inverse) and
   counts in `error` (spec §9.4 steps 2-3, §12).
-* defrag issue 5: no IPv4/IPv6 reassembly. nfct counts fragments invalid (non-first fragments,
-  first fragments whose UDP length runs past the fragment), where the kernel's defrag hook
-  holds them and tracks the reassembled datagram (spec E44: no stat). A TCP first fragment is
-  judged as a segment holding only the fragment's bytes, so the data nfct sees in flight is
-  short, and later ACKs for the whole segment are "over the upper bound" (invalid).
 
 TCP (spec §7) used to be a gap: its packets got no entry, and the kernel's `invalid` and `error`
 differed wherever TCP was judged. It is tracked since the TCP tracker landed, and every TCP
-entry and counter of every capture matches, except the one fragmented connection below.
-Routing (loopback, martians, multicast, hop limit) is modelled since the replay's routing step
-landed, and leaves no difference.
+entry and counter of every capture matches. Fragments (defrag issue 5) used to be a gap: nfct
+counted them invalid where the kernel's defrag hook holds them and tracks the reassembled
+datagram (spec §1.2, E44). Reassembly is modelled since the defrag step landed, and the three
+captures with fragments match entry for entry, counter for counter. Routing (loopback,
+martians, multicast, hop limit) is modelled since the replay's routing step landed, and leaves
+no difference. SCTP is tracked too; no shared capture carries it (checked by
+test_capture_facts), so tests/kernel/test_sctp_kernel.py compares it with crafted packets.
 """
 
 from __future__ import annotations
@@ -53,8 +49,7 @@ import pytest
 import kernel_expect as K
 
 HOOK_ISSUE = "hook pipeline issue"
-DEFRAG_ISSUE = "defrag issue 5"
-ISSUES = (HOOK_ISSUE, DEFRAG_ISSUE)
+ISSUES = (HOOK_ISSUE,)
 
 CHECKSUM_SETTINGS = (1, 0)
 
@@ -65,7 +60,7 @@ class Capture:
     against the file by test_capture_facts, with a reader that does not use nfct)."""
 
     file: str
-    sctp: bool  # carries SCTP packets (not tracked yet)
+    sctp: bool  # carries SCTP packets
     fragments: bool  # carries IPv4 or IPv6 fragments
 
 
@@ -129,20 +124,6 @@ class EntryGap:
 
 # capture -> counter -> gap. Counters not listed must be equal.
 STAT_GAPS: dict[str, dict[str, StatGap]] = {
-    "arkime-socks5-http-302-frag": {
-        "invalid": StatGap(
-            (DEFRAG_ISSUE,),
-            {1: 14 - 72, 0: 0 - 66},
-            "one TCP connection (SOCKS5, then HTTP), 72 packets: 10 unfragmented segments and 4 "
-            "segments in 62 IPv4 fragments. nfct counts the 58 non-first fragments invalid, "
-            "where the kernel reassembles the 4 segments. checksum=1: every TCP checksum in the "
-            "capture is bad, so both count the 10 unfragmented segments, the kernel its 4 "
-            "reassembled segments and nfct the 4 first fragments (bad checksum). checksum=0: "
-            "nfct also counts 8 segments invalid (ACK over the upper bound: the first fragment "
-            "of packet 6 carries 4 of the segment's 21 data bytes, and packet 8 ACKs all 21); "
-            "the kernel none",
-        ),
-    },
     "arkime-v6": {
         "error": StatGap(
             (HOOK_ISSUE,),
@@ -153,23 +134,6 @@ STAT_GAPS: dict[str, dict[str, StatGap]] = {
             "(entries unconfirmed) and/or redirects for the 10 link-local-to-link-local ND "
             "packets routed back out the TUN (an ND packet has no inverse); how many of each "
             "depends on the kernel's ICMPv6 and redirect rate limits",
-        ),
-    },
-    "pcapplusplus-ip6_fragments": {
-        "invalid": StatGap(
-            (DEFRAG_ISSUE,),
-            {1: 4 - 36, 0: 0 - 36},
-            "nfct counts the 32 non-first IPv6 fragments and the 4 first fragments (UDP length "
-            "past the fragment) invalid; the kernel reassembles 4 datagrams and, with "
-            "checksum=1, counts those 4 invalid",
-        ),
-    },
-    "tcpdump-afs": {
-        "invalid": StatGap(
-            (DEFRAG_ISSUE,),
-            {1: 0 - 200, 0: 0 - 200},
-            "nfct counts the 149 non-first IPv4 fragments and the 51 first fragments (UDP "
-            "length past the fragment) invalid; the kernel reassembles them (no stat)",
         ),
     },
     "zeek-linux_dlt_sll2": {
@@ -183,29 +147,11 @@ STAT_GAPS: dict[str, dict[str, StatGap]] = {
     },
 }
 
-# capture -> known entry differences of the tracked protocols. Every UDP, ICMP, ICMPv6,
-# generic and TCP entry of every other capture matches (routing, which used to leave multicast,
-# loopback and hop-limit-expired entries on nfct's side only, is modelled now; TCP is tracked).
-ENTRY_GAPS: dict[str, EntryGap] = {
-    "arkime-socks5-http-302-frag": EntryGap(
-        (DEFRAG_ISSUE,),
-        "checksum=0: the kernel reassembles the fragmented segments and follows the connection "
-        "to its FINs (TIME_WAIT, 120 s). nfct sees only the first fragment of packet 6 (4 of "
-        "21 data bytes), counts packet 8 and every later segment of the connection invalid "
-        "(ACK over the upper bound), so the FINs never count: ESTABLISHED, with the 300 s "
-        "timeout for unacknowledged data set by packet 6. checksum=1: every TCP checksum is "
-        "bad, no entry on either side",
-        fields={
-            0: {
-                "ipv4 6 dport=21477 dst=10.0.0.2 sport=1637 src=10.0.0.1 "
-                "dport=1637 dst=10.0.0.1 sport=21477 src=10.0.0.2": {
-                    "state": ("TIME_WAIT", "ESTABLISHED"),
-                    "timeout": (119, 299),
-                },
-            },
-        },
-    ),
-}
+# capture -> known entry differences of the tracked protocols. None left: every UDP, ICMP,
+# ICMPv6, generic and TCP entry of every capture matches (routing, which used to leave
+# multicast, loopback and hop-limit-expired entries on nfct's side only, is modelled now; TCP is
+# tracked; fragments are reassembled).
+ENTRY_GAPS: dict[str, EntryGap] = {}
 
 PARAMS = [
     pytest.param(name, cs, id=f"{name}-checksum{cs}")
@@ -241,21 +187,15 @@ def test_every_shared_capture_is_covered(shared_pcaps: Path) -> None:
 
 def test_gap_data_is_consistent() -> None:
     """Each known gap names a known issue, covers both checksum settings, and fits the
-    capture: defrag gaps only where there are fragments, where nfct can only count more
-    `invalid` than the kernel; hook pipeline gaps only in `error`, where the kernel counts more.
-    Unfragmented captures may differ only by the hook pipeline gap."""
+    capture: hook pipeline gaps only in `error`, where the kernel counts more."""
     for name, gaps in STAT_GAPS.items():
-        cap = CAPTURES[name]
+        assert name in CAPTURES, name
         for counter, gap in gaps.items():
             where = f"STAT_GAPS[{name!r}][{counter!r}]"
             assert counter in K.COMPARED_STATS, where
             assert gap.issues and set(gap.issues) <= set(ISSUES), where
             assert set(gap.delta) == set(CHECKSUM_SETTINGS), where
             assert any(gap.delta.values()), f"{where}: a gap of 0 is no gap"
-            assert cap.fragments or DEFRAG_ISSUE not in gap.issues, where
-            if gap.issues == (DEFRAG_ISSUE,):
-                assert counter == "invalid", where
-                assert all(d < 0 for d in gap.delta.values()), where
             if gap.issues == (HOOK_ISSUE,):
                 assert counter == "error", where
                 assert all(d > 0 for d in gap.delta.values()), where
@@ -263,7 +203,6 @@ def test_gap_data_is_consistent() -> None:
         assert name in CAPTURES and egap.issues and set(egap.issues) <= set(ISSUES), name
         sides = set(egap.kernel_only) | set(egap.nfct_only) | set(egap.fields)
         assert sides <= set(CHECKSUM_SETTINGS), name
-        assert CAPTURES[name].fragments or DEFRAG_ISSUE not in egap.issues, name
         for cs, per_line in egap.fields.items():
             for line, diffs in per_line.items():
                 assert diffs, f"ENTRY_GAPS[{name!r}].fields[{cs}][{line!r}]: no difference"

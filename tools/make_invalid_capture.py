@@ -17,7 +17,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "python"))
 
 import packets as P  # noqa: E402
-
 from nfct.verify import write_pcap  # noqa: E402
 
 C, S = "192.0.2.1", "198.51.100.7"
@@ -33,13 +32,17 @@ def conversation() -> list[bytes]:
         P.tcp(S, C, 80, 40000, seq=ISN_S, ack=ISN_C + 1, flags="SA", options=syn_opts),
         P.tcp(C, S, 40000, 80, seq=ISN_C + 1, ack=ISN_S + 1, flags="A", window=502),
         # 4: data far beyond the receiver's window: SEQ over the upper bound.
-        P.tcp(C, S, 40000, 80, seq=ISN_C + 10_000_000, ack=ISN_S + 1, flags="PA", payload=b"x" * 10),
+        P.tcp(
+            C, S, 40000, 80, seq=ISN_C + 10_000_000, ack=ISN_S + 1, flags="PA", payload=b"x" * 10
+        ),
         # 5: an ACK for data the server never sent: ACK over the upper bound.
         P.tcp(C, S, 40000, 80, seq=ISN_C + 1, ack=ISN_S + 900_000, flags="A", window=502),
         # 6: SYN and FIN together: an invalid flag combination.
         P.tcp(C, S, 40000, 80, seq=ISN_C + 1, flags="SF"),
         # 7: a good data segment and 8: its ACK.
-        P.tcp(C, S, 40000, 80, seq=ISN_C + 1, ack=ISN_S + 1, flags="PA", window=502, payload=b"GET /"),
+        P.tcp(
+            C, S, 40000, 80, seq=ISN_C + 1, ack=ISN_S + 1, flags="PA", window=502, payload=b"GET /"
+        ),
         P.tcp(S, C, 80, 40000, seq=ISN_S + 1, ack=ISN_C + 6, flags="A", window=509),
         # 9: a DNS query with a broken UDP checksum.
         P.udp(C, S, 53000, 53, b"\x12\x34query", checksum=0xDEAD),

@@ -3,6 +3,7 @@
 
 pub mod generic;
 pub mod icmp;
+pub mod sctp;
 pub mod tcp;
 pub mod udp;
 
@@ -22,6 +23,8 @@ pub enum ProtoState {
     Gre { timeout: u32, stream_timeout: u32 },
     /// TCP: the state machine and window tracking.
     Tcp(tcp::TcpState),
+    /// SCTP: the state machine and verification tags.
+    Sctp(sctp::SctpState),
 }
 
 impl ProtoState {
@@ -31,6 +34,7 @@ impl ProtoState {
             ProtoState::None | ProtoState::Udp { .. } => ProtoView::None,
             ProtoState::Gre { timeout, stream_timeout } => ProtoView::Gre { timeout, stream_timeout },
             ProtoState::Tcp(st) => ProtoView::Tcp(st.name()),
+            ProtoState::Sctp(st) => ProtoView::Sctp(st.name()),
         }
     }
 }
@@ -77,6 +81,7 @@ pub fn packet(
         IPPROTO_TCP => tcp::tcp_packet(e, ctx, sysctl, rst_timeout),
         IPPROTO_UDP => udp::udp_packet(e, ctx, sysctl),
         IPPROTO_UDPLITE => udp::udplite_packet(e, ctx, sysctl),
+        IPPROTO_SCTP => sctp::sctp_packet(e, ctx, sysctl),
         IPPROTO_ICMP | IPPROTO_ICMPV6 => icmp::icmp_packet(e, ctx, sysctl),
         IPPROTO_GRE => generic::gre_packet(e, ctx, sysctl),
         _ => generic::generic_packet(e, ctx, sysctl),

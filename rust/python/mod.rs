@@ -340,6 +340,10 @@ fn summary_dict<'py>(py: Python<'py>, s: &Summary) -> PyResult<Bound<'py, PyDict
         ("untracked", s.untracked),
         ("unsupported", s.unsupported),
         ("dropped", s.dropped),
+        ("fragments", s.fragments),
+        ("reassembled", s.reassembled),
+        ("frag_timed_out", s.frag_timed_out),
+        ("frag_dropped", s.frag_dropped),
     ] {
         d.set_item(k, v)?;
     }

@@ -6,6 +6,8 @@ pub mod capture;
 pub mod route;
 
 use crate::core::{Class, Hook, Net, SkbCt, NF_DROP};
+use crate::defrag::{DefragCounters, FragLimits, Gathered};
+use crate::sysctl::Sx;
 use crate::tuple::{AF_INET, AF_INET6};
 use crate::wire::{ip, link};
 use capture::{Capture, CaptureError};
@@ -42,9 +44,23 @@ pub struct Summary {
     pub dropped: u64,
     /// How many packets were INVALID, dropped or unsupported for each reason.
     pub reasons: BTreeMap<&'static str, u64>,
+    /// Defrag (spec §1.2): fragments that entered reassembly, datagrams reassembled, queues
+    /// that timed out, queues dropped (overlap, inconsistent, memory).
+    pub fragments: u64,
+    pub reassembled: u64,
+    pub frag_timed_out: u64,
+    pub frag_dropped: u64,
 }
 
 impl Summary {
+    /// Adds the defrag counters' growth from `from` to `to`.
+    fn add_defrag(&mut self, from: DefragCounters, to: DefragCounters) {
+        self.fragments += to.fragments.saturating_sub(from.fragments);
+        self.reassembled += to.reassembled.saturating_sub(from.reassembled);
+        self.frag_timed_out += to.timed_out.saturating_sub(from.timed_out);
+        self.frag_dropped += to.dropped.saturating_sub(from.dropped);
+    }
+
     fn count(&mut self, class: Class, reason: Option<&'static str>) {
         match class {
             Class::New => self.new += 1,
@@ -108,12 +124,37 @@ pub fn forward_packet(net: &Net, pkt: &[u8], tstamp: u64) -> (Class, Option<&'st
         Err(why) => return (Class::Dropped, Some(why)),
     };
     let data = pkt.get(..len).unwrap_or(pkt);
+    // nf_defrag_ipv4/ipv6 at PRE_ROUTING −400: conntrack only sees whole datagrams; a held
+    // fragment never reaches the forward hook.
+    let gathered = if pf == AF_INET {
+        net.defrag.ipv4_gather(data, tstamp)
+    } else {
+        let lim = FragLimits {
+            timeout_ns: net.sysctl.timeout_ns(Sx::Frag6Timeout),
+            high_thresh: net.sysctl.get(Sx::Frag6HighThresh),
+            low_thresh: net.sysctl.get(Sx::Frag6LowThresh),
+        };
+        net.defrag.ipv6_gather_with(data, tstamp, &lim)
+    };
+    let whole;
+    let (data, route_len) = match gathered {
+        Gathered::NotFragment => (data, data.len()),
+        Gathered::Held => return (Class::Dropped, Some("nf_defrag: fragment held for reassembly")),
+        Gathered::Dropped(why) => return (Class::Dropped, Some(why)),
+        Gathered::Reassembled { pkt, max_frag } => {
+            whole = pkt;
+            // The forwarding path's MTU check uses the largest fragment (`frag_max_size`,
+            // `ignore_df` set by defrag): the datagram is refragmented on output.
+            let n = whole.len().min(max_frag);
+            (&whole[..], n)
+        }
+    };
     let mut skb = SkbCt::default();
     let mut verdict = net.conntrack_in(data, tstamp, Hook::PreRouting, pf, &mut skb);
     let mut class = skb.class(verdict);
     let mut reason = skb.reason;
     if verdict != NF_DROP {
-        let route = route_of(pf, data);
+        let route = route_of(pf, data, route_len);
         if let route::Route::Drop(why) = route {
             class = Class::Dropped;
             reason = Some(why);
@@ -131,26 +172,19 @@ pub fn forward_packet(net: &Net, pkt: &[u8], tstamp: u64) -> (Class, Option<&'st
 
 /// The routing decision for a packet that passed the receive checks (so its fixed header is
 /// all there).
-fn route_of(pf: u8, data: &[u8]) -> route::Route {
+fn route_of(pf: u8, data: &[u8], len: usize) -> route::Route {
     if pf == AF_INET {
         match (data.get(12..16), data.get(16..20), data.get(8), data.get(9)) {
             (Some(s), Some(d), Some(&ttl), Some(&proto)) => {
                 let df = data.get(6).is_some_and(|b| b & 0x40 != 0);
-                route::route_v4(
-                    [s[0], s[1], s[2], s[3]],
-                    [d[0], d[1], d[2], d[3]],
-                    ttl,
-                    proto,
-                    data.len(),
-                    df,
-                )
+                route::route_v4([s[0], s[1], s[2], s[3]], [d[0], d[1], d[2], d[3]], ttl, proto, len, df)
             }
             _ => route::Route::Forward,
         }
     } else {
         let addr = |r: std::ops::Range<usize>| -> Option<[u8; 16]> { data.get(r)?.try_into().ok() };
         match (addr(8..24), addr(24..40), data.get(7)) {
-            (Some(s), Some(d), Some(&hop)) => route::route_v6(&s, &d, hop, data.len()),
+            (Some(s), Some(d), Some(&hop)) => route::route_v6(&s, &d, hop, len),
             _ => route::Route::Forward,
         }
     }
@@ -185,8 +219,10 @@ impl Replay<'_> {
                     Clock::Capture => ts,
                     Clock::Frozen => *frozen_at.get_or_insert(ts),
                 };
+                let before = net.defrag.counters();
                 let (class, reason) = forward_packet(net, pkt, t);
                 summary.count(class, reason);
+                summary.add_defrag(before, net.defrag.counters());
                 if self.clock == Clock::Capture {
                     net.gc_if_due();
                 }

@@ -1,0 +1,944 @@
+//! Defragmentation in front of conntrack (`nf_defrag_ipv4` / `nf_defrag_ipv6`, PRE_ROUTING and
+//! LOCAL_OUT at priority −400, spec §1.2): conntrack only ever sees whole datagrams.
+//!
+//! Modelled on Linux 6.x `ip_defrag` (net/ipv4/ip_fragment.c), `nf_ct_frag6_gather`
+//! (net/ipv6/netfilter/nf_conntrack_reasm.c) and the shared `inet_frag_queue_insert`
+//! (net/ipv4/inet_fragment.c):
+//!
+//! * queues keyed as the kernel keys them: IPv4 (src, dst, id, protocol) and IPv6 (src, dst,
+//!   fragment id); the defrag user (conntrack, zone 0) and the input interface are the same for
+//!   every packet of a replay;
+//! * a queue lives `ipfrag_time` (IPv4, 30 s) / `nf_conntrack_frag6_timeout` (IPv6, 60 s) from
+//!   its creation (the timer is not re-armed by later fragments);
+//! * while the accounted memory is above `high_thresh`, every fragment is refused (Linux 6.x
+//!   `inet_frag_find`; the old evictor down to `low_thresh` is gone since 4.17, `low_thresh` is
+//!   kept only as a setting); memory is the kernel's `truesize` estimate, so it is bounded by
+//!   `high_thresh` plus one fragment whatever the input;
+//! * fragments are kept as runs of contiguous fragments: one entirely inside a run is a
+//!   duplicate (dropped, the queue kept); any other overlap drops the whole queue (RFC 5722,
+//!   applied to IPv4 too since Linux 4.19);
+//! * IPv4: a packet from a source that sent more than `ipfrag_max_dist` (64) other fragments
+//!   since the queue's previous one restarts the queue (`ip_frag_too_far`);
+//! * IPv6 atomic fragments (offset 0, M=0) pass as they are;
+//! * ECN codepoints that may not be mixed fail the reassembly; a datagram over 65535 bytes too.
+//!
+//! Parsing is total: any byte sequence gives a [`Gathered`], never a panic.
+
+use parking_lot::Mutex;
+use std::collections::HashMap;
+
+/// `ipfrag_time` default, seconds.
+pub const IPFRAG_TIME_S: u64 = 30;
+/// `ipfrag_high_thresh` / `ipfrag_low_thresh` defaults (IPv4).
+pub const IPFRAG_HIGH_THRESH: u64 = 4 * 1024 * 1024;
+pub const IPFRAG_LOW_THRESH: u64 = 3 * 1024 * 1024;
+/// `ipfrag_max_dist` default.
+pub const IPFRAG_MAX_DIST: u32 = 64;
+/// `nf_conntrack_frag6_*` defaults.
+pub const FRAG6_TIMEOUT_S: u64 = 60;
+pub const FRAG6_HIGH_THRESH: u64 = 4 * 1024 * 1024;
+pub const FRAG6_LOW_THRESH: u64 = 3 * 1024 * 1024;
+
+/// Largest IP datagram.
+const MAX_DATAGRAM: usize = 65535;
+/// Memory a queue itself is charged (`sizeof(struct ipq)` / `frag_queue`, rounded).
+const QUEUE_SIZE: u64 = 256;
+
+/// `skb->truesize` of a received fragment of `len` bytes, estimated as the kernel's: the data
+/// buffer (headroom + data + `skb_shared_info`, rounded up by the slab) plus the `sk_buff`.
+fn truesize(len: usize) -> u64 {
+    let buf = (len as u64).saturating_add(64 + 320);
+    buf.next_power_of_two().max(512) + 256
+}
+
+/// What defrag did with a packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Gathered {
+    /// Not a fragment (or one the kernel lets through as it is): pass the packet on.
+    NotFragment,
+    /// Queued (stolen): no verdict, conntrack does not see it.
+    Held,
+    /// This fragment completed a datagram: the whole datagram, which conntrack sees instead.
+    /// `max_frag` is the largest fragment's size (`frag_max_size`), what the MTU check of the
+    /// forwarding path uses.
+    Reassembled { pkt: Vec<u8>, max_frag: usize },
+    /// Dropped (stolen or NF_DROP): the fragment, and maybe its queue, is gone.
+    Dropped(&'static str),
+}
+
+/// Defrag counters (cumulative).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DefragCounters {
+    /// Fragments that entered reassembly.
+    pub fragments: u64,
+    /// Datagrams reassembled.
+    pub reassembled: u64,
+    /// Queues whose timer expired before they were complete.
+    pub timed_out: u64,
+    /// Queues discarded (overlap, inconsistent lengths, oversize, ECN, restart) plus fragments
+    /// refused because fragment memory was over `high_thresh`.
+    pub dropped: u64,
+}
+
+/// Settings of one family's reassembly (`fqdir`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FragLimits {
+    pub timeout_ns: u64,
+    pub high_thresh: u64,
+    pub low_thresh: u64,
+}
+
+impl FragLimits {
+    pub const IPV4: FragLimits = FragLimits {
+        timeout_ns: IPFRAG_TIME_S * 1_000_000_000,
+        high_thresh: IPFRAG_HIGH_THRESH,
+        low_thresh: IPFRAG_LOW_THRESH,
+    };
+    pub const IPV6: FragLimits = FragLimits {
+        timeout_ns: FRAG6_TIMEOUT_S * 1_000_000_000,
+        high_thresh: FRAG6_HIGH_THRESH,
+        low_thresh: FRAG6_LOW_THRESH,
+    };
+}
+
+/// Contiguous fragments queued one after the other (`frag_run`).
+#[derive(Debug)]
+struct Run {
+    off: usize,
+    data: Vec<u8>,
+}
+
+impl Run {
+    fn end(&self) -> usize {
+        self.off + self.data.len()
+    }
+}
+
+/// `inet_frag_queue_insert` outcome.
+enum Insert {
+    Ok,
+    Dup,
+    Overlap,
+}
+
+/// One datagram being reassembled (`inet_frag_queue` + `ipq` / `frag_queue`).
+#[derive(Debug)]
+struct Queue {
+    expires: u64,
+    /// Sorted by offset, disjoint; the last one is the tail.
+    runs: Vec<Run>,
+    len: usize,
+    meat: usize,
+    first_in: bool,
+    last_in: bool,
+    max_size: usize,
+    max_df_size: usize,
+    ecn: u8,
+    /// The offset-0 fragment's headers: IPv4 header, or IPv6 header + extension headers
+    /// before the fragment header (whose next-header byte is at `nhoff`).
+    head: Vec<u8>,
+    nhoff: usize,
+    /// IPv6: the next header the offset-0 fragment's fragment header names.
+    head_nexthdr: u8,
+    mem: u64,
+    /// `ip_frag_too_far` bookkeeping (IPv4).
+    rid: u32,
+}
+
+impl Queue {
+    fn new(expires: u64, rid: u32) -> Queue {
+        Queue {
+            expires,
+            runs: Vec::new(),
+            len: 0,
+            meat: 0,
+            first_in: false,
+            last_in: false,
+            max_size: 0,
+            max_df_size: 0,
+            ecn: 0,
+            head: Vec::new(),
+            nhoff: 0,
+            head_nexthdr: 0,
+            mem: QUEUE_SIZE,
+            rid,
+        }
+    }
+
+    fn insert(&mut self, off: usize, end: usize, data: &[u8]) -> Insert {
+        let tail_end = self.runs.last().map(Run::end);
+        match tail_end {
+            None => self.runs.push(Run { off, data: data.to_vec() }),
+            Some(te) if te < end => {
+                if off < te {
+                    return Insert::Overlap;
+                }
+                match self.runs.last_mut() {
+                    Some(last) if off == te => last.data.extend_from_slice(data),
+                    _ => self.runs.push(Run { off, data: data.to_vec() }),
+                }
+            }
+            Some(_) => {
+                let mut at = self.runs.len();
+                for (i, r) in self.runs.iter().enumerate() {
+                    if end <= r.off {
+                        at = i;
+                        break;
+                    }
+                    if off >= r.end() {
+                        continue;
+                    }
+                    return if off >= r.off && end <= r.end() { Insert::Dup } else { Insert::Overlap };
+                }
+                self.runs.insert(at, Run { off, data: data.to_vec() });
+            }
+        }
+        Insert::Ok
+    }
+
+    fn complete(&self) -> bool {
+        self.first_in && self.last_in && self.meat == self.len
+    }
+
+    /// The payload of a complete queue, if its runs cover `[0, len)` exactly.
+    fn payload(&self) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.len);
+        for r in &self.runs {
+            if r.off != out.len() {
+                return None;
+            }
+            out.extend_from_slice(&r.data);
+        }
+        (out.len() == self.len).then_some(out)
+    }
+
+    /// `ip_frag_ecn_table`: None for an invalid mix, else the bits to OR into the TOS.
+    fn ecn_bits(&self) -> Option<u8> {
+        const NOT_ECT: u8 = 1;
+        const CE: u8 = 8;
+        if self.ecn & NOT_ECT != 0 && self.ecn & !NOT_ECT != 0 {
+            return None;
+        }
+        Some(if self.ecn & CE != 0 && self.ecn & !CE != 0 { 3 } else { 0 })
+    }
+}
+
+/// `IPFRAG_ECN_*` bit of a TOS / traffic class.
+fn frag_ecn(tos: u8) -> u8 {
+    1 << (tos & 3)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key4 {
+    src: [u8; 4],
+    dst: [u8; 4],
+    id: u16,
+    proto: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key6 {
+    src: [u8; 16],
+    dst: [u8; 16],
+    id: u32,
+}
+
+/// `inet_peer` rid counter of a source with live queues.
+#[derive(Debug, Default)]
+struct Peer {
+    rid: u32,
+    queues: u32,
+}
+
+/// One family's queues and memory (`fqdir`).
+#[derive(Debug)]
+struct Dir<K> {
+    queues: HashMap<K, Queue>,
+    mem: u64,
+    /// No queue expires before this.
+    next_expiry: u64,
+}
+
+impl<K: std::hash::Hash + Eq + Copy> Dir<K> {
+    fn new() -> Dir<K> {
+        Dir { queues: HashMap::new(), mem: 0, next_expiry: u64::MAX }
+    }
+
+    /// Expires the queues whose timer fired by `now`; returns their keys.
+    fn expire(&mut self, now: u64, counters: &mut DefragCounters) -> Vec<K> {
+        if now < self.next_expiry {
+            return Vec::new();
+        }
+        let mut gone = Vec::new();
+        let mut next = u64::MAX;
+        let mut freed = 0;
+        self.queues.retain(|k, q| {
+            if now >= q.expires {
+                freed += q.mem;
+                gone.push(*k);
+                false
+            } else {
+                next = next.min(q.expires);
+                true
+            }
+        });
+        self.mem = self.mem.saturating_sub(freed);
+        counters.timed_out += gone.len() as u64;
+        self.next_expiry = next;
+        gone
+    }
+
+    fn kill(&mut self, k: &K) -> bool {
+        match self.queues.remove(k) {
+            Some(q) => {
+                self.mem = self.mem.saturating_sub(q.mem);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `inet_frag_find`: refuses every fragment while memory is over `high_thresh`.
+    fn over_limit(&self, lim: &FragLimits) -> bool {
+        lim.high_thresh == 0 || self.mem > lim.high_thresh
+    }
+
+    /// The queue for `k`, created if missing. Returns whether it was created.
+    fn find_or_create(&mut self, k: K, now: u64, lim: &FragLimits, rid: u32) -> bool {
+        if self.queues.contains_key(&k) {
+            return false;
+        }
+        let expires = now.saturating_add(lim.timeout_ns);
+        self.next_expiry = self.next_expiry.min(expires);
+        self.queues.insert(k, Queue::new(expires, rid));
+        self.mem += QUEUE_SIZE;
+        true
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    v4: Dir<Key4>,
+    v6: Dir<Key6>,
+    peers: HashMap<[u8; 4], Peer>,
+    v4_limits: FragLimits,
+    counters: DefragCounters,
+}
+
+impl State {
+    fn peer_drop(&mut self, src: [u8; 4]) {
+        if let Some(p) = self.peers.get_mut(&src) {
+            p.queues = p.queues.saturating_sub(1);
+            if p.queues == 0 {
+                self.peers.remove(&src);
+            }
+        }
+    }
+
+    fn kill4(&mut self, k: &Key4) {
+        if self.v4.kill(k) {
+            self.peer_drop(k.src);
+        }
+    }
+
+    fn expire4(&mut self, now: u64) {
+        for k in self.v4.expire(now, &mut self.counters) {
+            self.peer_drop(k.src);
+        }
+    }
+}
+
+/// Reassembly for one network namespace (both families).
+#[derive(Debug)]
+pub struct Defrag {
+    state: Mutex<State>,
+}
+
+impl Default for Defrag {
+    fn default() -> Self {
+        Defrag::new()
+    }
+}
+
+/// The IPv4 header checksum over `h`, with its checksum field taken as zero.
+fn ipv4_header_csum(h: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for (i, c) in h.chunks(2).enumerate() {
+        if i == 5 {
+            continue;
+        }
+        let w = u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)]);
+        sum += u32::from(w);
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+impl Defrag {
+    pub fn new() -> Defrag {
+        Defrag {
+            state: Mutex::new(State {
+                v4: Dir::new(),
+                v6: Dir::new(),
+                peers: HashMap::new(),
+                v4_limits: FragLimits::IPV4,
+                counters: DefragCounters::default(),
+            }),
+        }
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> DefragCounters {
+        self.state.lock().counters
+    }
+
+    /// Sets the IPv4 settings (`ipfrag_time`, `ipfrag_high_thresh`, `ipfrag_low_thresh`).
+    pub fn set_ipv4_limits(&self, lim: FragLimits) {
+        self.state.lock().v4_limits = lim;
+    }
+
+    /// Accounted fragment memory (IPv4, IPv6).
+    pub fn mem(&self) -> (u64, u64) {
+        let s = self.state.lock();
+        (s.v4.mem, s.v6.mem)
+    }
+
+    /// Queues being reassembled (IPv4, IPv6).
+    pub fn queues(&self) -> (usize, usize) {
+        let s = self.state.lock();
+        (s.v4.queues.len(), s.v6.queues.len())
+    }
+
+    /// `ipv4_conntrack_defrag` → `ip_defrag` on an IPv4 packet that passed `ip_rcv`'s checks
+    /// (anything else is passed on untouched).
+    pub fn ipv4_gather(&self, pkt: &[u8], now_ns: u64) -> Gathered {
+        let Some(h) = pkt.first_chunk::<20>() else {
+            return Gathered::NotFragment;
+        };
+        let ihl = usize::from(h[0] & 0x0f) * 4;
+        let tot = usize::from(u16::from_be_bytes([h[2], h[3]]));
+        if h[0] >> 4 != 4 || ihl < 20 || tot < ihl || tot > pkt.len() {
+            return Gathered::NotFragment;
+        }
+        let fo = u16::from_be_bytes([h[6], h[7]]);
+        if fo & 0x3fff == 0 {
+            return Gathered::NotFragment;
+        }
+        let pkt = &pkt[..tot];
+        let key = Key4 {
+            src: [h[12], h[13], h[14], h[15]],
+            dst: [h[16], h[17], h[18], h[19]],
+            id: u16::from_be_bytes([h[4], h[5]]),
+            proto: h[9],
+        };
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        st.counters.fragments += 1;
+        st.expire4(now_ns);
+        let lim = st.v4_limits;
+        if st.v4.over_limit(&lim) {
+            st.counters.dropped += 1;
+            return Gathered::Dropped("nf_defrag: fragment memory over high_thresh");
+        }
+        let peer_rid = st.peers.get(&key.src).map_or(0, |p| p.rid);
+        if st.v4.find_or_create(key, now_ns, &lim, peer_rid) {
+            st.peers.entry(key.src).or_default().queues += 1;
+        }
+        // ip_frag_too_far: the source's fragment counter against the queue's.
+        let peer = st.peers.entry(key.src).or_default();
+        peer.rid = peer.rid.wrapping_add(1);
+        let rid = peer.rid;
+        let Some(q) = st.v4.queues.get_mut(&key) else {
+            return Gathered::Dropped("nf_defrag: no queue");
+        };
+        let start = q.rid;
+        q.rid = rid;
+        if IPFRAG_MAX_DIST != 0 && !q.runs.is_empty() && rid.wrapping_sub(start) > IPFRAG_MAX_DIST {
+            // ip_frag_reinit: forget the fragments, re-arm the timer, queue this one.
+            st.counters.dropped += 1;
+            let freed = q.mem - QUEUE_SIZE;
+            let expires = now_ns.saturating_add(lim.timeout_ns);
+            *q = Queue::new(expires, rid);
+            st.v4.mem = st.v4.mem.saturating_sub(freed);
+            st.v4.next_expiry = st.v4.next_expiry.min(expires);
+        }
+        let ecn = frag_ecn(h[1]);
+        let offset = usize::from(fo & 0x1fff) << 3;
+        let mf = fo & 0x2000 != 0;
+        let mut end = offset + (tot - ihl);
+        let kill = |st: &mut State, why| {
+            st.kill4(&key);
+            st.counters.dropped += 1;
+            Gathered::Dropped(why)
+        };
+        if !mf {
+            if end < q.len || (q.last_in && end != q.len) {
+                return kill(st, "nf_defrag: last fragment inconsistent with the queue");
+            }
+            q.last_in = true;
+            q.len = end;
+        } else {
+            end &= !7;
+            if end > q.len {
+                if q.last_in {
+                    return kill(st, "nf_defrag: fragment beyond the last fragment");
+                }
+                q.len = end;
+            }
+        }
+        if end <= offset {
+            return kill(st, "nf_defrag: empty fragment");
+        }
+        let data = &pkt[ihl..ihl + (end - offset)];
+        match q.insert(offset, end, data) {
+            Insert::Ok => {}
+            Insert::Dup => return Gathered::Dropped("nf_defrag: duplicate fragment"),
+            Insert::Overlap => return kill(st, "nf_defrag: overlapping fragment"),
+        }
+        q.meat += end - offset;
+        q.ecn |= ecn;
+        let ts = truesize(tot);
+        q.mem += ts;
+        st.v4.mem += ts;
+        if offset == 0 {
+            q.first_in = true;
+            q.head = pkt[..ihl].to_vec();
+        }
+        let fragsize = end - offset + ihl;
+        q.max_size = q.max_size.max(fragsize);
+        if fo & 0x4000 != 0 {
+            q.max_df_size = q.max_df_size.max(fragsize);
+        }
+        if !q.complete() {
+            return Gathered::Held;
+        }
+        // ip_frag_reasm
+        let ecn_bits = q.ecn_bits();
+        let total = q.head.len() + q.len;
+        let out = match (ecn_bits, q.payload()) {
+            (Some(bits), Some(payload)) if total <= MAX_DATAGRAM => {
+                let mut out = q.head.clone();
+                out[1] |= bits;
+                out[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+                let df = q.max_df_size == q.max_size;
+                out[6..8].copy_from_slice(&(if df { 0x4000u16 } else { 0 }).to_be_bytes());
+                let c = ipv4_header_csum(&out);
+                out[10..12].copy_from_slice(&c.to_be_bytes());
+                out.extend_from_slice(&payload);
+                Some((out, q.max_size))
+            }
+            _ => None,
+        };
+        match out {
+            Some((pkt, max_frag)) => {
+                st.kill4(&key);
+                st.counters.reassembled += 1;
+                Gathered::Reassembled { pkt, max_frag }
+            }
+            None => kill(st, "nf_defrag: reassembly failed (oversize or ECN mix)"),
+        }
+    }
+
+    /// `ipv6_defrag` → `nf_ct_frag6_gather` with the default `nf_conntrack_frag6_*` settings.
+    pub fn ipv6_gather(&self, pkt: &[u8], now_ns: u64) -> Gathered {
+        self.ipv6_gather_with(pkt, now_ns, &FragLimits::IPV6)
+    }
+
+    /// `nf_ct_frag6_gather` on an IPv6 packet that passed `ip6_rcv`'s checks, with these
+    /// `nf_conntrack_frag6_*` settings.
+    pub fn ipv6_gather_with(&self, pkt: &[u8], now_ns: u64, lim: &FragLimits) -> Gathered {
+        let Some(h) = pkt.first_chunk::<40>() else {
+            return Gathered::NotFragment;
+        };
+        let payload_len = usize::from(u16::from_be_bytes([h[4], h[5]]));
+        // Jumbo payload inhibits the fragment header.
+        if h[0] >> 4 != 6 || payload_len == 0 || 40 + payload_len > pkt.len() {
+            return Gathered::NotFragment;
+        }
+        let pkt = &pkt[..40 + payload_len];
+        // find_prev_fhdr
+        let mut nexthdr = h[6];
+        let mut start = 40usize;
+        let mut left = payload_len as isize;
+        let mut nhoff = 6usize;
+        while nexthdr != 44 {
+            if !matches!(nexthdr, 0 | 43 | 51 | 60) || left < 2 {
+                return Gathered::NotFragment;
+            }
+            let (Some(&nh), Some(&l)) = (pkt.get(start), pkt.get(start + 1)) else {
+                return Gathered::NotFragment;
+            };
+            let hdrlen = if nexthdr == 51 { (usize::from(l) + 2) * 4 } else { (usize::from(l) + 1) * 8 };
+            nhoff = start;
+            nexthdr = nh;
+            left -= hdrlen as isize;
+            start += hdrlen;
+        }
+        if left < 0 {
+            return Gathered::NotFragment;
+        }
+        let fhoff = start;
+        let (Some(fh), Some(id)) = (pkt.get(fhoff..fhoff + 4), pkt.get(fhoff + 4..fhoff + 8)) else {
+            return Gathered::Dropped("nf_defrag: truncated fragment header");
+        };
+        let frag_nexthdr = fh[0];
+        let fo = usize::from(u16::from_be_bytes([fh[2], fh[3]]));
+        if fo & !6 == 0 {
+            // An atomic fragment (offset 0, M=0, RFC 6946) is no fragment: it passes as it is
+            // and leaves the queues alone [obs 6.18: an empty one reaches conntrack].
+            return Gathered::NotFragment;
+        }
+        let key = Key6 {
+            src: pkt[8..24].try_into().unwrap_or([0; 16]),
+            dst: pkt[24..40].try_into().unwrap_or([0; 16]),
+            id: u32::from_be_bytes([id[0], id[1], id[2], id[3]]),
+        };
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        st.counters.fragments += 1;
+        st.v6.expire(now_ns, &mut st.counters);
+        if st.v6.over_limit(lim) {
+            st.counters.dropped += 1;
+            return Gathered::Dropped("nf_defrag: fragment memory over high_thresh");
+        }
+        st.v6.find_or_create(key, now_ns, lim, 0);
+        let Some(q) = st.v6.queues.get_mut(&key) else {
+            return Gathered::Dropped("nf_defrag: no queue");
+        };
+        // nf_ct_frag6_queue
+        let offset = fo & !7;
+        let data_start = fhoff + 8;
+        let end = offset + (pkt.len() - data_start);
+        if end > MAX_DATAGRAM {
+            return Gathered::Dropped("nf_defrag: fragment past 65535");
+        }
+        let tclass = ((h[0] & 0x0f) << 4) | (h[1] >> 4);
+        let ecn = frag_ecn(tclass);
+        if fo & 1 == 0 {
+            if end < q.len || (q.last_in && end != q.len) {
+                return Gathered::Dropped("nf_defrag: last fragment inconsistent with the queue");
+            }
+            q.last_in = true;
+            q.len = end;
+        } else {
+            if end & 7 != 0 {
+                // RFC 2460 parameter problem: the queue goes, the packet passes as it is.
+                st.v6.kill(&key);
+                st.counters.dropped += 1;
+                return Gathered::NotFragment;
+            }
+            if end > q.len {
+                if q.last_in {
+                    return Gathered::Dropped("nf_defrag: fragment beyond the last fragment");
+                }
+                q.len = end;
+            }
+        }
+        if end == offset {
+            return Gathered::Dropped("nf_defrag: empty fragment");
+        }
+        match q.insert(offset, end, &pkt[data_start..]) {
+            Insert::Ok => {}
+            // No error for duplicates: pretend they got queued.
+            Insert::Dup => return Gathered::Held,
+            Insert::Overlap => {
+                st.v6.kill(&key);
+                st.counters.dropped += 1;
+                return Gathered::Dropped("nf_defrag: overlapping fragment");
+            }
+        }
+        q.meat += end - offset;
+        q.ecn |= ecn;
+        q.max_size = q.max_size.max(payload_len);
+        let ts = truesize(pkt.len());
+        q.mem += ts;
+        st.v6.mem += ts;
+        if offset == 0 {
+            q.first_in = true;
+            q.head = pkt[..fhoff].to_vec();
+            q.nhoff = nhoff;
+            q.head_nexthdr = frag_nexthdr;
+        }
+        if !q.complete() {
+            return Gathered::Held;
+        }
+        // nf_ct_frag6_reasm
+        let new_plen = q.head.len() - 40 + q.len;
+        let out = match (q.ecn_bits(), q.payload()) {
+            (Some(bits), Some(payload)) if new_plen <= MAX_DATAGRAM && q.nhoff < q.head.len() => {
+                let mut out = q.head.clone();
+                out[q.nhoff] = q.head_nexthdr;
+                out[4..6].copy_from_slice(&(new_plen as u16).to_be_bytes());
+                // ipv6_change_dsfield(hdr, 0xff, ecn)
+                out[1] |= bits << 4;
+                out.extend_from_slice(&payload);
+                Some((out, 40 + q.max_size))
+            }
+            _ => None,
+        };
+        st.v6.kill(&key);
+        match out {
+            Some((pkt, max_frag)) => {
+                st.counters.reassembled += 1;
+                Gathered::Reassembled { pkt, max_frag }
+            }
+            None => {
+                st.counters.dropped += 1;
+                Gathered::Held
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    /// An IPv4 fragment: `off` in bytes, `payload` its data.
+    fn v4(id: u16, off: usize, mf: bool, payload: &[u8]) -> Vec<u8> {
+        let tot = 20 + payload.len();
+        let fo = (off / 8) as u16 | if mf { 0x2000 } else { 0 };
+        let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        p[2..4].copy_from_slice(&(tot as u16).to_be_bytes());
+        p[4..6].copy_from_slice(&id.to_be_bytes());
+        p[6..8].copy_from_slice(&fo.to_be_bytes());
+        let c = ipv4_header_csum(&p);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn v6(id: u32, off: usize, mf: bool, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x60, 0, 0, 0, 0, 0, 44, 64];
+        p.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        p.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        let fo = off as u16 | u16::from(mf);
+        p.extend_from_slice(&[17, 0]);
+        p.extend_from_slice(&fo.to_be_bytes());
+        p.extend_from_slice(&id.to_be_bytes());
+        p.extend_from_slice(payload);
+        let plen = (p.len() - 40) as u16;
+        p[4..6].copy_from_slice(&plen.to_be_bytes());
+        p
+    }
+
+    fn data(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 + 3) as u8).collect()
+    }
+
+    fn reasm(g: Gathered) -> Vec<u8> {
+        match g {
+            Gathered::Reassembled { pkt, .. } => pkt,
+            other => panic!("not reassembled: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn not_fragments() {
+        let d = Defrag::new();
+        assert_eq!(d.ipv4_gather(&v4(1, 0, false, &data(16)), 0), Gathered::NotFragment);
+        assert_eq!(d.ipv4_gather(&[], 0), Gathered::NotFragment);
+        let mut p = v6(1, 0, false, &data(8));
+        p[6] = 17;
+        assert_eq!(d.ipv6_gather(&p, 0), Gathered::NotFragment);
+        assert_eq!(d.counters(), DefragCounters::default());
+    }
+
+    #[test]
+    fn ipv4_in_order() {
+        let d = Defrag::new();
+        let all = data(40);
+        assert_eq!(d.ipv4_gather(&v4(7, 0, true, &all[..16]), 0), Gathered::Held);
+        assert_eq!(d.ipv4_gather(&v4(7, 16, true, &all[16..32]), 0), Gathered::Held);
+        let out = reasm(d.ipv4_gather(&v4(7, 32, false, &all[32..]), 0));
+        assert_eq!(out.len(), 60);
+        assert_eq!(&out[20..], &all[..]);
+        assert_eq!(u16::from_be_bytes([out[2], out[3]]), 60);
+        assert_eq!(u16::from_be_bytes([out[6], out[7]]), 0);
+        assert!(crate::wire::ip::ipv4_rcv_check(&out).is_ok());
+        let c = d.counters();
+        assert_eq!((c.fragments, c.reassembled, c.timed_out, c.dropped), (3, 1, 0, 0));
+        assert_eq!(d.queues(), (0, 0));
+        assert_eq!(d.mem(), (0, 0));
+    }
+
+    #[test]
+    fn ipv4_out_of_order_and_duplicate() {
+        let d = Defrag::new();
+        let all = data(48);
+        assert_eq!(d.ipv4_gather(&v4(7, 32, false, &all[32..]), 0), Gathered::Held);
+        assert_eq!(d.ipv4_gather(&v4(7, 16, true, &all[16..32]), 0), Gathered::Held);
+        // duplicate of a queued fragment: dropped, queue kept
+        assert!(matches!(d.ipv4_gather(&v4(7, 16, true, &all[16..32]), 0), Gathered::Dropped(_)));
+        let out = reasm(d.ipv4_gather(&v4(7, 0, true, &all[..16]), 0));
+        assert_eq!(&out[20..], &all[..]);
+        assert_eq!(d.counters().dropped, 0);
+    }
+
+    #[test]
+    fn ipv4_overlap_drops_queue() {
+        let d = Defrag::new();
+        let all = data(48);
+        assert_eq!(d.ipv4_gather(&v4(7, 0, true, &all[..16]), 0), Gathered::Held);
+        assert!(matches!(d.ipv4_gather(&v4(7, 8, true, &all[8..24]), 0), Gathered::Dropped(_)));
+        assert_eq!(d.queues(), (0, 0));
+        // the rest alone never completes
+        assert_eq!(d.ipv4_gather(&v4(7, 16, false, &all[16..]), 0), Gathered::Held);
+        assert_eq!(d.counters().dropped, 1);
+        assert_eq!(d.counters().reassembled, 0);
+    }
+
+    #[test]
+    fn ipv4_lone_fragment_times_out() {
+        let d = Defrag::new();
+        assert_eq!(d.ipv4_gather(&v4(9, 8, false, &data(8)), 0), Gathered::Held);
+        assert_eq!(d.queues(), (1, 0));
+        assert_eq!(d.ipv4_gather(&v4(10, 8, false, &data(8)), 29 * S), Gathered::Held);
+        assert_eq!(d.counters().timed_out, 0);
+        // 30 s after it was created, the first queue expires; the second does not yet.
+        assert_eq!(d.ipv4_gather(&v4(9, 0, true, &data(8)), 30 * S), Gathered::Held);
+        assert_eq!(d.counters().timed_out, 1);
+        assert_eq!(d.queues(), (2, 0));
+    }
+
+    #[test]
+    fn memory_bound() {
+        let d = Defrag::new();
+        let big = data(1400);
+        let mut refused = 0;
+        for id in 0..10_000u32 {
+            match d.ipv4_gather(&v4(id as u16, 0, true, &big), 0) {
+                Gathered::Held => {}
+                Gathered::Dropped(_) => refused += 1,
+                other => panic!("{other:?}"),
+            }
+            match d.ipv6_gather(&v6(id, 8, true, &big), 0) {
+                Gathered::Held | Gathered::Dropped(_) => {}
+                other => panic!("{other:?}"),
+            }
+            let (m4, m6) = d.mem();
+            assert!(m4 <= IPFRAG_HIGH_THRESH + truesize(65535) + QUEUE_SIZE);
+            assert!(m6 <= FRAG6_HIGH_THRESH + truesize(65535) + QUEUE_SIZE);
+        }
+        assert!(refused > 5000);
+        assert_eq!(d.counters().dropped, refused * 2);
+        // when the queues time out, fragments are accepted again
+        assert_eq!(d.ipv4_gather(&v4(1, 0, true, &big), 61 * S), Gathered::Held);
+        assert_eq!(d.ipv6_gather(&v6(1, 0, true, &big), 61 * S), Gathered::Held);
+    }
+
+    #[test]
+    fn ipv6_reassembly_and_atomic() {
+        let d = Defrag::new();
+        let all = data(40);
+        assert_eq!(d.ipv6_gather(&v6(5, 16, false, &all[16..]), 0), Gathered::Held);
+        let out = reasm(d.ipv6_gather(&v6(5, 0, true, &all[..16]), 0));
+        assert_eq!(out.len(), 80);
+        assert_eq!(out[6], 17);
+        assert_eq!(u16::from_be_bytes([out[4], out[5]]), 40);
+        assert_eq!(&out[40..], &all[..]);
+        // atomic fragments, empty or not, pass as they are and leave the queues alone
+        assert_eq!(d.ipv6_gather(&v6(6, 16, false, &all[16..]), 0), Gathered::Held);
+        assert_eq!(d.ipv6_gather(&v6(6, 0, false, &all[..12]), 0), Gathered::NotFragment);
+        assert_eq!(d.ipv6_gather(&v6(7, 0, false, &[]), 0), Gathered::NotFragment);
+        assert_eq!(d.queues(), (0, 1));
+        assert!(matches!(d.ipv6_gather(&v6(6, 0, true, &all[..16]), 0), Gathered::Reassembled { .. }));
+        // non-multiple-of-8 with M=1: the queue goes, the packet passes as it is
+        assert_eq!(d.ipv6_gather(&v6(8, 0, true, &all[..12]), 0), Gathered::NotFragment);
+        // overlap
+        assert_eq!(d.ipv6_gather(&v6(9, 0, true, &all[..16]), 0), Gathered::Held);
+        assert!(matches!(d.ipv6_gather(&v6(9, 8, false, &all[8..]), 0), Gathered::Dropped(_)));
+        let c = d.counters();
+        assert_eq!(c.reassembled, 2);
+        assert_eq!(c.dropped, 2);
+    }
+
+    #[test]
+    fn ipv6_timeout() {
+        let d = Defrag::new();
+        assert_eq!(d.ipv6_gather(&v6(5, 16, false, &data(8)), 0), Gathered::Held);
+        assert_eq!(d.ipv6_gather(&v6(5, 0, true, &data(8)), 59 * S), Gathered::Held);
+        assert_eq!(d.ipv6_gather(&v6(6, 0, true, &data(8)), 60 * S), Gathered::Held);
+        assert_eq!(d.counters().timed_out, 1);
+        assert_eq!(d.queues(), (0, 1));
+    }
+
+    #[test]
+    fn hostile_offsets() {
+        let d = Defrag::new();
+        // last possible offset with a big payload: datagram over 65535, queue dropped
+        let big = data(1480);
+        assert_eq!(d.ipv4_gather(&v4(3, 0, true, &big), 0), Gathered::Held);
+        assert!(matches!(d.ipv4_gather(&v4(3, 65528, false, &big), 0), Gathered::Held));
+        assert_eq!(d.queues(), (1, 0));
+        // IPv6: end past 65535 is refused
+        assert!(matches!(d.ipv6_gather(&v6(3, 65528, false, &big), 0), Gathered::Dropped(_)));
+        // MF fragment shorter than 8 bytes: empty after rounding, queue dropped
+        assert!(matches!(d.ipv4_gather(&v4(4, 8, true, &[1, 2, 3]), 0), Gathered::Dropped(_)));
+        // a fragment past the last one
+        assert_eq!(d.ipv4_gather(&v4(5, 8, false, &data(8)), 0), Gathered::Held);
+        assert!(matches!(d.ipv4_gather(&v4(5, 16, true, &data(8)), 0), Gathered::Dropped(_)));
+        // random bytes never panic
+        let mut x: u64 = 0x1234_5678;
+        for i in 0..20_000u64 {
+            let n = (i % 90) as usize;
+            let mut p: Vec<u8> = (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            if let Some(b) = p.first_mut() {
+                *b = if i % 2 == 0 { 0x45 } else { 0x60 };
+            }
+            if p.len() >= 8 && i % 2 == 0 {
+                let tot = p.len() as u16;
+                p[2..4].copy_from_slice(&tot.to_be_bytes());
+            }
+            if p.len() >= 40 && i % 2 == 1 {
+                let plen = (p.len() - 40) as u16;
+                p[4..6].copy_from_slice(&plen.to_be_bytes());
+                p[6] = [0, 43, 44, 51, 60][(i % 5) as usize];
+            }
+            let _ = d.ipv4_gather(&p, i);
+            let _ = d.ipv6_gather(&p, i);
+        }
+    }
+
+    #[test]
+    fn ipv4_oversize_fails() {
+        let d = Defrag::new();
+        let big = data(1480);
+        assert_eq!(d.ipv4_gather(&v4(3, 65528, false, &big[..8]), 0), Gathered::Held);
+        let mut off = 0;
+        let mut last = Gathered::Held;
+        while off < 65528 {
+            let n = (65528 - off).min(1480);
+            last = d.ipv4_gather(&v4(3, off, true, &big[..n]), 0);
+            off += n;
+        }
+        // 20 + 65536 > 65535: reassembly fails, queue dropped
+        assert!(matches!(last, Gathered::Dropped(_)));
+        assert_eq!(d.queues(), (0, 0));
+    }
+
+    #[test]
+    fn ipv4_too_far_restarts() {
+        let d = Defrag::new();
+        let all = data(16);
+        assert_eq!(d.ipv4_gather(&v4(1, 0, true, &all[..8]), 0), Gathered::Held);
+        for id in 2..70u16 {
+            assert_eq!(d.ipv4_gather(&v4(id, 8, true, &all[..8]), 0), Gathered::Held);
+        }
+        // 68 fragments from the same source in between: the queue restarts with this one
+        assert_eq!(d.ipv4_gather(&v4(1, 8, false, &all[8..]), 0), Gathered::Held);
+        assert_eq!(d.counters().dropped, 1);
+        assert!(matches!(d.ipv4_gather(&v4(1, 0, true, &all[..8]), 0), Gathered::Reassembled { .. }));
+    }
+}
