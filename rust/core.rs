@@ -61,10 +61,8 @@ pub enum Nfct {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SkbCt {
     pub nfct: Nfct,
-    /// Why the packet is INVALID, dropped or unsupported (the kernel's log message).
+    /// Why the packet is INVALID or dropped (the kernel's log message).
     pub reason: Option<&'static str>,
-    /// The protocol has no tracker in nfct yet; the packet was let through untouched.
-    pub unsupported: bool,
 }
 
 /// The ct state class an nft rule would see, or `Dropped`.
@@ -75,7 +73,6 @@ pub enum Class {
     Related,
     Invalid,
     Untracked,
-    Unsupported,
     Dropped,
 }
 
@@ -87,7 +84,6 @@ impl Class {
             Class::Related => "related",
             Class::Invalid => "invalid",
             Class::Untracked => "untracked",
-            Class::Unsupported => "unsupported",
             Class::Dropped => "dropped",
         }
     }
@@ -100,7 +96,6 @@ impl SkbCt {
             return Class::Dropped;
         }
         match self.nfct {
-            Nfct::None if self.unsupported => Class::Unsupported,
             Nfct::None => Class::Invalid,
             Nfct::Untracked => Class::Untracked,
             Nfct::Ct { ctinfo, .. } => match ctinfo % IP_CT_IS_REPLY {

@@ -30,7 +30,7 @@ from nfct.conntrack_text import parse_conntrack_line
 
 IPPROTO_SCTP = 132
 
-# Protocols nfct does not track yet: their packets get no entry ("unsupported"). None now: TCP
+# Protocols without a tracker in nfct, left out of the entry comparisons. None now: TCP
 # (spec §7) and SCTP (spec §10.3) are tracked.
 UNTRACKED_PROTONUMS: frozenset[int] = frozenset()
 

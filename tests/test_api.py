@@ -332,7 +332,6 @@ def _run_everything(pkt: bytes) -> None:
             "related",
             "invalid",
             "untracked",
-            "unsupported",
         }
         verdict = confirm(net, skb)
         assert verdict in (NF_ACCEPT, NF_DROP)
@@ -732,10 +731,10 @@ def test_tcp_handshake_is_tracked(c: str, s: str) -> None:
     assert all(v == 0 for v in net.stats.values())
 
 
-def test_sctp_is_tracked_not_unsupported() -> None:
-    """SCTP has a tracker (spec §10.3; tests/test_sctp.py): no packet is "unsupported" any
-    more. An all-zero SCTP packet (wrong CRC32c, a zero-length chunk) is INVALID: no entry,
-    counted in `invalid`, with checksum verification on and off."""
+def test_sctp_is_tracked() -> None:
+    """SCTP has a tracker (spec §10.3; tests/test_sctp.py). An all-zero SCTP packet (wrong
+    CRC32c, a zero-length chunk) is INVALID: no entry, counted in `invalid`, with checksum
+    verification on and off."""
     sctp = P.ip(C, S, 132, b"\0" * 16)
     sctp6 = P.ip(C6, S6, 132, b"\0" * 16)
     for checksum, reason in ((1, "nf_ct_sctp: bad CRC"), (0, "nf_ct_sctp: do_basic_checks failed")):
@@ -981,7 +980,7 @@ def test_net_replay_api(capture: Path, tmp_path: Path) -> None:
     assert summary["non_ip"] == 0
     assert (summary["new"], summary["established"], summary["invalid"]) == (2, 2, 1)
     assert summary["related"] == summary["dropped"] == summary["untracked"] == 0
-    assert summary["unsupported"] == 0
+    assert "unsupported" not in summary
     assert summary["reasons"] == {"nf_ct_udp: bad checksum": 1}
     assert out.read_text().splitlines() == [
         "1 new",
@@ -1033,7 +1032,7 @@ def test_cli_replay_default_output(capture: Path, ether_capture: Path) -> None:
         "src=10.2.0.2 dst=10.1.0.2 sport=53 dport=2001 mark=0 use=1",
     ]
     assert proc.stderr.splitlines() == [
-        "nfct: 5 packets (5 frames, 0 not IP), 2 entries, 1 invalid, 0 dropped, 0 unsupported"
+        "nfct: 5 packets (5 frames, 0 not IP), 2 entries, 1 invalid, 0 dropped"
     ]
     ether = run_cli("replay", "--output", "extended", ether_capture)
     assert ether.returncode == 0, ether.stderr
@@ -1197,13 +1196,12 @@ def test_cli_replay_examples(examples_dir: Path, name: str, tmp_path: Path) -> N
     assert doc["count"] == len(extended)
     packet_lines = outputs["packets"].splitlines()
     assert len(packet_lines) == doc["summary"]["packets"]
-    pattern = r"\d+ (new|established|related|invalid|untracked|unsupported|dropped)( .*)?"
+    pattern = r"\d+ (new|established|related|invalid|untracked|dropped)( .*)?"
     assert all(re.fullmatch(pattern, x) for x in packet_lines)
 
     # The kernel's table right after the recording (listed about a second later): every entry
     # is there, TCP included (TIME_WAIT [ASSURED] in http and mixed), with the same tuples,
-    # state and flags, and a timeout at most a few seconds longer. Every protocol is tracked
-    # (SCTP too): no packet is "unsupported".
+    # state and flags, and a timeout at most a few seconds longer.
     truth = [x for x in (examples_dir / f"{name}.conntrack").read_text().splitlines() if x]
     assert sorted(map(_without_timeout, extended)) == sorted(map(_without_timeout, truth))
     ours = {_without_timeout(x): parse_conntrack_line(x)["timeout"] for x in extended}
@@ -1213,8 +1211,6 @@ def test_cli_replay_examples(examples_dir: Path, name: str, tmp_path: Path) -> N
     tcp = [parse_conntrack_line(x) for x in truth if parse_conntrack_line(x)["proto"] == "tcp"]
     assert len(tcp) == (3 if name in ("http", "mixed") else 0), tcp
     assert all(e["state"] == "TIME_WAIT" and "ASSURED" in e["flags"] for e in tcp), tcp
-    assert doc["summary"]["unsupported"] == 0
-    assert not any(re.fullmatch(r"\d+ unsupported( .*)?", x) for x in packet_lines)
 
     frozen = run_cli("replay", "--clock", "frozen", "-o", "conntrack", path)
     assert frozen.returncode == 0

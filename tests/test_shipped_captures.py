@@ -50,7 +50,7 @@ PINNED: dict[str, tuple[dict[tuple[str, str | None], int], dict[str, int], dict[
     ),
 }
 
-CLASSES = ("new", "established", "related", "invalid", "untracked", "unsupported", "dropped")
+CLASSES = ("new", "established", "related", "invalid", "untracked", "dropped")
 
 
 def test_every_shipped_capture_is_pinned() -> None:

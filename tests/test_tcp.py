@@ -9,8 +9,6 @@ The kernel's messages (nf_conntrack_log_invalid, 6.18) are "nf_ct_proto_6: " fol
 upper bound N (ACKed data not seen yet)", "bad checksum", "invalid tcp flag combination",
 "invalid rst", "packet (index 3) in dir 0 invalid, state SYN_SENT". nfct words them its own way,
 so only their key words are checked (case-insensitively).
-
-Skipped while nfct classes TCP as "unsupported".
 """
 
 from __future__ import annotations
@@ -28,16 +26,6 @@ C, S = "10.1.0.2", "10.2.0.2"
 C6, S6 = "fd00:1::2", "fd00:2::2"
 HTTP = 80
 
-
-def _tracks_tcp() -> bool:
-    skb = Skb(P.tcp(C, S, 40000, HTTP, seq=1, flags="S"), tstamp=0.0)
-    nfct.ipv4_conntrack_in(Net(), skb)
-    return skb.ctstate != "unsupported"
-
-
-pytestmark = pytest.mark.skipif(
-    not _tracks_tcp(), reason="nfct does not track TCP yet (a SYN is classed 'unsupported')"
-)
 
 # (ctstate, ctinfo) of a packet
 NEW = ("new", IP_CT_NEW)

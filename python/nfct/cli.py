@@ -97,7 +97,7 @@ def _summary_line(summary: dict[str, object], entries: int) -> str:
     return (
         f"nfct: {summary['packets']} packets ({summary['frames']} frames, "
         f"{summary['non_ip']} not IP), {entries} entries, {summary['invalid']} invalid, "
-        f"{summary['dropped']} dropped, {summary['unsupported']} unsupported"
+        f"{summary['dropped']} dropped"
     )
 
 

@@ -338,7 +338,6 @@ fn summary_dict<'py>(py: Python<'py>, s: &Summary) -> PyResult<Bound<'py, PyDict
         ("related", s.related),
         ("invalid", s.invalid),
         ("untracked", s.untracked),
-        ("unsupported", s.unsupported),
         ("dropped", s.dropped),
         ("fragments", s.fragments),
         ("reassembled", s.reassembled),
@@ -527,7 +526,7 @@ impl Skb {
     }
 
     /// The ct state class an nft rule would see: "new", "established", "related",
-    /// "invalid", "untracked" (or "unsupported" for protocols nfct does not track yet).
+    /// "invalid", "untracked".
     #[getter]
     fn ctstate(&self) -> &'static str {
         self.state.lock().ct.class(core::NF_ACCEPT).name()

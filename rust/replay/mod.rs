@@ -39,10 +39,8 @@ pub struct Summary {
     pub related: u64,
     pub invalid: u64,
     pub untracked: u64,
-    /// Packets of protocols nfct does not track yet (TCP, SCTP): let through untouched.
-    pub unsupported: u64,
     pub dropped: u64,
-    /// How many packets were INVALID, dropped or unsupported for each reason.
+    /// How many packets were INVALID or dropped for each reason.
     pub reasons: BTreeMap<&'static str, u64>,
     /// Defrag (spec §1.2): fragments that entered reassembly, datagrams reassembled, queues
     /// that timed out, queues dropped (overlap, inconsistent, memory).
@@ -68,11 +66,10 @@ impl Summary {
             Class::Related => self.related += 1,
             Class::Invalid => self.invalid += 1,
             Class::Untracked => self.untracked += 1,
-            Class::Unsupported => self.unsupported += 1,
             Class::Dropped => self.dropped += 1,
         }
         if let Some(r) = reason {
-            if matches!(class, Class::Invalid | Class::Dropped | Class::Unsupported) {
+            if matches!(class, Class::Invalid | Class::Dropped) {
                 *self.reasons.entry(r).or_insert(0) += 1;
             }
         }
@@ -243,7 +240,7 @@ impl Replay<'_> {
                         write!(w, "{} {}", rec.index, class.name())
                     };
                     let r = r.and_then(|_| match (class, reason) {
-                        (Class::Invalid | Class::Dropped | Class::Unsupported, Some(why)) => {
+                        (Class::Invalid | Class::Dropped, Some(why)) => {
                             writeln!(w, " {why}")
                         }
                         _ => writeln!(w),

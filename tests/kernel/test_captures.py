@@ -58,15 +58,13 @@ def _check(
     stats: dict[str, int],
     classes: list[str],
     stat_gaps: dict[str, int],
-    sctp: bool,
     entry_gap: tuple[frozenset[str], frozenset[str], dict[str, dict[str, tuple[Any, Any]]]] = (
         frozenset(),
         frozenset(),
         {},
     ),
 ) -> None:
-    """Compares one run. SCTP: whether the capture carries SCTP (the only protocol nfct calls
-    "unsupported"). ENTRY_GAP: the known (kernel-only, nfct-only, field differences) of
+    """Compares one run. ENTRY_GAP: the known (kernel-only, nfct-only, field differences) of
     tests/test_kernel_pcaps.py's EntryGap for this checksum setting."""
     want_kernel_only, want_nfct_only, want_fields = entry_gap
     kt = {K.entry_key(parse_conntrack_line(x)): x for x in _tracked_lines(k.lines)}
@@ -92,17 +90,12 @@ def _check(
     got = {c: int(k.stats[c]) - int(stats[c]) for c in K.COMPARED_STATS}
     want_stats = {c: stat_gaps.get(c, 0) for c in K.COMPARED_STATS}
     assert got == want_stats, f"kernel minus nfct: kernel {k.stats}, nfct {stats}"
-    assert sctp or "unsupported" not in classes, (
-        "nfct calls packets of a capture without SCTP unsupported"
-    )
     compared = 0
     if k.classes is not None:
         assert len(k.classes) == len(classes)
-        # Packets of protocols nfct does not track yet (SCTP: "unsupported") are not compared.
         # Where a counter gap exists, the packets behind it differ too, so classes are only
         # reported.
-        pairs = [(a, b) for a, b in zip(k.classes, classes, strict=True) if b != "unsupported"]
-        res = compare_classes([a for a, _ in pairs], [b for _, b in pairs])
+        res = compare_classes(k.classes, classes)
         compared = res.packets
         if not stat_gaps:
             assert not res.class_diffs, res.render()
@@ -114,7 +107,7 @@ def _check(
 def test_shipped_capture(path: Path, cs: int) -> None:
     k, lines, stats, classes = _run(path, cs)
     gaps = {c: d[cs] for c, d in EXAMPLE_STAT_GAPS.get(path.stem, {}).items()}
-    _check(path.stem, k, lines, stats, classes, gaps, sctp=False)  # no shipped capture has SCTP
+    _check(path.stem, k, lines, stats, classes, gaps)
 
 
 @pytest.mark.parametrize(("name", "cs"), G.PARAMS)
@@ -141,4 +134,4 @@ def test_shared_capture(shared_pcaps: Path, name: str, cs: int) -> None:
         if egap
         else (frozenset(), frozenset(), {})
     )
-    _check(name, k, lines, stats, classes, gaps, G.CAPTURES[name].sctp, entry_gap)
+    _check(name, k, lines, stats, classes, gaps, entry_gap)

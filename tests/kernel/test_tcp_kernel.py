@@ -12,8 +12,6 @@ statistics and the event log at the end). Two tests per case:
 * ``test_nfct_agrees_with_the_kernel``: the same packets through nfct (the ``both()`` pattern of
   test_differential.py: ``nfct_run_packets`` on the packets' own clock, then classes, table
   and statistics compared), and stepwise through the API (the table after every packet).
-  Skipped while nfct classes TCP as "unsupported" (``nfct_tracks_tcp()``): it becomes strict by
-  itself once TCP tracking lands.
 
 Client C=10.1.0.2, server S=10.2.0.2 (and fd00:1::2, fd00:2::2): these addresses exist only
 inside the harness namespace, which has no link to the host's network.
@@ -21,7 +19,6 @@ inside the harness namespace, which has no link to the host's network.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,24 +47,6 @@ Seq = list[tuple[bytes, float]]
 # Seconds between reading the last packet's verdict and the final table/statistics/events (the
 # event listener has drained by then: the helper waits for its socket to empty).
 _SETTLE_S = 0.1
-
-
-# --- does nfct track TCP yet? -------------------------------------------------------------------
-
-
-@functools.cache
-def nfct_tracks_tcp() -> bool:
-    """True once nfct tracks TCP: one SYN replayed through nfct is not "unsupported"."""
-    syn = P.tcp(C, S, 40000, HTTP, seq=1, flags="S")
-    _, _, classes = nfct_run_packets([(syn, T0)], {}, "capture")
-    return classes != ["unsupported"]
-
-
-needs_nfct_tcp = pytest.mark.skipif(
-    not nfct_tracks_tcp(),
-    reason="nfct does not track TCP yet (a SYN is classed 'unsupported'): "
-    "the kernel side of these cases still runs in test_kernel_does_what_the_spec_says",
-)
 
 
 # --- both ends of a connection ------------------------------------------------------------------
@@ -1053,7 +1032,6 @@ def compare_run(k: kernel.KernelResult, pkts: Seq, sysctl: Mapping[str, int]) ->
     return res
 
 
-@needs_nfct_tcp
 @pytest.mark.parametrize("name", list(CASES))
 def test_nfct_agrees_with_the_kernel(name: str) -> None:
     c = CASES[name]
@@ -1154,7 +1132,6 @@ def conversations(draw: st.DrawFn) -> Seq:
     return timed(*pkts)
 
 
-@needs_nfct_tcp
 @settings(
     max_examples=15,
     deadline=None,
