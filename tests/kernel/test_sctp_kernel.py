@@ -13,10 +13,7 @@ from collections.abc import Callable
 import pytest
 
 import packets as P
-from kernel import totals
-from nfct import kernel
-from nfct.compare import Comparison, compare_classes, compare_stats, compare_tables
-from nfct.verify import nfct_run_packets
+from kernel.test_differential import T0, Seq, both, timed
 from test_sctp import (
     ABORT,
     COOKIE_ACK,
@@ -41,30 +38,6 @@ from test_sctp import (
 
 C, S = "10.1.0.2", "10.2.0.2"
 C6, S6 = "fd00:1::2", "fd00:2::2"
-T0 = 1_000_000.0
-
-Seq = list[tuple[bytes, float]]
-
-
-def both(
-    pkts: Seq, sysctl: dict[str, int] | None = None, *, pace: bool = False
-) -> tuple[Comparison, kernel.KernelResult, list[str]]:
-    """Runs the packets through the kernel (per-packet classes) and through nfct."""
-    sysctl = sysctl or {}
-    k = kernel.run_packets(pkts, sysctl=sysctl, per_packet=True, pace=pace)
-    lines, stats, classes = nfct_run_packets(pkts, sysctl, "capture")
-    res = compare_tables(k.lines, lines)
-    compare_stats(k.stats, stats, result=res)
-    assert k.classes is not None
-    compare_classes(k.classes, classes, result=res)
-    totals.add(packets=k.sent, classes=res.packets, entries=res.kernel_entries)
-    return res, k, classes
-
-
-def timed(*pkts: bytes, gap: float = 0.001) -> Seq:
-    return [(p, T0 + i * gap) for i, p in enumerate(pkts)]
-
-
 A = Assoc(C, S)
 A6 = Assoc(C6, S6)
 B = Assoc(C, S, 6000, 6001)  # a second association beside A
