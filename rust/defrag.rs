@@ -941,4 +941,499 @@ mod tests {
         assert_eq!(d.counters().dropped, 1);
         assert!(matches!(d.ipv4_gather(&v4(1, 0, true, &all[..8]), 0), Gathered::Reassembled { .. }));
     }
+
+    /// Tiny deterministic xorshift64* PRNG for the property tests (no dependencies).
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        /// Uniform-ish in `[0, n)`; `n > 0`.
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        /// Uniform-ish in `[lo, hi]`.
+        fn range(&mut self, lo: usize, hi: usize) -> usize {
+            lo + self.below(hi - lo + 1)
+        }
+        fn chance(&mut self, num: usize, den: usize) -> bool {
+            self.below(den) < num
+        }
+        fn bytes(&mut self, n: usize) -> Vec<u8> {
+            (0..n).map(|_| self.next() as u8).collect()
+        }
+        fn shuffle<T>(&mut self, v: &mut [T]) {
+            for i in (1..v.len()).rev() {
+                v.swap(i, self.below(i + 1));
+            }
+        }
+    }
+
+    /// Random split of `[0, len)` into at least two pieces at 8-byte-aligned boundaries.
+    fn random_cuts(rng: &mut Rng, len: usize) -> Vec<(usize, usize)> {
+        assert!(len > 8);
+        let max_piece = [8, 16, 64, 256, 1480, 4000][rng.below(6)];
+        let mut pieces = Vec::new();
+        let mut off = 0;
+        while off < len {
+            let units = rng.range(1, max_piece / 8);
+            let mut end = (off + units * 8).min(len);
+            if off == 0 && end == len {
+                // at least two fragments: the first may not hold it all
+                end = ((len - 1) / 8) * 8;
+            }
+            pieces.push((off, end));
+            off = end;
+        }
+        pieces
+    }
+
+    /// One random datagram fragmented; `frags[i]` is the exact packet of piece `i`.
+    struct Case {
+        /// The datagram as the kernel rebuilds it.
+        expected: Vec<u8>,
+        frags: Vec<Vec<u8>>,
+        v6: bool,
+        /// Where the L4 bytes start in `expected`; its addresses and L4 protocol.
+        l4_at: usize,
+        src: Vec<u8>,
+        dst: Vec<u8>,
+        proto: u8,
+    }
+
+    /// ECN codepoints of the fragments and the codepoint Linux gives the reassembled datagram
+    /// (`ip_frag_ecn_table`), with `first` the offset-0 fragment's.
+    fn ecn_plan(rng: &mut Rng, n: usize) -> (Vec<u8>, impl Fn(u8) -> u8) {
+        let ecn: Vec<u8> = if rng.chance(1, 3) {
+            // ECT(1) / ECT(0) / CE mixed: valid, CE wins if present with an ECT one
+            (0..n).map(|_| rng.range(1, 3) as u8).collect()
+        } else {
+            vec![rng.below(4) as u8; n]
+        };
+        let ce = ecn.contains(&3);
+        let ect = ecn.iter().any(|&e| e == 1 || e == 2);
+        (ecn, move |first: u8| if ce && ect { 3 } else { first })
+    }
+
+    fn random_v4_case(rng: &mut Rng, idx: u16) -> Case {
+        let l4 = {
+            let n = rng.range(9, 4000);
+            rng.bytes(n)
+        };
+        let cuts = random_cuts(rng, l4.len());
+        let n = cuts.len();
+        let ihl = if rng.chance(1, 2) { 5 } else { rng.range(5, 15) };
+        let mut src = rng.bytes(4);
+        src[0] = idx as u8;
+        src[1] = (idx >> 8) as u8;
+        let dst = rng.bytes(4);
+        let proto = rng.next() as u8;
+        let id = rng.next() as u16;
+        let df = rng.chance(1, 2);
+        let tos_hi = rng.next() as u8 & 0xfc;
+        let (ecn, ecn_out) = ecn_plan(rng, n);
+        let opts = rng.bytes((ihl - 5) * 4);
+        let header = |ihl: usize, opts: &[u8], tos: u8, ttl: u8, tot: usize, fo: u16| {
+            let mut h = vec![0x40 | ihl as u8, tos, 0, 0, 0, 0, 0, 0, ttl, proto, 0, 0];
+            h[2..4].copy_from_slice(&(tot as u16).to_be_bytes());
+            h[4..6].copy_from_slice(&id.to_be_bytes());
+            h[6..8].copy_from_slice(&fo.to_be_bytes());
+            h.extend_from_slice(&src);
+            h.extend_from_slice(&dst);
+            h.extend_from_slice(opts);
+            let c = ipv4_header_csum(&h);
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+            h
+        };
+        let mut frags = Vec::with_capacity(n);
+        let mut expected = Vec::new();
+        for (i, &(off, end)) in cuts.iter().enumerate() {
+            let tos = tos_hi | ecn[i];
+            let ttl = rng.next() as u8;
+            let mut fo = (off / 8) as u16;
+            if end < l4.len() {
+                fo |= 0x2000;
+            }
+            if df {
+                fo |= 0x4000;
+            }
+            // later fragments carry other (copied / NOP-ed) options: only the first one's count
+            let (fihl, fopts) = if i == 0 {
+                (ihl, opts.clone())
+            } else {
+                let k = rng.range(5, 15);
+                (k, rng.bytes((k - 5) * 4))
+            };
+            let mut p = header(fihl, &fopts, tos, ttl, fihl * 4 + end - off, fo);
+            p.extend_from_slice(&l4[off..end]);
+            if i == 0 {
+                let df_field = if df { 0x4000 } else { 0 };
+                expected = header(ihl, &opts, tos_hi | ecn_out(ecn[0]), ttl, ihl * 4 + l4.len(), df_field);
+                expected.extend_from_slice(&l4);
+            }
+            // link-layer padding past the total length
+            if rng.chance(1, 8) {
+                let pad = {
+                    let n = rng.range(1, 20);
+                    rng.bytes(n)
+                };
+                p.extend_from_slice(&pad);
+            }
+            frags.push(p);
+        }
+        Case { expected, frags, v6: false, l4_at: ihl * 4, src, dst, proto }
+    }
+
+    fn random_v6_case(rng: &mut Rng, idx: u16) -> Case {
+        let l4 = {
+            let n = rng.range(9, 4000);
+            rng.bytes(n)
+        };
+        let cuts = random_cuts(rng, l4.len());
+        let n = cuts.len();
+        let mut src = rng.bytes(16);
+        src[0] = idx as u8;
+        src[1] = (idx >> 8) as u8;
+        let dst = rng.bytes(16);
+        let proto = loop {
+            // an L4 protocol, not an extension header find_prev_fhdr would walk
+            let p = rng.next() as u8;
+            if !matches!(p, 0 | 43 | 44 | 51 | 60) {
+                break p;
+            }
+        };
+        let id = rng.next() as u32;
+        let tc_hi = rng.next() as u8 & 0xfc;
+        let flow = rng.next() as u32 & 0xf_ffff;
+        let (ecn, ecn_out) = ecn_plan(rng, n);
+        // the unfragmentable part: hop-by-hop (first only), routing, destination options
+        let mut exts: Vec<(u8, Vec<u8>)> = Vec::new();
+        if rng.chance(1, 3) {
+            exts.push((0, Vec::new()));
+        }
+        for _ in 0..rng.below(3) {
+            exts.push((if rng.chance(1, 2) { 43 } else { 60 }, Vec::new()));
+        }
+        for e in &mut exts {
+            let l = rng.below(3);
+            e.1 = rng.bytes((l + 1) * 8);
+            e.1[1] = l as u8;
+        }
+        let ext_len: usize = exts.iter().map(|e| e.1.len()).sum();
+        // headers up to (not including) the fragment header, whose nexthdr chain ends in `last`
+        let unfrag = |tc: u8, hop: u8, plen: usize, last: u8| {
+            let mut h = vec![0x60 | (tc >> 4), (tc << 4) | (flow >> 16) as u8, (flow >> 8) as u8, flow as u8];
+            h.extend_from_slice(&(plen as u16).to_be_bytes());
+            h.push(exts.first().map_or(last, |e| e.0));
+            h.push(hop);
+            h.extend_from_slice(&src);
+            h.extend_from_slice(&dst);
+            for (i, e) in exts.iter().enumerate() {
+                let mut b = e.1.clone();
+                b[0] = exts.get(i + 1).map_or(last, |e| e.0);
+                h.extend_from_slice(&b);
+            }
+            h
+        };
+        let mut frags = Vec::with_capacity(n);
+        let mut expected = Vec::new();
+        for (i, &(off, end)) in cuts.iter().enumerate() {
+            let tc = tc_hi | ecn[i];
+            let hop = rng.next() as u8;
+            let mf = end < l4.len();
+            let mut p = unfrag(tc, hop, ext_len + 8 + end - off, 44);
+            p.push(proto);
+            p.push(rng.next() as u8); // reserved: ignored
+            p.extend_from_slice(&(off as u16 | u16::from(mf)).to_be_bytes());
+            p.extend_from_slice(&id.to_be_bytes());
+            p.extend_from_slice(&l4[off..end]);
+            if i == 0 {
+                expected = unfrag(tc_hi | ecn_out(ecn[0]), hop, ext_len + l4.len(), proto);
+                expected.extend_from_slice(&l4);
+            }
+            if rng.chance(1, 8) {
+                let pad = {
+                    let n = rng.range(1, 20);
+                    rng.bytes(n)
+                };
+                p.extend_from_slice(&pad);
+            }
+            frags.push(p);
+        }
+        Case { expected, frags, v6: true, l4_at: 40 + ext_len, src, dst, proto }
+    }
+
+    /// A random order to feed `n` fragments in (indices into `frags`), with exact duplicates of
+    /// some fragments, all before the last one, the one that completes the datagram.
+    fn random_order(rng: &mut Rng, n: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..n).collect();
+        rng.shuffle(&mut order);
+        let dups = if rng.chance(1, 2) { 0 } else { rng.range(1, n + 3) };
+        for _ in 0..dups {
+            // a copy of any fragment but the completing one, anywhere before the completing one
+            let what = order[rng.below(n - 1)];
+            let at = rng.below(order.len());
+            order.insert(at, what);
+        }
+        order
+    }
+
+    #[test]
+    fn property_random_datagrams_reassemble() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let d = Defrag::new();
+        let mut done = 0u64;
+        let mut fed = 0u64;
+        for round in 0..400u16 {
+            // up to three datagrams (distinct sources) in flight at once, interleaved
+            let k = rng.range(1, 3);
+            let cases: Vec<Case> = (0..k)
+                .map(|j| {
+                    let idx = round * 4 + j as u16;
+                    if rng.chance(1, 2) {
+                        random_v4_case(&mut rng, idx)
+                    } else {
+                        random_v6_case(&mut rng, idx)
+                    }
+                })
+                .collect();
+            let mut orders: Vec<Vec<usize>> =
+                cases.iter().map(|c| random_order(&mut rng, c.frags.len())).collect();
+            for o in &mut orders {
+                o.reverse(); // popped from the back
+            }
+            let mut got: Vec<Option<Gathered>> = vec![None; k];
+            while let Some(j) = {
+                let live: Vec<usize> = (0..k).filter(|&j| !orders[j].is_empty()).collect();
+                (!live.is_empty()).then(|| live[rng.below(live.len())])
+            } {
+                let c = &cases[j];
+                let fi = orders[j].pop().unwrap_or_default();
+                let pkt = &c.frags[fi];
+                let now = round as u64 * S / 100;
+                let g = if c.v6 { d.ipv6_gather(pkt, now) } else { d.ipv4_gather(pkt, now) };
+                fed += 1;
+                if orders[j].is_empty() {
+                    got[j] = Some(g);
+                } else {
+                    match g {
+                        Gathered::Held => {}
+                        Gathered::Dropped(why) if !c.v6 && why == "nf_defrag: duplicate fragment" => {}
+                        other => panic!("round {round} datagram {j} fragment {fi}: {other:?}"),
+                    }
+                }
+            }
+            for (c, g) in cases.iter().zip(got) {
+                let Some(Gathered::Reassembled { pkt, max_frag }) = g else {
+                    panic!("round {round}: last fragment gave {g:?}, v6 {}", c.v6);
+                };
+                let e = &c.expected;
+                // addresses, protocol and the L4 bytes
+                if c.v6 {
+                    assert_eq!(&pkt[8..24], &c.src[..]);
+                    assert_eq!(&pkt[24..40], &c.dst[..]);
+                    assert_eq!(u16::from_be_bytes([pkt[4], pkt[5]]) as usize, pkt.len() - 40);
+                } else {
+                    assert_eq!(&pkt[12..16], &c.src[..]);
+                    assert_eq!(&pkt[16..20], &c.dst[..]);
+                    assert_eq!(pkt[9], c.proto);
+                    assert_eq!(u16::from_be_bytes([pkt[2], pkt[3]]) as usize, pkt.len());
+                    assert!(crate::wire::ip::ipv4_rcv_check(&pkt).is_ok());
+                }
+                assert_eq!(&pkt[c.l4_at..], &e[c.l4_at..], "round {round}: L4 bytes");
+                // and the whole datagram, headers as Linux rewrites them
+                assert_eq!(pkt, *e, "round {round}: v6 {}", c.v6);
+                let largest = c
+                    .frags
+                    .iter()
+                    .map(|f| {
+                        if c.v6 {
+                            40 + usize::from(u16::from_be_bytes([f[4], f[5]]))
+                        } else {
+                            usize::from(u16::from_be_bytes([f[2], f[3]]))
+                        }
+                    })
+                    .max();
+                assert_eq!(Some(max_frag), largest);
+                done += 1;
+            }
+            assert_eq!(d.queues(), (0, 0), "round {round}");
+            assert_eq!(d.mem(), (0, 0), "round {round}");
+            assert!(d.state.lock().peers.is_empty());
+        }
+        let c = d.counters();
+        assert_eq!(c.reassembled, done);
+        assert_eq!(c.fragments, fed);
+        assert_eq!((c.timed_out, c.dropped), (0, 0));
+    }
+
+    /// A random, mostly hostile, IPv4 fragment: few keys so that they share queues.
+    fn hostile_v4(rng: &mut Rng) -> Vec<u8> {
+        let ihl = if rng.chance(7, 8) { 5 } else { rng.below(16) };
+        let plen = match rng.below(8) {
+            0 => rng.range(0, 1500),
+            1 => rng.range(0, 7),
+            _ => rng.range(1, 16) * 8,
+        };
+        let mut p = rng.bytes(ihl.max(5) * 4 + plen);
+        p[0] = 0x40 | ihl as u8;
+        let tot = if rng.chance(15, 16) { p.len() } else { rng.below(p.len() + 20) };
+        p[2..4].copy_from_slice(&(tot as u16).to_be_bytes());
+        p[4..6].copy_from_slice(&(rng.below(3) as u16).to_be_bytes());
+        let units = match rng.below(4) {
+            0 => rng.below(0x2000),
+            1 => 0x1fff - rng.below(4),
+            _ => rng.below(24),
+        };
+        let flags = (rng.below(4) as u16) << 13;
+        p[6..8].copy_from_slice(&(units as u16 | flags).to_be_bytes());
+        p[9] = [6, 17][rng.below(2)];
+        p[12..16].copy_from_slice(&[10, 0, 0, rng.below(2) as u8]);
+        p[16..20].copy_from_slice(&[10, 0, 0, 9]);
+        if rng.chance(1, 16) {
+            p.truncate(rng.below(p.len() + 1));
+        }
+        p
+    }
+
+    /// A random, mostly hostile, IPv6 fragment (extension headers, truncated fragment header).
+    fn hostile_v6(rng: &mut Rng) -> Vec<u8> {
+        let mut p = rng.bytes(40);
+        p[0] = 0x60 | (p[0] & 0x0f);
+        p[8..24].fill(0);
+        p[23] = rng.below(2) as u8;
+        p[24..40].fill(0);
+        p[39] = 9;
+        let mut at = 6;
+        for _ in 0..rng.below(3) {
+            let t = [0, 43, 51, 60][rng.below(4)];
+            p[at] = t;
+            at = p.len();
+            let l = rng.below(3);
+            let n = if t == 51 { (l + 2) * 4 } else { (l + 1) * 8 };
+            let mut e = rng.bytes(n);
+            e[1] = l as u8;
+            p.extend_from_slice(&e);
+        }
+        p[at] = if rng.chance(31, 32) { 44 } else { rng.next() as u8 };
+        let units = match rng.below(4) {
+            0 => rng.below(0x2000),
+            1 => 0x1fff - rng.below(4),
+            _ => rng.below(24),
+        };
+        let fo = (units << 3) as u16 | (rng.below(8) as u16 & if rng.chance(1, 4) { 7 } else { 1 });
+        p.push(17);
+        p.push(0);
+        p.extend_from_slice(&fo.to_be_bytes());
+        p.extend_from_slice(&(rng.below(3) as u32).to_be_bytes());
+        let plen = match rng.below(8) {
+            0 => rng.range(0, 1500),
+            1 => rng.range(0, 7),
+            _ => rng.range(1, 16) * 8,
+        };
+        p.extend(rng.bytes(plen));
+        let declared = if rng.chance(15, 16) { p.len() - 40 } else { rng.below(p.len() + 20) };
+        p[4..6].copy_from_slice(&(declared as u16).to_be_bytes());
+        if rng.chance(1, 16) {
+            p.truncate(rng.below(p.len() + 1));
+        }
+        p
+    }
+
+    /// Accounted memory is the sum of the queues' and every live IPv4 queue's source is counted.
+    fn check_books(d: &Defrag) {
+        let s = d.state.lock();
+        assert_eq!(s.v4.mem, s.v4.queues.values().map(|q| q.mem).sum::<u64>());
+        assert_eq!(s.v6.mem, s.v6.queues.values().map(|q| q.mem).sum::<u64>());
+        let mut per_src: HashMap<[u8; 4], u32> = HashMap::new();
+        for k in s.v4.queues.keys() {
+            *per_src.entry(k.src).or_default() += 1;
+        }
+        assert_eq!(per_src.len(), s.peers.len());
+        for (src, n) in per_src {
+            assert_eq!(s.peers.get(&src).map(|p| p.queues), Some(n));
+        }
+    }
+
+    #[test]
+    fn property_hostile_streams() {
+        let mut rng = Rng(0x0123_4567_89ab_cdef);
+        let mut reassembled = 0;
+        for stream in 0..12u64 {
+            let d = Defrag::new();
+            let high = [0, 4096, 20_000, 64 * 1024, 1 << 20, IPFRAG_HIGH_THRESH][(stream % 6) as usize];
+            let lim = FragLimits { timeout_ns: 5 * S, high_thresh: high, low_thresh: high / 2 };
+            d.set_ipv4_limits(lim);
+            let mut now = 0u64;
+            let mut largest_one = 0;
+            let (mut case, mut pending, mut cases) = (None::<Case>, Vec::new(), 0u32);
+            for _ in 0..3000 {
+                now += rng.below(2_000_000) as u64;
+                if rng.chance(1, 500) {
+                    now += 6 * S;
+                }
+                // a quarter of the packets are fragments of well-formed datagrams (their own keys)
+                let valid = rng.chance(1, 4);
+                if valid && pending.is_empty() {
+                    cases += 1;
+                    let idx = 0xff00 | (cases & 0xff) as u16;
+                    let c = if rng.chance(1, 2) {
+                        random_v4_case(&mut rng, idx)
+                    } else {
+                        random_v6_case(&mut rng, idx)
+                    };
+                    pending = random_order(&mut rng, c.frags.len());
+                    pending.reverse();
+                    case = Some(c);
+                }
+                let (v6, pkt) = match (valid, &case, if valid { pending.pop() } else { None }) {
+                    (true, Some(c), Some(fi)) => (c.v6, c.frags[fi].clone()),
+                    _ if rng.chance(1, 2) => (true, hostile_v6(&mut rng)),
+                    _ => (false, hostile_v4(&mut rng)),
+                };
+                let (b4, b6) = d.mem();
+                let timed_out = d.counters().timed_out;
+                let before = if v6 { b6 } else { b4 };
+                let g = if v6 { d.ipv6_gather_with(&pkt, now, &lim) } else { d.ipv4_gather(&pkt, now) };
+                let (a4, a6) = d.mem();
+                let (after, other_before, other_after) = if v6 { (a6, b4, a4) } else { (a4, b6, a6) };
+                assert_eq!(other_before, other_after, "one family's packet leaves the other alone");
+                // a fragment accepted below high_thresh adds at most its queue and itself; above
+                // it, nothing is accepted: memory never passes high_thresh plus one fragment
+                let one = QUEUE_SIZE + truesize(pkt.len());
+                let expired = d.counters().timed_out != timed_out;
+                if before > high && !expired {
+                    // (expiry runs first and may bring memory under high_thresh again)
+                    assert!(after <= before, "over high_thresh yet {before} -> {after}");
+                } else if before <= high {
+                    assert!(after <= high + one, "stream {stream}: mem {after} > {high} + {one}");
+                }
+                largest_one = largest_one.max(one);
+                assert!(after <= high + largest_one, "stream {stream}: mem {after} > {high} + {largest_one}");
+                if let Gathered::Reassembled { pkt: out, max_frag } = &g {
+                    if v6 {
+                        assert_eq!(usize::from(u16::from_be_bytes([out[4], out[5]])) + 40, out.len());
+                        assert!(max_frag <= &(40 + 65535));
+                    } else {
+                        assert!(crate::wire::ip::ipv4_rcv_check(out).is_ok());
+                        assert_eq!(usize::from(u16::from_be_bytes([out[2], out[3]])), out.len());
+                        assert_eq!(u16::from_be_bytes([out[6], out[7]]) & !0x4000, 0);
+                    }
+                    assert!(out.len() <= MAX_DATAGRAM + if v6 { 40 } else { 0 });
+                    if valid {
+                        let e = case.as_ref().map(|c| &c.expected);
+                        assert_eq!(Some(out), e, "stream {stream}: well-formed datagram");
+                        reassembled += 1;
+                    }
+                }
+                check_books(&d);
+            }
+        }
+        // the well-formed datagrams do get through when memory allows
+        assert!(reassembled > 20, "{reassembled}");
+    }
 }
