@@ -366,6 +366,8 @@ fn tcp_in_window(st: &mut TcpState, dir: usize, index: u8, s: &Seg, sysctl: &Sys
         end = sender.td_end;
     }
 
+    // Liberal mode turns a failed check into ACCEPT at once: the state machine goes on, but
+    // the window data below is not updated (observed on 6.18; spec §7.7 step 9 reads broader).
     let liberal = sender.flags & FLAG_BE_LIBERAL != 0 || sysctl.get(Sx::TcpBeLiberal) != 0;
     let verdict = |w: Window| if liberal { Window::Accept } else { w };
 
