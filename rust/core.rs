@@ -651,12 +651,11 @@ impl Net {
             return;
         }
         let kind = if bits & (IPCT_NEW | IPCT_RELATED) != 0 { EventKind::New } else { EventKind::Update };
-        self.events.send(Event {
-            kind,
-            tstamp: now,
-            view: e.view(now, false),
-            protoinfo: bits & IPCT_PROTOINFO != 0,
-        });
+        // Counters and timestamps travel only with DESTROY (ctnetlink_conntrack_event).
+        let mut view = e.view(now, false);
+        view.acct = None;
+        view.delta_time = None;
+        self.events.send(Event { kind, tstamp: now, view, protoinfo: bits & IPCT_PROTOINFO != 0 });
     }
 
     /// Frees an unconfirmed entry that no packet holds any more.

@@ -134,3 +134,15 @@ def test_replay_prints_events(tmp_path: Path) -> None:
     assert len(out) == 9
     assert all(line.startswith("[17") and "\t" in line for line in out)
     assert sum("[NEW]" in line for line in out) == 5
+
+
+def test_counters_travel_only_with_destroy() -> None:
+    """With nf_conntrack_acct=1, NEW and UPDATE carry no counters; DESTROY does (spec §13.3)."""
+    net = Net({"nf_conntrack_acct": 1})
+    net.listen_events()
+    send(net, [P.udp(C, S, 5000, 53, b"q"), P.udp(S, C, 53, 5000, b"a")], t0=10.0)
+    net.advance(100.0)
+    net.gc()
+    new, update, destroy = net.read_events()
+    assert "packets=" not in new and "packets=" not in update
+    assert destroy.count("packets=1 bytes=29") == 2, destroy
