@@ -1140,6 +1140,7 @@ def run_packets(
     per_packet: bool = False,
     pace: bool = False,
     global_sysctl: Mapping[str, int] | None = None,
+    after_each: Callable[[KernelLab], None] | None = None,
 ) -> KernelResult:
     """Write IP packets (bytes starting at the IPv4/IPv6 header, timestamp in seconds) in order
     into a fresh namespace's TUN device and report the kernel's verdict.
@@ -1153,7 +1154,8 @@ def run_packets(
     gaps between the timestamps (for short captures; a timestamp going backwards counts as no
     gap); otherwise as fast as possible. ``global_sysctl``: ``nf_conntrack_max`` /
     ``nf_conntrack_buckets`` set machine-wide for the run and restored afterwards (also on
-    KeyboardInterrupt/SIGTERM).
+    KeyboardInterrupt/SIGTERM). ``after_each``: called with the live lab once each packet has
+    been written (e.g. to list the table after every packet).
     """
     check_available()
     with (
@@ -1162,6 +1164,8 @@ def run_packets(
         KernelLab(sysctl) as lab,
     ):
         lab.events_start()
+        sent = errors = 0
+        classes: list[str] = []
         start = time.monotonic()
         target = start
         prev_ts: float | None = None
@@ -1175,9 +1179,16 @@ def run_packets(
                     lab.flush()
                     time.sleep(delay)
             lab.send(packet, classify=per_packet)
-            if pace:
+            if after_each is not None:
+                n, e, _first, cls = lab.summary()
+                sent, errors = sent + n, errors + e
+                classes += cls
+                after_each(lab)
+            elif pace:
                 lab.flush()
-        sent, errors, _first, classes = lab.summary()
+        n, e, _first, cls = lab.summary()
+        sent, errors = sent + n, errors + e
+        classes += cls
         replay_seconds = time.monotonic() - start
         time.sleep(_SETTLE_S)
         events = lab.events_stop()

@@ -19,7 +19,6 @@ inside the harness namespace, which has no link to the host's network.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,10 +42,6 @@ T0 = 1_000_000.0
 HTTP = 80
 
 Seq = list[tuple[bytes, float]]
-
-# Seconds between reading the last packet's verdict and the final table/statistics/events (the
-# event listener has drained by then: the helper waits for its socket to empty).
-_SETTLE_S = 0.1
 
 
 # --- both ends of a connection ------------------------------------------------------------------
@@ -900,44 +895,14 @@ def run_kernel(
     pkts: Seq, sysctl: Mapping[str, int] | None = None, *, pace: bool = False
 ) -> KernelRun:
     """nfct.kernel.run_packets(per_packet=True), plus the table after every packet."""
-    sysctl = dict(sysctl or {})
-    classes: list[str] = []
     snapshots: list[list[str]] = []
-    sent = errors = 0
-    with kernel.KernelLab(sysctl) as lab:
-        lab.events_start()
-        start = time.monotonic()
-        target = start
-        prev_ts: float | None = None
-        for packet, ts in pkts:
-            if pace:
-                if prev_ts is not None:
-                    target += max(0.0, ts - prev_ts)
-                prev_ts = ts
-                delay = target - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            lab.send(packet, classify=True)
-            n, e, _first, cls = lab.summary()
-            sent += n
-            errors += e
-            classes += cls
-            snapshots.append(lab.lines())
-        replay_seconds = time.monotonic() - start
-        time.sleep(_SETTLE_S)
-        events = lab.events_stop()
-        result = kernel.KernelResult(
-            lines=lab.lines(),
-            stats=lab.stats(),
-            count=lab.count(),
-            events=events,
-            classes=classes,
-            sent=sent,
-            replay_seconds=round(replay_seconds, 6),
-            write_errors=errors,
-            events_lost=lab.events_lost,
-            sysctl=dict(lab.sysctl),
-        )
+    result = kernel.run_packets(
+        pkts,
+        sysctl=dict(sysctl or {}),
+        per_packet=True,
+        pace=pace,
+        after_each=lambda lab: snapshots.append(lab.lines()),
+    )
     return KernelRun(pkts, result, snapshots)
 
 
