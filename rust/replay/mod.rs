@@ -200,6 +200,9 @@ impl Replay<'_> {
             let mut cap = Capture::open(path).map_err(ReplayError::Capture)?;
             let name = path.display().to_string();
             let mut out_err: Option<std::io::Error> = None;
+            // The defrag counters are read around the capture, not per packet (they sit behind
+            // the defrag lock, which non-fragments never take).
+            let defrag_before = net.defrag.counters();
             let res = cap.for_each(|rec| {
                 summary.frames += 1;
                 // IP inside MPLS is label-switched, not seen by the IP hooks of a router that
@@ -216,10 +219,8 @@ impl Replay<'_> {
                     Clock::Capture => ts,
                     Clock::Frozen => *frozen_at.get_or_insert(ts),
                 };
-                let before = net.defrag.counters();
                 let (class, reason) = forward_packet(net, pkt, t);
                 summary.count(class, reason);
-                summary.add_defrag(before, net.defrag.counters());
                 if self.clock == Clock::Capture {
                     net.gc_if_due();
                 }
@@ -250,6 +251,7 @@ impl Replay<'_> {
                     }
                 }
             });
+            summary.add_defrag(defrag_before, net.defrag.counters());
             if let Some(w) = self.packets_out.as_mut() {
                 w.flush().map_err(ReplayError::Output)?;
             }
