@@ -61,6 +61,9 @@ pub enum Nfct {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SkbCt {
     pub nfct: Nfct,
+    /// The zone a template gave the packet before conntrack (`ct zone set`, `CT --zone`, spec
+    /// §15); conntrack takes it and drops the template.
+    pub tmpl: Option<Zone>,
     /// Why the packet is INVALID or dropped (the kernel's log message).
     pub reason: Option<&'static str>,
 }
@@ -96,6 +99,9 @@ impl SkbCt {
             return Class::Dropped;
         }
         match self.nfct {
+            // A template attached after conntrack (`ct zone set` on an INVALID packet) is a
+            // ct with IP_CT_NEW to later rules, as in nft.
+            Nfct::None if self.tmpl.is_some() => Class::New,
             Nfct::None => Class::Invalid,
             Nfct::Untracked => Class::Untracked,
             Nfct::Ct { ctinfo, .. } => match ctinfo % IP_CT_IS_REPLY {
@@ -133,12 +139,14 @@ fn bump(c: &AtomicU64, n: u64) {
 }
 
 /// Options fixed when a table is created.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct NetOptions {
     /// A fixed hash seed for reproducible bucket placement (random when None).
     pub seed: Option<u64>,
     /// Which kernel to follow where 6.12 and 6.18 differ (spec §7.10).
     pub rst_timeout: RstTimeout,
+    /// The addresses this host owns (the hook pipeline's routing decision).
+    pub local_addrs: Vec<std::net::IpAddr>,
 }
 
 /// One network namespace's conntrack: its table, sysctls, statistics and clock.
@@ -159,6 +167,8 @@ pub struct Net {
     next_gc: AtomicU64,
     /// Reassembly in front of conntrack (`nf_defrag_ipv4/ipv6`, spec §1.2).
     pub defrag: crate::defrag::Defrag,
+    /// The netfilter hooks and the host's addresses (spec §1).
+    pub stack: crate::hooks::Stack,
 }
 
 /// Outcome of `init_conntrack`.
@@ -224,6 +234,7 @@ impl Net {
             events: EventSink::default(),
             next_gc: AtomicU64::new(0),
             defrag: crate::defrag::Defrag::new(),
+            stack: crate::hooks::Stack::new(crate::replay::route::LocalAddrs::new(&opts.local_addrs)),
         }
     }
 
@@ -293,6 +304,7 @@ impl Net {
         if skb.nfct != Nfct::None {
             return NF_ACCEPT;
         }
+        let zone = skb.tmpl.take().unwrap_or_default();
         let now = self.advance(tstamp);
         let parsed = if pf == AF_INET6 { ip::ipv6_get_l4proto(data) } else { ip::ipv4_get_l4proto(data) };
         let l3 = match parsed {
@@ -328,10 +340,10 @@ impl Net {
                 return NF_ACCEPT;
             }
             IcmpPre::Related { inner_off } => {
-                return self.inet_error(&l3, l4b.get(inner_off..).unwrap_or(&[]), now, skb);
+                return self.inet_error(&l3, l4b.get(inner_off..).unwrap_or(&[]), zone, now, skb);
             }
         }
-        self.resolve_normal_ct(&l3, l4b, ctx0, skb)
+        self.resolve_normal_ct(&l3, l4b, zone, ctx0, skb)
     }
 
     /// `nf_ct_gc_expired` on the entries a lookup met.
@@ -349,7 +361,7 @@ impl Net {
 
     /// `nf_conntrack_inet_error`: an ICMP error is RELATED to the connection of the packet it
     /// quotes, or INVALID (counted in `error`).
-    fn inet_error(&self, outer: &L3, inner: &[u8], now: u64, skb: &mut SkbCt) -> u32 {
+    fn inet_error(&self, outer: &L3, inner: &[u8], zone: Zone, now: u64, skb: &mut SkbCt) -> u32 {
         let err = |skb: &mut SkbCt, why| {
             bump(&self.stats.error, 1);
             skb.reason = Some(why);
@@ -362,14 +374,7 @@ impl Net {
             return err(skb, "nf_ct_icmp: failed to get inner tuple");
         };
         let Some(target) = it.invert() else { return err(skb, "nf_ct_icmp: inner tuple not invertible") };
-        let zone = Zone::default();
-        let hash = self.hash(&target, zone.id_for(Direction::Original));
-        let found = loop {
-            match self.table.find(&target, zone.id_for(Direction::Original), hash, now) {
-                Found::Reap(expired) => self.reap(&expired),
-                found => break found,
-            }
-        };
+        let found = self.lookup(&target, zone, now);
         match found {
             Found::Hit { slot, dir, mut entry } => {
                 if entry.tuple[dir.index()].dst != outer.dst {
@@ -384,15 +389,38 @@ impl Net {
         }
     }
 
+    /// `__nf_conntrack_find_get` with the zone's ORIGINAL id, then (direction-specific zones)
+    /// with its REPLY id; expired entries met on the way are reaped.
+    fn lookup(&self, t: &Tuple, zone: Zone, now: u64) -> Found<'_> {
+        let (oid, rid) = (zone.id_for(Direction::Original), zone.id_for(Direction::Reply));
+        let ids = [oid, rid];
+        for id in &ids[..if oid == rid { 1 } else { 2 }] {
+            let hash = self.hash(t, *id);
+            loop {
+                match self.table.find(t, zone, hash, now) {
+                    Found::Reap(expired) => self.reap(&expired),
+                    Found::Miss => break,
+                    hit => return hit,
+                }
+            }
+        }
+        Found::Miss
+    }
+
     /// `resolve_normal_ct` and the tracker call: look the tuple up, create an entry if there is
     /// none, set ctinfo, run the protocol's `packet()`.
-    fn resolve_normal_ct(&self, l3: &L3, l4b: &[u8], mut ctx: PacketCtx<'_>, skb: &mut SkbCt) -> u32 {
+    fn resolve_normal_ct(
+        &self,
+        l3: &L3,
+        l4b: &[u8],
+        zone: Zone,
+        mut ctx: PacketCtx<'_>,
+        skb: &mut SkbCt,
+    ) -> u32 {
         let Some(t) = get_tuple(l3, l4b) else { return self.invalid(skb, "nf_ct: cannot get the tuple") };
-        let zone = Zone::default();
-        let zone_id = zone.id_for(Direction::Original);
-        let hash = self.hash(&t, zone_id);
+        let hash = self.hash(&t, zone.id_for(Direction::Original));
         loop {
-            match self.table.find(&t, zone_id, hash, ctx.now) {
+            match self.lookup(&t, zone, ctx.now) {
                 Found::Hit { slot, dir, mut entry } => {
                     ctx.dir = dir;
                     let ctinfo = if dir == Direction::Reply {
@@ -438,11 +466,7 @@ impl Net {
                         }
                     }
                 }
-                Found::Reap(expired) => {
-                    self.reap(&expired);
-                    continue;
-                }
-                Found::Miss => {}
+                Found::Reap(_) | Found::Miss => {}
             }
             break;
         }
@@ -673,6 +697,24 @@ impl Net {
         };
         skb.nfct = Nfct::None;
         self.put(slot, gen);
+    }
+
+    /// The entry's `ct->mark`, None if the slot moved on.
+    pub fn mark(&self, slot: u32, gen: u32) -> Option<u32> {
+        let e = self.table.slot(slot)?.lock();
+        (e.gen == gen && e.live).then_some(e.mark)
+    }
+
+    /// `ct mark set`: the bits of `mask` take `value`'s; a change caches IPCT_MARK, delivered
+    /// with the packet's other events at its confirm hook.
+    pub fn set_mark(&self, slot: u32, gen: u32, value: u32, mask: u32) {
+        let Some(lock) = self.table.slot(slot) else { return };
+        let mut e = lock.lock();
+        let new = (e.mark & !mask) | (value & mask);
+        if e.gen == gen && e.live && e.mark != new {
+            e.mark = new;
+            e.events |= IPCT_MARK;
+        }
     }
 
     /// Takes a reference on an entry (for a handle); false if the slot moved on.

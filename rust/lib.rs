@@ -14,6 +14,7 @@ pub mod core;
 pub mod defrag;
 pub mod events;
 pub mod format;
+pub mod hooks;
 pub mod proto;
 pub mod replay;
 pub mod stats;

@@ -10,20 +10,31 @@ from __future__ import annotations
 
 from nfct import _nfct
 from nfct._nfct import (
+    BuiltinHook,
     Conn,
+    HookResult,
+    HookState,
     Net,
+    NfHookOps,
     Skb,
     SysctlMap,
     Tuple,
+    ip6_local_out,
+    ip_local_out,
+    ip_rcv,
     ipv4_confirm,
     ipv4_conntrack_in,
     ipv4_conntrack_local,
     ipv6_confirm,
     ipv6_conntrack_in,
     ipv6_conntrack_local,
+    ipv6_rcv,
+    nf_register_net_hook,
+    nf_unregister_net_hook,
 )
 from nfct.errors import (
     CaptureError,
+    HookError,
     NfctError,
     NfctTypeError,
     NfctValueError,
@@ -36,6 +47,14 @@ NF_STOLEN: int = _nfct.NF_STOLEN
 NF_QUEUE: int = _nfct.NF_QUEUE
 NF_REPEAT: int = _nfct.NF_REPEAT
 NF_STOP: int = _nfct.NF_STOP
+
+NFPROTO_UNSPEC: int = _nfct.NFPROTO_UNSPEC
+NFPROTO_INET: int = _nfct.NFPROTO_INET
+NFPROTO_IPV4: int = _nfct.NFPROTO_IPV4
+NFPROTO_ARP: int = _nfct.NFPROTO_ARP
+NFPROTO_NETDEV: int = _nfct.NFPROTO_NETDEV
+NFPROTO_BRIDGE: int = _nfct.NFPROTO_BRIDGE
+NFPROTO_IPV6: int = _nfct.NFPROTO_IPV6
 
 NF_INET_PRE_ROUTING: int = _nfct.NF_INET_PRE_ROUTING
 NF_INET_LOCAL_IN: int = _nfct.NF_INET_LOCAL_IN
@@ -122,6 +141,13 @@ __all__ = [
     "IP_CT_RELATED",
     "IP_CT_RELATED_REPLY",
     "IP_CT_UNTRACKED",
+    "NFPROTO_ARP",
+    "NFPROTO_BRIDGE",
+    "NFPROTO_INET",
+    "NFPROTO_IPV4",
+    "NFPROTO_IPV6",
+    "NFPROTO_NETDEV",
+    "NFPROTO_UNSPEC",
     "NF_ACCEPT",
     "NF_DROP",
     "NF_INET_FORWARD",
@@ -149,9 +175,14 @@ __all__ = [
     "NF_STOLEN",
     "NF_STOP",
     "SYSCTL_NAMES",
+    "BuiltinHook",
     "CaptureError",
     "Conn",
+    "HookError",
+    "HookResult",
+    "HookState",
     "Net",
+    "NfHookOps",
     "NfctError",
     "NfctTypeError",
     "NfctValueError",
@@ -159,10 +190,16 @@ __all__ = [
     "SysctlMap",
     "Tuple",
     "UnknownSysctlError",
+    "ip6_local_out",
+    "ip_local_out",
+    "ip_rcv",
     "ipv4_confirm",
     "ipv4_conntrack_in",
     "ipv4_conntrack_local",
     "ipv6_confirm",
     "ipv6_conntrack_in",
     "ipv6_conntrack_local",
+    "ipv6_rcv",
+    "nf_register_net_hook",
+    "nf_unregister_net_hook",
 ]

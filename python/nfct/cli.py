@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+import nfct
 from nfct import CaptureError, Net, NfctError
 from nfct.conntrack_text import parse_conntrack_line
 
@@ -33,9 +34,10 @@ def _parser() -> argparse.ArgumentParser:
         "replay",
         help="replay captures through conntrack and print the resulting table",
         description=(
-            "Feed every IP packet of the captures, in order, through conntrack as a "
-            "forwarding router would (PRE_ROUTING, then confirm at POST_ROUTING), and print "
-            "what `conntrack -L -o extended` would print afterwards."
+            "Feed every IP packet of the captures, in order, through the netfilter hooks of a "
+            "Linux host (by default a forwarding router: PRE_ROUTING with defrag and "
+            "conntrack, routing, FORWARD, POST_ROUTING with confirmation), and print what "
+            "`conntrack -L -o extended` would print afterwards."
         ),
     )
     r.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap or pcapng file")
@@ -56,6 +58,35 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--output", "-o", choices=OUTPUTS, default="extended")
     r.add_argument("--seed", type=int, default=None, help="fixed hash seed (reproducible order)")
+    r.add_argument(
+        "--path",
+        choices=("forward", "local-in", "local-out"),
+        default="forward",
+        help="forward: the host routes the capture's packets (those to a --local-addr are "
+        "delivered, those from one are sent by the host); local-in: every packet is received "
+        "by the host (a capture taken on it); local-out: every packet is sent by the host",
+    )
+    r.add_argument(
+        "--local-addr",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="an address the host owns (repeatable)",
+    )
+    r.add_argument(
+        "--zone",
+        type=int,
+        default=None,
+        metavar="ID",
+        help="put every entry in conntrack zone ID (a `ct zone set` template in the raw "
+        "table, before conntrack)",
+    )
+    r.add_argument(
+        "--drop-invalid",
+        action="store_true",
+        help="drop packets in ct state invalid at the filter priority of PRE_ROUTING "
+        "(`ct state invalid drop`)",
+    )
     r.add_argument(
         "--event-timestamps",
         action="store_true",
@@ -101,9 +132,27 @@ def _summary_line(summary: dict[str, object], entries: int) -> str:
     )
 
 
+def _rules(net: Net, args: argparse.Namespace) -> None:
+    """Registers the built-in operations the options ask for."""
+    if args.zone is not None:
+        zone = nfct.BuiltinHook.ct_zone(args.zone)
+        for hook in (nfct.NF_INET_PRE_ROUTING, nfct.NF_INET_LOCAL_OUT):
+            ops = nfct.NfHookOps(zone, nfct.NFPROTO_INET, hook, nfct.NF_IP_PRI_RAW)
+            nfct.nf_register_net_hook(net, ops)
+    if args.drop_invalid:
+        ops = nfct.NfHookOps(
+            nfct.BuiltinHook.drop_invalid(),
+            nfct.NFPROTO_INET,
+            nfct.NF_INET_PRE_ROUTING,
+            nfct.NF_IP_PRI_FILTER,
+        )
+        nfct.nf_register_net_hook(net, ops)
+
+
 def _replay(args: argparse.Namespace) -> int:
     try:
-        net = Net(dict(args.sysctl), seed=args.seed)
+        net = Net(dict(args.sysctl), seed=args.seed, local_addrs=args.local_addr)
+        _rules(net, args)
     except NfctError as e:
         print(f"nfct: {e}", file=sys.stderr)
         return 2
@@ -122,6 +171,7 @@ def _replay(args: argparse.Namespace) -> int:
             packets_path=packets_path,
             events_path=events_path,
             event_timestamps=args.event_timestamps,
+            path=args.path,
         )
     except CaptureError as e:
         error = e
@@ -139,6 +189,8 @@ def _replay(args: argparse.Namespace) -> int:
         doc = {
             "captures": args.captures,
             "clock": args.clock,
+            "path": args.path,
+            "local_addrs": args.local_addr,
             "sysctl": dict(args.sysctl),
             "lines": lines.splitlines(),
             "entries": [parse_conntrack_line(x) for x in lines.splitlines()],

@@ -29,3 +29,12 @@ class CaptureError(NfctError, OSError):
     path: str
     offset: int
     summary: dict[str, object]
+
+
+class HookError(NfctError):
+    """A hook operation failed in a way that is not a Python exception of its own.
+
+    A Python hook that raises drops its packet, and that very exception reaches the caller
+    of ``ip_rcv``/``ip_local_out``/``Net.replay`` with a note naming the hook and an
+    ``nfct_hook`` attribute ``(hooknum, priority, name)``.
+    """

@@ -1141,6 +1141,7 @@ def run_packets(
     pace: bool = False,
     global_sysctl: Mapping[str, int] | None = None,
     after_each: Callable[[KernelLab], None] | None = None,
+    ruleset: str | None = None,
 ) -> KernelResult:
     """Write IP packets (bytes starting at the IPv4/IPv6 header, timestamp in seconds) in order
     into a fresh namespace's TUN device and report the kernel's verdict.
@@ -1155,7 +1156,10 @@ def run_packets(
     gap); otherwise as fast as possible. ``global_sysctl``: ``nf_conntrack_max`` /
     ``nf_conntrack_buckets`` set machine-wide for the run and restored afterwards (also on
     KeyboardInterrupt/SIGTERM). ``after_each``: called with the live lab once each packet has
-    been written (e.g. to list the table after every packet).
+    been written (e.g. to list the table after every packet). ``ruleset``: more nft tables
+    loaded into the namespace before the first packet (e.g. a raw chain setting ct zones;
+    the harness's forward chain counts at the filter priority, so a chain that drops before
+    it makes those packets "dropped").
     """
     check_available()
     with (
@@ -1163,6 +1167,8 @@ def run_packets(
         global_sysctls(global_sysctl),
         KernelLab(sysctl) as lab,
     ):
+        if ruleset:
+            lab.nft_apply(ruleset)
         lab.events_start()
         sent = errors = 0
         classes: list[str] = []

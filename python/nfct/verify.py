@@ -6,7 +6,7 @@ import argparse
 import struct
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from nfct import Net
@@ -22,19 +22,25 @@ from nfct.compare import (
 AUTO_PER_PACKET_LIMIT = 2000
 
 
+Setup = Callable[[Net], None]
+
+
 def nfct_run(
-    path: str | Path, sysctl: Mapping[str, int], clock: str
+    path: str | Path, sysctl: Mapping[str, int], clock: str, setup: Setup | None = None
 ) -> tuple[list[str], dict[str, int], list[str]]:
-    """nfct's table lines, statistics and per-packet classes for one capture."""
-    lines, stats, classes, _ = nfct_run_events(path, sysctl, clock)
+    """nfct's table lines, statistics and per-packet classes for one capture. ``setup`` gets
+    the table before the replay (to register hook operations)."""
+    lines, stats, classes, _ = nfct_run_events(path, sysctl, clock, setup)
     return lines, stats, classes
 
 
 def nfct_run_events(
-    path: str | Path, sysctl: Mapping[str, int], clock: str
+    path: str | Path, sysctl: Mapping[str, int], clock: str, setup: Setup | None = None
 ) -> tuple[list[str], dict[str, int], list[str], list[str]]:
     """As `nfct_run`, plus the `conntrack -E -o extended` lines a listener saw."""
     net = Net(dict(sysctl))
+    if setup is not None:
+        setup(net)
     with tempfile.TemporaryDirectory(prefix="nfct-verify-") as tmp:
         packets = Path(tmp) / "packets.txt"
         events = Path(tmp) / "events.txt"
@@ -59,13 +65,16 @@ def write_pcap(path: str | Path, packets: Iterable[tuple[bytes, float]]) -> None
 
 
 def nfct_run_packets(
-    packets: Iterable[tuple[bytes, float]], sysctl: Mapping[str, int], clock: str = "capture"
+    packets: Iterable[tuple[bytes, float]],
+    sysctl: Mapping[str, int],
+    clock: str = "capture",
+    setup: Setup | None = None,
 ) -> tuple[list[str], dict[str, int], list[str]]:
     """nfct's table lines, statistics and per-packet classes for a sequence of IP packets."""
     with tempfile.TemporaryDirectory(prefix="nfct-verify-") as tmp:
         path = Path(tmp) / "packets.pcap"
         write_pcap(path, packets)
-        return nfct_run(path, sysctl, clock)
+        return nfct_run(path, sysctl, clock, setup)
 
 
 def verify_capture(

@@ -2,10 +2,13 @@
 //! core; every long call releases the GIL through [`detached`]; every Rust error becomes a
 //! Python exception through [`to_py_err`].
 
-use crate::core::{self, Hook, Net as CoreNet, NetOptions, Nfct, SkbCt};
+mod hooks;
+
+use crate::core::{self, Hook, Net as CoreNet, NetOptions, Nfct};
 use crate::format::{self, ConnView};
+use crate::hooks::PacketState;
 use crate::proto::tcp::RstTimeout;
-use crate::replay::{Clock, Replay, ReplayError, Summary};
+use crate::replay::{Clock, Replay, ReplayError, ReplayPath, Summary};
 use crate::sysctl::{Sysctl, SysctlError};
 use crate::table::entry::IPS_BITS;
 use crate::tuple::{self, L4Kind, AF_INET, AF_INET6};
@@ -28,8 +31,15 @@ enum Error {
     Type(String),
     Value(String),
     Sysctl(SysctlError),
-    Capture { path: String, offset: u64, message: String, summary: Box<Summary> },
+    Capture {
+        path: String,
+        offset: u64,
+        message: String,
+        summary: Box<Summary>,
+    },
     Io(String),
+    /// A Python hook raised during a replay: the exception itself.
+    Hook(crate::hooks::ExtError),
 }
 
 /// The single mapping from Rust errors to Python exceptions.
@@ -53,6 +63,7 @@ fn to_py_err(py: Python<'_>, e: Error) -> PyErr {
             err
         }
         Error::Io(m) => NfctError::new_err(m),
+        Error::Hook(e) => hooks::hook_err(e),
     }
 }
 
@@ -92,18 +103,28 @@ fn type_name(o: &Bound<'_, PyAny>) -> String {
 #[pyclass(frozen, module = "nfct._nfct")]
 struct Net {
     inner: Arc<CoreNet>,
+    /// The operations registered from Python, by their NfHookOps.
+    registry: Mutex<hooks::Registry>,
 }
 
 #[pymethods]
 impl Net {
     #[new]
-    #[pyo3(signature = (sysctl=None, *, seed=None, kernel="6.18"))]
+    #[pyo3(signature = (sysctl=None, *, seed=None, kernel="6.18", local_addrs=Vec::new()))]
     fn new(
         py: Python<'_>,
         sysctl: Option<&Bound<'_, PyDict>>,
         seed: Option<u64>,
         kernel: &str,
+        local_addrs: Vec<String>,
     ) -> PyResult<Net> {
+        let mut addrs = Vec::with_capacity(local_addrs.len());
+        for a in &local_addrs {
+            let ip: std::net::IpAddr = a.parse().map_err(|_| {
+                to_py_err(py, Error::Value(format!("local address {a:?} is not an IP address")))
+            })?;
+            addrs.push(ip);
+        }
         // Where kernels differ (spec §7.10: the timeout of an in-window but inexact RST that
         // keeps an assured connection ESTABLISHED), follow this one.
         let rst_timeout = match kernel {
@@ -128,7 +149,7 @@ impl Net {
                 values.set(s, v);
             }
         }
-        let net = CoreNet::new(NetOptions { seed, rst_timeout }, values);
+        let net = CoreNet::new(NetOptions { seed, rst_timeout, local_addrs: addrs }, values);
         if let Some(d) = sysctl {
             for (k, v) in d.iter() {
                 let name: String =
@@ -136,7 +157,19 @@ impl Net {
                 apply_sysctl(py, &net, &name, &v)?;
             }
         }
-        Ok(Net { inner: Arc::new(net) })
+        Ok(Net { inner: Arc::new(net), registry: Mutex::default() })
+    }
+
+    /// The addresses this host owns, as given.
+    #[getter]
+    fn local_addrs(&self) -> Vec<String> {
+        self.inner.stack.local.addrs().iter().map(|a| a.to_string()).collect()
+    }
+
+    /// The operations of one family's hook, in the order they run: (priority, name) pairs,
+    /// conntrack's own included.
+    fn hooks(&self, py: Python<'_>, pf: u8, hooknum: u32) -> PyResult<Vec<(i32, String)>> {
+        hooks::hooks_of(py, &self.inner, pf, hooknum)
     }
 
     /// The sysctls, read and written by name as in /proc/sys/net/netfilter.
@@ -252,16 +285,29 @@ impl Net {
     /// Returns the summary as a dict. `packets_path` receives one `N CLASS [REASON]` line per
     /// packet, `events_path` the `conntrack -E -o extended` lines ("-" for standard output). A capture that cannot be read raises CaptureError after everything before the
     /// bad record was applied; its `summary` attribute holds the counts so far.
-    #[pyo3(signature = (captures, *, clock="capture", packets_path=None, events_path=None, event_timestamps=false))]
+    #[pyo3(signature = (captures, *, clock="capture", packets_path=None, events_path=None, event_timestamps=false, path="forward"))]
+    #[allow(clippy::too_many_arguments)]
     fn replay<'py>(
-        &self,
+        slf: &Bound<'py, Self>,
         py: Python<'py>,
         captures: Vec<PathBuf>,
         clock: &str,
         packets_path: Option<PathBuf>,
         events_path: Option<PathBuf>,
         event_timestamps: bool,
+        path: &str,
     ) -> PyResult<Bound<'py, PyDict>> {
+        let path = match path {
+            "forward" => ReplayPath::Forward,
+            "local-in" => ReplayPath::LocalIn,
+            "local-out" => ReplayPath::LocalOut,
+            _ => {
+                return Err(to_py_err(
+                    py,
+                    Error::Value(format!("path must be forward, local-in or local-out, not {path:?}")),
+                ))
+            }
+        };
         let clock = match clock {
             "capture" => Clock::Capture,
             "frozen" => Clock::Frozen,
@@ -272,7 +318,10 @@ impl Net {
                 ))
             }
         };
-        let net = self.inner.clone();
+        let net = slf.get().inner.clone();
+        // Python hooks need the GIL per packet; built-in operations run without it.
+        let mut py_driver =
+            net.stack.snapshot().has_external().then(|| hooks::PyDriver { net_obj: slf.clone().unbind() });
         let res = detached(py, move || -> Result<Summary, Error> {
             let mut summary = Summary::default();
             let mut out = open_output(packets_path.as_deref())?;
@@ -284,8 +333,13 @@ impl Net {
                 name_prefix: paths.len() > 1,
                 events_out: events.as_mut().map(|f| f.as_mut() as &mut dyn Write),
                 event_timestamps,
+                path,
             };
-            match replay.run(&net, &paths, &mut summary) {
+            let ran = match py_driver.as_mut() {
+                Some(d) => replay.run_with(&net, &paths, &mut summary, d),
+                None => replay.run(&net, &paths, &mut summary),
+            };
+            match ran {
                 Ok(()) => Ok(summary),
                 Err(ReplayError::Capture(e)) => Err(Error::Capture {
                     path: e.path,
@@ -294,6 +348,7 @@ impl Net {
                     summary: Box::new(summary),
                 }),
                 Err(ReplayError::Output(e)) => Err(Error::Io(format!("writing packet lines: {e}"))),
+                Err(ReplayError::Hook(e)) => Err(Error::Hook(e)),
             }
         });
         match res {
@@ -351,6 +406,11 @@ fn summary_dict<'py>(py: Python<'py>, s: &Summary) -> PyResult<Bound<'py, PyDict
         r.set_item(*k, *v)?;
     }
     d.set_item("reasons", r)?;
+    let by = PyDict::new(py);
+    for (k, v) in &s.dropped_by {
+        by.set_item(k, *v)?;
+    }
+    d.set_item("dropped_by", by)?;
     Ok(d)
 }
 
@@ -431,16 +491,17 @@ impl SysctlMap {
     }
 }
 
-/// The conntrack state a packet carries between hooks.
+/// The state a packet carries between hooks: its conntrack state (the reference on its
+/// entry belongs to `net`), trimmed length and reassembled datagram.
 struct SkbState {
-    ct: SkbCt,
+    pkt: PacketState,
     net: Option<Arc<CoreNet>>,
 }
 
 impl Drop for SkbState {
     fn drop(&mut self) {
         if let Some(net) = self.net.take() {
-            net.release(&mut self.ct);
+            net.release(&mut self.pkt.ct);
         }
     }
 }
@@ -477,18 +538,18 @@ impl Skb {
             ));
         };
         let tstamp_ns = seconds_to_ns(py, tstamp)?;
-        Ok(Skb {
-            data: bytes,
-            tstamp,
-            tstamp_ns,
-            state: Mutex::new(SkbState { ct: SkbCt::default(), net: None }),
-        })
+        Ok(Skb::from_parts(bytes, tstamp, tstamp_ns))
     }
 
-    /// The packet's bytes.
+    /// The packet's bytes as the IP stack sees them: trimmed to the IP length by the receive
+    /// checks, and the whole datagram once defragmentation reassembled one.
     #[getter]
     fn data(&self, py: Python<'_>) -> Py<PyBytes> {
-        self.data.clone_ref(py)
+        let st = self.state.lock();
+        if st.pkt.whole.is_none() && st.pkt.len.is_none() {
+            return self.data.clone_ref(py);
+        }
+        PyBytes::new(py, st.pkt.data(self.data.bind(py).as_bytes())).unbind()
     }
 
     /// The packet's time, seconds.
@@ -501,7 +562,7 @@ impl Skb {
     #[getter]
     fn nfct(&self) -> Option<Conn> {
         let st = self.state.lock();
-        match (st.ct.nfct, &st.net) {
+        match (st.pkt.ct.nfct, &st.net) {
             (Nfct::Ct { slot, gen, .. }, Some(net)) if net.get(slot, gen) => {
                 Some(Conn { net: net.clone(), slot, gen })
             }
@@ -512,15 +573,15 @@ impl Skb {
     /// The ctinfo (`IP_CT_*`), IP_CT_UNTRACKED (7) when untracked, or None.
     #[getter]
     fn ctinfo(&self) -> Option<u8> {
-        self.state.lock().ct.ctinfo()
+        self.state.lock().pkt.ct.ctinfo()
     }
 
     /// Why the packet was found INVALID or dropped (the kernel's log message), else None.
     #[getter]
     fn invalid_reason(&self) -> Option<&'static str> {
         let st = self.state.lock();
-        match st.ct.nfct {
-            Nfct::None => st.ct.reason,
+        match st.pkt.ct.nfct {
+            Nfct::None => st.pkt.ct.reason,
             _ => None,
         }
     }
@@ -529,7 +590,7 @@ impl Skb {
     /// "invalid", "untracked".
     #[getter]
     fn ctstate(&self) -> &'static str {
-        self.state.lock().ct.class(core::NF_ACCEPT).name()
+        self.state.lock().pkt.ct.class(core::NF_ACCEPT).name()
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
@@ -542,16 +603,33 @@ impl Skb {
     }
 }
 
+impl Skb {
+    fn from_parts(data: Py<PyBytes>, tstamp: f64, tstamp_ns: u64) -> Skb {
+        Skb {
+            data,
+            tstamp,
+            tstamp_ns,
+            state: Mutex::new(SkbState { pkt: PacketState::default(), net: None }),
+        }
+    }
+}
+
 fn hook_in(py: Python<'_>, net: &Net, skb: &Skb, hook: Hook, pf: u8) -> u32 {
-    let data = skb.data.bind(py).as_bytes();
+    let base = skb.data.bind(py).as_bytes();
     let mut st = skb.state.lock();
-    if st.net.as_ref().is_some_and(|n| !Arc::ptr_eq(n, &net.inner)) && st.ct.nfct != Nfct::None {
+    if st.net.as_ref().is_some_and(|n| !Arc::ptr_eq(n, &net.inner)) && st.pkt.ct.nfct != Nfct::None {
         // Already carries another table's entry: conntrack leaves tagged packets alone.
         return core::NF_ACCEPT;
     }
-    let verdict = net.inner.conntrack_in(data, skb.tstamp_ns, hook, pf, &mut st.ct);
-    if matches!(st.ct.nfct, Nfct::Ct { .. }) {
-        st.net = Some(net.inner.clone());
+    let SkbState { pkt, net: owner } = &mut *st;
+    let data = match (pkt.whole.as_deref(), pkt.len) {
+        (Some(w), _) => w,
+        (None, Some(n)) => base.get(..n).unwrap_or(base),
+        (None, None) => base,
+    };
+    let verdict = net.inner.conntrack_in(data, skb.tstamp_ns, hook, pf, &mut pkt.ct);
+    if matches!(pkt.ct.nfct, Nfct::Ct { .. }) {
+        *owner = Some(net.inner.clone());
     }
     verdict
 }
@@ -562,11 +640,11 @@ fn hook_confirm(net: &Net, skb: &Skb) -> u32 {
         Some(n) if Arc::ptr_eq(n, &net.inner) => {}
         _ => return core::NF_ACCEPT,
     }
-    let verdict = net.inner.confirm(&mut st.ct);
+    let verdict = net.inner.confirm(&mut st.pkt.ct);
     if verdict == core::NF_DROP {
         // The packet is freed with its unconfirmed entry.
         let n = net.inner.clone();
-        n.release(&mut st.ct);
+        n.release(&mut st.pkt.ct);
         st.net = None;
     }
     verdict
@@ -816,6 +894,27 @@ fn _nfct(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ipv6_conntrack_in, m)?)?;
     m.add_function(wrap_pyfunction!(ipv6_conntrack_local, m)?)?;
     m.add_function(wrap_pyfunction!(ipv6_confirm, m)?)?;
+    m.add_class::<hooks::NfHookOps>()?;
+    m.add_class::<hooks::BuiltinHook>()?;
+    m.add_class::<hooks::HookState>()?;
+    m.add_class::<hooks::HookResult>()?;
+    m.add_function(wrap_pyfunction!(hooks::nf_register_net_hook, m)?)?;
+    m.add_function(wrap_pyfunction!(hooks::nf_unregister_net_hook, m)?)?;
+    m.add_function(wrap_pyfunction!(hooks::ip_rcv, m)?)?;
+    m.add_function(wrap_pyfunction!(hooks::ipv6_rcv, m)?)?;
+    m.add_function(wrap_pyfunction!(hooks::ip_local_out, m)?)?;
+    m.add_function(wrap_pyfunction!(hooks::ip6_local_out, m)?)?;
+    for (k, v) in [
+        ("NFPROTO_UNSPEC", crate::hooks::NFPROTO_UNSPEC),
+        ("NFPROTO_INET", crate::hooks::NFPROTO_INET),
+        ("NFPROTO_IPV4", crate::hooks::NFPROTO_IPV4),
+        ("NFPROTO_ARP", crate::hooks::NFPROTO_ARP),
+        ("NFPROTO_NETDEV", crate::hooks::NFPROTO_NETDEV),
+        ("NFPROTO_BRIDGE", crate::hooks::NFPROTO_BRIDGE),
+        ("NFPROTO_IPV6", crate::hooks::NFPROTO_IPV6),
+    ] {
+        m.add(k, v)?;
+    }
     for (k, v) in [
         ("NF_DROP", core::NF_DROP),
         ("NF_ACCEPT", core::NF_ACCEPT),

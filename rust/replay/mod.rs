@@ -1,19 +1,21 @@
-//! Replaying captures: every IP packet of a pcap/pcapng file goes through the IP stack's
-//! receive checks, conntrack's `in` hook and the confirm hook, as on a forwarding router, on a
-//! clock taken from the capture (or frozen at its first packet).
+//! Replaying captures: every IP packet of a pcap/pcapng file goes through the host's hook
+//! pipeline (the IP stack's receive checks, PRE_ROUTING with defrag and conntrack, routing,
+//! FORWARD or LOCAL_IN, POST_ROUTING with confirmation, and any operations registered), as on
+//! a forwarding router by default, on a clock taken from the capture (or frozen at its first
+//! packet).
 
 pub mod capture;
 pub mod route;
 
-use crate::core::{Class, Hook, Net, SkbCt, NF_DROP};
-use crate::defrag::{DefragCounters, FragLimits, Gathered};
-use crate::sysctl::Sx;
-use crate::tuple::{AF_INET, AF_INET6};
+use crate::core::{Class, Net};
+use crate::defrag::DefragCounters;
+use crate::hooks::{self, Entry, ExtError, HookTable, Op};
 use crate::wire::{ip, link};
 use capture::{Capture, CaptureError};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Which clock the table runs on during a replay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +50,8 @@ pub struct Summary {
     pub reassembled: u64,
     pub frag_timed_out: u64,
     pub frag_dropped: u64,
+    /// Packets dropped or stolen by each ruleset operation (by name).
+    pub dropped_by: BTreeMap<String, u64>,
 }
 
 impl Summary {
@@ -87,6 +91,8 @@ pub struct Replay<'w> {
     pub events_out: Option<&'w mut dyn Write>,
     /// Prefix event lines with `[seconds.micros]` on the table's clock (`-o timestamp`).
     pub event_timestamps: bool,
+    /// Which way packets go through the host.
+    pub path: ReplayPath,
 }
 
 /// A replay stopped early: the capture error, with everything before it already applied.
@@ -94,6 +100,8 @@ pub struct Replay<'w> {
 pub enum ReplayError {
     Capture(CaptureError),
     Output(std::io::Error),
+    /// An external operation raised (its error inside).
+    Hook(ExtError),
 }
 
 impl std::fmt::Display for ReplayError {
@@ -101,89 +109,86 @@ impl std::fmt::Display for ReplayError {
         match self {
             ReplayError::Capture(e) => e.fmt(f),
             ReplayError::Output(e) => write!(f, "writing output: {e}"),
+            ReplayError::Hook(_) => f.write_str("a hook operation raised"),
         }
     }
 }
 
 impl std::error::Error for ReplayError {}
 
-/// One IP packet through a router's conntrack: `ip_rcv` checks, `in` at PRE_ROUTING, the
-/// routing decision, then confirm at POST_ROUTING (forwarded) or LOCAL_IN (delivered); a packet
-/// the router drops in between frees its new entry. Returns the packet's class and reason.
-pub fn forward_packet(net: &Net, pkt: &[u8], tstamp: u64) -> (Class, Option<&'static str>) {
-    let (pf, checked) = match ip::ip_version(pkt) {
-        Some(4) => (AF_INET, ip::ipv4_rcv_check(pkt)),
-        Some(6) => (AF_INET6, ip::ipv6_rcv_check(pkt)),
-        _ => (0, Err("ip_rcv: not an IP packet")),
-    };
-    let len = match checked {
-        Ok(len) => len,
-        Err(why) => return (Class::Dropped, Some(why)),
-    };
-    let data = pkt.get(..len).unwrap_or(pkt);
-    // nf_defrag_ipv4/ipv6 at PRE_ROUTING −400: conntrack only sees whole datagrams; a held
-    // fragment never reaches the forward hook.
-    let gathered = if pf == AF_INET {
-        net.defrag.ipv4_gather(data, tstamp)
-    } else {
-        let lim = FragLimits {
-            timeout_ns: net.sysctl.timeout_ns(Sx::Frag6Timeout),
-            high_thresh: net.sysctl.get(Sx::Frag6HighThresh),
-            low_thresh: net.sysctl.get(Sx::Frag6LowThresh),
-        };
-        net.defrag.ipv6_gather_with(data, tstamp, &lim)
-    };
-    let whole;
-    let (data, route_len) = match gathered {
-        Gathered::NotFragment => (data, data.len()),
-        Gathered::Held => return (Class::Dropped, Some("nf_defrag: fragment held for reassembly")),
-        Gathered::Dropped(why) => return (Class::Dropped, Some(why)),
-        Gathered::Reassembled { pkt, max_frag } => {
-            whole = pkt;
-            // The forwarding path's MTU check uses the largest fragment (`frag_max_size`,
-            // `ignore_df` set by defrag): the datagram is refragmented on output.
-            let n = whole.len().min(max_frag);
-            (&whole[..], n)
-        }
-    };
-    let mut skb = SkbCt::default();
-    let mut verdict = net.conntrack_in(data, tstamp, Hook::PreRouting, pf, &mut skb);
-    let mut class = skb.class(verdict);
-    let mut reason = skb.reason;
-    if verdict != NF_DROP {
-        let route = route_of(pf, data, route_len);
-        if let route::Route::Drop(why) = route {
-            class = Class::Dropped;
-            reason = Some(why);
-        } else {
-            verdict = net.confirm(&mut skb);
-            if verdict == NF_DROP {
-                class = Class::Dropped;
-                reason = skb.reason;
-            }
-        }
-    }
-    net.release(&mut skb);
-    (class, reason)
+/// Which way replayed packets go through the host (`nfct replay --path`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReplayPath {
+    /// A router in the capture's path: every packet arrives from the wire (`ip_rcv`) and is
+    /// forwarded, or delivered when it is addressed to one of the host's own addresses;
+    /// packets from the host's own addresses are sent by it (`ip_local_out`).
+    #[default]
+    Forward,
+    /// The capture was taken on the receiving host: every packet arrives from the wire and
+    /// every unicast destination is the host's own.
+    LocalIn,
+    /// Every packet is sent by the host.
+    LocalOut,
 }
 
-/// The routing decision for a packet that passed the receive checks (so its fixed header is
-/// all there).
-fn route_of(pf: u8, data: &[u8], len: usize) -> route::Route {
-    if pf == AF_INET {
-        match (data.get(12..16), data.get(16..20), data.get(8), data.get(9)) {
-            (Some(s), Some(d), Some(&ttl), Some(&proto)) => {
-                let df = data.get(6).is_some_and(|b| b & 0x40 != 0);
-                route::route_v4([s[0], s[1], s[2], s[3]], [d[0], d[1], d[2], d[3]], ttl, proto, len, df)
-            }
-            _ => route::Route::Forward,
+/// How one replayed packet ended.
+#[derive(Debug)]
+pub struct Processed {
+    pub class: Class,
+    pub reason: Option<&'static str>,
+    /// The ruleset operation (not conntrack's own) that dropped or stole the packet.
+    pub dropped_by: Option<Arc<Op>>,
+}
+
+/// Runs each replayed packet through the stack. The replay's own driver runs built-in
+/// operations only; the Python binding supplies one that can call Python hooks.
+pub trait Driver {
+    fn packet(
+        &mut self,
+        net: &Net,
+        table: &HookTable,
+        entry: Entry,
+        all_local: bool,
+        pkt: &[u8],
+        tstamp: u64,
+    ) -> Result<Processed, ExtError>;
+}
+
+/// The driver for stacks whose operations are all built in.
+pub struct Builtins;
+
+impl Driver for Builtins {
+    fn packet(
+        &mut self,
+        net: &Net,
+        table: &HookTable,
+        entry: Entry,
+        all_local: bool,
+        pkt: &[u8],
+        tstamp: u64,
+    ) -> Result<Processed, ExtError> {
+        let (out, st) = hooks::run_packet(net, table, entry, all_local, pkt, tstamp);
+        if let Some(e) = out.error {
+            return Err(e);
         }
-    } else {
-        let addr = |r: std::ops::Range<usize>| -> Option<[u8; 16]> { data.get(r)?.try_into().ok() };
-        match (addr(8..24), addr(24..40), data.get(7)) {
-            (Some(s), Some(d), Some(&hop)) => route::route_v6(&s, &d, hop, len),
-            _ => route::Route::Forward,
-        }
+        let (class, reason) = out.class(&st);
+        let dropped_by = out.dropped_by_rule().is_some().then(|| out.dropped_by.clone()).flatten();
+        Ok(Processed { class, reason, dropped_by })
+    }
+}
+
+/// The source address of an IP packet (to tell the host's own packets in a capture).
+fn src_is_local(net: &Net, pkt: &[u8]) -> bool {
+    match ip::ip_version(pkt) {
+        Some(4) => pkt
+            .get(12..16)
+            .and_then(|s| <[u8; 4]>::try_from(s).ok())
+            .is_some_and(|s| net.stack.local.has_v4(s)),
+        Some(6) => pkt
+            .get(8..24)
+            .and_then(|s| <[u8; 16]>::try_from(s).ok())
+            .is_some_and(|s| net.stack.local.has_v6(&s)),
+        _ => false,
     }
 }
 
@@ -191,6 +196,20 @@ impl Replay<'_> {
     /// Replays the captures in order through `net`. On a capture error, what was read before
     /// it stays applied to the table and counted in the summary.
     pub fn run(&mut self, net: &Net, paths: &[&Path], summary: &mut Summary) -> Result<(), ReplayError> {
+        self.run_with(net, paths, summary, &mut Builtins)
+    }
+
+    /// As [`Replay::run`], each packet handed to `driver`. The hook registrations are taken
+    /// once, when the replay starts.
+    pub fn run_with(
+        &mut self,
+        net: &Net,
+        paths: &[&Path],
+        summary: &mut Summary,
+        driver: &mut dyn Driver,
+    ) -> Result<(), ReplayError> {
+        let table = net.stack.snapshot();
+        let all_local = self.path == ReplayPath::LocalIn;
         let mut frozen_at: Option<u64> = None;
         if self.events_out.is_some() {
             net.events.listen(true, crate::events::DEFAULT_CAPACITY);
@@ -200,10 +219,14 @@ impl Replay<'_> {
             let mut cap = Capture::open(path).map_err(ReplayError::Capture)?;
             let name = path.display().to_string();
             let mut out_err: Option<std::io::Error> = None;
+            let mut hook_err: Option<ExtError> = None;
             // The defrag counters are read around the capture, not per packet (they sit behind
             // the defrag lock, which non-fragments never take).
             let defrag_before = net.defrag.counters();
             let res = cap.for_each(|rec| {
+                if hook_err.is_some() {
+                    return;
+                }
                 summary.frames += 1;
                 // IP inside MPLS is label-switched, not seen by the IP hooks of a router that
                 // does not terminate MPLS (the kernel harness does not feed it either).
@@ -219,8 +242,28 @@ impl Replay<'_> {
                     Clock::Capture => ts,
                     Clock::Frozen => *frozen_at.get_or_insert(ts),
                 };
-                let (class, reason) = forward_packet(net, pkt, t);
+                let entry = match self.path {
+                    ReplayPath::LocalOut => Entry::LocalOut,
+                    ReplayPath::Forward if src_is_local(net, pkt) => Entry::LocalOut,
+                    _ => Entry::Rcv,
+                };
+                let p = match driver.packet(net, &table, entry, all_local, pkt, t) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        hook_err = Some(e);
+                        return;
+                    }
+                };
+                let (class, reason) = (p.class, p.reason);
                 summary.count(class, reason);
+                if let Some(op) = &p.dropped_by {
+                    match summary.dropped_by.get_mut(&*op.name) {
+                        Some(n) => *n += 1,
+                        None => {
+                            summary.dropped_by.insert(op.name.to_string(), 1);
+                        }
+                    }
+                }
                 if self.clock == Clock::Capture {
                     net.gc_if_due();
                 }
@@ -240,10 +283,10 @@ impl Replay<'_> {
                     } else {
                         write!(w, "{} {}", rec.index, class.name())
                     };
-                    let r = r.and_then(|_| match (class, reason) {
-                        (Class::Invalid | Class::Dropped, Some(why)) => {
-                            writeln!(w, " {why}")
-                        }
+                    let r = r.and_then(|_| match (&p.dropped_by, class, reason) {
+                        (Some(op), _, Some(why)) => writeln!(w, " by {}: {why}", op.name),
+                        (Some(op), _, None) => writeln!(w, " by {}", op.name),
+                        (None, Class::Invalid | Class::Dropped, Some(why)) => writeln!(w, " {why}"),
                         _ => writeln!(w),
                     });
                     if let Err(e) = r {
@@ -257,6 +300,9 @@ impl Replay<'_> {
             }
             if let Some(w) = self.events_out.as_mut() {
                 w.flush().map_err(ReplayError::Output)?;
+            }
+            if let Some(e) = hook_err {
+                return Err(ReplayError::Hook(e));
             }
             if let Some(e) = out_err {
                 return Err(ReplayError::Output(e));

@@ -4,7 +4,45 @@
 //! PRE_ROUTING and confirmation, so their new entries are never inserted.
 //!
 //! This is the part of `ip_route_input` / `ip6_route_input` and `ip_forward` / `ip6_forward`
-//! that a replay needs; the full hook pipeline with a routing table is a later step.
+//! that the hook pipeline needs (no routing table: every unicast destination that is not one
+//! of the host's own addresses is forwarded).
+
+use std::net::IpAddr;
+
+/// The addresses a host owns (`Net(local_addrs=...)`): packets to them are delivered locally,
+/// packets from them (arriving from the wire) are martians, and packets it sends to them loop
+/// back.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LocalAddrs {
+    v4: Vec<[u8; 4]>,
+    v6: Vec<[u8; 16]>,
+}
+
+impl LocalAddrs {
+    pub fn new(addrs: &[IpAddr]) -> LocalAddrs {
+        let mut l = LocalAddrs::default();
+        for a in addrs {
+            match a {
+                IpAddr::V4(a) => l.v4.push(a.octets()),
+                IpAddr::V6(a) => l.v6.push(a.octets()),
+            }
+        }
+        l
+    }
+
+    pub fn addrs(&self) -> Vec<IpAddr> {
+        let v4 = self.v4.iter().map(|a| IpAddr::from(*a));
+        v4.chain(self.v6.iter().map(|a| IpAddr::from(*a))).collect()
+    }
+
+    pub fn has_v4(&self, a: [u8; 4]) -> bool {
+        self.v4.contains(&a)
+    }
+
+    pub fn has_v6(&self, a: &[u8; 16]) -> bool {
+        self.v6.contains(a)
+    }
+}
 
 /// The MTU of the router's way out (a veth's default), the harness's as well.
 pub const EGRESS_MTU: usize = 1500;
@@ -17,8 +55,24 @@ pub enum Route {
     Drop(&'static str),
 }
 
+/// Which destinations are this host's: the addresses it owns, or (a capture taken on the host
+/// itself replayed with `--path local-in`) every unicast destination.
+#[derive(Clone, Copy, Debug)]
+pub struct Owner<'a> {
+    pub local: &'a LocalAddrs,
+    pub all_unicast: bool,
+}
+
 /// IPv4 routing of a packet with these addresses, TTL, protocol, length and DF bit.
-pub fn route_v4(src: [u8; 4], dst: [u8; 4], ttl: u8, proto: u8, len: usize, dont_fragment: bool) -> Route {
+pub fn route_v4(
+    own: Owner<'_>,
+    src: [u8; 4],
+    dst: [u8; 4],
+    ttl: u8,
+    proto: u8,
+    len: usize,
+    dont_fragment: bool,
+) -> Route {
     let multicast = |a: [u8; 4]| a[0] & 0xf0 == 0xe0;
     let lbcast = |a: [u8; 4]| a == [255; 4];
     if multicast(src) || lbcast(src) {
@@ -48,6 +102,14 @@ pub fn route_v4(src: [u8; 4], dst: [u8; 4], ttl: u8, proto: u8, len: usize, dont
     if dst[0] == 0 || dst[0] == 127 {
         return Route::Drop("ip_route_input: martian destination");
     }
+    // fib_validate_source: a packet from the wire claiming one of our addresses is a martian
+    // (accept_local is off).
+    if own.local.has_v4(src) {
+        return Route::Drop("ip_route_input: martian source");
+    }
+    if own.all_unicast || own.local.has_v4(dst) {
+        return Route::Local;
+    }
     if ttl <= 1 {
         return Route::Drop("ip_forward: TTL exceeded");
     }
@@ -58,7 +120,7 @@ pub fn route_v4(src: [u8; 4], dst: [u8; 4], ttl: u8, proto: u8, len: usize, dont
 }
 
 /// IPv6 routing of a packet with these addresses, hop limit and length.
-pub fn route_v6(src: &[u8; 16], dst: &[u8; 16], hop_limit: u8, len: usize) -> Route {
+pub fn route_v6(own: Owner<'_>, src: &[u8; 16], dst: &[u8; 16], hop_limit: u8, len: usize) -> Route {
     let loopback = |a: &[u8; 16]| a[..15].iter().all(|&b| b == 0) && a[15] == 1;
     if src[0] == 0xff || loopback(src) {
         return Route::Drop("ip6_rcv: martian source");
@@ -72,6 +134,9 @@ pub fn route_v6(src: &[u8; 16], dst: &[u8; 16], hop_limit: u8, len: usize) -> Ro
         let zeros = dst[2..15].iter().all(|&b| b == 0);
         let joined = zeros && ((scope == 2 && matches!(dst[15], 1 | 2)) || (scope == 5 && dst[15] == 2));
         return if joined { Route::Local } else { Route::Drop("ip6_route_input: multicast not joined") };
+    }
+    if own.all_unicast || own.local.has_v6(dst) {
+        return Route::Local;
     }
     let link_local = |a: &[u8; 16]| a[0] == 0xfe && a[1] & 0xc0 == 0x80;
     if link_local(src) && !link_local(dst) {
@@ -87,9 +152,60 @@ pub fn route_v6(src: &[u8; 16], dst: &[u8; 16], hop_limit: u8, len: usize) -> Ro
     Route::Forward
 }
 
+/// Where a packet this host sends goes: back in through loopback (to one of its own
+/// addresses, 127.0.0.0/8 or ::1), or out.
+pub fn output_is_loopback(local: &LocalAddrs, dst: IpAddr) -> bool {
+    match dst {
+        IpAddr::V4(a) => a.is_loopback() || local.has_v4(a.octets()),
+        IpAddr::V6(a) => a.is_loopback() || local.has_v6(&a.octets()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const R: Owner<'static> =
+        Owner { local: &LocalAddrs { v4: Vec::new(), v6: Vec::new() }, all_unicast: false };
+
+    fn route_v4(src: [u8; 4], dst: [u8; 4], ttl: u8, proto: u8, len: usize, df: bool) -> Route {
+        super::route_v4(R, src, dst, ttl, proto, len, df)
+    }
+
+    fn route_v6(src: &[u8; 16], dst: &[u8; 16], hop: u8, len: usize) -> Route {
+        super::route_v6(R, src, dst, hop, len)
+    }
+
+    #[test]
+    fn local_addresses() {
+        let l = LocalAddrs::new(&["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()]);
+        let own = Owner { local: &l, all_unicast: false };
+        // Delivered whatever the TTL; a local source from the wire is a martian.
+        assert_eq!(super::route_v4(own, [10, 0, 0, 1], [192, 0, 2, 1], 1, 6, 100, false), Route::Local);
+        assert!(matches!(
+            super::route_v4(own, [192, 0, 2, 1], [10, 0, 0, 1], 64, 6, 100, false),
+            Route::Drop(_)
+        ));
+        assert!(matches!(
+            super::route_v4(own, [10, 0, 0, 1], [127, 0, 0, 1], 64, 6, 100, false),
+            Route::Drop(_)
+        ));
+        let a = l.addrs();
+        assert_eq!(a.len(), 2);
+        let v6 = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
+        assert_eq!(super::route_v6(own, &v6("2001:db8::2"), &v6("2001:db8::1"), 1, 100), Route::Local);
+        assert_eq!(super::route_v6(own, &v6("2001:db8::2"), &v6("2001:db8::3"), 64, 100), Route::Forward);
+        let all = Owner { local: &l, all_unicast: true };
+        assert_eq!(super::route_v4(all, [10, 0, 0, 1], [10, 0, 0, 2], 1, 6, 100, false), Route::Local);
+        assert!(matches!(
+            super::route_v4(all, [10, 0, 0, 1], [224, 0, 0, 5], 1, 6, 100, false),
+            Route::Drop(_)
+        ));
+        assert!(output_is_loopback(&l, "127.0.0.5".parse().unwrap()));
+        assert!(output_is_loopback(&l, "192.0.2.1".parse().unwrap()));
+        assert!(!output_is_loopback(&l, "192.0.2.2".parse().unwrap()));
+        assert!(output_is_loopback(&l, "::1".parse().unwrap()));
+    }
 
     #[test]
     fn v4() {

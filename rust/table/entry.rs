@@ -52,6 +52,7 @@ pub const IPCT_DESTROY: u16 = 1 << 2;
 pub const IPCT_REPLY: u16 = 1 << 3;
 pub const IPCT_ASSURED: u16 = 1 << 4;
 pub const IPCT_PROTOINFO: u16 = 1 << 5;
+pub const IPCT_MARK: u16 = 1 << 7;
 
 /// One entry. Lives in a slab slot behind its own lock (the kernel's `ct->lock`); the table's
 /// buckets hold only small nodes that point here.

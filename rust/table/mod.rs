@@ -10,7 +10,7 @@
 
 pub mod entry;
 
-use crate::tuple::{reciprocal_scale, Direction, Tuple};
+use crate::tuple::{reciprocal_scale, Direction, Tuple, Zone};
 use entry::Entry;
 use parking_lot::{Mutex, MutexGuard};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -293,9 +293,9 @@ impl Table {
         stripe.free_slots.push(slot);
     }
 
-    /// `____nf_conntrack_find`: the confirmed entry whose tuple in some direction equals `t`
-    /// with zone id `zone_id` for that direction.
-    pub fn find(&self, t: &Tuple, zone_id: u16, hash: u32, now: u64) -> Found<'_> {
+    /// `____nf_conntrack_find`: the confirmed entry whose tuple in some direction equals `t`,
+    /// whose zone id for that direction equals `zone`'s id for that direction.
+    pub fn find(&self, t: &Tuple, zone: Zone, hash: u32, now: u64) -> Found<'_> {
         let (stripe, local) = self.lock_bucket(hash);
         let mut expired = Expired::default();
         for n in stripe.chain(local) {
@@ -312,7 +312,7 @@ impl Table {
                 continue;
             }
             let dir = n.dir();
-            if n.hash != hash || e.tuple[dir.index()] != *t || e.zone.id_for(dir) != zone_id {
+            if n.hash != hash || e.tuple[dir.index()] != *t || e.zone.id_for(dir) != zone.id_for(dir) {
                 continue;
             }
             if expired.len > 0 {
@@ -461,18 +461,20 @@ mod tests {
         let r = t.invert().unwrap();
         let slot = tab.alloc(7, entry(t)).unwrap();
         assert_eq!(tab.insert(slot, [(&t, 0, 7), (&r, 0, 9)], 50), Insert::Inserted);
-        match tab.find(&r, 0, 9, 0) {
+        match tab.find(&r, Zone::default(), 9, 0) {
             Found::Hit { slot: s, dir, .. } => assert_eq!((s, dir), (slot, Direction::Reply)),
             _ => panic!("reply tuple not found"),
         }
-        assert!(matches!(tab.find(&t, 0, 7, 200), Found::Reap(x) if x.as_slice() == [(slot, 0)]));
-        assert!(matches!(tab.find(&t, 5, 7, 0), Found::Miss));
+        assert!(
+            matches!(tab.find(&t, Zone::default(), 7, 200), Found::Reap(x) if x.as_slice() == [(slot, 0)])
+        );
+        assert!(matches!(tab.find(&t, Zone { id: 5, dir: Zone::DIR_BOTH }, 7, 0), Found::Miss));
         assert_eq!(
             tab.insert(slot, [(&t, 0, 7), (&r, 0, 9)], 50),
             Insert::Clash { slot, dir: Direction::Original }
         );
         tab.unlink(slot, [7, 9]);
-        assert!(matches!(tab.find(&t, 0, 7, 0), Found::Miss));
+        assert!(matches!(tab.find(&t, Zone::default(), 7, 0), Found::Miss));
         let gen = tab.slot(slot).unwrap().lock().gen;
         tab.free(slot);
         assert_eq!(tab.slot(slot).unwrap().lock().gen, gen + 1);
@@ -495,7 +497,7 @@ mod tests {
         tab.resize(1000);
         assert_eq!(tab.chain_lengths().iter().sum::<usize>(), 200);
         for (r, h) in keys {
-            assert!(matches!(tab.find(&r, 0, h, 0), Found::Hit { .. }));
+            assert!(matches!(tab.find(&r, Zone::default(), h, 0), Found::Hit { .. }));
         }
         assert_eq!(tab.slots().len(), 100);
     }

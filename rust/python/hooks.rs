@@ -1,0 +1,577 @@
+//! The hook pipeline from Python: `NfHookOps`, `BuiltinHook`, `nf_register_net_hook`,
+//! `ip_rcv` and friends, and the replay driver that calls Python hooks.
+
+use super::{to_py_err, type_name, Error, Net, Skb};
+use crate::core::{self, Hook, Net as CoreNet, Nfct};
+use crate::hooks::{
+    self as hk, Builtin, Carrier, Entry, ExtError, Family, HookCall, HookTable, Op, OpKind, Outcome,
+    PacketState,
+};
+use crate::replay::{Driver, Processed};
+use crate::tuple::Zone;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use std::cell::RefCell;
+use std::sync::Arc;
+
+pyo3::import_exception!(nfct.errors, HookError);
+
+/// What a Python hook's exception does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OnError {
+    /// Drop the packet and raise the exception to the caller (`ip_rcv`, `replay`).
+    Raise,
+    /// Drop the packet; the exception is kept in the result.
+    Drop,
+    /// Accept the packet (fail open); the exception is kept in the result.
+    Accept,
+}
+
+/// The payload of an external operation: the Python callable.
+struct PyHook {
+    callable: Py<PyAny>,
+    on_error: OnError,
+}
+
+/// A built-in operation, run in Rust at full speed (also inside replays).
+#[pyclass(frozen, module = "nfct._nfct")]
+#[derive(Clone)]
+pub(super) struct BuiltinHook {
+    op: Builtin,
+    name: String,
+}
+
+fn verdict_arg(py: Python<'_>, what: &str, v: u32) -> PyResult<u32> {
+    match v {
+        core::NF_DROP | core::NF_ACCEPT => Ok(v),
+        _ => Err(to_py_err(py, Error::Value(format!("{what} must be NF_ACCEPT or NF_DROP, not {v}")))),
+    }
+}
+
+fn verdict_name(v: u32) -> &'static str {
+    match v {
+        core::NF_DROP => "drop",
+        core::NF_ACCEPT => "accept",
+        core::NF_STOLEN => "stolen",
+        core::NF_QUEUE => "queue",
+        core::NF_REPEAT => "repeat",
+        core::NF_STOP => "stop",
+        _ => "?",
+    }
+}
+
+const STATES: [(&str, u32); 5] = [
+    ("invalid", hk::CT_STATE_INVALID),
+    ("established", hk::CT_STATE_ESTABLISHED),
+    ("related", hk::CT_STATE_RELATED),
+    ("new", hk::CT_STATE_NEW),
+    ("untracked", hk::CT_STATE_UNTRACKED),
+];
+
+#[pymethods]
+impl BuiltinHook {
+    /// `ct state invalid drop`.
+    #[staticmethod]
+    fn drop_invalid() -> BuiltinHook {
+        BuiltinHook {
+            op: Builtin::CtState { mask: hk::CT_STATE_INVALID, hit: core::NF_DROP, miss: core::NF_ACCEPT },
+            name: "ct state invalid drop".into(),
+        }
+    }
+
+    /// `ct state {STATES} VERDICT`, else `otherwise` (a chain's policy). States are
+    /// "new", "established", "related", "invalid", "untracked".
+    #[staticmethod]
+    #[pyo3(signature = (states, verdict, otherwise=core::NF_ACCEPT))]
+    fn ct_state(py: Python<'_>, states: Vec<String>, verdict: u32, otherwise: u32) -> PyResult<BuiltinHook> {
+        let mut mask = 0;
+        for s in &states {
+            let Some((_, bit)) = STATES.iter().find(|(n, _)| n == s) else {
+                return Err(to_py_err(
+                    py,
+                    Error::Value(format!(
+                        "unknown ct state {s:?}: use new, established, related, invalid or untracked"
+                    )),
+                ));
+            };
+            mask |= bit;
+        }
+        if mask == 0 {
+            return Err(to_py_err(py, Error::Value("ct_state needs at least one state".into())));
+        }
+        let (hit, miss) = (verdict_arg(py, "verdict", verdict)?, verdict_arg(py, "otherwise", otherwise)?);
+        let name = format!("ct state {} {}", states.join(","), verdict_name(hit));
+        Ok(BuiltinHook { op: Builtin::CtState { mask, hit, miss }, name })
+    }
+
+    /// `ct zone set ZONE` (a template): register it before conntrack (priority < -200, e.g.
+    /// NF_IP_PRI_RAW) at PRE_ROUTING and LOCAL_OUT. `direction` "both" (default), "original"
+    /// or "reply" makes a direction-specific zone.
+    #[staticmethod]
+    #[pyo3(signature = (zone, direction="both"))]
+    fn ct_zone(py: Python<'_>, zone: u16, direction: &str) -> PyResult<BuiltinHook> {
+        let dir = match direction {
+            "both" => Zone::DIR_BOTH,
+            "original" => Zone::DIR_ORIG,
+            "reply" => Zone::DIR_REPL,
+            _ => {
+                return Err(to_py_err(
+                    py,
+                    Error::Value(format!("direction must be both, original or reply, not {direction:?}")),
+                ))
+            }
+        };
+        let name = match direction {
+            "both" => format!("ct zone set {zone}"),
+            d => format!("ct {d} zone set {zone}"),
+        };
+        Ok(BuiltinHook { op: Builtin::CtZone(Zone { id: zone, dir }), name })
+    }
+
+    /// `ct mark set MARK`: with `mask`, only the masked bits change.
+    #[staticmethod]
+    #[pyo3(signature = (mark, mask=u32::MAX))]
+    fn ct_mark_set(mark: u32, mask: u32) -> BuiltinHook {
+        let name = if mask == u32::MAX {
+            format!("ct mark set {mark:#x}")
+        } else {
+            format!("ct mark set {mark:#x}/{mask:#x}")
+        };
+        BuiltinHook { op: Builtin::CtMarkSet { value: mark, mask }, name }
+    }
+
+    /// `ct mark and MASK == MARK VERDICT`, else `otherwise`.
+    #[staticmethod]
+    #[pyo3(signature = (mark, verdict, mask=u32::MAX, otherwise=core::NF_ACCEPT))]
+    fn ct_mark(py: Python<'_>, mark: u32, verdict: u32, mask: u32, otherwise: u32) -> PyResult<BuiltinHook> {
+        let (hit, miss) = (verdict_arg(py, "verdict", verdict)?, verdict_arg(py, "otherwise", otherwise)?);
+        let name = format!("ct mark and {mask:#x} == {mark:#x} {}", verdict_name(hit));
+        Ok(BuiltinHook { op: Builtin::CtMark { value: mark & mask, mask, hit, miss }, name })
+    }
+
+    /// `notrack`: register it before conntrack (NF_IP_PRI_RAW).
+    #[staticmethod]
+    fn notrack() -> BuiltinHook {
+        BuiltinHook { op: Builtin::Notrack, name: "notrack".into() }
+    }
+
+    /// Always `verdict` (NF_ACCEPT or NF_DROP): a rule without a match, or a policy.
+    #[staticmethod]
+    fn verdict(py: Python<'_>, verdict: u32) -> PyResult<BuiltinHook> {
+        let v = verdict_arg(py, "verdict", verdict)?;
+        Ok(BuiltinHook { op: Builtin::Verdict(v), name: verdict_name(v).into() })
+    }
+
+    /// The rule it stands for, in nft's words.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<nfct.BuiltinHook {:?}>", self.name)
+    }
+}
+
+/// `struct nf_hook_ops`: a hook function (a callable `hook(skb, state) -> verdict`, or a
+/// BuiltinHook), the family, the hook number and the priority.
+#[pyclass(frozen, module = "nfct._nfct")]
+pub(super) struct NfHookOps {
+    hook: Py<PyAny>,
+    #[pyo3(get)]
+    pf: u8,
+    #[pyo3(get)]
+    hooknum: u32,
+    #[pyo3(get)]
+    priority: i32,
+    #[pyo3(get)]
+    name: String,
+    on_error: OnError,
+}
+
+#[pymethods]
+impl NfHookOps {
+    #[new]
+    #[pyo3(signature = (hook, pf, hooknum, priority, *, name=None, on_error="raise"))]
+    fn new(
+        py: Python<'_>,
+        hook: Bound<'_, PyAny>,
+        pf: u8,
+        hooknum: u32,
+        priority: i32,
+        name: Option<String>,
+        on_error: &str,
+    ) -> PyResult<NfHookOps> {
+        hk::families(pf).map_err(|e| to_py_err(py, Error::Value(e.to_string())))?;
+        if hk::hook_of(hooknum).is_none() {
+            return Err(to_py_err(py, Error::Value(hk::RegisterError::HookNum(hooknum).to_string())));
+        }
+        let on_error = match on_error {
+            "raise" => OnError::Raise,
+            "drop" => OnError::Drop,
+            "accept" => OnError::Accept,
+            _ => {
+                return Err(to_py_err(
+                    py,
+                    Error::Value(format!("on_error must be raise, drop or accept, not {on_error:?}")),
+                ))
+            }
+        };
+        let name = match (name, hook.cast::<BuiltinHook>()) {
+            (Some(n), _) => n,
+            (None, Ok(b)) => b.get().name.clone(),
+            (None, Err(_)) if hook.is_callable() => hook
+                .getattr("__qualname__")
+                .or_else(|_| hook.getattr("__name__"))
+                .and_then(|n| n.extract::<String>())
+                .unwrap_or_else(|_| type_name(&hook)),
+            (None, Err(_)) => {
+                return Err(to_py_err(
+                    py,
+                    Error::Type(format!(
+                        "hook must be a callable hook(skb, state) or a BuiltinHook, not {}",
+                        type_name(&hook)
+                    )),
+                ))
+            }
+        };
+        Ok(NfHookOps { hook: hook.unbind(), pf, hooknum, priority, name, on_error })
+    }
+
+    /// The hook function (a callable or a BuiltinHook).
+    #[getter]
+    fn hook(&self, py: Python<'_>) -> Py<PyAny> {
+        self.hook.clone_ref(py)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<nfct.NfHookOps {:?} pf={} hooknum={} priority={}>",
+            self.name, self.pf, self.hooknum, self.priority
+        )
+    }
+}
+
+/// `struct nf_hook_state`, as a Python hook sees it.
+#[pyclass(frozen, module = "nfct._nfct")]
+pub(super) struct HookState {
+    #[pyo3(get)]
+    hook: u32,
+    #[pyo3(get)]
+    pf: u8,
+    #[pyo3(get)]
+    net: Py<Net>,
+}
+
+#[pymethods]
+impl HookState {
+    fn __repr__(&self) -> String {
+        format!("<nfct.HookState hook={} pf={}>", self.hook, self.pf)
+    }
+}
+
+/// Where a packet's path ended.
+#[pyclass(frozen, module = "nfct._nfct")]
+pub(super) struct HookResult {
+    /// The final verdict: NF_ACCEPT, NF_DROP or NF_STOLEN.
+    #[pyo3(get)]
+    verdict: u32,
+    /// "local", "forward", "output" or "drop".
+    #[pyo3(get)]
+    path: &'static str,
+    /// (hooknum, priority, name) of the operation that dropped or stole the packet.
+    #[pyo3(get)]
+    dropped_by: Option<(u32, i32, String)>,
+    /// Why the IP stack or an operation dropped it, when it says (receive checks, routing,
+    /// defrag, conntrack).
+    #[pyo3(get)]
+    reason: Option<String>,
+    /// The exception a hook with on_error="drop" or "accept" raised.
+    #[pyo3(get)]
+    exception: Option<Py<PyAny>>,
+}
+
+#[pymethods]
+impl HookResult {
+    fn __repr__(&self) -> String {
+        let by = match &self.dropped_by {
+            Some((h, p, n)) => format!(" dropped_by=({h}, {p}, {n:?})"),
+            None => String::new(),
+        };
+        format!("<nfct.HookResult verdict={} path={:?}{by}>", self.verdict, self.path)
+    }
+}
+
+/// Registered operations of one Net, by the NfHookOps object that registered them.
+#[derive(Default)]
+pub(super) struct Registry {
+    ops: Vec<(Py<NfHookOps>, u64)>,
+}
+
+/// `nf_register_net_hook`: adds `ops` to `net`'s hooks (both families for NFPROTO_INET).
+#[pyfunction]
+pub(super) fn nf_register_net_hook(py: Python<'_>, net: &Net, ops: Bound<'_, NfHookOps>) -> PyResult<()> {
+    let mut reg = net.registry.lock();
+    if reg.ops.iter().any(|(o, _)| o.is(&ops)) {
+        return Err(to_py_err(py, Error::Value(format!("{} is already registered", ops.get().__repr__()))));
+    }
+    let o = ops.get();
+    let kind = match o.hook.bind(py).cast::<BuiltinHook>() {
+        Ok(b) => OpKind::Builtin(b.get().op),
+        Err(_) => OpKind::External(Arc::new(PyHook { callable: o.hook.clone_ref(py), on_error: o.on_error })),
+    };
+    let hook = hk::hook_of(o.hooknum).unwrap_or(Hook::PreRouting);
+    let id = net
+        .inner
+        .stack
+        .register(o.pf, hook, o.priority, o.name.as_str().into(), kind)
+        .map_err(|e| to_py_err(py, Error::Value(e.to_string())))?;
+    reg.ops.push((ops.unbind(), id));
+    Ok(())
+}
+
+/// `nf_unregister_net_hook`.
+#[pyfunction]
+pub(super) fn nf_unregister_net_hook(py: Python<'_>, net: &Net, ops: Bound<'_, NfHookOps>) -> PyResult<()> {
+    let mut reg = net.registry.lock();
+    let Some(i) = reg.ops.iter().position(|(o, _)| o.is(&ops)) else {
+        return Err(to_py_err(py, Error::Value(format!("{} is not registered", ops.get().__repr__()))));
+    };
+    let (_, id) = reg.ops.remove(i);
+    net.inner.stack.unregister(id);
+    Ok(())
+}
+
+/// Gives the pipeline a Python Skb's state, the reference on its entry owned by `net`.
+struct SkbCarrier<'a> {
+    skb: &'a Skb,
+    net: &'a Arc<CoreNet>,
+}
+
+impl Carrier for SkbCarrier<'_> {
+    fn with<R>(&self, f: impl FnOnce(&mut PacketState) -> R) -> R {
+        let mut st = self.skb.state.lock();
+        let r = f(&mut st.pkt);
+        if st.net.is_none() && matches!(st.pkt.ct.nfct, Nfct::Ct { .. }) {
+            st.net = Some(self.net.clone());
+        }
+        r
+    }
+}
+
+/// Calls Python hooks for the pipeline. Exceptions of on_error="drop"/"accept" hooks are kept
+/// in `swallowed`.
+fn python_ext<'a>(
+    py: Python<'a>,
+    net_obj: &'a Py<Net>,
+    skb_obj: &'a Py<Skb>,
+    swallowed: &'a RefCell<Option<PyErr>>,
+) -> impl FnMut(&Op, HookCall) -> Result<u32, ExtError> + 'a {
+    move |op: &Op, call: HookCall| {
+        let OpKind::External(payload) = &op.kind else { return Ok(core::NF_ACCEPT) };
+        let Some(h) = payload.downcast_ref::<PyHook>() else { return Ok(core::NF_ACCEPT) };
+        let state =
+            HookState { hook: call.hook as u32, pf: call.family.nfproto(), net: net_obj.clone_ref(py) };
+        let res = h.callable.call1(py, (skb_obj.clone_ref(py), state)).and_then(|v| {
+            let b = v.bind(py);
+            if b.is_instance_of::<pyo3::types::PyBool>() {
+                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                    "hook {:?} returned a bool, not an NF_* verdict",
+                    &*op.name
+                )));
+            }
+            b.extract::<u32>().map_err(|_| {
+                pyo3::exceptions::PyTypeError::new_err(format!(
+                    "hook {:?} returned {}, not an NF_* verdict",
+                    &*op.name,
+                    b.repr().map(|r| r.to_string()).unwrap_or_else(|_| "?".into())
+                ))
+            })
+        });
+        match res {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                annotate(py, &e, op, call.hook);
+                match h.on_error {
+                    OnError::Raise => Err(ExtError(Box::new(e))),
+                    OnError::Drop => {
+                        *swallowed.borrow_mut() = Some(e);
+                        Ok(core::NF_DROP)
+                    }
+                    OnError::Accept => {
+                        *swallowed.borrow_mut() = Some(e);
+                        Ok(core::NF_ACCEPT)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Names the hook on its exception: a note (shown in the traceback) and `nfct_hook`.
+fn annotate(py: Python<'_>, e: &PyErr, op: &Op, hook: Hook) {
+    let v = e.value(py);
+    let where_ = (hook as u32, op.priority, op.name.to_string());
+    let note =
+        format!("raised by nfct hook {:?} (hooknum {}, priority {})", &*op.name, hook as u32, op.priority);
+    let _ = v.call_method1("add_note", (note,));
+    let _ = v.setattr("nfct_hook", where_);
+}
+
+fn result(py: Python<'_>, out: Outcome, st: &PacketState, swallowed: Option<PyErr>) -> HookResult {
+    let dropped_by = out.dropped_by.as_ref().map(|o| (o.hooknum as u32, o.priority, o.name.to_string()));
+    let reason = if out.verdict == core::NF_ACCEPT { None } else { out.reason.or(st.ct.reason) };
+    HookResult {
+        verdict: out.verdict,
+        path: out.path.name(),
+        dropped_by,
+        reason: reason.map(str::to_string),
+        exception: swallowed.map(|e| e.into_value(py).into_any()),
+    }
+}
+
+/// One packet of a Python Skb through the stack.
+fn run(
+    py: Python<'_>,
+    net: &Bound<'_, Net>,
+    skb: &Bound<'_, Skb>,
+    fam: Family,
+    entry: Entry,
+) -> PyResult<HookResult> {
+    let n = net.get();
+    let s = skb.get();
+    {
+        let st = s.state.lock();
+        if st.net.as_ref().is_some_and(|o| !Arc::ptr_eq(o, &n.inner)) && st.pkt.ct.nfct != Nfct::None {
+            return Err(to_py_err(py, Error::Value("the packet carries an entry of another Net".into())));
+        }
+    }
+    let base = s.data.bind(py).as_bytes();
+    let table = n.inner.stack.snapshot();
+    let carrier = SkbCarrier { skb: s, net: &n.inner };
+    let net_obj = net.clone().unbind();
+    let skb_obj = skb.clone().unbind();
+    let swallowed = RefCell::new(None);
+    let mut ext = python_ext(py, &net_obj, &skb_obj, &swallowed);
+    let out = hk::Pipeline {
+        net: &n.inner,
+        table: &table,
+        base,
+        tstamp: s.tstamp_ns,
+        family: fam,
+        all_local: false,
+        carrier: &carrier,
+        ext: &mut ext,
+    }
+    .run(entry);
+    if let Some(ExtError(e)) = out.error {
+        return Err(match e.downcast::<PyErr>() {
+            Ok(e) => *e,
+            Err(_) => HookError::new_err("a hook operation failed"),
+        });
+    }
+    let st = s.state.lock();
+    Ok(result(py, out, &st.pkt, swallowed.take()))
+}
+
+/// `ip_rcv`: an IPv4 packet arriving from the wire (PRE_ROUTING, routing, LOCAL_IN or
+/// FORWARD + POST_ROUTING).
+#[pyfunction]
+pub(super) fn ip_rcv(py: Python<'_>, net: &Bound<'_, Net>, skb: &Bound<'_, Skb>) -> PyResult<HookResult> {
+    run(py, net, skb, Family::V4, Entry::Rcv)
+}
+
+/// `ipv6_rcv`: an IPv6 packet arriving from the wire.
+#[pyfunction]
+pub(super) fn ipv6_rcv(py: Python<'_>, net: &Bound<'_, Net>, skb: &Bound<'_, Skb>) -> PyResult<HookResult> {
+    run(py, net, skb, Family::V6, Entry::Rcv)
+}
+
+/// `ip_local_out`: an IPv4 packet this host sends (LOCAL_OUT, POST_ROUTING; to one of its own
+/// addresses, back in through PRE_ROUTING and LOCAL_IN).
+#[pyfunction]
+pub(super) fn ip_local_out(
+    py: Python<'_>,
+    net: &Bound<'_, Net>,
+    skb: &Bound<'_, Skb>,
+) -> PyResult<HookResult> {
+    run(py, net, skb, Family::V4, Entry::LocalOut)
+}
+
+/// `ip6_local_out`: an IPv6 packet this host sends.
+#[pyfunction]
+pub(super) fn ip6_local_out(
+    py: Python<'_>,
+    net: &Bound<'_, Net>,
+    skb: &Bound<'_, Skb>,
+) -> PyResult<HookResult> {
+    run(py, net, skb, Family::V6, Entry::LocalOut)
+}
+
+/// The replay driver when Python hooks are registered: each packet becomes an Skb the hooks
+/// see, with the GIL taken for the packet's whole path.
+pub(super) struct PyDriver {
+    pub net_obj: Py<Net>,
+}
+
+impl Driver for PyDriver {
+    fn packet(
+        &mut self,
+        net: &CoreNet,
+        table: &HookTable,
+        entry: Entry,
+        all_local: bool,
+        pkt: &[u8],
+        tstamp: u64,
+    ) -> Result<Processed, ExtError> {
+        Python::attach(|py| {
+            let bytes = PyBytes::new(py, pkt).unbind();
+            let skb = match Py::new(py, Skb::from_parts(bytes, tstamp as f64 / 1e9, tstamp)) {
+                Ok(s) => s,
+                Err(e) => return Err(ExtError(Box::new(e))),
+            };
+            let s = skb.get();
+            let owner = self.net_obj.get().inner.clone();
+            let carrier = SkbCarrier { skb: s, net: &owner };
+            let swallowed = RefCell::new(None);
+            let mut ext = python_ext(py, &self.net_obj, &skb, &swallowed);
+            let out = hk::run_packet_in(net, table, entry, all_local, pkt, tstamp, &carrier, &mut ext);
+            if let Some(e) = out.error {
+                return Err(e);
+            }
+            let st = s.state.lock();
+            let (class, reason) = out.class(&st.pkt);
+            let dropped_by = out.dropped_by_rule().is_some().then(|| out.dropped_by.clone()).flatten();
+            Ok(Processed { class, reason, dropped_by })
+            // The Skb goes with its last reference (a hook may keep it, and its entry with it).
+        })
+    }
+}
+
+/// The exception inside a replay's hook error.
+pub(super) fn hook_err(e: ExtError) -> PyErr {
+    match e.0.downcast::<PyErr>() {
+        Ok(e) => *e,
+        Err(_) => Python::attach(|_| HookError::new_err("a hook operation failed")),
+    }
+}
+
+/// `net.hooks(pf, hooknum)`: the ordered (priority, name) list.
+pub(super) fn hooks_of(py: Python<'_>, net: &CoreNet, pf: u8, hooknum: u32) -> PyResult<Vec<(i32, String)>> {
+    let fam = match pf {
+        hk::NFPROTO_IPV4 => Family::V4,
+        hk::NFPROTO_IPV6 => Family::V6,
+        _ => {
+            return Err(to_py_err(
+                py,
+                Error::Value(format!(
+                    "pf must be NFPROTO_IPV4 or NFPROTO_IPV6 (each family has its own hooks), not {pf}"
+                )),
+            ))
+        }
+    };
+    let Some(hook) = hk::hook_of(hooknum) else {
+        return Err(to_py_err(py, Error::Value(hk::RegisterError::HookNum(hooknum).to_string())));
+    };
+    Ok(net.stack.hooks(fam, hook).into_iter().map(|(p, n)| (p, n.to_string())).collect())
+}
