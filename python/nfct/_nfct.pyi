@@ -4,6 +4,9 @@ from collections.abc import Callable, Iterator, Sequence
 from os import PathLike
 from typing import Any, TypeAlias, final
 
+import numpy as np
+import numpy.typing as npt
+
 @final
 class SysctlMap:
     def __getitem__(self, name: str, /) -> int: ...
@@ -85,7 +88,7 @@ class Net:
         *,
         seed: int | None = None,
         kernel: str = "6.18",
-        local_addrs: Sequence[str] = (),
+        local_addrs: Sequence[str] | None = None,
     ) -> Net: ...
     @property
     def local_addrs(self) -> list[str]: ...
@@ -114,6 +117,14 @@ class Net:
         event_timestamps: bool = False,
         path: str = "forward",
     ) -> dict[str, Any]: ...
+    def conntrack_batch(
+        self,
+        buffer: bytes | bytearray | memoryview,
+        offsets: npt.NDArray[np.int64],
+        tstamps: npt.NDArray[np.float64] | None = None,
+        *,
+        path: str = "forward",
+    ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int8]]: ...
     def listen_events(self, on: bool = True, capacity: int = 65536) -> None: ...
     def read_events(self, timestamps: bool = False) -> list[str]: ...
     @property
@@ -126,7 +137,7 @@ def ipv6_conntrack_in(net: Net, skb: Skb) -> int: ...
 def ipv6_conntrack_local(net: Net, skb: Skb) -> int: ...
 def ipv6_confirm(net: Net, skb: Skb) -> int: ...
 
-HookFn: TypeAlias = Callable[[Skb, HookState], int]
+_HookFn: TypeAlias = Callable[[Skb, HookState], int]
 
 @final
 class BuiltinHook:
@@ -153,7 +164,7 @@ class BuiltinHook:
 class NfHookOps:
     def __new__(
         cls,
-        hook: HookFn | BuiltinHook,
+        hook: _HookFn | BuiltinHook,
         pf: int,
         hooknum: int,
         priority: int,
@@ -162,7 +173,7 @@ class NfHookOps:
         on_error: str = "raise",
     ) -> NfHookOps: ...
     @property
-    def hook(self) -> HookFn | BuiltinHook: ...
+    def hook(self) -> _HookFn | BuiltinHook: ...
     @property
     def pf(self) -> int: ...
     @property

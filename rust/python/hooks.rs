@@ -82,7 +82,7 @@ impl BuiltinHook {
     /// `ct state {STATES} VERDICT`, else `otherwise` (a chain's policy). States are
     /// "new", "established", "related", "invalid", "untracked".
     #[staticmethod]
-    #[pyo3(signature = (states, verdict, otherwise=core::NF_ACCEPT))]
+    #[pyo3(signature = (states, verdict, otherwise=1))]
     fn ct_state(py: Python<'_>, states: Vec<String>, verdict: u32, otherwise: u32) -> PyResult<BuiltinHook> {
         let mut mask = 0;
         for s in &states {
@@ -130,7 +130,7 @@ impl BuiltinHook {
 
     /// `ct mark set MARK`: with `mask`, only the masked bits change.
     #[staticmethod]
-    #[pyo3(signature = (mark, mask=u32::MAX))]
+    #[pyo3(signature = (mark, mask=0xffff_ffff))]
     fn ct_mark_set(mark: u32, mask: u32) -> BuiltinHook {
         let name = if mask == u32::MAX {
             format!("ct mark set {mark:#x}")
@@ -142,7 +142,7 @@ impl BuiltinHook {
 
     /// `ct mark and MASK == MARK VERDICT`, else `otherwise`.
     #[staticmethod]
-    #[pyo3(signature = (mark, verdict, mask=u32::MAX, otherwise=core::NF_ACCEPT))]
+    #[pyo3(signature = (mark, verdict, mask=0xffff_ffff, otherwise=1))]
     fn ct_mark(py: Python<'_>, mark: u32, verdict: u32, mask: u32, otherwise: u32) -> PyResult<BuiltinHook> {
         let (hit, miss) = (verdict_arg(py, "verdict", verdict)?, verdict_arg(py, "otherwise", otherwise)?);
         let name = format!("ct mark and {mask:#x} == {mark:#x} {}", verdict_name(hit));
@@ -542,7 +542,7 @@ impl Driver for PyDriver {
             let st = s.state.lock();
             let (class, reason) = out.class(&st.pkt);
             let dropped_by = out.dropped_by_rule().is_some().then(|| out.dropped_by.clone()).flatten();
-            Ok(Processed { class, reason, dropped_by })
+            Ok(Processed { verdict: out.verdict, ctinfo: st.pkt.ct.ctinfo(), class, reason, dropped_by })
             // The Skb goes with its last reference (a hook may keep it, and its entry with it).
         })
     }

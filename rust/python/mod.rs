@@ -110,14 +110,15 @@ struct Net {
 #[pymethods]
 impl Net {
     #[new]
-    #[pyo3(signature = (sysctl=None, *, seed=None, kernel="6.18", local_addrs=Vec::new()))]
+    #[pyo3(signature = (sysctl=None, *, seed=None, kernel="6.18", local_addrs=None))]
     fn new(
         py: Python<'_>,
         sysctl: Option<&Bound<'_, PyDict>>,
         seed: Option<u64>,
         kernel: &str,
-        local_addrs: Vec<String>,
+        local_addrs: Option<Vec<String>>,
     ) -> PyResult<Net> {
+        let local_addrs = local_addrs.unwrap_or_default();
         let mut addrs = Vec::with_capacity(local_addrs.len());
         for a in &local_addrs {
             let ip: std::net::IpAddr = a.parse().map_err(|_| {
@@ -297,17 +298,7 @@ impl Net {
         event_timestamps: bool,
         path: &str,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let path = match path {
-            "forward" => ReplayPath::Forward,
-            "local-in" => ReplayPath::LocalIn,
-            "local-out" => ReplayPath::LocalOut,
-            _ => {
-                return Err(to_py_err(
-                    py,
-                    Error::Value(format!("path must be forward, local-in or local-out, not {path:?}")),
-                ))
-            }
-        };
+        let path = replay_path(py, path)?;
         let clock = match clock {
             "capture" => Clock::Capture,
             "frozen" => Clock::Frozen,
@@ -357,8 +348,91 @@ impl Net {
         }
     }
 
+    /// Packets built by the caller, in bulk: packet i is `buffer[offsets[i]:offsets[i+1]]`
+    /// (offsets has one entry more than there are packets) at `tstamps[i]` seconds (None: the
+    /// table's current time), each through the hook pipeline as `replay` sends them (`path`).
+    /// Returns numpy arrays (verdicts: uint32 NF_*; ctinfo: int8, -1 where no conntrack is
+    /// attached). The GIL is released unless Python hooks are registered.
+    #[pyo3(signature = (buffer, offsets, tstamps=None, *, path="forward"))]
+    fn conntrack_batch<'py>(
+        slf: &Bound<'py, Self>,
+        py: Python<'py>,
+        buffer: PyBuffer<u8>,
+        offsets: numpy::PyReadonlyArray1<'py, i64>,
+        tstamps: Option<numpy::PyReadonlyArray1<'py, f64>>,
+        path: &str,
+    ) -> PyResult<BatchArrays<'py>> {
+        use numpy::IntoPyArray;
+        let path = replay_path(py, path)?;
+        let bad = |m: String| to_py_err(py, Error::Value(m));
+        let data: Vec<u8> = buffer.to_vec(py)?;
+        let offs = offsets.as_slice().map_err(|_| bad("offsets must be a contiguous int64 array".into()))?;
+        let n = offs.len().saturating_sub(1);
+        for w in offs.windows(2) {
+            if w[0] < 0 || w[0] > w[1] || w[1] as usize > data.len() {
+                return Err(bad(format!(
+                    "offsets must rise within the buffer ({} bytes): {} then {}",
+                    data.len(),
+                    w[0],
+                    w[1]
+                )));
+            }
+        }
+        let now = slf.get().inner.now();
+        let ts: Vec<u64> = match &tstamps {
+            Some(t) => {
+                let t = t.as_slice().map_err(|_| bad("tstamps must be a contiguous float64 array".into()))?;
+                if t.len() != n {
+                    return Err(bad(format!("{} tstamps for {n} packets", t.len())));
+                }
+                t.iter().map(|&x| seconds_to_ns(py, x)).collect::<PyResult<_>>()?
+            }
+            None => vec![now; n],
+        };
+        let offs: Vec<usize> = offs.iter().map(|&o| o as usize).collect();
+        let net = slf.get().inner.clone();
+        let table = net.stack.snapshot();
+        let mut verdicts = Vec::with_capacity(n);
+        let mut ctinfo = Vec::with_capacity(n);
+        let mut each = |d: &mut dyn crate::replay::Driver| -> Result<(), crate::hooks::ExtError> {
+            for i in 0..n {
+                let pkt = &data[offs[i]..offs[i + 1]];
+                let entry = crate::replay::entry_for(path, &net, pkt);
+                let all_local = path == ReplayPath::LocalIn;
+                let p = d.packet(&net, &table, entry, all_local, pkt, ts[i])?;
+                verdicts.push(p.verdict);
+                ctinfo.push(p.ctinfo.map_or(-1, |c| c as i8));
+                // As a replay on the capture clock: the garbage collector runs when it is due.
+                net.gc_if_due();
+            }
+            Ok(())
+        };
+        let res = if table.has_external() {
+            each(&mut hooks::PyDriver { net_obj: slf.clone().unbind() })
+        } else {
+            detached(py, || each(&mut crate::replay::Builtins))
+        };
+        res.map_err(hooks::hook_err)?;
+        Ok((verdicts.into_pyarray(py), ctinfo.into_pyarray(py)))
+    }
+
     fn __repr__(&self) -> String {
         format!("<nfct.Net count={} buckets={}>", self.inner.count(), self.inner.table.nbuckets())
+    }
+}
+
+/// What `conntrack_batch` returns: verdicts and ctinfo per packet.
+type BatchArrays<'py> = (Bound<'py, numpy::PyArray1<u32>>, Bound<'py, numpy::PyArray1<i8>>);
+
+fn replay_path(py: Python<'_>, path: &str) -> PyResult<ReplayPath> {
+    match path {
+        "forward" => Ok(ReplayPath::Forward),
+        "local-in" => Ok(ReplayPath::LocalIn),
+        "local-out" => Ok(ReplayPath::LocalOut),
+        _ => Err(to_py_err(
+            py,
+            Error::Value(format!("path must be forward, local-in or local-out, not {path:?}")),
+        )),
     }
 }
 

@@ -134,6 +134,10 @@ pub enum ReplayPath {
 /// How one replayed packet ended.
 #[derive(Debug)]
 pub struct Processed {
+    /// The final verdict (NF_ACCEPT, NF_DROP, NF_STOLEN).
+    pub verdict: u32,
+    /// The packet's ctinfo as it left the stack (IP_CT_UNTRACKED when untracked).
+    pub ctinfo: Option<u8>,
     pub class: Class,
     pub reason: Option<&'static str>,
     /// The ruleset operation (not conntrack's own) that dropped or stole the packet.
@@ -173,7 +177,16 @@ impl Driver for Builtins {
         }
         let (class, reason) = out.class(&st);
         let dropped_by = out.dropped_by_rule().is_some().then(|| out.dropped_by.clone()).flatten();
-        Ok(Processed { class, reason, dropped_by })
+        Ok(Processed { verdict: out.verdict, ctinfo: st.ct.ctinfo(), class, reason, dropped_by })
+    }
+}
+
+/// Where a replayed packet enters the stack.
+pub fn entry_for(path: ReplayPath, net: &Net, pkt: &[u8]) -> Entry {
+    match path {
+        ReplayPath::LocalOut => Entry::LocalOut,
+        ReplayPath::Forward if src_is_local(net, pkt) => Entry::LocalOut,
+        _ => Entry::Rcv,
     }
 }
 
@@ -242,11 +255,7 @@ impl Replay<'_> {
                     Clock::Capture => ts,
                     Clock::Frozen => *frozen_at.get_or_insert(ts),
                 };
-                let entry = match self.path {
-                    ReplayPath::LocalOut => Entry::LocalOut,
-                    ReplayPath::Forward if src_is_local(net, pkt) => Entry::LocalOut,
-                    _ => Entry::Rcv,
-                };
+                let entry = entry_for(self.path, net, pkt);
                 let p = match driver.packet(net, &table, entry, all_local, pkt, t) {
                     Ok(p) => p,
                     Err(e) => {
