@@ -678,7 +678,7 @@ impl Net {
         // Counters and timestamps travel only with DESTROY (ctnetlink_conntrack_event).
         let mut view = e.view(now, false);
         view.acct = None;
-        view.delta_time = None;
+        view.tstamp = None;
         self.events.send(Event { kind, tstamp: now, view, protoinfo: bits & IPCT_PROTOINFO != 0 });
     }
 
@@ -759,14 +759,14 @@ impl Net {
             }
             e.status |= IPS_DYING;
             if e.confirmed() && e.ecache && self.events.listening() {
-                // DESTROY goes out at once, with the state and what time was left.
+                // DESTROY goes out at once, with the state, what time was left and the stop
+                // timestamp: now, or when it expired if it is reaped late (spec §11.3, §15).
                 let now = self.now();
-                self.events.send(Event {
-                    kind: EventKind::Destroy,
-                    tstamp: now,
-                    view: e.view(now, false),
-                    protoinfo: true,
-                });
+                let mut view = e.view(now, false);
+                if let Some(t) = view.tstamp.as_mut() {
+                    t.stop = if e.expired(now) { e.timeout } else { now };
+                }
+                self.events.send(Event { kind: EventKind::Destroy, tstamp: now, view, protoinfo: true });
             }
             (e.hash, e.confirmed())
         };

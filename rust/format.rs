@@ -26,6 +26,39 @@ pub struct Counter {
     pub bytes: u64,
 }
 
+/// The timestamp extension (`nf_conntrack_timestamp`) as the printers need it, in nanoseconds on
+/// the table's clock.
+///
+/// The kernel and the tool derive `delta-time=` differently, and the live 6.18 kernel shows it
+/// (an entry started at x.6 s and listed 2.7 s later): `/proc` prints the whole seconds of
+/// `now - start` (2), while libnetfilter_conntrack gets only the start over netlink and prints
+/// `time(NULL) - start / 10^9`, whole seconds of each (3). A DESTROY event carries the stop
+/// timestamp too, and the tool prints `stop / 10^9 - start / 10^9`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tstamp {
+    /// When the entry was confirmed.
+    pub start: u64,
+    /// The stop timestamp of a destroyed entry (`nf_ct_delete`), else the time of the listing.
+    pub stop: u64,
+}
+
+impl Tstamp {
+    const NS: u64 = 1_000_000_000;
+
+    /// `delta-time=` as `/proc/net/nf_conntrack` prints it: whole seconds of the difference.
+    #[inline]
+    pub fn delta_proc(&self) -> u64 {
+        self.stop.saturating_sub(self.start) / Self::NS
+    }
+
+    /// `delta-time=` as libnetfilter_conntrack prints it (`conntrack -L`, `conntrack -E`): the
+    /// difference of the whole seconds of each.
+    #[inline]
+    pub fn delta_tool(&self) -> u64 {
+        (self.stop / Self::NS).saturating_sub(self.start / Self::NS)
+    }
+}
+
 /// A snapshot of one confirmed entry, everything the listings need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnView {
@@ -40,8 +73,9 @@ pub struct ConnView {
     pub zone: Zone,
     /// Per-direction counters when the accounting extension exists.
     pub acct: Option<[Counter; 2]>,
-    /// Seconds since the entry's start timestamp, when the timestamp extension exists.
-    pub delta_time: Option<u64>,
+    /// The start timestamp and the instant the listing is taken at (or, in a DESTROY event, the
+    /// stop timestamp), when the timestamp extension exists.
+    pub tstamp: Option<Tstamp>,
     /// The refcount shown as `use=`.
     pub use_count: u32,
     /// The opaque 32-bit id `-o id` prints.
@@ -391,8 +425,8 @@ pub fn conntrack_line(v: &ConnView, extended: bool, out: &mut String) {
     // The dump always carries the mark.
     push_kv(out, "mark=", u64::from(v.mark));
     push_zone(out, v, Zone::DIR_BOTH, Printer::Tool);
-    if let Some(d) = v.delta_time {
-        push_kv(out, "delta-time=", d);
+    if let Some(t) = v.tstamp {
+        push_kv(out, "delta-time=", t.delta_tool());
     }
     push_kv(out, "use=", u64::from(v.use_count));
     trim_one_space(out, start);
@@ -430,8 +464,8 @@ pub fn proc_line(v: &ConnView, out: &mut String) {
     push_tuples_and_flags(out, v, Printer::Proc);
     push_kv(out, "mark=", u64::from(v.mark));
     push_zone(out, v, Zone::DIR_BOTH, Printer::Proc);
-    if let Some(d) = v.delta_time {
-        push_kv(out, "delta-time=", d);
+    if let Some(t) = v.tstamp {
+        push_kv(out, "delta-time=", t.delta_proc());
     }
     out.push_str("use=");
     push_u64(out, u64::from(v.use_count));
@@ -465,8 +499,8 @@ pub fn event_line(tag: &str, v: &ConnView, with_protoinfo: bool, out: &mut Strin
         push_kv(out, "mark=", u64::from(v.mark));
     }
     push_zone(out, v, Zone::DIR_BOTH, Printer::Tool);
-    if let Some(d) = v.delta_time {
-        push_kv(out, "delta-time=", d);
+    if let Some(t) = v.tstamp {
+        push_kv(out, "delta-time=", t.delta_tool());
     }
     trim_one_space(out, start);
 }
@@ -551,10 +585,14 @@ mod tests {
             mark: 0,
             zone: Zone::default(),
             acct: None,
-            delta_time: None,
+            tstamp: None,
             use_count: 1,
             id: 0,
         }
+    }
+
+    fn tstamp(start: u64, stop: u64) -> Option<Tstamp> {
+        Some(Tstamp { start, stop })
     }
 
     fn ct(v: &ConnView, extended: bool) -> String {
@@ -738,7 +776,7 @@ mod tests {
         let mut v = view(o, 0, 28, ProtoView::None);
         v.zone = Zone { id: 7, dir: Zone::DIR_BOTH };
         v.acct = Some([Counter { packets: 1, bytes: 29 }, Counter { packets: 0, bytes: 0 }]);
-        v.delta_time = Some(1);
+        v.tstamp = tstamp(1_000_000_000, 2_000_000_000);
         assert_eq!(
             ct(&v, false),
             "udp      17 28 src=10.1.0.2 dst=10.2.0.2 sport=6002 dport=5353 packets=1 bytes=29 [UNREPLIED] src=10.2.0.2 dst=10.1.0.2 sport=5353 dport=6002 packets=0 bytes=0 mark=0 zone=7 delta-time=1 use=1"
@@ -748,7 +786,7 @@ mod tests {
         let mut v = view(o, SEEN, 28, ProtoView::None);
         v.mark = 42;
         v.acct = Some([Counter { packets: 1, bytes: 33 }, Counter { packets: 1, bytes: 38 }]);
-        v.delta_time = Some(1);
+        v.tstamp = tstamp(1_000_000_000, 2_000_000_000);
         assert_eq!(
             ct(&v, true),
             "ipv4     2 udp      17 28 src=10.1.0.2 dst=10.2.0.2 sport=6001 dport=53 packets=1 bytes=33 src=10.2.0.2 dst=10.1.0.2 sport=53 dport=6001 packets=1 bytes=38 mark=42 delta-time=1 use=1"
@@ -916,7 +954,7 @@ mod tests {
         let mut v = view(o, SEEN, 28, ProtoView::None);
         v.mark = 42;
         v.acct = Some([Counter { packets: 1, bytes: 33 }, Counter { packets: 1, bytes: 38 }]);
-        v.delta_time = Some(1);
+        v.tstamp = tstamp(1_000_000_000, 2_000_000_000);
         assert_eq!(
             p(v),
             "ipv4     2 udp      17 28 src=10.1.0.2 dst=10.2.0.2 sport=6001 dport=53 packets=1 bytes=33 src=10.2.0.2 dst=10.1.0.2 sport=53 dport=6001 packets=1 bytes=38 mark=42 zone=0 delta-time=1 use=2"
@@ -925,7 +963,7 @@ mod tests {
         let mut v = view(o, 0, 28, ProtoView::None);
         v.zone = Zone { id: 7, dir: Zone::DIR_BOTH };
         v.acct = Some([Counter { packets: 1, bytes: 29 }, Counter::default()]);
-        v.delta_time = Some(1);
+        v.tstamp = tstamp(1_000_000_000, 2_000_000_000);
         assert_eq!(
             p(v),
             "ipv4     2 udp      17 28 src=10.1.0.2 dst=10.2.0.2 sport=6002 dport=5353 packets=1 bytes=29 [UNREPLIED] src=10.2.0.2 dst=10.1.0.2 sport=5353 dport=6002 packets=0 bytes=0 mark=0 zone=7 delta-time=1 use=2"
@@ -1056,7 +1094,7 @@ mod tests {
         let o = v4("10.1.0.2", "10.2.0.2", IPPROTO_UDP, 6001, 53);
         let mut v = view(o, SEEN, 0, ProtoView::None);
         v.acct = Some([Counter { packets: 1, bytes: 33 }, Counter { packets: 1, bytes: 38 }]);
-        v.delta_time = Some(30);
+        v.tstamp = tstamp(1_000_000_000, 31_000_000_000);
         v.zone = Zone { id: 7, dir: Zone::DIR_BOTH };
         assert_eq!(
             ev("DESTROY", &v, false),
@@ -1064,6 +1102,38 @@ mod tests {
         );
         v.mark = 42;
         assert!(ev("DESTROY", &v, false).ends_with(" bytes=38 mark=42 zone=7 delta-time=30"));
+    }
+
+    #[test]
+    fn delta_time_as_proc_and_the_tool_compute_it() {
+        // Observed on 6.18 with nf_conntrack_timestamp=1: a SYN confirmed at 1795617791.606592 s,
+        // listed at 1795617794.306803 s and killed by a RST at 1795617794.319 s. /proc prints
+        // the whole seconds of the difference (2), `conntrack -L` and the DESTROY event the
+        // difference of the whole seconds (3).
+        let o = v4("10.1.0.2", "10.2.0.2", IPPROTO_TCP, 4001, 80);
+        let start = 1_795_617_791_606_592_000;
+        let mut v = view(o, 0, 117, ProtoView::Tcp("SYN_SENT"));
+        v.tstamp = tstamp(start, 1_795_617_794_306_803_000);
+        assert_eq!(
+            ct(&v, true),
+            "ipv4     2 tcp      6 117 SYN_SENT src=10.1.0.2 dst=10.2.0.2 sport=4001 dport=80 [UNREPLIED] src=10.2.0.2 dst=10.1.0.2 sport=80 dport=4001 mark=0 delta-time=3 use=1"
+        );
+        assert_eq!(
+            proc(&ConnView { use_count: 2, ..v }),
+            "ipv4     2 tcp      6 117 SYN_SENT src=10.1.0.2 dst=10.2.0.2 sport=4001 dport=80 [UNREPLIED] src=10.2.0.2 dst=10.1.0.2 sport=80 dport=4001 mark=0 zone=0 delta-time=2 use=2"
+        );
+        v.proto = ProtoView::Tcp("CLOSE");
+        v.tstamp = tstamp(start, 1_795_617_794_319_652_000);
+        assert_eq!(
+            ev("DESTROY", &v, true),
+            "[DESTROY] ipv4     2 tcp      6 117 CLOSE src=10.1.0.2 dst=10.2.0.2 sport=4001 dport=80 [UNREPLIED] src=10.2.0.2 dst=10.1.0.2 sport=80 dport=4001 delta-time=3"
+        );
+        // Within one second on both sides, or a stop before the start: 0, never a wrap.
+        assert_eq!(Tstamp { start: 5_100_000_000, stop: 5_900_000_000 }.delta_tool(), 0);
+        assert_eq!(Tstamp { start: 5_900_000_000, stop: 6_100_000_000 }.delta_tool(), 1);
+        assert_eq!(Tstamp { start: 5_900_000_000, stop: 6_100_000_000 }.delta_proc(), 0);
+        assert_eq!(Tstamp { start: 7_000_000_000, stop: 6_000_000_000 }.delta_proc(), 0);
+        assert_eq!(Tstamp { start: 7_000_000_000, stop: 6_000_000_000 }.delta_tool(), 0);
     }
 
     #[test]
@@ -1103,7 +1173,7 @@ mod tests {
             mark: u32::MAX,
             zone: Zone { id: u16::MAX, dir: u8::MAX },
             acct: Some([Counter { packets: u64::MAX, bytes: u64::MAX }; 2]),
-            delta_time: Some(u64::MAX),
+            tstamp: Some(Tstamp { start: 0, stop: u64::MAX }),
             use_count: u32::MAX,
             id: u32::MAX,
         };
@@ -1111,12 +1181,12 @@ mod tests {
         proc_line(&v, &mut s);
         assert_eq!(
             s,
-            "unknown  0 unknown  255 timeout=4294967295, stream_timeout=4294967295 src=ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff dst=0000:0000:0000:0000:0000:0000:0000:0000 packets=18446744073709551615 bytes=18446744073709551615 src=ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff dst=0000:0000:0000:0000:0000:0000:0000:0000 packets=18446744073709551615 bytes=18446744073709551615 [HW_OFFLOAD] mark=4294967295 delta-time=18446744073709551615 use=4294967295"
+            "unknown  0 unknown  255 timeout=4294967295, stream_timeout=4294967295 src=ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff dst=0000:0000:0000:0000:0000:0000:0000:0000 packets=18446744073709551615 bytes=18446744073709551615 src=ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff dst=0000:0000:0000:0000:0000:0000:0000:0000 packets=18446744073709551615 bytes=18446744073709551615 [HW_OFFLOAD] mark=4294967295 delta-time=18446744073 use=4294967295"
         );
         s.clear();
         conntrack_line(&v, true, &mut s);
         assert!(s.starts_with("unknown  0 unknown  255 18446744073709551615 src=ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff dst=:: packets="));
-        assert!(s.ends_with(" [HW_OFFLOAD] mark=4294967295 delta-time=18446744073709551615 use=4294967295"));
+        assert!(s.ends_with(" [HW_OFFLOAD] mark=4294967295 delta-time=18446744073 use=4294967295"));
         s.clear();
         event_line("A-VERY-LONG-TAG", &v, true, &mut s);
         assert!(s.starts_with("[A-VERY-LONG-TAG] unknown  0 unknown  255 18446744073709551615 src="));

@@ -788,7 +788,7 @@ impl Conn {
                 mark: 0,
                 zone: tuple::Zone::default(),
                 acct: None,
-                delta_time: None,
+                tstamp: None,
                 use_count: 0,
                 id: 0,
             },

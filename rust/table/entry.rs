@@ -1,6 +1,6 @@
 //! `struct nf_conn`: one connection tracking entry, as kept in the table's slab.
 
-use crate::format::{ConnView, Counter};
+use crate::format::{ConnView, Counter, Tstamp};
 use crate::proto::ProtoState;
 use crate::tuple::{Direction, Tuple, Zone};
 
@@ -160,7 +160,7 @@ impl Entry {
             mark: self.mark,
             zone: self.zone,
             acct: self.acct,
-            delta_time: self.tstamp_start.map(|s| now.saturating_sub(s) / 1_000_000_000),
+            tstamp: self.tstamp_start.map(|start| Tstamp { start, stop: now }),
             use_count: 1,
             id: self.id,
         }
