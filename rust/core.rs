@@ -64,6 +64,9 @@ pub struct SkbCt {
     /// The zone a template gave the packet before conntrack (`ct zone set`, `CT --zone`, spec
     /// §15); conntrack takes it and drops the template.
     pub tmpl: Option<Zone>,
+    /// The packet's own time when it runs on a replay worker's clock (threaded replays): its
+    /// confirmation uses it instead of the table's clock, which other workers move.
+    pub clock: Option<u64>,
     /// Why the packet is INVALID or dropped (the kernel's log message).
     pub reason: Option<&'static str>,
 }
@@ -301,11 +304,17 @@ impl Net {
     /// `nf_conntrack_in`: classify the packet (`data` starts at its L3 header), find or create
     /// its entry, run the tracker; attaches the result to `skb`. Returns the verdict.
     pub fn conntrack_in(&self, data: &[u8], tstamp: u64, hook: Hook, pf: u8, skb: &mut SkbCt) -> u32 {
+        let now = self.advance(tstamp);
+        self.conntrack_in_at(data, now, hook, pf, skb)
+    }
+
+    /// `nf_conntrack_in` at time `now` (ns), which the caller has already moved the table's
+    /// clock to (a threaded replay's worker passes its own clock; the table's may be ahead).
+    pub fn conntrack_in_at(&self, data: &[u8], now: u64, hook: Hook, pf: u8, skb: &mut SkbCt) -> u32 {
         if skb.nfct != Nfct::None {
             return NF_ACCEPT;
         }
         let zone = skb.tmpl.take().unwrap_or_default();
-        let now = self.advance(tstamp);
         let parsed = if pf == AF_INET6 { ip::ipv6_get_l4proto(data) } else { ip::ipv4_get_l4proto(data) };
         let l3 = match parsed {
             Ok(l3) => l3,
@@ -578,7 +587,7 @@ impl Net {
     pub fn confirm(&self, skb: &mut SkbCt) -> u32 {
         let Nfct::Ct { slot, gen, ctinfo } = skb.nfct else { return NF_ACCEPT };
         let Some(lock) = self.table.slot(slot) else { return NF_ACCEPT };
-        let now = self.now();
+        let now = skb.clock.unwrap_or_else(|| self.now());
         let (tuples, zone, orig_hash) = {
             let mut e = lock.lock();
             if e.gen != gen || !e.live {
@@ -820,7 +829,12 @@ impl Net {
     /// schedules the next pass as the kernel paces it (the average remaining lifetime, clamped
     /// to 1 s .. 60 s).
     pub fn gc(&self) -> usize {
-        let now = self.now();
+        self.gc_at(self.now())
+    }
+
+    /// A collector pass that sees the table at time `now` (a threaded replay passes the
+    /// time every worker has reached, so no worker's flow is reaped before its own clock says).
+    pub fn gc_at(&self, now: u64) -> usize {
         let mut reaped = 0;
         let (mut avg, mut n) = (60.0 * NS as f64, 100.0f64);
         for slot in self.table.slots() {
@@ -848,8 +862,13 @@ impl Net {
 
     /// Runs the garbage collector if the clock has reached its next scheduled pass.
     pub fn gc_if_due(&self) -> usize {
-        if self.now() >= self.next_gc.load(Ordering::Relaxed) {
-            self.gc()
+        self.gc_if_due_at(self.now())
+    }
+
+    /// As `gc_if_due`, with the clock at `now`.
+    pub fn gc_if_due_at(&self, now: u64) -> usize {
+        if now >= self.next_gc.load(Ordering::Relaxed) {
+            self.gc_at(now)
         } else {
             0
         }

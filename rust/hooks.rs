@@ -463,6 +463,9 @@ pub struct Pipeline<'a, C: Carrier> {
     pub family: Family,
     /// Every unicast destination is this host's (`--path local-in`).
     pub all_local: bool,
+    /// `tstamp` is the packet's own clock (a threaded replay's worker): conntrack runs at that
+    /// time rather than at the table's clock, which other workers move ahead.
+    pub own_clock: bool,
     pub carrier: &'a C,
     pub ext: &'a mut Ext<'a>,
 }
@@ -632,7 +635,13 @@ impl<C: Carrier> Pipeline<'_, C> {
                     (None, Some(n)) => self.base.get(..n).unwrap_or(self.base),
                     (None, None) => self.base,
                 };
-                net.conntrack_in(data, self.tstamp, hook, self.family.af(), ct)
+                if self.own_clock {
+                    net.advance(self.tstamp);
+                    ct.clock = Some(self.tstamp);
+                    net.conntrack_in_at(data, self.tstamp, hook, self.family.af(), ct)
+                } else {
+                    net.conntrack_in(data, self.tstamp, hook, self.family.af(), ct)
+                }
             }
             Builtin::Confirm => net.confirm(&mut st.ct),
             Builtin::Verdict(v) => v,
@@ -774,8 +783,27 @@ pub fn run_packet(
     pkt: &[u8],
     tstamp: u64,
 ) -> (Outcome, PacketState) {
+    run_packet_clocked(net, table, entry, all_local, pkt, tstamp, false)
+}
+
+/// As [`run_packet`]; with `own_clock`, conntrack runs at `tstamp` (a threaded replay worker's
+/// clock) rather than at the table's.
+pub fn run_packet_clocked(
+    net: &Net,
+    table: &HookTable,
+    entry: Entry,
+    all_local: bool,
+    pkt: &[u8],
+    tstamp: u64,
+    own_clock: bool,
+) -> (Outcome, PacketState) {
     let cell = RefCell::new(PacketState::default());
-    let out = run_packet_in(net, table, entry, all_local, pkt, tstamp, &cell, &mut no_external);
+    let Some(family) = Family::of_packet(pkt) else {
+        return (Outcome::drop("ip_rcv: not an IP packet"), cell.into_inner());
+    };
+    let ext: &mut Ext<'_> = &mut no_external;
+    let out = Pipeline { net, table, base: pkt, tstamp, family, all_local, own_clock, carrier: &cell, ext }
+        .run(entry);
     let mut st = cell.into_inner();
     // The packet leaves the stack (delivered, sent or freed): its reference on the entry goes.
     let left = st.clone();
@@ -799,7 +827,7 @@ pub fn run_packet_in<'a, C: Carrier>(
     let Some(family) = Family::of_packet(pkt) else {
         return Outcome::drop("ip_rcv: not an IP packet");
     };
-    Pipeline { net, table, base: pkt, tstamp, family, all_local, carrier, ext }.run(entry)
+    Pipeline { net, table, base: pkt, tstamp, family, all_local, own_clock: false, carrier, ext }.run(entry)
 }
 
 #[cfg(test)]

@@ -116,6 +116,7 @@ class Net:
         events_path: str | PathLike[str] | None = None,
         event_timestamps: bool = False,
         path: str = "forward",
+        threads: int = 1,
     ) -> dict[str, Any]: ...
     def conntrack_batch(
         self,

@@ -88,6 +88,14 @@ def _parser() -> argparse.ArgumentParser:
         "(`ct state invalid drop`)",
     )
     r.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="track on N threads sharing one table, packets spread by a symmetric flow hash "
+        "as RSS does (1, the default, is exactly deterministic; not with --output events)",
+    )
+    r.add_argument(
         "--event-timestamps",
         action="store_true",
         help="with --output events: prefix each line with [seconds.micros] from the capture "
@@ -172,6 +180,7 @@ def _replay(args: argparse.Namespace) -> int:
             events_path=events_path,
             event_timestamps=args.event_timestamps,
             path=args.path,
+            threads=args.threads,
         )
     except CaptureError as e:
         error = e

@@ -460,6 +460,7 @@ fn run(
         tstamp: s.tstamp_ns,
         family: fam,
         all_local: false,
+        own_clock: false,
         carrier: &carrier,
         ext: &mut ext,
     }

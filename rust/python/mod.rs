@@ -286,7 +286,7 @@ impl Net {
     /// Returns the summary as a dict. `packets_path` receives one `N CLASS [REASON]` line per
     /// packet, `events_path` the `conntrack -E -o extended` lines ("-" for standard output). A capture that cannot be read raises CaptureError after everything before the
     /// bad record was applied; its `summary` attribute holds the counts so far.
-    #[pyo3(signature = (captures, *, clock="capture", packets_path=None, events_path=None, event_timestamps=false, path="forward"))]
+    #[pyo3(signature = (captures, *, clock="capture", packets_path=None, events_path=None, event_timestamps=false, path="forward", threads=1))]
     #[allow(clippy::too_many_arguments)]
     fn replay<'py>(
         slf: &Bound<'py, Self>,
@@ -297,8 +297,12 @@ impl Net {
         events_path: Option<PathBuf>,
         event_timestamps: bool,
         path: &str,
+        threads: usize,
     ) -> PyResult<Bound<'py, PyDict>> {
         let path = replay_path(py, path)?;
+        if threads == 0 || threads > 256 {
+            return Err(to_py_err(py, Error::Value(format!("threads must be 1 to 256, not {threads}"))));
+        }
         let clock = match clock {
             "capture" => Clock::Capture,
             "frozen" => Clock::Frozen,
@@ -313,6 +317,16 @@ impl Net {
         // Python hooks need the GIL per packet; built-in operations run without it.
         let mut py_driver =
             net.stack.snapshot().has_external().then(|| hooks::PyDriver { net_obj: slf.clone().unbind() });
+        if threads > 1 && (py_driver.is_some() || events_path.is_some()) {
+            return Err(to_py_err(
+                py,
+                Error::Value(
+                    "threads > 1 runs built-in operations only and writes no events (their order \
+                     would depend on the threads): use threads=1"
+                        .into(),
+                ),
+            ));
+        }
         let res = detached(py, move || -> Result<Summary, Error> {
             let mut summary = Summary::default();
             let mut out = open_output(packets_path.as_deref())?;
@@ -328,7 +342,7 @@ impl Net {
             };
             let ran = match py_driver.as_mut() {
                 Some(d) => replay.run_with(&net, &paths, &mut summary, d),
-                None => replay.run(&net, &paths, &mut summary),
+                None => replay.run_threads(&net, &paths, &mut summary, threads),
             };
             match ran {
                 Ok(()) => Ok(summary),
@@ -399,18 +413,19 @@ impl Net {
                 let pkt = &data[offs[i]..offs[i + 1]];
                 let entry = crate::replay::entry_for(path, &net, pkt);
                 let all_local = path == ReplayPath::LocalIn;
+                // As a replay on the capture clock: the collector runs when it is due.
+                net.advance(ts[i]);
+                net.gc_if_due();
                 let p = d.packet(&net, &table, entry, all_local, pkt, ts[i])?;
                 verdicts.push(p.verdict);
                 ctinfo.push(p.ctinfo.map_or(-1, |c| c as i8));
-                // As a replay on the capture clock: the garbage collector runs when it is due.
-                net.gc_if_due();
             }
             Ok(())
         };
         let res = if table.has_external() {
             each(&mut hooks::PyDriver { net_obj: slf.clone().unbind() })
         } else {
-            detached(py, || each(&mut crate::replay::Builtins))
+            detached(py, || each(&mut crate::replay::Builtins::default()))
         };
         res.map_err(hooks::hook_err)?;
         Ok((verdicts.into_pyarray(py), ctinfo.into_pyarray(py)))

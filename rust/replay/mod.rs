@@ -6,6 +6,7 @@
 
 pub mod capture;
 pub mod route;
+pub mod threads;
 
 use crate::core::{Class, Net};
 use crate::defrag::DefragCounters;
@@ -159,7 +160,11 @@ pub trait Driver {
 }
 
 /// The driver for stacks whose operations are all built in.
-pub struct Builtins;
+#[derive(Default)]
+pub struct Builtins {
+    /// Run each packet at its own time (a threaded replay's worker clock).
+    pub own_clock: bool,
+}
 
 impl Driver for Builtins {
     fn packet(
@@ -171,13 +176,28 @@ impl Driver for Builtins {
         pkt: &[u8],
         tstamp: u64,
     ) -> Result<Processed, ExtError> {
-        let (out, st) = hooks::run_packet(net, table, entry, all_local, pkt, tstamp);
+        let (out, st) = hooks::run_packet_clocked(net, table, entry, all_local, pkt, tstamp, self.own_clock);
         if let Some(e) = out.error {
             return Err(e);
         }
         let (class, reason) = out.class(&st);
         let dropped_by = out.dropped_by_rule().is_some().then(|| out.dropped_by.clone()).flatten();
         Ok(Processed { verdict: out.verdict, ctinfo: st.ct.ctinfo(), class, reason, dropped_by })
+    }
+}
+
+/// The end of a per-packet line: ` by RULE[: REASON]`, ` REASON` or nothing, and the newline.
+fn write_reason(
+    w: &mut dyn Write,
+    class: Class,
+    reason: Option<&str>,
+    dropped_by: Option<&Op>,
+) -> std::io::Result<()> {
+    match (dropped_by, class, reason) {
+        (Some(op), _, Some(why)) => writeln!(w, " by {}: {why}", op.name),
+        (Some(op), _, None) => writeln!(w, " by {}", op.name),
+        (None, Class::Invalid | Class::Dropped, Some(why)) => writeln!(w, " {why}"),
+        _ => writeln!(w),
     }
 }
 
@@ -209,7 +229,7 @@ impl Replay<'_> {
     /// Replays the captures in order through `net`. On a capture error, what was read before
     /// it stays applied to the table and counted in the summary.
     pub fn run(&mut self, net: &Net, paths: &[&Path], summary: &mut Summary) -> Result<(), ReplayError> {
-        self.run_with(net, paths, summary, &mut Builtins)
+        self.run_with(net, paths, summary, &mut Builtins::default())
     }
 
     /// As [`Replay::run`], each packet handed to `driver`. The hook registrations are taken
@@ -255,6 +275,12 @@ impl Replay<'_> {
                     Clock::Capture => ts,
                     Clock::Frozen => *frozen_at.get_or_insert(ts),
                 };
+                if self.clock == Clock::Capture {
+                    // The collector's runs due before this packet's time happen before it (the
+                    // kernel's worker runs on its own clock, not after packets).
+                    net.advance(t);
+                    net.gc_if_due();
+                }
                 let entry = entry_for(self.path, net, pkt);
                 let p = match driver.packet(net, &table, entry, all_local, pkt, t) {
                     Ok(p) => p,
@@ -273,9 +299,6 @@ impl Replay<'_> {
                         }
                     }
                 }
-                if self.clock == Clock::Capture {
-                    net.gc_if_due();
-                }
                 if let (Some(w), None) = (self.events_out.as_mut(), out_err.as_ref()) {
                     net.events.drain(|ev| {
                         line.clear();
@@ -292,12 +315,7 @@ impl Replay<'_> {
                     } else {
                         write!(w, "{} {}", rec.index, class.name())
                     };
-                    let r = r.and_then(|_| match (&p.dropped_by, class, reason) {
-                        (Some(op), _, Some(why)) => writeln!(w, " by {}: {why}", op.name),
-                        (Some(op), _, None) => writeln!(w, " by {}", op.name),
-                        (None, Class::Invalid | Class::Dropped, Some(why)) => writeln!(w, " {why}"),
-                        _ => writeln!(w),
-                    });
+                    let r = r.and_then(|_| write_reason(w, class, reason, p.dropped_by.as_deref()));
                     if let Err(e) = r {
                         out_err = Some(e);
                     }
