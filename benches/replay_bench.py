@@ -1,10 +1,10 @@
-"""Replay throughput of nfct against Python flow tools, on generated UDP captures.
+"""Replay throughput of nfct against Python flow tools, on generated captures.
 
-When this was written nfct did not track TCP (its packets came back "unsupported" without
-touching the table), so both captures are IPv4 UDP over Ethernet, with correct IP and UDP checksums:
+Both captures are IPv4 over Ethernet, with correct IP, UDP and TCP checksums:
 
-* ``short.pcap``: many short DNS-like flows, 2-4 packets each (query/answer; a retried query;
-  two exchanges), flows interleaved 256 at a time.
+* ``short.pcap``: many short flows interleaved 256 at a time: half DNS-like UDP flows of 2-4
+  packets (query/answer; a retried query; two exchanges), half TCP connections of 7 packets
+  (handshake, request, response, FIN both ways, last ACK) that end in TIME_WAIT.
 * ``long.pcap``: few long flows (RTP-like, 172-byte payloads, two packets out for one back),
   all interleaved.
 
@@ -12,7 +12,8 @@ Each capture is timed with:
 
 * ``nfct replay --clock frozen --output stats`` as a subprocess (wall time: interpreter start,
   import, replay, and the CLI's dump of the table for its summary line);
-* ``nfct.Net(...).replay([path], clock="frozen")`` in process (the call only);
+* ``nfct.Net(...).replay([path], clock="frozen")`` in process (the call only), on one thread
+  and on two (``threads=2``: a reading thread and two tracking workers on the one table);
 * a bare Python loop over the pcap records (no parsing: the ceiling of any Python-side loop);
 * dpkt parsing every packet to its 5-tuple;
 * nfstream's ``NFStreamer`` (if importable), iterating the flows it exports.
@@ -70,6 +71,39 @@ def udp_packet(src: bytes, dst: bytes, sport: int, dport: int, payload: bytes, i
     hdr = struct.pack("!BBHHHBB", 0x45, 0, 20 + ulen, ipid & 0xFFFF, 0x4000, 64, 17)
     hdr = hdr + b"\0\0" + src + dst
     return hdr[:10] + csum(hdr) + hdr[12:] + udp
+
+
+def tcp_packet(
+    src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int, flags: int, data: bytes
+) -> bytes:
+    """An IPv4 TCP packet (no Ethernet header, no options) with correct checksums."""
+    tlen = 20 + len(data)
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 0x50, flags, 64240, 0, 0) + data
+    tc = csum(src + dst + struct.pack("!BBH", 0, 6, tlen) + tcp)
+    tcp = tcp[:16] + tc + tcp[18:]
+    hdr = struct.pack("!BBHHHBB", 0x45, 0, 20 + tlen, seq & 0xFFFF, 0x4000, 64, 6)
+    hdr = hdr + b"\0\0" + src + dst
+    return hdr[:10] + csum(hdr) + hdr[12:] + tcp
+
+
+def tcp_flow(i: int) -> list[tuple[bool, bytes]]:
+    """A short TCP connection as (is_reply, IP packet): handshake, one request and response,
+    FIN from each side, the last ACK. 7 packets; the entry ends in TIME_WAIT."""
+    c, cport = client_addr(i)
+    s = bytes((192, 0, 2, 101 + i % 16))
+    isn_c, isn_s = (i * 7919) & 0xFFFFFFFF, (i * 104729 + 1) & 0xFFFFFFFF
+    req, resp = b"GET / HTTP/1.0\r\n\r\n", b"HTTP/1.0 204 No Content\r\n\r\n"
+    syn, ack, psh, fin = 0x02, 0x10, 0x08, 0x01
+    c1, s1 = isn_c + 1, isn_s + 1
+    return [
+        (False, tcp_packet(c, s, cport, 80, isn_c, 0, syn, b"")),
+        (True, tcp_packet(s, c, 80, cport, isn_s, c1, syn | ack, b"")),
+        (False, tcp_packet(c, s, cport, 80, c1, s1, ack | psh, req)),
+        (True, tcp_packet(s, c, 80, cport, s1, c1 + len(req), ack | psh, resp)),
+        (False, tcp_packet(c, s, cport, 80, c1 + len(req), s1 + len(resp), ack | fin, b"")),
+        (True, tcp_packet(s, c, 80, cport, s1 + len(resp), c1 + len(req) + 1, ack | fin, b"")),
+        (False, tcp_packet(c, s, cport, 80, c1 + len(req) + 1, s1 + len(resp) + 1, ack, b"")),
+    ]
 
 
 class PcapWriter:
@@ -130,7 +164,7 @@ def write_short(path: Path, packets: int) -> tuple[int, int]:
     ts = 1_700_000_000_000_000
     i = 0
     while w.count < packets:
-        group = [dns_flow(i + k) for k in range(256)]
+        group = [(tcp_flow if (i + k) % 2 else dns_flow)(i + k) for k in range(256)]
         i += 256
         depth = max(len(f) for f in group)
         for step in range(depth):
@@ -192,12 +226,14 @@ def time_cli(path: Path, sysctls: dict[str, int]) -> tuple[float, str]:
     return dt, r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""
 
 
-def time_inprocess(path: Path, sysctls: dict[str, int]) -> tuple[float, dict[str, object]]:
+def time_inprocess(
+    path: Path, sysctls: dict[str, int], threads: int = 1
+) -> tuple[float, dict[str, object]]:
     import nfct
 
     net = nfct.Net(dict(sysctls), seed=1)
     t0 = time.perf_counter()
-    summary = net.replay([str(path)], clock="frozen")
+    summary = net.replay([str(path)], clock="frozen", threads=threads)
     dt = time.perf_counter() - t0
     return dt, {**summary, "entries": net.count, "early_drop": net.stats["early_drop"]}
 
@@ -264,7 +300,6 @@ def main() -> int:
     args = ap.parse_args()
 
     print(f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs")
-    print("UDP flows only (written when nfct did not track TCP yet).")
     tmp = None
     if args.dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="nfct-bench-")
@@ -319,15 +354,16 @@ def main() -> int:
             cli_times.append(dt)
         report(cap, "nfct replay CLI (subprocess, max=0)", statistics.median(cli_times), n, last)
 
-        for label, sysctls in (
-            ("nfct Net.replay (max=0)", unlimited),
-            ("nfct Net.replay (defaults: max=262144)", {}),
-            ("nfct Net.replay (max=0, checksum=0)", {**unlimited, "nf_conntrack_checksum": 0}),
+        for label, sysctls, threads in (
+            ("nfct Net.replay (max=0)", unlimited, 1),
+            ("nfct Net.replay (max=0, threads=2)", unlimited, 2),
+            ("nfct Net.replay (defaults: max=262144)", {}, 1),
+            ("nfct Net.replay (max=0, checksum=0)", {**unlimited, "nf_conntrack_checksum": 0}, 1),
         ):
             times = []
             summ: dict[str, object] = {}
             for _ in range(args.repeat):
-                dt, summ = time_inprocess(path, sysctls)
+                dt, summ = time_inprocess(path, sysctls, threads)
                 times.append(dt)
             keys = ("new", "established", "invalid", "dropped", "entries", "early_drop")
             note = " ".join(f"{k}={summ.get(k)}" for k in keys)
