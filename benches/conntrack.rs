@@ -37,6 +37,7 @@ use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use nfct::core::{Class, Hook, Net, NetOptions, Nfct, SkbCt, NF_DROP};
 use nfct::sysctl::{Sx, Sysctl};
 use nfct::table::entry::Entry;
+use nfct::table::Slot;
 use nfct::tuple::{AF_INET, IPPROTO_UDP};
 use nfct::wire::checksum::internet_checksum;
 use std::cell::OnceCell;
@@ -435,19 +436,24 @@ fn rss() -> u64 {
 
 fn memory_report() {
     const N: usize = 1_000_000;
-    const NODE: usize = 12;
     let entry = std::mem::size_of::<Entry>();
-    let slot = std::mem::size_of::<parking_lot::Mutex<Entry>>();
-    println!("memory per entry (IPv4 UDP entries)");
+    let mutex = std::mem::size_of::<parking_lot::Mutex<Entry>>();
+    let slot = std::mem::size_of::<Slot>();
+    println!("memory per entry (IPv4 UDP entries; TCP/SCTP state and acct/tstamp are out of line)");
     println!("  size_of::<Entry>()                     = {entry} B");
-    println!("  size_of::<Mutex<Entry>>() (slab slot)  = {slot} B (lock + padding = {} B)", slot - entry);
-    println!("  2 bucket nodes (hash, slot|dir, next)  = {} B", 2 * NODE);
+    println!("  size_of::<Mutex<Entry>>()              = {mutex} B (lock + padding = {} B)", mutex - entry);
+    println!("  size_of::<Slot>() (+ both chain links) = {slot} B (links {} B)", slot - mutex);
+    println!(
+        "  out of line when used: TcpState {} B, SctpState {} B, Ext (acct+tstamp) {} B (heap)",
+        std::mem::size_of::<nfct::proto::tcp::TcpState>(),
+        std::mem::size_of::<nfct::proto::sctp::SctpState>(),
+        std::mem::size_of::<nfct::table::entry::Ext>()
+    );
     for buckets in [KERNEL_BUCKETS as usize, N] {
         let heads = 4.0 * buckets as f64 / N as f64;
         println!(
-            "  computed at 1M entries, {buckets} buckets: {slot} + {} + {heads:.1} = {:.1} B/entry",
-            2 * NODE,
-            (slot + 2 * NODE) as f64 + heads
+            "  computed at 1M entries, {buckets} buckets: {slot} + {heads:.1} = {:.1} B/entry",
+            slot as f64 + heads
         );
     }
     for buckets in [KERNEL_BUCKETS, N as u64] {
