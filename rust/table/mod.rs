@@ -18,6 +18,7 @@
 //! (Relaxed is enough). Outside a stripe lock they are only read as prefetch hints
 //! (`prefetch`), never trusted.
 
+mod bulk;
 pub mod entry;
 
 use crate::tuple::{reciprocal_scale, Direction, Tuple, Zone};
@@ -612,6 +613,36 @@ mod tests {
             assert!(matches!(tab.find(&r, Zone::default(), h, 0), Found::Hit { .. }));
         }
         assert_eq!(tab.slots().len(), 100);
+    }
+
+    #[test]
+    fn find_bulk_answers_as_find() {
+        let tab = Table::new(8);
+        let h = |t: &Tuple| crate::tuple::TupleHasher::seeded(3).hash(t, 0);
+        let tuple =
+            |p: u16| Tuple::new_v4("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), 17, p, 53);
+        for p in 0..40u16 {
+            let (t, r) = (tuple(p), tuple(p).invert().unwrap());
+            let slot = tab.alloc(h(&t), entry(t)).unwrap();
+            assert_eq!(tab.insert(slot, [(&t, 0, h(&t)), (&r, 0, h(&r))], 1000), Insert::Inserted);
+        }
+        // Hits in both directions, misses, and the same flow twice in one batch.
+        let keys: Vec<Key> = (0..70u16)
+            .map(|i| {
+                let t = if i % 3 == 0 { tuple(i % 50).invert().unwrap() } else { tuple(i % 50) };
+                Key { tuple: t, zone_id: 0, hash: h(&t) }
+            })
+            .collect();
+        let describe = |f: Found<'_>| match f {
+            Found::Hit { slot, dir, entry } => Some((slot, dir, entry.gen)),
+            _ => None,
+        };
+        let mut bulk = Vec::new();
+        tab.find_bulk(&keys, 0, |i, f| bulk.push((i, describe(f))));
+        let single: Vec<_> =
+            keys.iter().enumerate().map(|(i, k)| (i, describe(tab.find(&k.tuple, 0, k.hash, 0)))).collect();
+        assert_eq!(bulk, single);
+        assert_eq!(bulk.iter().filter(|(_, f)| f.is_some()).count(), 60);
     }
 
     #[test]
