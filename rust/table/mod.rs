@@ -38,7 +38,8 @@ const MAX_CHUNKS: usize = 1 << 15;
 /// without any lock even while a resize runs (it then reads a stale hint, never freed memory).
 const HEAD_CHUNK_BITS: u32 = 16;
 const HEAD_CHUNK: usize = 1 << HEAD_CHUNK_BITS;
-const MAX_HEAD_CHUNKS: usize = 1 << 12;
+/// Enough chunks for the largest `nf_conntrack_buckets` the sysctl accepts (2^31).
+const MAX_HEAD_CHUNKS: usize = 1 << 15;
 /// Slots a stripe takes from the shared slab at a time when its free list runs dry.
 const REFILL: u32 = 32;
 /// Most keys `find_bulk` prefetches at a time.
