@@ -44,7 +44,7 @@ use nfct::core::{Class, Hook, Net, NetOptions, Nfct, SkbCt, NF_DROP};
 use nfct::sysctl::{Sx, Sysctl};
 use nfct::table::entry::Entry;
 use nfct::table::{Found, Key, Slot, BULK};
-use nfct::tuple::{Tuple, AF_INET, IPPROTO_UDP};
+use nfct::tuple::{Tuple, Zone, AF_INET, IPPROTO_UDP};
 use nfct::wire::checksum::internet_checksum;
 use std::cell::OnceCell;
 use std::hint::black_box;
@@ -487,12 +487,12 @@ fn run_lookup(st: &State, bulk: usize, iters: u64) -> Duration {
         if bulk == 1 {
             let t = &batch[0];
             let h = net.hash(t, 0);
-            if let Found::Hit { entry, .. } = net.table.find(t, 0, h, now) {
+            if let Found::Hit { entry, .. } = net.table.find(t, Zone::default(), h, now) {
                 hits += u64::from(black_box(entry.gen) == 0);
             }
         } else {
             keys.clear();
-            keys.extend(batch.iter().map(|t| Key { tuple: *t, zone_id: 0, hash: net.hash(t, 0) }));
+            keys.extend(batch.iter().map(|t| Key { tuple: *t, zone: Zone::default(), hash: net.hash(t, 0) }));
             net.table.find_bulk(&keys, now, |_, f| {
                 if let Found::Hit { entry, .. } = f {
                     hits += u64::from(black_box(entry.gen) == 0);

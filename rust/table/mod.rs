@@ -631,7 +631,7 @@ mod tests {
         let keys: Vec<Key> = (0..70u16)
             .map(|i| {
                 let t = if i % 3 == 0 { tuple(i % 50).invert().unwrap() } else { tuple(i % 50) };
-                Key { tuple: t, zone_id: 0, hash: h(&t) }
+                Key { tuple: t, zone: Zone::default(), hash: h(&t) }
             })
             .collect();
         let describe = |f: Found<'_>| match f {
@@ -640,8 +640,11 @@ mod tests {
         };
         let mut bulk = Vec::new();
         tab.find_bulk(&keys, 0, |i, f| bulk.push((i, describe(f))));
-        let single: Vec<_> =
-            keys.iter().enumerate().map(|(i, k)| (i, describe(tab.find(&k.tuple, 0, k.hash, 0)))).collect();
+        let single: Vec<_> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (i, describe(tab.find(&k.tuple, k.zone, k.hash, 0))))
+            .collect();
         assert_eq!(bulk, single);
         assert_eq!(bulk.iter().filter(|(_, f)| f.is_some()).count(), 60);
     }
