@@ -20,6 +20,12 @@
 //!   - With 2 threads, both share one `&Net`; each takes half of the flows (its own new flows;
 //!     the even or the odd pre-filled flows, as RSS would steer them), and the time is the wall
 //!     time of both (the rate is the aggregate).
+//!   - `existing_pf32/{1,2}t`: the same packets, but each window of 32 is first handed to
+//!     `Net::prefetch_packets` (parse, hash, prefetch bucket heads and first slots), then
+//!     processed one by one as above.
+//!   - `lookup/{single,bulk32}`: the table alone: hash a tuple of a random pre-filled flow
+//!     (either direction) and `Table::find` it, one at a time, or 32 at a time through
+//!     `Table::find_bulk` (all hashes first, then the prefetch, then the finds).
 //! * `udp_{10k,100k,1M}_csum0`: the same with `nf_conntrack_checksum = 0`, 1 thread only.
 //!
 //! With `NFCT_BENCH_BATCH_STATS=1`, each `new` benchmark also prints the spread of its per-batch
@@ -37,7 +43,8 @@ use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use nfct::core::{Class, Hook, Net, NetOptions, Nfct, SkbCt, NF_DROP};
 use nfct::sysctl::{Sx, Sysctl};
 use nfct::table::entry::Entry;
-use nfct::tuple::{AF_INET, IPPROTO_UDP};
+use nfct::table::{Found, Key, Slot, BULK};
+use nfct::tuple::{Tuple, Zone, AF_INET, IPPROTO_UDP};
 use nfct::wire::checksum::internet_checksum;
 use std::cell::OnceCell;
 use std::hint::black_box;
@@ -217,6 +224,9 @@ struct State {
     trace: Packets,
     /// Where each thread's walk through its part of `trace` continues (index = threads - 1 + t).
     cursors: [AtomicUsize; 3],
+    /// Tuples of random pre-filled flows, either direction, for the table-only lookups.
+    lookups: Vec<Tuple>,
+    lookup_cursor: AtomicUsize,
 }
 
 impl State {
@@ -237,7 +247,27 @@ impl State {
             let flow = ((r % size as u64) & !1) | half;
             (flow.min(size as u64 - 1) as u32, r >> 63 == 1)
         }));
-        let st = State { net, size, fresh, trace, cursors: Default::default() };
+        let lookups = (0..tlen)
+            .map(|_| {
+                let r = rng.next();
+                let (c, cport, srv, sport) = flow_addrs((r % size as u64) as u32);
+                let t = Tuple::new_v4(c.into(), srv.into(), IPPROTO_UDP, cport, sport);
+                if r >> 63 == 1 {
+                    t.invert().expect("UDP inverts")
+                } else {
+                    t
+                }
+            })
+            .collect();
+        let st = State {
+            net,
+            size,
+            fresh,
+            trace,
+            cursors: Default::default(),
+            lookups,
+            lookup_cursor: AtomicUsize::new(0),
+        };
         // Check once that fresh flows are NEW and trace packets ESTABLISHED, then undo.
         let mut handles = Vec::new();
         for k in 0..st.fresh.len() {
@@ -384,7 +414,7 @@ fn print_batch_stats(id: &str) {
 
 /// `iters` packets of existing connections, walking the random trace from where the last call
 /// stopped. With two threads, thread `t` walks half `t` of it: its own flows.
-fn run_existing(st: &State, threads: usize, iters: u64) -> Duration {
+fn run_existing(st: &State, threads: usize, iters: u64, prefetch: bool) -> Duration {
     let k = st.trace.len();
     let part = k / threads;
     let worker = |t: usize, barrier: Option<&SpinBarrier>| -> Duration {
@@ -396,11 +426,28 @@ fn run_existing(st: &State, threads: usize, iters: u64) -> Duration {
             b.wait();
         }
         let t0 = Instant::now();
-        for _ in 0..n {
-            black_box(process(&st.net, st.trace.get(base + c)));
-            c += 1;
-            if c == part {
-                c = 0;
+        if prefetch {
+            // Windows of BULK packets (cut at the end of the part): prefetch, then process.
+            let mut left = n;
+            while left > 0 {
+                let m = left.min(BULK).min(part - c);
+                black_box(st.net.prefetch_packets(AF_INET, (c..c + m).map(|k| st.trace.get(base + k))));
+                for k in c..c + m {
+                    black_box(process(&st.net, st.trace.get(base + k)));
+                }
+                left -= m;
+                c += m;
+                if c == part {
+                    c = 0;
+                }
+            }
+        } else {
+            for _ in 0..n {
+                black_box(process(&st.net, st.trace.get(base + c)));
+                c += 1;
+                if c == part {
+                    c = 0;
+                }
             }
         }
         if let Some(b) = barrier {
@@ -422,6 +469,45 @@ fn run_existing(st: &State, threads: usize, iters: u64) -> Duration {
     }
 }
 
+/// `iters` table lookups of existing flows (hash, then `Table::find`, then unlock): one at a
+/// time, or `bulk` at a time through `Table::find_bulk` (hashes first, then the prefetch of the
+/// batch's bucket heads and first slots, then the finds). Every lookup must hit.
+fn run_lookup(st: &State, bulk: usize, iters: u64) -> Duration {
+    let n = st.lookups.len();
+    let mut c = st.lookup_cursor.load(Ordering::Relaxed) % n;
+    let net = &st.net;
+    let now = net.now();
+    let mut keys = Vec::with_capacity(bulk);
+    let mut hits = 0u64;
+    let t0 = Instant::now();
+    let mut left = iters as usize;
+    while left > 0 {
+        let m = left.min(bulk).min(n - c);
+        let batch = &st.lookups[c..c + m];
+        if bulk == 1 {
+            let t = &batch[0];
+            let h = net.hash(t, 0);
+            if let Found::Hit { entry, .. } = net.table.find(t, Zone::default(), h, now) {
+                hits += u64::from(black_box(entry.gen) == 0);
+            }
+        } else {
+            keys.clear();
+            keys.extend(batch.iter().map(|t| Key { tuple: *t, zone: Zone::default(), hash: net.hash(t, 0) }));
+            net.table.find_bulk(&keys, now, |_, f| {
+                if let Found::Hit { entry, .. } = f {
+                    hits += u64::from(black_box(entry.gen) == 0);
+                }
+            });
+        }
+        left -= m;
+        c = (c + m) % n;
+    }
+    let d = t0.elapsed();
+    assert_eq!(hits, iters, "a lookup missed");
+    st.lookup_cursor.store(c, Ordering::Relaxed);
+    d
+}
+
 // --- Memory ----------------------------------------------------------------------------------
 
 /// VmRSS of this process, bytes.
@@ -435,19 +521,24 @@ fn rss() -> u64 {
 
 fn memory_report() {
     const N: usize = 1_000_000;
-    const NODE: usize = 12;
     let entry = std::mem::size_of::<Entry>();
-    let slot = std::mem::size_of::<parking_lot::Mutex<Entry>>();
-    println!("memory per entry (IPv4 UDP entries)");
+    let mutex = std::mem::size_of::<parking_lot::Mutex<Entry>>();
+    let slot = std::mem::size_of::<Slot>();
+    println!("memory per entry (IPv4 UDP entries; TCP/SCTP state and acct/tstamp are out of line)");
     println!("  size_of::<Entry>()                     = {entry} B");
-    println!("  size_of::<Mutex<Entry>>() (slab slot)  = {slot} B (lock + padding = {} B)", slot - entry);
-    println!("  2 bucket nodes (hash, slot|dir, next)  = {} B", 2 * NODE);
+    println!("  size_of::<Mutex<Entry>>()              = {mutex} B (lock + padding = {} B)", mutex - entry);
+    println!("  size_of::<Slot>() (+ both chain links) = {slot} B (links {} B)", slot - mutex);
+    println!(
+        "  out of line when used: TcpState {} B, SctpState {} B, Ext (acct+tstamp) {} B (heap)",
+        std::mem::size_of::<nfct::proto::tcp::TcpState>(),
+        std::mem::size_of::<nfct::proto::sctp::SctpState>(),
+        std::mem::size_of::<nfct::table::entry::Ext>()
+    );
     for buckets in [KERNEL_BUCKETS as usize, N] {
         let heads = 4.0 * buckets as f64 / N as f64;
         println!(
-            "  computed at 1M entries, {buckets} buckets: {slot} + {} + {heads:.1} = {:.1} B/entry",
-            2 * NODE,
-            (slot + 2 * NODE) as f64 + heads
+            "  computed at 1M entries, {buckets} buckets: {slot} + {heads:.1} = {:.1} B/entry",
+            slot as f64 + heads
         );
     }
     for buckets in [KERNEL_BUCKETS, N as u64] {
@@ -511,8 +602,21 @@ fn benches(c: &mut Criterion, bench_mode: bool) {
             for &t in threads {
                 g.bench_function(BenchmarkId::new("existing", format!("{t}t")), |b| {
                     let st = st();
-                    b.iter_custom(|iters| run_existing(st, t, iters))
+                    b.iter_custom(|iters| run_existing(st, t, iters, false))
                 });
+                g.bench_function(BenchmarkId::new("existing_pf32", format!("{t}t")), |b| {
+                    let st = st();
+                    b.iter_custom(|iters| run_existing(st, t, iters, true))
+                });
+            }
+            if checksum == 1 {
+                for bulk in [1usize, BULK] {
+                    let name = if bulk == 1 { "single".to_string() } else { format!("bulk{bulk}") };
+                    g.bench_function(BenchmarkId::new("lookup", name), |b| {
+                        let st = st();
+                        b.iter_custom(|iters| run_lookup(st, bulk, iters))
+                    });
+                }
             }
             g.finish();
         }

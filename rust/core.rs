@@ -386,7 +386,7 @@ impl Net {
         let found = self.lookup(&target, zone, now);
         match found {
             Found::Hit { slot, dir, mut entry } => {
-                if entry.tuple[dir.index()].dst != outer.dst {
+                if entry.tuple(dir).dst != outer.dst {
                     return err(skb, "nf_ct_icmp: outer destination does not match the connection");
                 }
                 entry.refs += 1;
@@ -515,7 +515,9 @@ impl Net {
     /// `init_conntrack`: invert the tuple, honour `nf_conntrack_max` (with `early_drop`),
     /// allocate an unconfirmed entry held by the packet alone.
     fn init_conntrack(&self, t: &Tuple, zone: Zone, hash: u32, now: u64) -> Init {
-        let Some(reply) = t.invert() else { return Init::NotInvertible };
+        if t.invert().is_none() {
+            return Init::NotInvertible;
+        }
         let max = self.sysctl.get(Sx::Max);
         let count = self.count.fetch_add(1, Ordering::Relaxed) + 1;
         if max != 0 && count > max && !self.early_drop(hash, now) {
@@ -524,11 +526,9 @@ impl Net {
         }
         let e = Entry {
             refs: 1,
-            tuple: [*t, reply],
-            hash: [hash, 0],
+            orig: *t,
             zone,
-            acct: (self.sysctl.get(Sx::Acct) != 0).then(Default::default),
-            tstamp_start: (self.sysctl.get(Sx::Timestamp) != 0).then_some(0),
+            ext: Ext::new(self.sysctl.get(Sx::Acct) != 0, self.sysctl.get(Sx::Timestamp) != 0),
             ecache: match self.sysctl.get(Sx::Events) {
                 0 => false,
                 1 => true,
@@ -605,7 +605,7 @@ impl Net {
                 skb.reason = Some("nf_conntrack: entry killed before confirmation");
                 return NF_DROP;
             }
-            (e.tuple, e.zone, e.hash[0])
+            (e.tuples(), e.zone, self.table.hash(slot, Direction::Original))
         };
         let reply_zone = zone.id_for(Direction::Reply);
         let reply_hash = self.hash(&tuples[1], reply_zone);
@@ -615,11 +615,8 @@ impl Net {
         match self.table.insert(slot, keys, max_chainlen) {
             Insert::Inserted => {
                 let mut e = lock.lock();
-                e.hash[1] = reply_hash;
                 e.timeout = e.timeout.saturating_add(now);
-                if e.tstamp_start.is_some() {
-                    e.tstamp_start = Some(now);
-                }
+                e.set_tstamp_start(now);
                 e.status |= IPS_CONFIRMED;
                 let new = if e.status & IPS_EXPECTED != 0 { IPCT_RELATED } else { IPCT_NEW };
                 self.deliver_cached(&mut e, now, new);
@@ -652,15 +649,16 @@ impl Net {
         let Some(lock) = self.table.slot(other) else { return fail(skb) };
         let Nfct::Ct { ctinfo, .. } = skb.nfct else { return fail(skb) };
         let mut e = lock.lock();
-        let same = e.tuple == *tuples && e.zone == zone;
-        let reverse = e.tuple[0] == tuples[1] && e.tuple[1] == tuples[0] && e.zone == zone;
+        let et = e.tuples();
+        let same = et == *tuples && e.zone == zone;
+        let reverse = et[0] == tuples[1] && et[1] == tuples[0] && e.zone == zone;
         if !e.live || e.dying() || !(same || reverse) {
             drop(e);
             return fail(skb);
         }
         // Our packet's counters move to the surviving entry.
-        let ours_acct = self.table.slot(ours).and_then(|l| l.lock().acct);
-        if let (Some(a), Some(o)) = (e.acct.as_mut(), ours_acct) {
+        let ours_acct = self.table.slot(ours).and_then(|l| l.lock().acct());
+        if let (Some(a), Some(o)) = (e.acct_mut(), ours_acct) {
             for d in 0..2 {
                 a[d].packets += o[d].packets;
                 a[d].bytes += o[d].bytes;
@@ -761,7 +759,7 @@ impl Net {
     /// False if it was already gone or dying.
     pub fn delete(&self, slot: u32, gen: u32) -> bool {
         let Some(lock) = self.table.slot(slot) else { return false };
-        let (hashes, confirmed) = {
+        let confirmed = {
             let mut e = lock.lock();
             if !e.live || e.gen != gen || e.dying() {
                 return false;
@@ -777,10 +775,10 @@ impl Net {
                 }
                 self.events.send(Event { kind: EventKind::Destroy, tstamp: now, view, protoinfo: true });
             }
-            (e.hash, e.confirmed())
+            e.confirmed()
         };
         if confirmed {
-            self.table.unlink(slot, hashes);
+            self.table.unlink(slot);
             self.count.fetch_sub(1, Ordering::Relaxed);
         }
         let free = {

@@ -91,9 +91,9 @@ fn icmpv6_valid_new(t: u8) -> bool {
 /// `nf_conntrack_icmp_packet` / `icmpv6_packet`: only requests create entries; every accepted
 /// packet refreshes the timeout; never ASSURED.
 pub fn icmp_packet(e: &mut Entry, ctx: &PacketCtx<'_>, sysctl: &Sysctl) -> PacketVerdict {
-    let v6 = e.tuple[0].protonum == IPPROTO_ICMPV6;
+    let v6 = e.orig.protonum == IPPROTO_ICMPV6;
     if !e.confirmed() {
-        let t = e.tuple[0].icmp_type();
+        let t = e.orig.icmp_type();
         let ok = if v6 { icmpv6_valid_new(t) } else { icmp_valid_new(t) };
         if !ok {
             return PacketVerdict::Invalid(if v6 {

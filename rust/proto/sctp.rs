@@ -321,8 +321,8 @@ pub fn sctp_packet(e: &mut Entry, ctx: &PacketCtx<'_>, sysctl: &Sysctl) -> Packe
         Ok(m) => m,
         Err(why) => return PacketVerdict::Invalid(why),
     };
-    let mut st = match e.proto {
-        ProtoState::Sctp(st) => st,
+    let mut st = match &e.proto {
+        ProtoState::Sctp(st) => **st,
         _ => SctpState::default(),
     };
     if !e.confirmed() {
@@ -338,7 +338,7 @@ pub fn sctp_packet(e: &mut Entry, ctx: &PacketCtx<'_>, sysctl: &Sysctl) -> Packe
     let verdict = sctp_state_machine(e, &mut st, &map, vtag, ctx, sysctl);
     // The kernel changes the state in place, chunk by chunk: what a packet changed before a
     // later chunk made it invalid stays.
-    e.proto = ProtoState::Sctp(st);
+    e.proto.set_sctp(st);
     verdict
 }
 
@@ -600,8 +600,8 @@ mod tests {
     }
 
     fn state(e: &Entry) -> SctpState {
-        match e.proto {
-            ProtoState::Sctp(st) => st,
+        match &e.proto {
+            ProtoState::Sctp(st) => **st,
             _ => panic!("no sctp state"),
         }
     }

@@ -500,8 +500,8 @@ pub fn tcp_packet(
         Ok(s) => s,
         Err(why) => return PacketVerdict::Invalid(why),
     };
-    let mut st = match e.proto {
-        ProtoState::Tcp(st) => st,
+    let mut st = match &e.proto {
+        ProtoState::Tcp(st) => **st,
         _ => TcpState::default(),
     };
     if !e.confirmed() {
@@ -510,7 +510,7 @@ pub fn tcp_packet(
         }
     }
     let verdict = tcp_state_machine(e, &mut st, &s, ctx, sysctl, rst_timeout);
-    e.proto = ProtoState::Tcp(st);
+    e.proto.set_tcp(st);
     verdict
 }
 

@@ -54,42 +54,104 @@ pub const IPCT_ASSURED: u16 = 1 << 4;
 pub const IPCT_PROTOINFO: u16 = 1 << 5;
 pub const IPCT_MARK: u16 = 1 << 7;
 
-/// One entry. Lives in a slab slot behind its own lock (the kernel's `ct->lock`); the table's
-/// buckets hold only small nodes that point here.
+/// The extensions an entry has only when they were on at its creation (the kernel's
+/// `nf_ct_ext`): packet and byte counters (`nf_conntrack_acct`) and the start timestamp
+/// (`nf_conntrack_timestamp`). Both are off by default, so most entries carry one null pointer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ext {
+    pub acct: Option<[Counter; 2]>,
+    pub tstamp_start: Option<u64>,
+}
+
+impl Ext {
+    /// The extensions of a new entry: None when neither is on.
+    pub fn new(acct: bool, tstamp: bool) -> Option<Box<Ext>> {
+        (acct || tstamp)
+            .then(|| Box::new(Ext { acct: acct.then(Default::default), tstamp_start: tstamp.then_some(0) }))
+    }
+}
+
+/// One entry. Lives in a slab slot behind its own lock (the kernel's `ct->lock`); the slot also
+/// holds the links of the entry's two hash-chain nodes (see `table`).
+///
+/// Kept small on purpose (104 bytes; a 128-byte slot with its lock and the two
+/// hash-chain links, see `table::Slot`): only the original tuple is
+/// stored, since the reply tuple is its inverse (nfct has no NAT that would change it), and the
+/// TCP/SCTP states and the acct/timestamp extensions are out of line.
 #[derive(Clone, Debug, Default)]
+#[repr(C)]
 pub struct Entry {
+    // In the order a lookup reads them, so a walk that stops at the expiry check stays in the
+    // slot's first cache line.
     /// Bumped every time the slot is freed, so stale handles can tell.
     pub gen: u32,
-    /// References held by packets and handles (the kernel's `ct_general.use` less the table's).
-    pub refs: u32,
-    /// Whether the slot holds an entry at all.
-    pub live: bool,
-    /// Original and reply tuples (`tuplehash[IP_CT_DIR_*]`).
-    pub tuple: [Tuple; 2],
-    /// Raw hashes of the original tuple (computed at creation) and of the reply tuple
-    /// (computed at confirmation), each with its direction's zone id.
-    pub hash: [u32; 2],
     /// IPS_* bits.
     pub status: u32,
     /// Nanoseconds: relative before confirmation, absolute on the table's clock after.
     pub timeout: u64,
+    /// The original tuple (`tuplehash[IP_CT_DIR_ORIGINAL]`); `tuple(Reply)` is its inverse.
+    pub orig: Tuple,
     pub zone: Zone,
-    pub mark: u32,
-    pub proto: ProtoState,
-    /// Packet and byte counters when `nf_conntrack_acct` was on at creation.
-    pub acct: Option<[Counter; 2]>,
-    /// Start timestamp (ns) when `nf_conntrack_timestamp` was on at creation.
-    pub tstamp_start: Option<u64>,
     /// Cached IPCT_* bits not yet delivered.
     pub events: u16,
+    /// Whether the slot holds an entry at all.
+    pub live: bool,
     /// Whether the entry has the event extension (decided at creation by
     /// `nf_conntrack_events` and whether anyone listened then).
     pub ecache: bool,
+    /// References held by packets and handles (the kernel's `ct_general.use` less the table's).
+    pub refs: u32,
+    pub mark: u32,
     /// The opaque id `conntrack -o id` prints.
     pub id: u32,
+    pub proto: ProtoState,
+    /// Counters and start timestamp, when they were on at creation.
+    pub ext: Option<Box<Ext>>,
 }
 
 impl Entry {
+    /// The tuple of one direction (`tuplehash[dir].tuple`).
+    #[inline]
+    pub fn tuple(&self, dir: Direction) -> Tuple {
+        match dir {
+            Direction::Original => self.orig,
+            // Entries are only created for invertible tuples.
+            Direction::Reply => self.orig.invert().unwrap_or(self.orig),
+        }
+    }
+
+    /// Both tuples, original first.
+    #[inline]
+    pub fn tuples(&self) -> [Tuple; 2] {
+        [self.orig, self.tuple(Direction::Reply)]
+    }
+
+    /// Packet and byte counters per direction, when accounting was on at creation.
+    #[inline]
+    pub fn acct(&self) -> Option<[Counter; 2]> {
+        self.ext.as_ref().and_then(|x| x.acct)
+    }
+
+    /// Mutable counters, when accounting was on at creation.
+    #[inline]
+    pub fn acct_mut(&mut self) -> Option<&mut [Counter; 2]> {
+        self.ext.as_mut().and_then(|x| x.acct.as_mut())
+    }
+
+    /// Start timestamp (ns), when timestamps were on at creation.
+    #[inline]
+    pub fn tstamp_start(&self) -> Option<u64> {
+        self.ext.as_ref().and_then(|x| x.tstamp_start)
+    }
+
+    /// Sets the start timestamp if the entry has one (at confirmation).
+    #[inline]
+    pub fn set_tstamp_start(&mut self, now: u64) {
+        if let Some(t) = self.ext.as_mut().and_then(|x| x.tstamp_start.as_mut()) {
+            *t = now;
+        }
+    }
+
     #[inline]
     pub fn confirmed(&self) -> bool {
         self.status & IPS_CONFIRMED != 0
@@ -128,7 +190,7 @@ impl Entry {
     /// Counts one packet in `dir` when accounting is on.
     #[inline]
     pub fn account(&mut self, dir: Direction, len: usize) {
-        if let Some(acct) = self.acct.as_mut() {
+        if let Some(acct) = self.acct_mut() {
             let c = &mut acct[dir.index()];
             c.packets += 1;
             c.bytes += len as u64;
@@ -152,15 +214,15 @@ impl Entry {
         let secs =
             if listing { remaining.saturating_sub(1) / 1_000_000_000 } else { remaining / 1_000_000_000 };
         ConnView {
-            orig: self.tuple[0],
-            reply: self.tuple[1],
+            orig: self.orig,
+            reply: self.tuple(Direction::Reply),
             status: self.status,
             timeout: secs,
             proto: self.proto.view(),
             mark: self.mark,
             zone: self.zone,
-            acct: self.acct,
-            tstamp: self.tstamp_start.map(|start| Tstamp { start, stop: now }),
+            acct: self.acct(),
+            tstamp: self.tstamp_start().map(|start| Tstamp { start, stop: now }),
             use_count: 1,
             id: self.id,
         }

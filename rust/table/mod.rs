@@ -2,18 +2,29 @@
 //! by an array of striped locks, each confirmed entry linked under both its original and its
 //! reply tuple (spec §4.3), entries kept in a slab of slots each behind its own lock.
 //!
+//! As in the kernel, the two hash-chain nodes of an entry live in the entry's own slot
+//! (`tuplehash[dir].hnnode` inside `nf_conn`), so a lookup goes bucket head → slot → slot and
+//! never through a separate node. A slot is exactly two cache lines: node 0, the locked entry,
+//! node 1.
+//!
 //! Lock order, everywhere: stripe locks in ascending stripe order, then entry locks. Nothing
 //! takes a stripe lock while holding an entry lock. A lookup locks one stripe, walks the
-//! bucket comparing the 32-bit hash stored in each node (no entry is touched on a mismatch),
-//! locks the candidate entry to compare the tuple, then lets the stripe go and hands back the
-//! entry still locked.
+//! bucket's chain (locking each entry on it to check its expiry and key, as the kernel's walk
+//! reads each `nf_conn`), then lets the stripe go and hands back the matching entry still
+//! locked.
+//!
+//! The chain links and bucket heads are atomics so that they can sit outside the locks in safe
+//! Rust; they are only written under the stripe lock of their bucket, which also orders them
+//! (Relaxed is enough). Outside a stripe lock they are only read as prefetch hints
+//! (`prefetch`), never trusted.
 
+mod bulk;
 pub mod entry;
 
 use crate::tuple::{reciprocal_scale, Direction, Tuple, Zone};
 use entry::Entry;
 use parking_lot::{Mutex, MutexGuard};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::OnceLock;
 
 /// The end of a chain (the kernel uses "nulls" markers).
@@ -23,103 +34,60 @@ pub const STRIPES: usize = 1024;
 const CHUNK_BITS: u32 = 12;
 const CHUNK: usize = 1 << CHUNK_BITS;
 const MAX_CHUNKS: usize = 1 << 15;
+/// Bucket heads are allocated in chunks that are never freed, so a prefetch may read a head
+/// without any lock even while a resize runs (it then reads a stale hint, never freed memory).
+const HEAD_CHUNK_BITS: u32 = 16;
+const HEAD_CHUNK: usize = 1 << HEAD_CHUNK_BITS;
+/// Enough chunks for the largest `nf_conntrack_buckets` the sysctl accepts (2^31).
+const MAX_HEAD_CHUNKS: usize = 1 << 15;
 /// Slots a stripe takes from the shared slab at a time when its free list runs dry.
 const REFILL: u32 = 32;
+/// Most keys `find_bulk` prefetches at a time.
+pub const BULK: usize = 32;
 
-/// A bucket node: the tuple's hash, the slot of the entry and the direction it is linked for.
-#[derive(Clone, Copy, Debug)]
-struct Node {
-    hash: u32,
-    slot_dir: u32,
-    next: u32,
+/// One hash-chain node of an entry: the hash of its direction's tuple and the next node of the
+/// bucket (`slot << 1 | dir`, or NIL). Guarded by the stripe lock of the bucket it is in.
+#[derive(Debug)]
+struct Link {
+    next: AtomicU32,
+    hash: AtomicU32,
 }
 
-impl Node {
-    #[inline]
-    fn slot(&self) -> u32 {
-        self.slot_dir >> 1
+impl Default for Link {
+    fn default() -> Link {
+        Link { next: AtomicU32::new(NIL), hash: AtomicU32::new(0) }
     }
+}
+
+/// A slab slot (`struct nf_conn` with its `tuplehash[2]`): the original direction's node, the
+/// entry behind its lock, the reply direction's node. Two cache lines.
+#[derive(Debug, Default)]
+#[repr(C, align(64))]
+pub struct Slot {
+    link0: Link,
+    entry: Mutex<Entry>,
+    link1: Link,
+}
+
+impl Slot {
     #[inline]
-    fn dir(&self) -> Direction {
-        if self.slot_dir & 1 == 0 {
-            Direction::Original
+    fn link(&self, dir: u32) -> &Link {
+        if dir & 1 == 0 {
+            &self.link0
         } else {
-            Direction::Reply
+            &self.link1
         }
     }
 }
 
-/// The buckets of one lock stripe (bucket `b` lives in stripe `b % STRIPES` at `b / STRIPES`),
-/// their nodes, and the stripe's list of free slab slots.
+/// One lock stripe: the buckets `b` with `b % STRIPES` equal to its index (their heads are in
+/// the table, guarded by this lock) and the stripe's list of free slab slots. Padded to a
+/// cache line so two threads locking neighbouring stripes do not share a line.
 #[derive(Debug, Default)]
+#[repr(align(64))]
 struct Stripe {
     nbuckets: u32,
-    heads: Vec<u32>,
-    nodes: Vec<Node>,
-    free_node: u32,
     free_slots: Vec<u32>,
-}
-
-impl Stripe {
-    fn alloc_node(&mut self, n: Node) -> u32 {
-        if self.free_node != NIL {
-            let i = self.free_node;
-            let slot = &mut self.nodes[i as usize];
-            self.free_node = slot.next;
-            *slot = n;
-            i
-        } else {
-            self.nodes.push(n);
-            (self.nodes.len() - 1) as u32
-        }
-    }
-
-    fn link(&mut self, local: usize, hash: u32, slot_dir: u32) {
-        let head = self.heads[local];
-        let i = self.alloc_node(Node { hash, slot_dir, next: head });
-        self.heads[local] = i;
-    }
-
-    /// Removes the node for `slot_dir` from a bucket; false if it was not there.
-    fn unlink(&mut self, local: usize, slot_dir: u32) -> bool {
-        let mut prev = NIL;
-        let mut cur = self.heads[local];
-        while cur != NIL {
-            let n = self.nodes[cur as usize];
-            if n.slot_dir == slot_dir {
-                if prev == NIL {
-                    self.heads[local] = n.next;
-                } else {
-                    self.nodes[prev as usize].next = n.next;
-                }
-                self.nodes[cur as usize].next = self.free_node;
-                self.free_node = cur;
-                return true;
-            }
-            prev = cur;
-            cur = n.next;
-        }
-        false
-    }
-
-    fn chain(&self, local: usize) -> ChainIter<'_> {
-        ChainIter { nodes: &self.nodes, cur: self.heads.get(local).copied().unwrap_or(NIL) }
-    }
-}
-
-struct ChainIter<'a> {
-    nodes: &'a [Node],
-    cur: u32,
-}
-
-impl Iterator for ChainIter<'_> {
-    type Item = Node;
-    #[inline]
-    fn next(&mut self) -> Option<Node> {
-        let n = *self.nodes.get(self.cur as usize)?;
-        self.cur = n.next;
-        Some(n)
-    }
 }
 
 /// Most expired entries one lookup hands back for reaping (the rest wait for the next walk).
@@ -173,13 +141,25 @@ pub enum Insert {
     ChainTooLong,
 }
 
+/// A lookup key for `find_bulk`: the tuple, the zone of the lookup (as `find` takes it), and
+/// the tuple's hash.
+#[derive(Clone, Copy, Debug)]
+pub struct Key {
+    pub tuple: Tuple,
+    pub zone: Zone,
+    pub hash: u32,
+}
+
 /// A fixed block of slab slots, allocated once and never moved.
-type Chunk = Box<[Mutex<Entry>]>;
+type Chunk = Box<[Slot]>;
 
 /// The lock-striped table.
 pub struct Table {
     stripes: Box<[Mutex<Stripe>]>,
     nbuckets: AtomicU32,
+    /// Bucket heads (`slot << 1 | dir` of the first node, or NIL); bucket `b` is guarded by
+    /// stripe `b % STRIPES`.
+    heads: Box<[OnceLock<Box<[AtomicU32]>>]>,
     chunks: Box<[OnceLock<Chunk>]>,
     next_slot: AtomicU32,
 }
@@ -190,12 +170,31 @@ impl std::fmt::Debug for Table {
     }
 }
 
-fn stripe_layout(nbuckets: u32, s: usize) -> usize {
-    let nb = nbuckets as usize;
-    if s < nb % STRIPES {
-        nb / STRIPES + 1
+/// Walks a chain: yields `slot << 1 | dir` of each node. Only meaningful under the stripe lock.
+struct Chain<'a> {
+    table: &'a Table,
+    cur: u32,
+}
+
+impl Iterator for Chain<'_> {
+    type Item = u32;
+    #[inline]
+    fn next(&mut self) -> Option<u32> {
+        if self.cur == NIL {
+            return None;
+        }
+        let sd = self.cur;
+        self.cur = self.table.slot_ref(sd >> 1).map_or(NIL, |s| s.link(sd).next.load(Relaxed));
+        Some(sd)
+    }
+}
+
+#[inline]
+fn dir_of(sd: u32) -> Direction {
+    if sd & 1 == 0 {
+        Direction::Original
     } else {
-        nb / STRIPES
+        Direction::Reply
     }
 }
 
@@ -203,27 +202,39 @@ impl Table {
     /// A table of `nbuckets` buckets (at least 1).
     pub fn new(nbuckets: u32) -> Table {
         let nbuckets = nbuckets.max(1);
-        let stripes = (0..STRIPES)
-            .map(|s| {
-                Mutex::new(Stripe {
-                    nbuckets,
-                    heads: vec![NIL; stripe_layout(nbuckets, s)],
-                    free_node: NIL,
-                    ..Stripe::default()
-                })
-            })
-            .collect();
-        Table {
-            stripes,
+        let t = Table {
+            stripes: (0..STRIPES).map(|_| Mutex::new(Stripe { nbuckets, ..Stripe::default() })).collect(),
             nbuckets: AtomicU32::new(nbuckets),
+            heads: (0..MAX_HEAD_CHUNKS).map(|_| OnceLock::new()).collect(),
             chunks: (0..MAX_CHUNKS).map(|_| OnceLock::new()).collect(),
             next_slot: AtomicU32::new(0),
+        };
+        t.alloc_heads(nbuckets);
+        t
+    }
+
+    /// Makes sure heads exist for buckets `0..nbuckets` (new chunks start empty).
+    fn alloc_heads(&self, nbuckets: u32) {
+        let n = (nbuckets as usize).div_ceil(HEAD_CHUNK).min(MAX_HEAD_CHUNKS);
+        for c in &self.heads[..n] {
+            c.get_or_init(|| (0..HEAD_CHUNK).map(|_| AtomicU32::new(NIL)).collect());
         }
+    }
+
+    /// The head of bucket `b`.
+    #[inline]
+    fn head(&self, b: usize) -> Option<&AtomicU32> {
+        self.heads.get(b >> HEAD_CHUNK_BITS)?.get()?.get(b & (HEAD_CHUNK - 1))
+    }
+
+    #[inline]
+    fn chain(&self, b: usize) -> Chain<'_> {
+        Chain { table: self, cur: self.head(b).map_or(NIL, |h| h.load(Relaxed)) }
     }
 
     #[inline]
     pub fn nbuckets(&self) -> u32 {
-        self.nbuckets.load(Ordering::Acquire)
+        self.nbuckets.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The bucket a hash falls in.
@@ -232,23 +243,68 @@ impl Table {
         reciprocal_scale(hash, self.nbuckets())
     }
 
-    /// Locks the stripe of bucket `b`, retrying if a resize moved it meanwhile.
+    /// Locks the stripe of the bucket of `hash`, retrying if a resize moved it meanwhile.
+    /// Returns the guard and the bucket.
     fn lock_bucket(&self, hash: u32) -> (MutexGuard<'_, Stripe>, usize) {
         loop {
             let nb = self.nbuckets();
             let b = reciprocal_scale(hash, nb) as usize;
             let g = self.stripes[b % STRIPES].lock();
             if g.nbuckets == nb {
-                return (g, b / STRIPES);
+                return (g, b);
             }
         }
+    }
+
+    #[inline]
+    fn slot_ref(&self, slot: u32) -> Option<&Slot> {
+        let chunk = self.chunks.get((slot >> CHUNK_BITS) as usize)?.get()?;
+        chunk.get(slot as usize & (CHUNK - 1))
     }
 
     /// The lock of a slab slot.
     #[inline]
     pub fn slot(&self, slot: u32) -> Option<&Mutex<Entry>> {
-        let chunk = self.chunks.get((slot >> CHUNK_BITS) as usize)?.get()?;
-        chunk.get(slot as usize & (CHUNK - 1))
+        self.slot_ref(slot).map(|s| &s.entry)
+    }
+
+    /// The hash an entry's node of `dir` is (or will be) linked with: the original one is set
+    /// when the slot is allocated, the reply one when the entry is confirmed.
+    #[inline]
+    pub fn hash(&self, slot: u32, dir: Direction) -> u32 {
+        self.slot_ref(slot).map_or(0, |s| s.link(dir as u32).hash.load(Relaxed))
+    }
+
+    /// Links node `sd` at the head of bucket `b` (stripe of `b` locked by the caller).
+    fn link(&self, b: usize, sd: u32, hash: u32) {
+        let (Some(head), Some(s)) = (self.head(b), self.slot_ref(sd >> 1)) else { return };
+        let l = s.link(sd);
+        l.hash.store(hash, Relaxed);
+        l.next.store(head.load(Relaxed), Relaxed);
+        head.store(sd, Relaxed);
+    }
+
+    /// Removes node `sd` from bucket `b` (stripe locked by the caller); false if not there.
+    fn unlink_node(&self, b: usize, sd: u32) -> bool {
+        let Some(head) = self.head(b) else { return false };
+        let mut prev: Option<&Link> = None;
+        let mut cur = head.load(Relaxed);
+        while cur != NIL {
+            let Some(s) = self.slot_ref(cur >> 1) else { return false };
+            let l = s.link(cur);
+            let next = l.next.load(Relaxed);
+            if cur == sd {
+                match prev {
+                    None => head.store(next, Relaxed),
+                    Some(p) => p.next.store(next, Relaxed),
+                }
+                l.next.store(NIL, Relaxed);
+                return true;
+            }
+            prev = Some(l);
+            cur = next;
+        }
+        false
     }
 
     /// Takes a free slot for a new entry (allocated near the bucket of `orig_hash`) and stores
@@ -256,20 +312,22 @@ impl Table {
     pub fn alloc(&self, orig_hash: u32, mut e: Entry) -> Option<u32> {
         let (mut stripe, _) = self.lock_bucket(orig_hash);
         if stripe.free_slots.is_empty() {
-            let first = self.next_slot.fetch_add(REFILL, Ordering::Relaxed);
+            let first = self.next_slot.fetch_add(REFILL, Relaxed);
             let last = first.checked_add(REFILL)?;
             if (last as usize) > MAX_CHUNKS * CHUNK {
                 return None;
             }
             for s in first..last {
                 let c = (s >> CHUNK_BITS) as usize;
-                self.chunks[c].get_or_init(|| (0..CHUNK).map(|_| Mutex::new(Entry::default())).collect());
+                self.chunks[c].get_or_init(|| (0..CHUNK).map(|_| Slot::default()).collect());
             }
             stripe.free_slots.extend((first..last).rev());
         }
         let slot = stripe.free_slots.pop()?;
         drop(stripe);
-        let mut g = self.slot(slot)?.lock();
+        let s = self.slot_ref(slot)?;
+        let mut g = s.entry.lock();
+        s.link0.hash.store(orig_hash, Relaxed);
         e.gen = g.gen;
         e.live = true;
         *g = e;
@@ -278,48 +336,50 @@ impl Table {
 
     /// Returns a slot to the free lists; its generation moves on so stale handles notice.
     pub fn free(&self, slot: u32) {
-        let Some(lock) = self.slot(slot) else { return };
-        let hash = {
-            let mut g = lock.lock();
+        let Some(s) = self.slot_ref(slot) else { return };
+        {
+            let mut g = s.entry.lock();
             if !g.live {
                 return;
             }
             let gen = g.gen.wrapping_add(1);
-            let hash = g.hash[0];
             *g = Entry { gen, ..Entry::default() };
-            hash
-        };
-        let (mut stripe, _) = self.lock_bucket(hash);
+        }
+        let (mut stripe, _) = self.lock_bucket(s.link0.hash.load(Relaxed));
         stripe.free_slots.push(slot);
     }
 
     /// `____nf_conntrack_find`: the confirmed entry whose tuple in some direction equals `t`,
     /// whose zone id for that direction equals `zone`'s id for that direction.
     pub fn find(&self, t: &Tuple, zone: Zone, hash: u32, now: u64) -> Found<'_> {
-        let (stripe, local) = self.lock_bucket(hash);
+        let (stripe, b) = self.lock_bucket(hash);
         let mut expired = Expired::default();
-        for n in stripe.chain(local) {
-            let Some(lock) = self.slot(n.slot()) else { continue };
-            let e = lock.lock();
+        for sd in self.chain(b) {
+            let Some(s) = self.slot_ref(sd >> 1) else { continue };
+            let slot = sd >> 1;
+            let e = s.entry.lock();
             if !e.live || !e.confirmed() || e.dying() {
                 continue;
             }
             // Every expired entry the walk meets is reaped, matching or not.
             if e.expired(now) {
-                if !expired.as_slice().iter().any(|&(s, _)| s == n.slot()) {
-                    expired.push(n.slot(), e.gen);
+                if !expired.as_slice().iter().any(|&(x, _)| x == slot) {
+                    expired.push(slot, e.gen);
                 }
                 continue;
             }
-            let dir = n.dir();
-            if n.hash != hash || e.tuple[dir.index()] != *t || e.zone.id_for(dir) != zone.id_for(dir) {
+            let dir = dir_of(sd);
+            if s.link(sd).hash.load(Relaxed) != hash
+                || e.zone.id_for(dir) != zone.id_for(dir)
+                || e.tuple(dir) != *t
+            {
                 continue;
             }
             if expired.len > 0 {
                 return Found::Reap(expired);
             }
             drop(stripe);
-            return Found::Hit { slot: n.slot(), dir, entry: e };
+            return Found::Hit { slot, dir, entry: e };
         }
         if expired.len > 0 {
             Found::Reap(expired)
@@ -328,12 +388,56 @@ impl Table {
         }
     }
 
+    /// Brings the memory a lookup of each hash will touch into the cache before any of it is
+    /// needed, so the misses of a batch overlap instead of queueing one after the other (what
+    /// `rte_hash_lookup_bulk` does with prefetch instructions, which safe Rust does not have):
+    /// first every bucket head is read, then both cache lines of the first slot of each chain.
+    /// The values read are only hints (no lock is held), so a concurrent change is harmless.
+    /// Returns a value derived from what was read, for the caller to ignore (it keeps the reads
+    /// from being optimised away).
+    pub fn prefetch(&self, hashes: &[u32]) -> u32 {
+        let nb = self.nbuckets();
+        let mut first = [NIL; BULK];
+        let mut acc = 0u32;
+        for chunk_hashes in hashes.chunks(BULK) {
+            for (h, f) in chunk_hashes.iter().zip(first.iter_mut()) {
+                let b = reciprocal_scale(*h, nb) as usize;
+                *f = self.head(b).map_or(NIL, |x| x.load(Relaxed));
+            }
+            for &sd in &first[..chunk_hashes.len()] {
+                if let Some(s) = self.slot_ref(sd >> 1) {
+                    acc ^= s.link0.next.load(Relaxed) ^ s.link1.next.load(Relaxed);
+                }
+            }
+        }
+        std::hint::black_box(acc)
+    }
+
+    /// Bulk `find`: `f(i, found)` for each key in order, with the hashes given and the memory
+    /// of the whole batch prefetched first (see `prefetch`). Each entry found is locked only
+    /// during its own call of `f`, so a batch may hold the same flow twice.
+    pub fn find_bulk<F>(&self, keys: &[Key], now: u64, mut f: F)
+    where
+        F: FnMut(usize, Found<'_>),
+    {
+        let mut hashes = [0u32; BULK];
+        for (c, chunk) in keys.chunks(BULK).enumerate() {
+            for (h, k) in hashes.iter_mut().zip(chunk) {
+                *h = k.hash;
+            }
+            self.prefetch(&hashes[..chunk.len()]);
+            for (j, k) in chunk.iter().enumerate() {
+                f(c * BULK + j, self.find(&k.tuple, k.zone, k.hash, now));
+            }
+        }
+    }
+
     /// `__nf_conntrack_confirm`'s insertion: scans both buckets for a confirmed entry with the
     /// same key (and for chains longer than `max_chainlen`), then links both nodes.
     /// `keys` are the (tuple, zone id, hash) of the original and reply directions.
     pub fn insert(&self, slot: u32, keys: [(&Tuple, u16, u32); 2], max_chainlen: usize) -> Insert {
         // Lock both stripes in ascending order (one lock if they coincide).
-        let (mut lo, mut hi, locals, stripe_of) = loop {
+        let (_g1, _g2, buckets) = loop {
             let nb = self.nbuckets();
             let b = [reciprocal_scale(keys[0].2, nb) as usize, reciprocal_scale(keys[1].2, nb) as usize];
             let s = [b[0] % STRIPES, b[1] % STRIPES];
@@ -341,30 +445,23 @@ impl Table {
             let g1 = self.stripes[first].lock();
             let g2 = if first == second { None } else { Some(self.stripes[second].lock()) };
             if g1.nbuckets == nb && g2.as_ref().is_none_or(|g| g.nbuckets == nb) {
-                // Which guard holds direction i: 0 = the first (lower) stripe, 1 = the second.
-                let which = [usize::from(s[0] != first), usize::from(s[1] != first)];
-                break (g1, g2, [b[0] / STRIPES, b[1] / STRIPES], which);
+                break (g1, g2, b);
             }
         };
         for (i, (t, zone_id, hash)) in keys.iter().enumerate() {
-            let stripe: &Stripe = match (stripe_of[i], hi.as_ref()) {
-                (1, Some(g)) => g,
-                _ => &lo,
-            };
-            for (len, n) in stripe.chain(locals[i]).enumerate() {
-                if n.hash == *hash {
-                    if let Some(lock) = self.slot(n.slot()) {
-                        let e = lock.lock();
-                        let d = n.dir();
-                        if e.live
-                            && e.confirmed()
-                            && !e.dying()
-                            && e.tuple[d.index()] == **t
-                            && e.zone.id_for(d) == *zone_id
-                        {
-                            let dir = if i == 0 { Direction::Original } else { Direction::Reply };
-                            return Insert::Clash { slot: n.slot(), dir };
-                        }
+            for (len, sd) in self.chain(buckets[i]).enumerate() {
+                let Some(s) = self.slot_ref(sd >> 1) else { continue };
+                if s.link(sd).hash.load(Relaxed) == *hash {
+                    let e = s.entry.lock();
+                    let d = dir_of(sd);
+                    if e.live
+                        && e.confirmed()
+                        && !e.dying()
+                        && e.zone.id_for(d) == *zone_id
+                        && e.tuple(d) == **t
+                    {
+                        let dir = if i == 0 { Direction::Original } else { Direction::Reply };
+                        return Insert::Clash { slot: sd >> 1, dir };
                     }
                 }
                 if len + 1 > max_chainlen {
@@ -372,21 +469,17 @@ impl Table {
                 }
             }
         }
-        for i in 0..2 {
-            let stripe: &mut Stripe = match (stripe_of[i], hi.as_mut()) {
-                (1, Some(g)) => g,
-                _ => &mut lo,
-            };
-            stripe.link(locals[i], keys[i].2, (slot << 1) | i as u32);
+        for (i, b) in buckets.iter().enumerate() {
+            self.link(*b, (slot << 1) | i as u32, keys[i].2);
         }
         Insert::Inserted
     }
 
-    /// Unlinks both nodes of an entry (`hash` = its original and reply hashes).
-    pub fn unlink(&self, slot: u32, hashes: [u32; 2]) {
-        for (i, h) in hashes.iter().enumerate() {
-            let (mut stripe, local) = self.lock_bucket(*h);
-            stripe.unlink(local, (slot << 1) | i as u32);
+    /// Unlinks both nodes of an entry.
+    pub fn unlink(&self, slot: u32) {
+        for dir in [Direction::Original, Direction::Reply] {
+            let (_stripe, b) = self.lock_bucket(self.hash(slot, dir));
+            self.unlink_node(b, (slot << 1) | dir as u32);
         }
     }
 
@@ -394,10 +487,10 @@ impl Table {
     pub fn bucket_slots(&self, b: u32, out: &mut Vec<u32>) {
         out.clear();
         let b = b as usize;
-        let stripe = self.stripes[b % STRIPES].lock();
-        for n in stripe.chain(b / STRIPES) {
-            if !out.contains(&n.slot()) {
-                out.push(n.slot());
+        let _stripe = self.stripes[b % STRIPES].lock();
+        for sd in self.chain(b) {
+            if !out.contains(&(sd >> 1)) {
+                out.push(sd >> 1);
             }
         }
     }
@@ -407,10 +500,8 @@ impl Table {
         let mut out = Vec::new();
         let nb = self.nbuckets() as usize;
         for b in 0..nb {
-            let stripe = self.stripes[b % STRIPES].lock();
-            out.extend(
-                stripe.chain(b / STRIPES).filter(|n| n.dir() == Direction::Original).map(|n| n.slot()),
-            );
+            let _stripe = self.stripes[b % STRIPES].lock();
+            out.extend(self.chain(b).filter(|sd| sd & 1 == 0).map(|sd| sd >> 1));
         }
         out
     }
@@ -418,30 +509,46 @@ impl Table {
     /// Number of nodes in each bucket's chain, for diagnostics and tests.
     pub fn chain_lengths(&self) -> Vec<usize> {
         let nb = self.nbuckets() as usize;
-        (0..nb).map(|b| self.stripes[b % STRIPES].lock().chain(b / STRIPES).count()).collect()
+        (0..nb)
+            .map(|b| {
+                let _stripe = self.stripes[b % STRIPES].lock();
+                self.chain(b).count()
+            })
+            .collect()
     }
 
     /// `nf_conntrack_hash_resize`: rehash every node into `nbuckets` buckets.
     pub fn resize(&self, nbuckets: u32) {
         let nbuckets = nbuckets.max(1);
         let mut guards: Vec<_> = self.stripes.iter().map(|s| s.lock()).collect();
+        let old = self.nbuckets() as usize;
+        // Collected stripe by stripe and relinked at the heads in that order, as nfct always
+        // has, so listings after a resize keep their order.
         let mut all = Vec::new();
-        for g in guards.iter_mut() {
-            for local in 0..g.heads.len() {
-                all.extend(g.chain(local));
+        for s in 0..STRIPES {
+            for b in (s..old).step_by(STRIPES) {
+                all.extend(self.chain(b));
             }
+        }
+        for b in 0..old {
+            if let Some(h) = self.head(b) {
+                h.store(NIL, Relaxed);
+            }
+        }
+        self.alloc_heads(nbuckets);
+        for b in old..nbuckets as usize {
+            if let Some(h) = self.head(b) {
+                h.store(NIL, Relaxed);
+            }
+        }
+        for g in guards.iter_mut() {
             g.nbuckets = nbuckets;
-            g.nodes.clear();
-            g.free_node = NIL;
         }
-        for (s, g) in guards.iter_mut().enumerate() {
-            g.heads = vec![NIL; stripe_layout(nbuckets, s)];
+        for &sd in &all {
+            let h = self.hash(sd >> 1, dir_of(sd));
+            self.link(reciprocal_scale(h, nbuckets) as usize, sd, h);
         }
-        for n in all {
-            let b = reciprocal_scale(n.hash, nbuckets) as usize;
-            guards[b % STRIPES].link(b / STRIPES, n.hash, n.slot_dir);
-        }
-        self.nbuckets.store(nbuckets, Ordering::Release);
+        self.nbuckets.store(nbuckets, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -451,7 +558,14 @@ mod tests {
     use crate::table::entry::IPS_CONFIRMED;
 
     fn entry(t: Tuple) -> Entry {
-        Entry { tuple: [t, t.invert().unwrap()], status: IPS_CONFIRMED, timeout: 100, ..Entry::default() }
+        Entry { orig: t, status: IPS_CONFIRMED, timeout: 100, ..Entry::default() }
+    }
+
+    #[test]
+    fn slot_is_two_cache_lines() {
+        assert_eq!(std::mem::size_of::<Entry>(), 104);
+        assert_eq!(std::mem::size_of::<Slot>(), 128);
+        assert_eq!(std::mem::align_of::<Slot>(), 64);
     }
 
     #[test]
@@ -473,7 +587,7 @@ mod tests {
             tab.insert(slot, [(&t, 0, 7), (&r, 0, 9)], 50),
             Insert::Clash { slot, dir: Direction::Original }
         );
-        tab.unlink(slot, [7, 9]);
+        tab.unlink(slot);
         assert!(matches!(tab.find(&t, Zone::default(), 7, 0), Found::Miss));
         let gen = tab.slot(slot).unwrap().lock().gen;
         tab.free(slot);
@@ -500,6 +614,39 @@ mod tests {
             assert!(matches!(tab.find(&r, Zone::default(), h, 0), Found::Hit { .. }));
         }
         assert_eq!(tab.slots().len(), 100);
+    }
+
+    #[test]
+    fn find_bulk_answers_as_find() {
+        let tab = Table::new(8);
+        let h = |t: &Tuple| crate::tuple::TupleHasher::seeded(3).hash(t, 0);
+        let tuple =
+            |p: u16| Tuple::new_v4("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), 17, p, 53);
+        for p in 0..40u16 {
+            let (t, r) = (tuple(p), tuple(p).invert().unwrap());
+            let slot = tab.alloc(h(&t), entry(t)).unwrap();
+            assert_eq!(tab.insert(slot, [(&t, 0, h(&t)), (&r, 0, h(&r))], 1000), Insert::Inserted);
+        }
+        // Hits in both directions, misses, and the same flow twice in one batch.
+        let keys: Vec<Key> = (0..70u16)
+            .map(|i| {
+                let t = if i % 3 == 0 { tuple(i % 50).invert().unwrap() } else { tuple(i % 50) };
+                Key { tuple: t, zone: Zone::default(), hash: h(&t) }
+            })
+            .collect();
+        let describe = |f: Found<'_>| match f {
+            Found::Hit { slot, dir, entry } => Some((slot, dir, entry.gen)),
+            _ => None,
+        };
+        let mut bulk = Vec::new();
+        tab.find_bulk(&keys, 0, |i, f| bulk.push((i, describe(f))));
+        let single: Vec<_> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (i, describe(tab.find(&k.tuple, k.zone, k.hash, 0))))
+            .collect();
+        assert_eq!(bulk, single);
+        assert_eq!(bulk.iter().filter(|(_, f)| f.is_some()).count(), 60);
     }
 
     #[test]
