@@ -414,6 +414,13 @@ impl Defrag {
     /// `ipv4_conntrack_defrag` → `ip_defrag` on an IPv4 packet that passed `ip_rcv`'s checks
     /// (anything else is passed on untouched).
     pub fn ipv4_gather(&self, pkt: &[u8], now_ns: u64) -> Gathered {
+        self.ipv4_gather_at(pkt, now_ns, now_ns)
+    }
+
+    /// As `ipv4_gather`, with the other queues' timers fired only up to `sweep_ns` (a threaded
+    /// replay's worker passes the time every worker has reached; its own queue still expires
+    /// by its own time, `now_ns`).
+    pub fn ipv4_gather_at(&self, pkt: &[u8], now_ns: u64, sweep_ns: u64) -> Gathered {
         let Some(h) = pkt.first_chunk::<20>() else {
             return Gathered::NotFragment;
         };
@@ -436,7 +443,11 @@ impl Defrag {
         let mut guard = self.state.lock();
         let st = &mut *guard;
         st.counters.fragments += 1;
-        st.expire4(now_ns);
+        st.expire4(sweep_ns.min(now_ns));
+        if st.v4.queues.get(&key).is_some_and(|q| now_ns >= q.expires) {
+            st.kill4(&key);
+            st.counters.timed_out += 1;
+        }
         let lim = st.v4_limits;
         if st.v4.over_limit(&lim) {
             st.counters.dropped += 1;
@@ -549,6 +560,12 @@ impl Defrag {
     /// `nf_ct_frag6_gather` on an IPv6 packet that passed `ip6_rcv`'s checks, with these
     /// `nf_conntrack_frag6_*` settings.
     pub fn ipv6_gather_with(&self, pkt: &[u8], now_ns: u64, lim: &FragLimits) -> Gathered {
+        self.ipv6_gather_at(pkt, now_ns, now_ns, lim)
+    }
+
+    /// As `ipv6_gather_with`, with the other queues' timers fired only up to `sweep_ns` (see
+    /// `ipv4_gather_at`).
+    pub fn ipv6_gather_at(&self, pkt: &[u8], now_ns: u64, sweep_ns: u64, lim: &FragLimits) -> Gathered {
         let Some(h) = pkt.first_chunk::<40>() else {
             return Gathered::NotFragment;
         };
@@ -598,7 +615,11 @@ impl Defrag {
         let mut guard = self.state.lock();
         let st = &mut *guard;
         st.counters.fragments += 1;
-        st.v6.expire(now_ns, &mut st.counters);
+        st.v6.expire(sweep_ns.min(now_ns), &mut st.counters);
+        if st.v6.queues.get(&key).is_some_and(|q| now_ns >= q.expires) {
+            st.v6.kill(&key);
+            st.counters.timed_out += 1;
+        }
         if st.v6.over_limit(lim) {
             st.counters.dropped += 1;
             return Gathered::Dropped("nf_defrag: fragment memory over high_thresh");

@@ -466,6 +466,9 @@ pub struct Pipeline<'a, C: Carrier> {
     /// `tstamp` is the packet's own clock (a threaded replay's worker): conntrack runs at that
     /// time rather than at the table's clock, which other workers move ahead.
     pub own_clock: bool,
+    /// Shared timers (defrag queues of other flows) fire only up to this time: the time every
+    /// worker of a threaded replay has reached; u64::MAX otherwise (then `tstamp` rules).
+    pub horizon: u64,
     pub carrier: &'a C,
     pub ext: &'a mut Ext<'a>,
 }
@@ -694,8 +697,9 @@ impl<C: Carrier> Pipeline<'_, C> {
             return NF_ACCEPT;
         }
         let data = st.data(self.base);
+        let sweep = self.horizon.min(self.tstamp);
         let gathered = match self.family {
-            Family::V4 => self.net.defrag.ipv4_gather(data, self.tstamp),
+            Family::V4 => self.net.defrag.ipv4_gather_at(data, self.tstamp, sweep),
             Family::V6 => {
                 let s = &self.net.sysctl;
                 let lim = FragLimits {
@@ -703,7 +707,7 @@ impl<C: Carrier> Pipeline<'_, C> {
                     high_thresh: s.get(Sx::Frag6HighThresh),
                     low_thresh: s.get(Sx::Frag6LowThresh),
                 };
-                self.net.defrag.ipv6_gather_with(data, self.tstamp, &lim)
+                self.net.defrag.ipv6_gather_at(data, self.tstamp, sweep, &lim)
             }
         };
         match gathered {
@@ -783,11 +787,12 @@ pub fn run_packet(
     pkt: &[u8],
     tstamp: u64,
 ) -> (Outcome, PacketState) {
-    run_packet_clocked(net, table, entry, all_local, pkt, tstamp, false)
+    run_packet_clocked(net, table, entry, all_local, pkt, tstamp, None)
 }
 
-/// As [`run_packet`]; with `own_clock`, conntrack runs at `tstamp` (a threaded replay worker's
-/// clock) rather than at the table's.
+/// As [`run_packet`]; with `horizon` (a threaded replay's worker), conntrack runs at `tstamp`
+/// (the worker's clock) rather than at the table's, and shared timers fire only up to the
+/// horizon (the time every worker has reached).
 pub fn run_packet_clocked(
     net: &Net,
     table: &HookTable,
@@ -795,15 +800,27 @@ pub fn run_packet_clocked(
     all_local: bool,
     pkt: &[u8],
     tstamp: u64,
-    own_clock: bool,
+    horizon: Option<u64>,
 ) -> (Outcome, PacketState) {
     let cell = RefCell::new(PacketState::default());
     let Some(family) = Family::of_packet(pkt) else {
         return (Outcome::drop("ip_rcv: not an IP packet"), cell.into_inner());
     };
     let ext: &mut Ext<'_> = &mut no_external;
-    let out = Pipeline { net, table, base: pkt, tstamp, family, all_local, own_clock, carrier: &cell, ext }
-        .run(entry);
+    let (own_clock, horizon) = (horizon.is_some(), horizon.unwrap_or(u64::MAX));
+    let out = Pipeline {
+        net,
+        table,
+        base: pkt,
+        tstamp,
+        family,
+        all_local,
+        own_clock,
+        horizon,
+        carrier: &cell,
+        ext,
+    }
+    .run(entry);
     let mut st = cell.into_inner();
     // The packet leaves the stack (delivered, sent or freed): its reference on the entry goes.
     let left = st.clone();
@@ -827,7 +844,19 @@ pub fn run_packet_in<'a, C: Carrier>(
     let Some(family) = Family::of_packet(pkt) else {
         return Outcome::drop("ip_rcv: not an IP packet");
     };
-    Pipeline { net, table, base: pkt, tstamp, family, all_local, own_clock: false, carrier, ext }.run(entry)
+    Pipeline {
+        net,
+        table,
+        base: pkt,
+        tstamp,
+        family,
+        all_local,
+        own_clock: false,
+        horizon: u64::MAX,
+        carrier,
+        ext,
+    }
+    .run(entry)
 }
 
 #[cfg(test)]

@@ -461,6 +461,7 @@ fn run(
         family: fam,
         all_local: false,
         own_clock: false,
+        horizon: u64::MAX,
         carrier: &carrier,
         ext: &mut ext,
     }

@@ -162,8 +162,9 @@ pub trait Driver {
 /// The driver for stacks whose operations are all built in.
 #[derive(Default)]
 pub struct Builtins {
-    /// Run each packet at its own time (a threaded replay's worker clock).
-    pub own_clock: bool,
+    /// Run each packet at its own time (a threaded replay's worker clock), with shared timers
+    /// firing only up to this horizon (the time every worker has reached).
+    pub horizon: Option<u64>,
 }
 
 impl Driver for Builtins {
@@ -176,7 +177,7 @@ impl Driver for Builtins {
         pkt: &[u8],
         tstamp: u64,
     ) -> Result<Processed, ExtError> {
-        let (out, st) = hooks::run_packet_clocked(net, table, entry, all_local, pkt, tstamp, self.own_clock);
+        let (out, st) = hooks::run_packet_clocked(net, table, entry, all_local, pkt, tstamp, self.horizon);
         if let Some(e) = out.error {
             return Err(e);
         }

@@ -115,7 +115,7 @@ fn worker(
     let mut lines = Vec::new();
     // Each packet runs at its own worker's clock (monotonic, as jiffies are), so a flow's
     // timeouts come from its own packets' times whatever the other workers are at.
-    let mut driver = Builtins { own_clock: true };
+    let mut driver = Builtins { horizon: Some(0) };
     let mut local = 0u64;
     for batch in rx {
         for it in &batch.items {
@@ -124,7 +124,11 @@ fn worker(
             if clock == Clock::Capture {
                 clocks[me].store(local, Ordering::Relaxed);
                 net.advance(local);
-                net.gc_if_due_at(watermark(clocks));
+                let horizon = watermark(clocks);
+                net.gc_if_due_at(horizon);
+                driver.horizon = Some(horizon);
+            } else {
+                driver.horizon = Some(local);
             }
             let entry = entry_for(path, net, pkt);
             // Built-in operations only (the caller refuses Python hooks with threads).
