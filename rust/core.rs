@@ -493,20 +493,21 @@ impl Net {
         };
         let Some(lock) = self.table.slot(slot) else { return self.invalid(skb, "nf_ct: lost new entry") };
         let mut entry = lock.lock();
+        let gen = entry.gen;
         match proto::packet(&mut entry, &ctx, &self.sysctl, self.rst_timeout) {
             PacketVerdict::Accept | PacketVerdict::Kill => {
                 let ctinfo = if entry.status & IPS_EXPECTED != 0 { IP_CT_RELATED } else { IP_CT_NEW };
-                skb.nfct = Nfct::Ct { slot, gen: entry.gen, ctinfo };
+                skb.nfct = Nfct::Ct { slot, gen, ctinfo };
                 NF_ACCEPT
             }
             PacketVerdict::Invalid(why) => {
                 drop(entry);
-                self.free_unconfirmed(slot);
+                self.free_unconfirmed(slot, gen);
                 self.invalid(skb, why)
             }
             PacketVerdict::Repeat => {
                 drop(entry);
-                self.free_unconfirmed(slot);
+                self.free_unconfirmed(slot, gen);
                 self.invalid(skb, "nf_ct_tcp: reopen of an unconfirmed entry")
             }
         }
@@ -690,9 +691,9 @@ impl Net {
     }
 
     /// Frees an unconfirmed entry that no packet holds any more.
-    fn free_unconfirmed(&self, slot: u32) {
+    fn free_unconfirmed(&self, slot: u32, gen: u32) {
         self.count.fetch_sub(1, Ordering::Relaxed);
-        self.table.free(slot);
+        self.table.free(slot, gen);
     }
 
     /// Drops the packet's reference on its entry (the skb is freed): an unconfirmed entry held
@@ -751,7 +752,7 @@ impl Net {
             if unconfirmed {
                 self.count.fetch_sub(1, Ordering::Relaxed);
             }
-            self.table.free(slot);
+            self.table.free(slot, gen);
         }
     }
 
@@ -786,7 +787,7 @@ impl Net {
             e.live && e.gen == gen && e.refs == 0
         };
         if free {
-            self.table.free(slot);
+            self.table.free(slot, gen);
         }
         true
     }

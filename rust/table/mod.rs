@@ -334,12 +334,14 @@ impl Table {
         Some(slot)
     }
 
-    /// Returns a slot to the free lists; its generation moves on so stale handles notice.
-    pub fn free(&self, slot: u32) {
+    /// Returns a slot to the free lists if it still holds generation `gen` (so two paths that
+    /// both decided to free an entry free it once, never a successor in the reused slot); its
+    /// generation moves on so stale handles notice.
+    pub fn free(&self, slot: u32, gen: u32) {
         let Some(s) = self.slot_ref(slot) else { return };
         {
             let mut g = s.entry.lock();
-            if !g.live {
+            if !g.live || g.gen != gen {
                 return;
             }
             let gen = g.gen.wrapping_add(1);
@@ -590,7 +592,9 @@ mod tests {
         tab.unlink(slot);
         assert!(matches!(tab.find(&t, Zone::default(), 7, 0), Found::Miss));
         let gen = tab.slot(slot).unwrap().lock().gen;
-        tab.free(slot);
+        tab.free(slot, gen.wrapping_add(7));
+        assert_eq!(tab.slot(slot).unwrap().lock().gen, gen, "a stale generation frees nothing");
+        tab.free(slot, gen);
         assert_eq!(tab.slot(slot).unwrap().lock().gen, gen + 1);
         assert_eq!(tab.slots().len(), 0);
     }
