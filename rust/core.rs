@@ -383,7 +383,7 @@ impl Net {
             return err(skb, "nf_ct_icmp: failed to get inner tuple");
         };
         let Some(target) = it.invert() else { return err(skb, "nf_ct_icmp: inner tuple not invertible") };
-        let found = self.lookup(&target, zone, now);
+        let found = self.lookup(&target, zone, None, now);
         match found {
             Found::Hit { slot, dir, mut entry } => {
                 if entry.tuple(dir).dst != outer.dst {
@@ -400,11 +400,15 @@ impl Net {
 
     /// `__nf_conntrack_find_get` with the zone's ORIGINAL id, then (direction-specific zones)
     /// with its REPLY id; expired entries met on the way are reaped.
-    fn lookup(&self, t: &Tuple, zone: Zone, now: u64) -> Found<'_> {
+    /// `hash` is the tuple's hash with the zone's ORIGINAL id, when the caller has it.
+    fn lookup(&self, t: &Tuple, zone: Zone, hash: Option<u32>, now: u64) -> Found<'_> {
         let (oid, rid) = (zone.id_for(Direction::Original), zone.id_for(Direction::Reply));
         let ids = [oid, rid];
-        for id in &ids[..if oid == rid { 1 } else { 2 }] {
-            let hash = self.hash(t, *id);
+        for (i, id) in ids[..if oid == rid { 1 } else { 2 }].iter().enumerate() {
+            let hash = match hash {
+                Some(h) if i == 0 => h,
+                _ => self.hash(t, *id),
+            };
             loop {
                 match self.table.find(t, zone, hash, now) {
                     Found::Reap(expired) => self.reap(&expired),
@@ -429,7 +433,7 @@ impl Net {
         let Some(t) = get_tuple(l3, l4b) else { return self.invalid(skb, "nf_ct: cannot get the tuple") };
         let hash = self.hash(&t, zone.id_for(Direction::Original));
         loop {
-            match self.lookup(&t, zone, ctx.now) {
+            match self.lookup(&t, zone, Some(hash), ctx.now) {
                 Found::Hit { slot, dir, mut entry } => {
                     ctx.dir = dir;
                     let ctinfo = if dir == Direction::Reply {

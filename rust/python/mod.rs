@@ -410,6 +410,10 @@ impl Net {
         let mut ctinfo = Vec::with_capacity(n);
         let mut each = |d: &mut dyn crate::replay::Driver| -> Result<(), crate::hooks::ExtError> {
             for i in 0..n {
+                if i % crate::table::BULK == 0 {
+                    let end = (i + crate::table::BULK).min(n);
+                    std::hint::black_box(net.prefetch_window((i..end).map(|j| &data[offs[j]..offs[j + 1]])));
+                }
                 let pkt = &data[offs[i]..offs[i + 1]];
                 let entry = crate::replay::entry_for(path, &net, pkt);
                 let all_local = path == ReplayPath::LocalIn;

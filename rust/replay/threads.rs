@@ -18,6 +18,7 @@ use super::{entry_for, Builtins, Clock, Driver, ReplayError, ReplayPath, Summary
 use crate::core::{Class, Net};
 use crate::hooks::Op;
 use crate::replay::capture::Capture;
+use crate::table::BULK;
 use crate::wire::link;
 use std::io::Write;
 use std::path::Path;
@@ -118,7 +119,14 @@ fn worker(
     let mut driver = Builtins { horizon: Some(0) };
     let mut local = 0u64;
     for batch in rx {
-        for it in &batch.items {
+        for (w, it) in batch.items.iter().enumerate() {
+            if w % BULK == 0 {
+                // Warm what the next window's lookups will touch (a hint only).
+                let end = (w + BULK).min(batch.items.len());
+                std::hint::black_box(
+                    net.prefetch_window(batch.items[w..end].iter().map(|i| &batch.buf[i.start..i.end])),
+                );
+            }
             let pkt = &batch.buf[it.start..it.end];
             local = local.max(it.ts);
             if clock == Clock::Capture {

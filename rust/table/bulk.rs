@@ -35,3 +35,24 @@ impl Net {
         acc ^ self.table.prefetch(&hashes[..n])
     }
 }
+
+/// Entries beyond which a batch's lookups are prefetched: below it the table sits in the
+/// caches and the second parse and hash of each tuple cost more than they save
+/// (benches/RESULTS.md §0: −11% at 10k entries, +43% at 100k, +55% at 1M).
+pub const PREFETCH_MIN_ENTRIES: u64 = 32_768;
+
+impl Net {
+    /// `prefetch_packets` for a window of packets of either family, when the table is large
+    /// enough for it to pay.
+    pub fn prefetch_window<'a>(&self, pkts: impl Iterator<Item = &'a [u8]> + Clone) -> u32 {
+        if self.count() < PREFETCH_MIN_ENTRIES {
+            return 0;
+        }
+        let v6 = pkts.clone().any(|p| p.first().is_some_and(|b| b >> 4 == 6));
+        let mut acc = self.prefetch_packets(crate::tuple::AF_INET, pkts.clone());
+        if v6 {
+            acc ^= self.prefetch_packets(AF_INET6, pkts);
+        }
+        acc
+    }
+}
