@@ -1,4 +1,4 @@
-"""What hook operations cost: one generated capture (short UDP flows, ``replay_bench``'s
+"""What hook operations cost: one generated capture (short TCP and UDP flows, ``replay_bench``'s
 writer) replayed in process (frozen clock) through the hook pipeline with
 
 * conntrack's own operations only;
@@ -66,7 +66,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="nfct-hooks-bench-") as tmp:
         path = Path(tmp) / "short.pcap"
         n, flows = write_short(path, args.packets)
-        print(f"capture: {n} packets, {flows} UDP flows (frozen clock, best of {args.repeat})")
+        print(f"capture: {n} packets, {flows} short flows (frozen clock, best of {args.repeat})")
         cases: list[tuple[str, Callable[[nfct.Net], None] | None, int]] = [
             ("conntrack's operations only", None, 0),
             ("+ 3 built-in operations", builtins, 0),
