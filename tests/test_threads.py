@@ -10,11 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 import nfct
 import packets as P
 from nfct import Net
 from nfct.verify import write_pcap
+from test_batch import traffic
 
 
 def run(paths: list[Path], threads: int, clock: str, tmp: Path) -> tuple[object, ...]:
@@ -96,3 +98,19 @@ def test_a_bad_capture_keeps_what_was_done(tmp_path: Path) -> None:
         net.replay([cap], threads=2)
     assert ei.value.summary["packets"] == 299  # type: ignore[index]
     assert len(net) == 299
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(pkts=traffic())
+def test_two_threads_equal_one_on_generated_traffic(
+    pkts: list[tuple[bytes, float]], tmp_path: Path
+) -> None:
+    # More packets than one batch per worker, so both workers run concurrently.
+    pkts = pkts * 30
+    pkts = [(p, t + i * 0.01) for i, (p, t) in enumerate(pkts)]
+    cap = tmp_path / "h.pcap"
+    write_pcap(cap, pkts)
+    for clock in ("capture", "frozen"):
+        assert run([cap], 2, clock, tmp_path) == run([cap], 1, clock, tmp_path), clock
