@@ -354,6 +354,7 @@ impl Net {
                 }),
                 Err(ReplayError::Output(e)) => Err(Error::Io(format!("writing packet lines: {e}"))),
                 Err(ReplayError::Hook(e)) => Err(Error::Hook(e)),
+                Err(ReplayError::Internal(m)) => Err(Error::Io(format!("replay failed: {m}"))),
             }
         });
         match res {

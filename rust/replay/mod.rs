@@ -103,6 +103,8 @@ pub enum ReplayError {
     Output(std::io::Error),
     /// An external operation raised (its error inside).
     Hook(ExtError),
+    /// A bug of nfct's own (a worker thread panicked); what was done is kept.
+    Internal(&'static str),
 }
 
 impl std::fmt::Display for ReplayError {
@@ -111,6 +113,7 @@ impl std::fmt::Display for ReplayError {
             ReplayError::Capture(e) => e.fmt(f),
             ReplayError::Output(e) => write!(f, "writing output: {e}"),
             ReplayError::Hook(_) => f.write_str("a hook operation raised"),
+            ReplayError::Internal(m) => f.write_str(m),
         }
     }
 }

@@ -200,7 +200,7 @@ impl super::Replay<'_> {
         let mut read_err = None;
         let clocks: Vec<AtomicU64> = (0..threads).map(|_| AtomicU64::new(0)).collect();
         let clocks = &clocks[..];
-        let (done, lines) = std::thread::scope(|s| {
+        let (done, lines, failed) = std::thread::scope(|s| {
             let mut txs: Vec<SyncSender<Batch>> = Vec::new();
             let mut handles = Vec::new();
             for me in 0..threads {
@@ -268,15 +268,24 @@ impl super::Replay<'_> {
             drop(txs);
             let mut all = Summary::default();
             let mut lines = Vec::new();
+            let mut failed = false;
             for h in handles {
-                let (s, l) = h.join().unwrap_or_default();
-                all.merge(s);
-                lines.extend(l);
+                match h.join() {
+                    Ok((s, l)) => {
+                        all.merge(s);
+                        lines.extend(l);
+                    }
+                    // Never silently lose a worker's packets: the replay fails instead.
+                    Err(_) => failed = true,
+                }
             }
-            (all, lines)
+            (all, lines, failed)
         });
         summary.merge(done);
         summary.add_defrag(defrag_before, net.defrag.counters());
+        if failed {
+            return Err(ReplayError::Internal("a replay worker thread panicked"));
+        }
         if let Some(w) = self.packets_out.as_mut() {
             let mut lines = lines;
             lines.sort_unstable_by_key(|l| l.seq);
