@@ -95,9 +95,14 @@ fn flow_hash_depth(pkt: &[u8], depth: u8) -> u64 {
     h
 }
 
+/// A worker's clock, alone on its cache line (each worker writes its own per packet).
+#[repr(align(64))]
+#[derive(Default)]
+struct WorkerClock(AtomicU64);
+
 /// The time every worker has reached: the collector may reap what expired before it.
-fn watermark(clocks: &[AtomicU64]) -> u64 {
-    clocks.iter().map(|c| c.load(Ordering::Relaxed)).min().unwrap_or(0)
+fn watermark(clocks: &[WorkerClock]) -> u64 {
+    clocks.iter().map(|c| c.0.load(Ordering::Relaxed)).min().unwrap_or(0)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -107,7 +112,7 @@ fn worker(
     clock: Clock,
     keep_lines: bool,
     rx: Receiver<Batch>,
-    clocks: &[AtomicU64],
+    clocks: &[WorkerClock],
     me: usize,
 ) -> (Summary, Vec<Line>) {
     let table = net.stack.snapshot();
@@ -130,7 +135,9 @@ fn worker(
             let pkt = &batch.buf[it.start..it.end];
             local = local.max(it.ts);
             if clock == Clock::Capture {
-                clocks[me].store(local, Ordering::Relaxed);
+                if clocks[me].0.load(Ordering::Relaxed) != local {
+                    clocks[me].0.store(local, Ordering::Relaxed);
+                }
                 net.advance(local);
                 let horizon = watermark(clocks);
                 net.gc_if_due_at(horizon);
@@ -158,7 +165,7 @@ fn worker(
         }
     }
     // Done: this worker no longer holds the collector back.
-    clocks[me].store(u64::MAX, Ordering::Relaxed);
+    clocks[me].0.store(u64::MAX, Ordering::Relaxed);
     (summary, lines)
 }
 
@@ -198,7 +205,7 @@ impl super::Replay<'_> {
         let mut frozen_at: Option<u64> = None;
         let mut running = net.now();
         let mut read_err = None;
-        let clocks: Vec<AtomicU64> = (0..threads).map(|_| AtomicU64::new(0)).collect();
+        let clocks: Vec<WorkerClock> = (0..threads).map(|_| WorkerClock::default()).collect();
         let clocks = &clocks[..];
         let (done, lines, failed) = std::thread::scope(|s| {
             let mut txs: Vec<SyncSender<Batch>> = Vec::new();
