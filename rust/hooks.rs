@@ -427,6 +427,11 @@ impl Outcome {
         }
     }
 
+    /// An operation dropped or stole the packet.
+    fn stopped(verdict: u32, op: &Arc<Op>, reason: Option<&'static str>, error: Option<ExtError>) -> Outcome {
+        Outcome { verdict, path: PathKind::Drop, dropped_by: Some(op.clone()), reason, error }
+    }
+
     fn accept(path: PathKind) -> Outcome {
         Outcome { verdict: NF_ACCEPT, path, dropped_by: None, reason: None, error: None }
     }
@@ -577,13 +582,7 @@ impl<C: Carrier> Pipeline<'_, C> {
                         Ok(v) => v,
                         Err(e) => {
                             self.release();
-                            return HookEnd::Stop(Outcome {
-                                verdict: NF_DROP,
-                                path: PathKind::Drop,
-                                dropped_by: Some(op.clone()),
-                                reason: None,
-                                error: Some(e),
-                            });
+                            return HookEnd::Stop(Outcome::stopped(NF_DROP, op, None, Some(e)));
                         }
                     },
                 };
@@ -593,15 +592,7 @@ impl<C: Carrier> Pipeline<'_, C> {
                     NF_REPEAT => break Err(Some("nf_hook: the operation kept answering NF_REPEAT")),
                     NF_ACCEPT => break Ok(false),
                     NF_STOP => break Ok(true),
-                    NF_STOLEN => {
-                        return HookEnd::Stop(Outcome {
-                            verdict: NF_STOLEN,
-                            path: PathKind::Drop,
-                            dropped_by: Some(op.clone()),
-                            reason: None,
-                            error: None,
-                        })
-                    }
+                    NF_STOLEN => return HookEnd::Stop(Outcome::stopped(NF_STOLEN, op, None, None)),
                     NF_QUEUE => break Err(Some("nf_queue: no userspace queue is bound")),
                     NF_DROP => break Err(None),
                     _ => break Err(Some("nf_hook: unknown verdict")),
@@ -613,13 +604,7 @@ impl<C: Carrier> Pipeline<'_, C> {
                 Ok(true) => return HookEnd::Continue,
                 Err(reason) => {
                     self.release();
-                    return HookEnd::Stop(Outcome {
-                        verdict: NF_DROP,
-                        path: PathKind::Drop,
-                        dropped_by: Some(op.clone()),
-                        reason,
-                        error: None,
-                    });
+                    return HookEnd::Stop(Outcome::stopped(NF_DROP, op, reason, None));
                 }
             }
         }

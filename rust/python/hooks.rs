@@ -538,13 +538,8 @@ impl Driver for PyDriver {
             let swallowed = RefCell::new(None);
             let mut ext = python_ext(py, &self.net_obj, &skb, &swallowed);
             let out = hk::run_packet_in(net, table, entry, all_local, pkt, tstamp, &carrier, &mut ext);
-            if let Some(e) = out.error {
-                return Err(e);
-            }
             let st = s.state.lock();
-            let (class, reason) = out.class(&st.pkt);
-            let dropped_by = out.dropped_by_rule().is_some().then(|| out.dropped_by.clone()).flatten();
-            Ok(Processed { verdict: out.verdict, ctinfo: st.pkt.ct.ctinfo(), class, reason, dropped_by })
+            Processed::of(out, &st.pkt)
             // The Skb goes with its last reference (a hook may keep it, and its entry with it).
         })
     }

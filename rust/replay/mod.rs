@@ -148,6 +148,36 @@ pub struct Processed {
     pub dropped_by: Option<Arc<Op>>,
 }
 
+impl Processed {
+    /// What a replay keeps of a packet's outcome and final state; an external operation's
+    /// error instead.
+    pub fn of(out: hooks::Outcome, st: &hooks::PacketState) -> Result<Processed, ExtError> {
+        if let Some(e) = out.error {
+            return Err(e);
+        }
+        let (class, reason) = out.class(st);
+        let dropped_by = out.dropped_by_rule().is_some().then(|| out.dropped_by.clone()).flatten();
+        Ok(Processed { verdict: out.verdict, ctinfo: st.ct.ctinfo(), class, reason, dropped_by })
+    }
+}
+
+impl Summary {
+    /// Counts a capture record and returns the IP packet it carries for the IP stack, if any.
+    /// IP inside MPLS is label-switched, not seen by the IP hooks of a router that does not
+    /// terminate MPLS (the kernel harness does not feed it either).
+    fn ip_packet<'a>(&mut self, rec: &capture::Record<'a>) -> Option<&'a [u8]> {
+        self.frames += 1;
+        let Some((pkt, _)) =
+            link::ip_payload_encap(rec.linktype, rec.data).filter(|(_, e)| e.mpls_labels == 0)
+        else {
+            self.non_ip += 1;
+            return None;
+        };
+        self.packets += 1;
+        Some(pkt)
+    }
+}
+
 /// Runs each replayed packet through the stack. The replay's own driver runs built-in
 /// operations only; the Python binding supplies one that can call Python hooks.
 pub trait Driver {
@@ -181,12 +211,7 @@ impl Driver for Builtins {
         tstamp: u64,
     ) -> Result<Processed, ExtError> {
         let (out, st) = hooks::run_packet_clocked(net, table, entry, all_local, pkt, tstamp, self.horizon);
-        if let Some(e) = out.error {
-            return Err(e);
-        }
-        let (class, reason) = out.class(&st);
-        let dropped_by = out.dropped_by_rule().is_some().then(|| out.dropped_by.clone()).flatten();
-        Ok(Processed { verdict: out.verdict, ctinfo: st.ct.ctinfo(), class, reason, dropped_by })
+        Processed::of(out, &st)
     }
 }
 
@@ -264,16 +289,7 @@ impl Replay<'_> {
                 if hook_err.is_some() {
                     return;
                 }
-                summary.frames += 1;
-                // IP inside MPLS is label-switched, not seen by the IP hooks of a router that
-                // does not terminate MPLS (the kernel harness does not feed it either).
-                let Some((pkt, _)) =
-                    link::ip_payload_encap(rec.linktype, rec.data).filter(|(_, e)| e.mpls_labels == 0)
-                else {
-                    summary.non_ip += 1;
-                    return;
-                };
-                summary.packets += 1;
+                let Some(pkt) = summary.ip_packet(rec) else { return };
                 let ts = u64::try_from(rec.ts_ns).unwrap_or(0);
                 let t = match self.clock {
                     Clock::Capture => ts,

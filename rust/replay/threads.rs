@@ -19,7 +19,6 @@ use crate::core::{Class, Net};
 use crate::hooks::Op;
 use crate::replay::capture::Capture;
 use crate::table::BULK;
-use crate::wire::link;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -226,14 +225,7 @@ impl super::Replay<'_> {
                     }
                 };
                 let res = cap.for_each(|rec| {
-                    summary.frames += 1;
-                    let Some((pkt, _)) =
-                        link::ip_payload_encap(rec.linktype, rec.data).filter(|(_, e)| e.mpls_labels == 0)
-                    else {
-                        summary.non_ip += 1;
-                        return;
-                    };
-                    summary.packets += 1;
+                    let Some(pkt) = summary.ip_packet(rec) else { return };
                     let ts = u64::try_from(rec.ts_ns).unwrap_or(0);
                     // The time this packet has with one thread: the running maximum (the clock
                     // never goes back), fixed here in capture order for whichever worker runs it.

@@ -59,6 +59,9 @@ def test_timestamps_and_counters_agree_line_for_line() -> None:
             lab.send(pkt)
             lab.summary()  # written now, before the next one
             sent.append((pkt, now))
+        # Past the last packet's jiffy: listed in that same jiffy, a fresh 30 s entry would
+        # show 30 rather than the 29 of any later instant (nfct lists an instant after).
+        time.sleep(0.05)
         k_lines = sorted(lab.lines())
         k_proc = sorted(lab.read_file("/proc/net/nf_conntrack").splitlines())
         listed_at = time.time()
