@@ -184,11 +184,6 @@ impl HookTable {
     pub fn has_external(&self) -> bool {
         self.ops.iter().flatten().flatten().any(|o| matches!(o.kind, OpKind::External(_)))
     }
-
-    /// Whether any operation that is not conntrack's own is registered.
-    pub fn has_user_ops(&self) -> bool {
-        self.ops.iter().flatten().flatten().any(|o| !matches!(o.kind, OpKind::Builtin(b) if b.is_conntrack()))
-    }
 }
 
 /// Why an operation cannot be registered.
@@ -331,11 +326,17 @@ pub struct PacketState {
 impl PacketState {
     /// The packet's bytes as the stack sees them now.
     pub fn data<'a>(&'a self, base: &'a [u8]) -> &'a [u8] {
-        match (&self.whole, self.len) {
-            (Some(w), _) => w,
-            (None, Some(n)) => base.get(..n).unwrap_or(base),
-            (None, None) => base,
-        }
+        bytes_seen(self.whole.as_deref(), self.len, base)
+    }
+}
+
+/// The bytes the stack sees: the reassembled datagram, else `base` trimmed to the IP length
+/// (a free function so callers can borrow the packet's conntrack state mutably beside it).
+pub fn bytes_seen<'a>(whole: Option<&'a [u8]>, len: Option<usize>, base: &'a [u8]) -> &'a [u8] {
+    match (whole, len) {
+        (Some(w), _) => w,
+        (None, Some(n)) => base.get(..n).unwrap_or(base),
+        (None, None) => base,
     }
 }
 
@@ -446,8 +447,8 @@ impl Outcome {
     }
 
     /// The dropping operation, if it is a ruleset's rather than conntrack's own.
-    pub fn dropped_by_rule(&self) -> Option<&Op> {
-        self.dropped_by.as_deref().filter(|o| !matches!(o.kind, OpKind::Builtin(b) if b.is_conntrack()))
+    pub fn dropped_by_rule(&self) -> Option<&Arc<Op>> {
+        self.dropped_by.as_ref().filter(|o| !matches!(o.kind, OpKind::Builtin(b) if b.is_conntrack()))
     }
 }
 
@@ -551,7 +552,7 @@ impl<C: Carrier> Pipeline<'_, C> {
                 return o;
             }
         }
-        let dst = self.carrier.with(|st| dst_addr(self.family, st.data(self.base)));
+        let dst = self.carrier.with(|st| addrs(self.family, st.data(self.base)).map(|(_, d)| d));
         if !dst.is_some_and(|d| route::output_is_loopback(&self.net.stack.local, d)) {
             return Outcome::accept(PathKind::Output);
         }
@@ -618,11 +619,7 @@ impl<C: Carrier> Pipeline<'_, C> {
             Builtin::Defrag => self.defrag(st),
             Builtin::ConntrackIn | Builtin::ConntrackLocal => {
                 let PacketState { ct, len, whole, .. } = st;
-                let data = match (whole.as_deref(), *len) {
-                    (Some(w), _) => w,
-                    (None, Some(n)) => self.base.get(..n).unwrap_or(self.base),
-                    (None, None) => self.base,
-                };
+                let data = bytes_seen(whole.as_deref(), *len, self.base);
                 if self.own_clock {
                     net.advance(self.tstamp);
                     ct.clock = Some(self.tstamp);
@@ -719,16 +716,18 @@ impl<C: Carrier> Pipeline<'_, C> {
     }
 }
 
-/// The destination address of an IP packet, if its header has one.
-fn dst_addr(fam: Family, data: &[u8]) -> Option<IpAddr> {
+/// The source and destination addresses of an IP packet, if its header has them.
+pub fn addrs(fam: Family, data: &[u8]) -> Option<(IpAddr, IpAddr)> {
     match fam {
         Family::V4 => {
+            let s: [u8; 4] = data.get(12..16)?.try_into().ok()?;
             let d: [u8; 4] = data.get(16..20)?.try_into().ok()?;
-            Some(IpAddr::from(d))
+            Some((IpAddr::from(s), IpAddr::from(d)))
         }
         Family::V6 => {
+            let s: [u8; 16] = data.get(8..24)?.try_into().ok()?;
             let d: [u8; 16] = data.get(24..40)?.try_into().ok()?;
-            Some(IpAddr::from(d))
+            Some((IpAddr::from(s), IpAddr::from(d)))
         }
     }
 }
@@ -807,10 +806,12 @@ pub fn run_packet_clocked(
     }
     .run(entry);
     let mut st = cell.into_inner();
-    // The packet leaves the stack (delivered, sent or freed): its reference on the entry goes.
-    let left = st.clone();
+    // The packet leaves the stack (delivered, sent or freed): its reference on the entry goes;
+    // the state returned still says what the packet carried when it left.
+    let left = st.ct;
     net.release(&mut st.ct);
-    (out, left)
+    st.ct = left;
+    (out, st)
 }
 
 /// One packet through `net`'s stack with its state in `carrier` and external operations run

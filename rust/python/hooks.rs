@@ -420,7 +420,8 @@ fn annotate(py: Python<'_>, e: &PyErr, op: &Op, hook: Hook) {
 
 fn result(py: Python<'_>, out: Outcome, st: &PacketState, swallowed: Option<PyErr>) -> HookResult {
     let dropped_by = out.dropped_by.as_ref().map(|o| (o.hooknum as u32, o.priority, o.name.to_string()));
-    let reason = if out.verdict == core::NF_ACCEPT { None } else { out.reason.or(st.ct.reason) };
+    // Only a packet that did not get through has a reason here (the replay's rule).
+    let reason = if out.verdict == core::NF_ACCEPT { None } else { out.class(st).1 };
     HookResult {
         verdict: out.verdict,
         path: out.path.name(),

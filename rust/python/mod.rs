@@ -409,6 +409,7 @@ impl Net {
         let table = net.stack.snapshot();
         let mut verdicts = Vec::with_capacity(n);
         let mut ctinfo = Vec::with_capacity(n);
+        let all_local = path == ReplayPath::LocalIn;
         let mut each = |d: &mut dyn crate::replay::Driver| -> Result<(), crate::hooks::ExtError> {
             for i in 0..n {
                 if i % crate::table::BULK == 0 {
@@ -417,7 +418,6 @@ impl Net {
                 }
                 let pkt = &data[offs[i]..offs[i + 1]];
                 let entry = crate::replay::entry_for(path, &net, pkt);
-                let all_local = path == ReplayPath::LocalIn;
                 // As a replay on the capture clock: the collector runs when it is due.
                 net.advance(ts[i]);
                 net.gc_if_due();
@@ -716,11 +716,7 @@ fn hook_in(py: Python<'_>, net: &Net, skb: &Skb, hook: Hook, pf: u8) -> u32 {
         return core::NF_ACCEPT;
     }
     let SkbState { pkt, net: owner } = &mut *st;
-    let data = match (pkt.whole.as_deref(), pkt.len) {
-        (Some(w), _) => w,
-        (None, Some(n)) => base.get(..n).unwrap_or(base),
-        (None, None) => base,
-    };
+    let data = crate::hooks::bytes_seen(pkt.whole.as_deref(), pkt.len, base);
     let verdict = net.inner.conntrack_in(data, skb.tstamp_ns, hook, pf, &mut pkt.ct);
     if matches!(pkt.ct.nfct, Nfct::Ct { .. }) {
         *owner = Some(net.inner.clone());

@@ -11,7 +11,7 @@ pub mod threads;
 use crate::core::{Class, Net};
 use crate::defrag::DefragCounters;
 use crate::hooks::{self, Entry, ExtError, HookTable, Op};
-use crate::wire::{ip, link};
+use crate::wire::link;
 use capture::{Capture, CaptureError};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -156,7 +156,7 @@ impl Processed {
             return Err(e);
         }
         let (class, reason) = out.class(st);
-        let dropped_by = out.dropped_by_rule().is_some().then(|| out.dropped_by.clone()).flatten();
+        let dropped_by = out.dropped_by_rule().cloned();
         Ok(Processed { verdict: out.verdict, ctinfo: st.ct.ctinfo(), class, reason, dropped_by })
     }
 }
@@ -239,19 +239,12 @@ pub fn entry_for(path: ReplayPath, net: &Net, pkt: &[u8]) -> Entry {
     }
 }
 
-/// The source address of an IP packet (to tell the host's own packets in a capture).
+/// Whether an IP packet comes from one of the host's own addresses (its own packets in a
+/// capture).
 fn src_is_local(net: &Net, pkt: &[u8]) -> bool {
-    match ip::ip_version(pkt) {
-        Some(4) => pkt
-            .get(12..16)
-            .and_then(|s| <[u8; 4]>::try_from(s).ok())
-            .is_some_and(|s| net.stack.local.has_v4(s)),
-        Some(6) => pkt
-            .get(8..24)
-            .and_then(|s| <[u8; 16]>::try_from(s).ok())
-            .is_some_and(|s| net.stack.local.has_v6(&s)),
-        _ => false,
-    }
+    hooks::Family::of_packet(pkt)
+        .and_then(|f| hooks::addrs(f, pkt))
+        .is_some_and(|(src, _)| net.stack.local.contains(src))
 }
 
 impl Replay<'_> {

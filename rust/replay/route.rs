@@ -42,6 +42,13 @@ impl LocalAddrs {
     pub fn has_v6(&self, a: &[u8; 16]) -> bool {
         self.v6.contains(a)
     }
+
+    pub fn contains(&self, a: IpAddr) -> bool {
+        match a {
+            IpAddr::V4(a) => self.has_v4(a.octets()),
+            IpAddr::V6(a) => self.has_v6(&a.octets()),
+        }
+    }
 }
 
 /// The MTU of the router's way out (a veth's default), the harness's as well.
@@ -155,10 +162,7 @@ pub fn route_v6(own: Owner<'_>, src: &[u8; 16], dst: &[u8; 16], hop_limit: u8, l
 /// Where a packet this host sends goes: back in through loopback (to one of its own
 /// addresses, 127.0.0.0/8 or ::1), or out.
 pub fn output_is_loopback(local: &LocalAddrs, dst: IpAddr) -> bool {
-    match dst {
-        IpAddr::V4(a) => a.is_loopback() || local.has_v4(a.octets()),
-        IpAddr::V6(a) => a.is_loopback() || local.has_v6(&a.octets()),
-    }
+    dst.is_loopback() || local.contains(dst)
 }
 
 #[cfg(test)]
