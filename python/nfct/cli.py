@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 import nfct
-from nfct import CaptureError, Net, NfctError
+from nfct import CaptureError, Net, NfctError, ReplayResult
 from nfct.conntrack_text import parse_conntrack_line
 
 OUTPUTS = ("extended", "conntrack", "proc", "stats", "json", "packets", "events")
@@ -132,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _summary_line(summary: dict[str, object], entries: int) -> str:
+def _summary_line(summary: ReplayResult, entries: int) -> str:
     return (
         f"nfct: {summary['packets']} packets ({summary['frames']} frames, "
         f"{summary['non_ip']} not IP), {entries} entries, {summary['invalid']} invalid, "
@@ -165,6 +165,7 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"nfct: {e}", file=sys.stderr)
         return 2
     error: CaptureError | None = None
+    summary: ReplayResult | None = None
     packets_path = events_path = None
     if args.output == "packets":
         sys.stdout.flush()
@@ -184,7 +185,7 @@ def _replay(args: argparse.Namespace) -> int:
         )
     except CaptureError as e:
         error = e
-        summary = getattr(e, "summary", {})
+        summary = e.summary
     except NfctError as e:
         print(f"nfct: {e}", file=sys.stderr)
         return 2
@@ -205,7 +206,7 @@ def _replay(args: argparse.Namespace) -> int:
             "entries": [parse_conntrack_line(x) for x in lines.splitlines()],
             "stats": net.stats,
             "count": net.count,
-            "summary": summary,
+            "summary": summary.to_dict() if summary is not None else {},
         }
         json.dump(doc, sys.stdout, indent=1)
         sys.stdout.write("\n")

@@ -1301,11 +1301,7 @@ def _ip_payload(linktype: int, frame: bytes) -> bytes | None:
 
 
 def _capture_error(path: str, offset: int, message: str) -> CaptureError:
-    err = CaptureError(f"{path}: {message} at byte offset {offset}")
-    err.path = path
-    err.offset = offset
-    err.summary = {}
-    return err
+    return CaptureError(f"{path}: {message} at byte offset {offset}", path, offset)
 
 
 def _read_block(f: BinaryIO, n: int) -> bytes:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from nfct import Net
+from nfct._types import Clock as _Clock
 from nfct.compare import (
     Comparison,
     compare_classes,
@@ -26,7 +27,7 @@ Setup = Callable[[Net], None]
 
 
 def nfct_run(
-    path: str | Path, sysctl: Mapping[str, int], clock: str, setup: Setup | None = None
+    path: str | Path, sysctl: Mapping[str, int], clock: _Clock, setup: Setup | None = None
 ) -> tuple[list[str], dict[str, int], list[str]]:
     """nfct's table lines, statistics and per-packet classes for one capture. ``setup`` gets
     the table before the replay (to register hook operations)."""
@@ -35,7 +36,7 @@ def nfct_run(
 
 
 def nfct_run_events(
-    path: str | Path, sysctl: Mapping[str, int], clock: str, setup: Setup | None = None
+    path: str | Path, sysctl: Mapping[str, int], clock: _Clock, setup: Setup | None = None
 ) -> tuple[list[str], dict[str, int], list[str], list[str]]:
     """As `nfct_run`, plus the `conntrack -E -o extended` lines a listener saw."""
     net = Net(dict(sysctl))
@@ -67,7 +68,7 @@ def write_pcap(path: str | Path, packets: Iterable[tuple[bytes, float]]) -> None
 def nfct_run_packets(
     packets: Iterable[tuple[bytes, float]],
     sysctl: Mapping[str, int],
-    clock: str = "capture",
+    clock: _Clock = "capture",
     setup: Setup | None = None,
 ) -> tuple[list[str], dict[str, int], list[str]]:
     """nfct's table lines, statistics and per-packet classes for a sequence of IP packets."""
@@ -78,7 +79,7 @@ def nfct_run_packets(
 
 
 def verify_capture(
-    path: str | Path, sysctl: Mapping[str, int], clock: str, per_packet: str
+    path: str | Path, sysctl: Mapping[str, int], clock: _Clock, per_packet: str
 ) -> Comparison:
     """Run one capture through both and compare."""
     from nfct import kernel

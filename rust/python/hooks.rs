@@ -1,20 +1,25 @@
 //! The hook pipeline from Python: `NfHookOps`, `BuiltinHook`, `nf_register_net_hook`,
-//! `ip_rcv` and friends, and the replay driver that calls Python hooks.
+//! `ip_rcv` and friends, and the runner that calls Python hooks inside replays.
 
-use super::{to_py_err, type_name, Error, Net, Skb};
-use crate::core::{self, Hook, Net as CoreNet, Nfct};
-use crate::hooks::{
-    self as hk, Builtin, Carrier, Entry, ExtError, Family, HookCall, HookTable, Op, OpKind, Outcome,
-    PacketState,
-};
-use crate::replay::{Driver, Processed};
+use super::errors::Error;
+use super::net::Net;
+use super::skb::Skb;
+use super::type_name;
+use crate::core::CtRef;
+use crate::ip::{self, Carrier, ExtError, HookCall, Ingress, Outcome, PacketClock, PacketRun, Skb as IpSkb};
+use crate::net::Net as CoreNet;
+use crate::netfilter::{self as nf, nft::Rule, Family, HookTable, Op, OpKind};
+use crate::replay::Runner;
 use crate::tuple::Zone;
+use crate::uapi::{
+    Hook, NF_ACCEPT, NF_CT_STATE_ESTABLISHED_BIT, NF_CT_STATE_INVALID_BIT, NF_CT_STATE_NEW_BIT,
+    NF_CT_STATE_RELATED_BIT, NF_CT_STATE_UNTRACKED_BIT, NF_DROP, NF_QUEUE, NF_REPEAT, NF_STOLEN, NF_STOP,
+};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyBytes;
 use std::cell::RefCell;
 use std::sync::Arc;
-
-pyo3::import_exception!(nfct.errors, HookError);
 
 /// What a Python hook's exception does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,36 +41,36 @@ struct PyHook {
 /// A built-in operation, run in Rust at full speed (also inside replays).
 #[pyclass(frozen, module = "nfct._nfct")]
 #[derive(Clone)]
-pub(super) struct BuiltinHook {
-    op: Builtin,
+pub struct BuiltinHook {
+    op: Rule,
     name: String,
 }
 
-fn verdict_arg(py: Python<'_>, what: &str, v: u32) -> PyResult<u32> {
+fn verdict_arg(what: &str, v: u32) -> super::errors::Result<u32> {
     match v {
-        core::NF_DROP | core::NF_ACCEPT => Ok(v),
-        _ => Err(to_py_err(py, Error::Value(format!("{what} must be NF_ACCEPT or NF_DROP, not {v}")))),
+        NF_DROP | NF_ACCEPT => Ok(v),
+        _ => Err(Error::value(format!("{what} must be NF_ACCEPT or NF_DROP, not {v}"))),
     }
 }
 
 fn verdict_name(v: u32) -> &'static str {
     match v {
-        core::NF_DROP => "drop",
-        core::NF_ACCEPT => "accept",
-        core::NF_STOLEN => "stolen",
-        core::NF_QUEUE => "queue",
-        core::NF_REPEAT => "repeat",
-        core::NF_STOP => "stop",
+        NF_DROP => "drop",
+        NF_ACCEPT => "accept",
+        NF_STOLEN => "stolen",
+        NF_QUEUE => "queue",
+        NF_REPEAT => "repeat",
+        NF_STOP => "stop",
         _ => "?",
     }
 }
 
 const STATES: [(&str, u32); 5] = [
-    ("invalid", hk::CT_STATE_INVALID),
-    ("established", hk::CT_STATE_ESTABLISHED),
-    ("related", hk::CT_STATE_RELATED),
-    ("new", hk::CT_STATE_NEW),
-    ("untracked", hk::CT_STATE_UNTRACKED),
+    ("invalid", NF_CT_STATE_INVALID_BIT),
+    ("established", NF_CT_STATE_ESTABLISHED_BIT),
+    ("related", NF_CT_STATE_RELATED_BIT),
+    ("new", NF_CT_STATE_NEW_BIT),
+    ("untracked", NF_CT_STATE_UNTRACKED_BIT),
 ];
 
 #[pymethods]
@@ -74,7 +79,7 @@ impl BuiltinHook {
     #[staticmethod]
     fn drop_invalid() -> BuiltinHook {
         BuiltinHook {
-            op: Builtin::CtState { mask: hk::CT_STATE_INVALID, hit: core::NF_DROP, miss: core::NF_ACCEPT },
+            op: Rule::CtState { mask: NF_CT_STATE_INVALID_BIT, hit: NF_DROP, miss: NF_ACCEPT },
             name: "ct state invalid drop".into(),
         }
     }
@@ -83,25 +88,23 @@ impl BuiltinHook {
     /// "new", "established", "related", "invalid", "untracked".
     #[staticmethod]
     #[pyo3(signature = (states, verdict, otherwise=1))]
-    fn ct_state(py: Python<'_>, states: Vec<String>, verdict: u32, otherwise: u32) -> PyResult<BuiltinHook> {
+    fn ct_state(states: Vec<String>, verdict: u32, otherwise: u32) -> PyResult<BuiltinHook> {
         let mut mask = 0;
         for s in &states {
             let Some((_, bit)) = STATES.iter().find(|(n, _)| n == s) else {
-                return Err(to_py_err(
-                    py,
-                    Error::Value(format!(
-                        "unknown ct state {s:?}: use new, established, related, invalid or untracked"
-                    )),
-                ));
+                return Err(Error::value(format!(
+                    "unknown ct state {s:?}: use new, established, related, invalid or untracked"
+                ))
+                .into());
             };
             mask |= bit;
         }
         if mask == 0 {
-            return Err(to_py_err(py, Error::Value("ct_state needs at least one state".into())));
+            return Err(Error::value("ct_state needs at least one state").into());
         }
-        let (hit, miss) = (verdict_arg(py, "verdict", verdict)?, verdict_arg(py, "otherwise", otherwise)?);
+        let (hit, miss) = (verdict_arg("verdict", verdict)?, verdict_arg("otherwise", otherwise)?);
         let name = format!("ct state {} {}", states.join(","), verdict_name(hit));
-        Ok(BuiltinHook { op: Builtin::CtState { mask, hit, miss }, name })
+        Ok(BuiltinHook { op: Rule::CtState { mask, hit, miss }, name })
     }
 
     /// `ct zone set ZONE` (a template): register it before conntrack (priority < -200, e.g.
@@ -109,23 +112,23 @@ impl BuiltinHook {
     /// or "reply" makes a direction-specific zone.
     #[staticmethod]
     #[pyo3(signature = (zone, direction="both"))]
-    fn ct_zone(py: Python<'_>, zone: u16, direction: &str) -> PyResult<BuiltinHook> {
+    fn ct_zone(zone: u16, direction: &str) -> PyResult<BuiltinHook> {
         let dir = match direction {
             "both" => Zone::DIR_BOTH,
             "original" => Zone::DIR_ORIG,
             "reply" => Zone::DIR_REPL,
             _ => {
-                return Err(to_py_err(
-                    py,
-                    Error::Value(format!("direction must be both, original or reply, not {direction:?}")),
+                return Err(Error::value(format!(
+                    "direction must be both, original or reply, not {direction:?}"
                 ))
+                .into())
             }
         };
         let name = match direction {
             "both" => format!("ct zone set {zone}"),
             d => format!("ct {d} zone set {zone}"),
         };
-        Ok(BuiltinHook { op: Builtin::CtZone(Zone { id: zone, dir }), name })
+        Ok(BuiltinHook { op: Rule::CtZone(Zone { id: zone, dir }), name })
     }
 
     /// `ct mark set MARK`: with `mask`, only the masked bits change.
@@ -137,29 +140,29 @@ impl BuiltinHook {
         } else {
             format!("ct mark set {mark:#x}/{mask:#x}")
         };
-        BuiltinHook { op: Builtin::CtMarkSet { value: mark, mask }, name }
+        BuiltinHook { op: Rule::CtMarkSet { value: mark, mask }, name }
     }
 
     /// `ct mark and MASK == MARK VERDICT`, else `otherwise`.
     #[staticmethod]
     #[pyo3(signature = (mark, verdict, mask=0xffff_ffff, otherwise=1))]
-    fn ct_mark(py: Python<'_>, mark: u32, verdict: u32, mask: u32, otherwise: u32) -> PyResult<BuiltinHook> {
-        let (hit, miss) = (verdict_arg(py, "verdict", verdict)?, verdict_arg(py, "otherwise", otherwise)?);
+    fn ct_mark(mark: u32, verdict: u32, mask: u32, otherwise: u32) -> PyResult<BuiltinHook> {
+        let (hit, miss) = (verdict_arg("verdict", verdict)?, verdict_arg("otherwise", otherwise)?);
         let name = format!("ct mark and {mask:#x} == {mark:#x} {}", verdict_name(hit));
-        Ok(BuiltinHook { op: Builtin::CtMark { value: mark & mask, mask, hit, miss }, name })
+        Ok(BuiltinHook { op: Rule::CtMark { value: mark & mask, mask, hit, miss }, name })
     }
 
     /// `notrack`: register it before conntrack (NF_IP_PRI_RAW).
     #[staticmethod]
     fn notrack() -> BuiltinHook {
-        BuiltinHook { op: Builtin::Notrack, name: "notrack".into() }
+        BuiltinHook { op: Rule::Notrack, name: "notrack".into() }
     }
 
     /// Always `verdict` (NF_ACCEPT or NF_DROP): a rule without a match, or a policy.
     #[staticmethod]
-    fn verdict(py: Python<'_>, verdict: u32) -> PyResult<BuiltinHook> {
-        let v = verdict_arg(py, "verdict", verdict)?;
-        Ok(BuiltinHook { op: Builtin::Verdict(v), name: verdict_name(v).into() })
+    fn verdict(verdict: u32) -> PyResult<BuiltinHook> {
+        let v = verdict_arg("verdict", verdict)?;
+        Ok(BuiltinHook { op: Rule::Verdict(v), name: verdict_name(v).into() })
     }
 
     /// The rule it stands for, in nft's words.
@@ -176,7 +179,7 @@ impl BuiltinHook {
 /// `struct nf_hook_ops`: a hook function (a callable `hook(skb, state) -> verdict`, or a
 /// BuiltinHook), the family, the hook number and the priority.
 #[pyclass(frozen, module = "nfct._nfct")]
-pub(super) struct NfHookOps {
+pub struct NfHookOps {
     hook: Py<PyAny>,
     #[pyo3(get)]
     pf: u8,
@@ -194,7 +197,6 @@ impl NfHookOps {
     #[new]
     #[pyo3(signature = (hook, pf, hooknum, priority, *, name=None, on_error="raise"))]
     fn new(
-        py: Python<'_>,
         hook: Bound<'_, PyAny>,
         pf: u8,
         hooknum: u32,
@@ -202,19 +204,18 @@ impl NfHookOps {
         name: Option<String>,
         on_error: &str,
     ) -> PyResult<NfHookOps> {
-        hk::families(pf).map_err(|e| to_py_err(py, Error::Value(e.to_string())))?;
-        if hk::hook_of(hooknum).is_none() {
-            return Err(to_py_err(py, Error::Value(hk::RegisterError::HookNum(hooknum).to_string())));
+        nf::families(pf).map_err(|e| Error::value(e.to_string()))?;
+        if Hook::from_num(hooknum).is_none() {
+            return Err(Error::value(nf::RegisterError::HookNum(hooknum).to_string()).into());
         }
         let on_error = match on_error {
             "raise" => OnError::Raise,
             "drop" => OnError::Drop,
             "accept" => OnError::Accept,
             _ => {
-                return Err(to_py_err(
-                    py,
-                    Error::Value(format!("on_error must be raise, drop or accept, not {on_error:?}")),
-                ))
+                return Err(
+                    Error::value(format!("on_error must be raise, drop or accept, not {on_error:?}")).into()
+                )
             }
         };
         let name = match (name, hook.cast::<BuiltinHook>()) {
@@ -226,13 +227,11 @@ impl NfHookOps {
                 .and_then(|n| n.extract::<String>())
                 .unwrap_or_else(|_| type_name(&hook)),
             (None, Err(_)) => {
-                return Err(to_py_err(
-                    py,
-                    Error::Type(format!(
-                        "hook must be a callable hook(skb, state) or a BuiltinHook, not {}",
-                        type_name(&hook)
-                    )),
+                return Err(Error::type_(format!(
+                    "hook must be a callable hook(skb, state) or a BuiltinHook, not {}",
+                    type_name(&hook)
                 ))
+                .into())
             }
         };
         Ok(NfHookOps { hook: hook.unbind(), pf, hooknum, priority, name, on_error })
@@ -254,7 +253,7 @@ impl NfHookOps {
 
 /// `struct nf_hook_state`, as a Python hook sees it.
 #[pyclass(frozen, module = "nfct._nfct")]
-pub(super) struct HookState {
+pub struct HookState {
     #[pyo3(get)]
     hook: u32,
     #[pyo3(get)]
@@ -272,15 +271,13 @@ impl HookState {
 
 /// Where a packet's path ended.
 #[pyclass(frozen, module = "nfct._nfct")]
-pub(super) struct HookResult {
+pub struct HookResult {
     /// The final verdict: NF_ACCEPT, NF_DROP or NF_STOLEN.
-    #[pyo3(get)]
     verdict: u32,
     /// "local", "forward", "output" or "drop".
     #[pyo3(get)]
     path: &'static str,
     /// (hooknum, priority, name) of the operation that dropped or stole the packet.
-    #[pyo3(get)]
     dropped_by: Option<(u32, i32, String)>,
     /// Why the IP stack or an operation dropped it, when it says (receive checks, routing,
     /// defrag, conntrack).
@@ -291,8 +288,37 @@ pub(super) struct HookResult {
     exception: Option<Py<PyAny>>,
 }
 
+static VERDICT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static HOOK_OP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// A class of the `nfct` package's Python side, cached.
+fn class<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyAny>>,
+    module: &str,
+    name: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    cell.get_or_try_init(py, || py.import(module)?.getattr(name).map(Bound::unbind))
+        .map(|c| c.bind(py).clone())
+}
+
 #[pymethods]
 impl HookResult {
+    /// The final verdict, a `Verdict`: NF_ACCEPT, NF_DROP or NF_STOLEN.
+    #[getter]
+    fn verdict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        class(py, &VERDICT, "nfct._nfct", "Verdict")?.call1((self.verdict,))
+    }
+
+    /// `HookOp(hooknum, priority, name)` of the operation that dropped or stole the packet.
+    #[getter]
+    fn dropped_by<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        match &self.dropped_by {
+            Some((h, p, n)) => Ok(Some(class(py, &HOOK_OP, "nfct._types", "HookOp")?.call1((*h, *p, n))?)),
+            None => Ok(None),
+        }
+    }
+
     fn __repr__(&self) -> String {
         let by = match &self.dropped_by {
             Some((h, p, n)) => format!(" dropped_by=({h}, {p}, {n:?})"),
@@ -304,41 +330,41 @@ impl HookResult {
 
 /// Registered operations of one Net, by the NfHookOps object that registered them.
 #[derive(Default)]
-pub(super) struct Registry {
+pub struct Registry {
     ops: Vec<(Py<NfHookOps>, u64)>,
 }
 
 /// `nf_register_net_hook`: adds `ops` to `net`'s hooks (both families for NFPROTO_INET).
 #[pyfunction]
-pub(super) fn nf_register_net_hook(py: Python<'_>, net: &Net, ops: Bound<'_, NfHookOps>) -> PyResult<()> {
+pub fn nf_register_net_hook(py: Python<'_>, net: &Net, ops: Bound<'_, NfHookOps>) -> PyResult<()> {
     let mut reg = net.registry.lock();
     if reg.ops.iter().any(|(o, _)| o.is(&ops)) {
-        return Err(to_py_err(py, Error::Value(format!("{} is already registered", ops.get().__repr__()))));
+        return Err(Error::value(format!("{} is already registered", ops.get().__repr__())).into());
     }
     let o = ops.get();
     let kind = match o.hook.bind(py).cast::<BuiltinHook>() {
-        Ok(b) => OpKind::Builtin(b.get().op),
+        Ok(b) => OpKind::Rule(b.get().op),
         Err(_) => OpKind::External(Arc::new(PyHook { callable: o.hook.clone_ref(py), on_error: o.on_error })),
     };
-    let hook = hk::hook_of(o.hooknum).unwrap_or(Hook::PreRouting);
+    let hook = Hook::from_num(o.hooknum).unwrap_or(Hook::PreRouting);
     let id = net
         .inner
-        .stack
+        .hooks
         .register(o.pf, hook, o.priority, o.name.as_str().into(), kind)
-        .map_err(|e| to_py_err(py, Error::Value(e.to_string())))?;
+        .map_err(|e| Error::value(e.to_string()))?;
     reg.ops.push((ops.unbind(), id));
     Ok(())
 }
 
 /// `nf_unregister_net_hook`.
 #[pyfunction]
-pub(super) fn nf_unregister_net_hook(py: Python<'_>, net: &Net, ops: Bound<'_, NfHookOps>) -> PyResult<()> {
+pub fn nf_unregister_net_hook(net: &Net, ops: Bound<'_, NfHookOps>) -> PyResult<()> {
     let mut reg = net.registry.lock();
     let Some(i) = reg.ops.iter().position(|(o, _)| o.is(&ops)) else {
-        return Err(to_py_err(py, Error::Value(format!("{} is not registered", ops.get().__repr__()))));
+        return Err(Error::value(format!("{} is not registered", ops.get().__repr__())).into());
     };
     let (_, id) = reg.ops.remove(i);
-    net.inner.stack.unregister(id);
+    net.inner.hooks.unregister(id);
     Ok(())
 }
 
@@ -349,10 +375,10 @@ struct SkbCarrier<'a> {
 }
 
 impl Carrier for SkbCarrier<'_> {
-    fn with<R>(&self, f: impl FnOnce(&mut PacketState) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut IpSkb) -> R) -> R {
         let mut st = self.skb.state.lock();
         let r = f(&mut st.pkt);
-        if st.net.is_none() && matches!(st.pkt.ct.nfct, Nfct::Ct { .. }) {
+        if st.net.is_none() && matches!(st.pkt.ct.nfct, CtRef::Ct { .. }) {
             st.net = Some(self.net.clone());
         }
         r
@@ -368,39 +394,45 @@ fn python_ext<'a>(
     swallowed: &'a RefCell<Option<PyErr>>,
 ) -> impl FnMut(&Op, HookCall) -> Result<u32, ExtError> + 'a {
     move |op: &Op, call: HookCall| {
-        let OpKind::External(payload) = &op.kind else { return Ok(core::NF_ACCEPT) };
-        let Some(h) = payload.downcast_ref::<PyHook>() else { return Ok(core::NF_ACCEPT) };
+        let OpKind::External(payload) = &op.kind else { return Ok(NF_ACCEPT) };
+        let Some(h) = payload.downcast_ref::<PyHook>() else { return Ok(NF_ACCEPT) };
         let state =
             HookState { hook: call.hook as u32, pf: call.family.nfproto(), net: net_obj.clone_ref(py) };
         let res = h.callable.call1(py, (skb_obj.clone_ref(py), state)).and_then(|v| {
             let b = v.bind(py);
             if b.is_instance_of::<pyo3::types::PyBool>() {
-                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                return Err(Error::type_(format!(
                     "hook {:?} returned a bool, not an NF_* verdict",
                     &*op.name
-                )));
+                ))
+                .into());
             }
             b.extract::<u32>().map_err(|_| {
-                pyo3::exceptions::PyTypeError::new_err(format!(
+                Error::type_(format!(
                     "hook {:?} returned {}, not an NF_* verdict",
                     &*op.name,
                     b.repr().map(|r| r.to_string()).unwrap_or_else(|_| "?".into())
                 ))
+                .into()
             })
         });
         match res {
             Ok(v) => Ok(v),
             Err(e) => {
                 annotate(py, &e, op, call.hook);
+                // KeyboardInterrupt and SystemExit are never swallowed: they stop the caller.
+                let fatal = e.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
+                    || e.is_instance_of::<pyo3::exceptions::PySystemExit>(py);
                 match h.on_error {
+                    _ if fatal => Err(ExtError(Box::new(e))),
                     OnError::Raise => Err(ExtError(Box::new(e))),
                     OnError::Drop => {
                         *swallowed.borrow_mut() = Some(e);
-                        Ok(core::NF_DROP)
+                        Ok(NF_DROP)
                     }
                     OnError::Accept => {
                         *swallowed.borrow_mut() = Some(e);
-                        Ok(core::NF_ACCEPT)
+                        Ok(NF_ACCEPT)
                     }
                 }
             }
@@ -418,10 +450,10 @@ fn annotate(py: Python<'_>, e: &PyErr, op: &Op, hook: Hook) {
     let _ = v.setattr("nfct_hook", where_);
 }
 
-fn result(py: Python<'_>, out: Outcome, st: &PacketState, swallowed: Option<PyErr>) -> HookResult {
+fn result(py: Python<'_>, out: Outcome, swallowed: Option<PyErr>) -> HookResult {
     let dropped_by = out.dropped_by.as_ref().map(|o| (o.hooknum as u32, o.priority, o.name.to_string()));
     // Only a packet that did not get through has a reason here (the replay's rule).
-    let reason = if out.verdict == core::NF_ACCEPT { None } else { out.class(st).1 };
+    let reason = if out.verdict == NF_ACCEPT { None } else { out.class().1 };
     HookResult {
         verdict: out.verdict,
         path: out.path.name(),
@@ -437,139 +469,82 @@ fn run(
     net: &Bound<'_, Net>,
     skb: &Bound<'_, Skb>,
     fam: Family,
-    entry: Entry,
+    ingress: Ingress,
 ) -> PyResult<HookResult> {
     let n = net.get();
     let s = skb.get();
     {
         let st = s.state.lock();
-        if st.net.as_ref().is_some_and(|o| !Arc::ptr_eq(o, &n.inner)) && st.pkt.ct.nfct != Nfct::None {
-            return Err(to_py_err(py, Error::Value("the packet carries an entry of another Net".into())));
+        if st.net.as_ref().is_some_and(|o| !Arc::ptr_eq(o, &n.inner)) && st.pkt.ct.nfct != CtRef::None {
+            return Err(Error::value("the packet carries an entry of another Net").into());
         }
     }
     let base = s.data.bind(py).as_bytes();
-    let table = n.inner.stack.snapshot();
+    let table = n.inner.hooks.snapshot();
     let carrier = SkbCarrier { skb: s, net: &n.inner };
     let net_obj = net.clone().unbind();
     let skb_obj = skb.clone().unbind();
     let swallowed = RefCell::new(None);
     let mut ext = python_ext(py, &net_obj, &skb_obj, &swallowed);
-    let out = hk::Pipeline {
-        net: &n.inner,
-        table: &table,
-        base,
-        tstamp: s.tstamp_ns,
-        family: fam,
-        all_local: false,
-        own_clock: false,
-        horizon: u64::MAX,
-        carrier: &carrier,
-        ext: &mut ext,
+    let run = PacketRun { ingress, all_local: false, tstamp: s.tstamp_ns, clock: PacketClock::Shared };
+    let mut out = ip::run_family(&n.inner, &table, fam, run, base, &carrier, &mut ext);
+    if let Some(e) = out.error.take() {
+        return Err(super::errors::hook_err(e));
     }
-    .run(entry);
-    if let Some(ExtError(e)) = out.error {
-        return Err(match e.downcast::<PyErr>() {
-            Ok(e) => *e,
-            Err(_) => HookError::new_err("a hook operation failed"),
-        });
-    }
-    let st = s.state.lock();
-    Ok(result(py, out, &st.pkt, swallowed.take()))
+    Ok(result(py, out, swallowed.take()))
 }
 
 /// `ip_rcv`: an IPv4 packet arriving from the wire (PRE_ROUTING, routing, LOCAL_IN or
 /// FORWARD + POST_ROUTING).
 #[pyfunction]
-pub(super) fn ip_rcv(py: Python<'_>, net: &Bound<'_, Net>, skb: &Bound<'_, Skb>) -> PyResult<HookResult> {
-    run(py, net, skb, Family::V4, Entry::Rcv)
+pub fn ip_rcv(py: Python<'_>, net: &Bound<'_, Net>, skb: &Bound<'_, Skb>) -> PyResult<HookResult> {
+    run(py, net, skb, Family::V4, Ingress::Rcv)
 }
 
 /// `ipv6_rcv`: an IPv6 packet arriving from the wire.
 #[pyfunction]
-pub(super) fn ipv6_rcv(py: Python<'_>, net: &Bound<'_, Net>, skb: &Bound<'_, Skb>) -> PyResult<HookResult> {
-    run(py, net, skb, Family::V6, Entry::Rcv)
+pub fn ipv6_rcv(py: Python<'_>, net: &Bound<'_, Net>, skb: &Bound<'_, Skb>) -> PyResult<HookResult> {
+    run(py, net, skb, Family::V6, Ingress::Rcv)
 }
 
 /// `ip_local_out`: an IPv4 packet this host sends (LOCAL_OUT, POST_ROUTING; to one of its own
 /// addresses, back in through PRE_ROUTING and LOCAL_IN).
 #[pyfunction]
-pub(super) fn ip_local_out(
-    py: Python<'_>,
-    net: &Bound<'_, Net>,
-    skb: &Bound<'_, Skb>,
-) -> PyResult<HookResult> {
-    run(py, net, skb, Family::V4, Entry::LocalOut)
+pub fn ip_local_out(py: Python<'_>, net: &Bound<'_, Net>, skb: &Bound<'_, Skb>) -> PyResult<HookResult> {
+    run(py, net, skb, Family::V4, Ingress::LocalOut)
 }
 
 /// `ip6_local_out`: an IPv6 packet this host sends.
 #[pyfunction]
-pub(super) fn ip6_local_out(
-    py: Python<'_>,
-    net: &Bound<'_, Net>,
-    skb: &Bound<'_, Skb>,
-) -> PyResult<HookResult> {
-    run(py, net, skb, Family::V6, Entry::LocalOut)
+pub fn ip6_local_out(py: Python<'_>, net: &Bound<'_, Net>, skb: &Bound<'_, Skb>) -> PyResult<HookResult> {
+    run(py, net, skb, Family::V6, Ingress::LocalOut)
 }
 
-/// The replay driver when Python hooks are registered: each packet becomes an Skb the hooks
+/// The replay's runner when Python hooks are registered: each packet becomes an Skb the hooks
 /// see, with the GIL taken for the packet's whole path.
-pub(super) struct PyDriver {
+pub struct PyRunner {
     pub net_obj: Py<Net>,
 }
 
-impl Driver for PyDriver {
-    fn packet(
-        &mut self,
-        net: &CoreNet,
-        table: &HookTable,
-        entry: Entry,
-        all_local: bool,
-        pkt: &[u8],
-        tstamp: u64,
-    ) -> Result<Processed, ExtError> {
+impl Runner for PyRunner {
+    fn run(&mut self, net: &CoreNet, hooks: &HookTable, run: PacketRun, pkt: &[u8]) -> Outcome {
         Python::attach(|py| {
             let bytes = PyBytes::new(py, pkt).unbind();
-            let skb = match Py::new(py, Skb::from_parts(bytes, tstamp as f64 / 1e9, tstamp)) {
+            let skb = match Py::new(py, Skb::from_parts(bytes, run.tstamp as f64 / 1e9, run.tstamp)) {
                 Ok(s) => s,
-                Err(e) => return Err(ExtError(Box::new(e))),
+                Err(e) => {
+                    let mut out = Outcome::dropped("nfct: could not make the packet's Skb");
+                    out.error = Some(ExtError(Box::new(e)));
+                    return out;
+                }
             };
             let s = skb.get();
             let owner = self.net_obj.get().inner.clone();
             let carrier = SkbCarrier { skb: s, net: &owner };
             let swallowed = RefCell::new(None);
             let mut ext = python_ext(py, &self.net_obj, &skb, &swallowed);
-            let out = hk::run_packet_in(net, table, entry, all_local, pkt, tstamp, &carrier, &mut ext);
-            let st = s.state.lock();
-            Processed::of(out, &st.pkt)
+            ip::run_with(net, hooks, run, pkt, &carrier, &mut ext)
             // The Skb goes with its last reference (a hook may keep it, and its entry with it).
         })
     }
-}
-
-/// The exception inside a replay's hook error.
-pub(super) fn hook_err(e: ExtError) -> PyErr {
-    match e.0.downcast::<PyErr>() {
-        Ok(e) => *e,
-        Err(_) => Python::attach(|_| HookError::new_err("a hook operation failed")),
-    }
-}
-
-/// `net.hooks(pf, hooknum)`: the ordered (priority, name) list.
-pub(super) fn hooks_of(py: Python<'_>, net: &CoreNet, pf: u8, hooknum: u32) -> PyResult<Vec<(i32, String)>> {
-    let fam = match pf {
-        hk::NFPROTO_IPV4 => Family::V4,
-        hk::NFPROTO_IPV6 => Family::V6,
-        _ => {
-            return Err(to_py_err(
-                py,
-                Error::Value(format!(
-                    "pf must be NFPROTO_IPV4 or NFPROTO_IPV6 (each family has its own hooks), not {pf}"
-                )),
-            ))
-        }
-    };
-    let Some(hook) = hk::hook_of(hooknum) else {
-        return Err(to_py_err(py, Error::Value(hk::RegisterError::HookNum(hooknum).to_string())));
-    };
-    Ok(net.stack.hooks(fam, hook).into_iter().map(|(p, n)| (p, n.to_string())).collect())
 }

@@ -1,16 +1,21 @@
-//! Replaying captures: every IP packet of a pcap/pcapng file goes through the host's hook
-//! pipeline (the IP stack's receive checks, PRE_ROUTING with defrag and conntrack, routing,
-//! FORWARD or LOCAL_IN, POST_ROUTING with confirmation, and any operations registered), as on
-//! a forwarding router by default, on a clock taken from the capture (or frozen at its first
+//! Replaying captures: every IP packet of a pcap/pcapng file goes through a namespace's IP
+//! layer (`ip`: the receive checks, PRE_ROUTING with defrag and conntrack, routing, FORWARD or
+//! LOCAL_IN, POST_ROUTING with confirmation, and any operations registered), as on a
+//! forwarding router by default, on a clock taken from the capture (or frozen at its first
 //! packet).
+//!
+//! [`Feeder`] is the one per-packet driver: the replay loop, the threaded workers
+//! ([`threads`]) and the Python binding's batch call all feed packets through it. This module
+//! keeps capture reading ([`capture`]), batching, threads and the clock policy; it depends on
+//! `ip`, `net` and `wire`, never the other way round.
 
 pub mod capture;
-pub mod route;
 pub mod threads;
 
-use crate::core::{Class, Net};
 use crate::defrag::DefragCounters;
-use crate::hooks::{self, Entry, ExtError, HookTable, Op};
+use crate::ip::{self, Class, Ingress, Outcome, PacketClock, PacketRun};
+use crate::net::Net;
+use crate::netfilter::{HookTable, Op};
 use crate::wire::link;
 use capture::{Capture, CaptureError};
 use std::collections::BTreeMap;
@@ -57,14 +62,17 @@ pub struct Summary {
 
 impl Summary {
     /// Adds the defrag counters' growth from `from` to `to`.
-    fn add_defrag(&mut self, from: DefragCounters, to: DefragCounters) {
+    pub fn add_defrag(&mut self, from: DefragCounters, to: DefragCounters) {
         self.fragments += to.fragments.saturating_sub(from.fragments);
         self.reassembled += to.reassembled.saturating_sub(from.reassembled);
         self.frag_timed_out += to.timed_out.saturating_sub(from.timed_out);
         self.frag_dropped += to.dropped.saturating_sub(from.dropped);
     }
 
-    fn count(&mut self, class: Class, reason: Option<&'static str>) {
+    /// Counts one packet's outcome: its class, its reason when INVALID or dropped, and the
+    /// rule that dropped it.
+    pub fn record(&mut self, out: &Outcome) {
+        let (class, reason) = out.class();
         match class {
             Class::New => self.new += 1,
             Class::Established => self.established += 1,
@@ -78,6 +86,67 @@ impl Summary {
                 *self.reasons.entry(r).or_insert(0) += 1;
             }
         }
+        if let Some(op) = out.dropped_by_rule() {
+            match self.dropped_by.get_mut(&*op.name) {
+                Some(n) => *n += 1,
+                None => {
+                    self.dropped_by.insert(op.name.to_string(), 1);
+                }
+            }
+        }
+    }
+
+    /// Adds another summary's packet counts (a threaded replay's workers).
+    fn merge(&mut self, o: Summary) {
+        self.new += o.new;
+        self.established += o.established;
+        self.related += o.related;
+        self.invalid += o.invalid;
+        self.untracked += o.untracked;
+        self.dropped += o.dropped;
+        for (k, v) in o.reasons {
+            *self.reasons.entry(k).or_insert(0) += v;
+        }
+        for (k, v) in o.dropped_by {
+            *self.dropped_by.entry(k).or_insert(0) += v;
+        }
+    }
+
+    /// Counts a capture record and returns the IP packet it carries for the IP stack, if any.
+    /// IP inside MPLS is label-switched, not seen by the IP hooks of a router that does not
+    /// terminate MPLS (the kernel harness does not feed it either).
+    fn ip_packet<'a>(&mut self, rec: &capture::Record<'a>) -> Option<&'a [u8]> {
+        self.frames += 1;
+        let Some((pkt, _)) =
+            link::ip_payload_encap(rec.linktype, rec.data).filter(|(_, e)| e.mpls_labels == 0)
+        else {
+            self.non_ip += 1;
+            return None;
+        };
+        self.packets += 1;
+        Some(pkt)
+    }
+}
+
+/// One per-packet line of `nfct replay --output packets`: `[NAME:]FRAME CLASS`, then
+/// ` by RULE[: REASON]`, ` REASON` (INVALID or dropped) or nothing, and the newline.
+pub fn write_line(
+    w: &mut dyn Write,
+    name: Option<&str>,
+    frame: u64,
+    class: Class,
+    reason: Option<&str>,
+    dropped_by: Option<&Op>,
+) -> std::io::Result<()> {
+    match name {
+        Some(n) => write!(w, "{n}:{frame} {}", class.name())?,
+        None => write!(w, "{frame} {}", class.name())?,
+    }
+    match (dropped_by, class, reason) {
+        (Some(op), _, Some(why)) => writeln!(w, " by {}: {why}", op.name),
+        (Some(op), _, None) => writeln!(w, " by {}", op.name),
+        (None, Class::Invalid | Class::Dropped, Some(why)) => writeln!(w, " {why}"),
+        _ => writeln!(w),
     }
 }
 
@@ -102,7 +171,7 @@ pub enum ReplayError {
     Capture(CaptureError),
     Output(std::io::Error),
     /// An external operation raised (its error inside).
-    Hook(ExtError),
+    Hook(ip::ExtError),
     /// A bug of nfct's own (a worker thread panicked); what was done is kept.
     Internal(&'static str),
 }
@@ -135,146 +204,130 @@ pub enum ReplayPath {
     LocalOut,
 }
 
-/// How one replayed packet ended.
-#[derive(Debug)]
-pub struct Processed {
-    /// The final verdict (NF_ACCEPT, NF_DROP, NF_STOLEN).
-    pub verdict: u32,
-    /// The packet's ctinfo as it left the stack (IP_CT_UNTRACKED when untracked).
-    pub ctinfo: Option<u8>,
-    pub class: Class,
-    pub reason: Option<&'static str>,
-    /// The ruleset operation (not conntrack's own) that dropped or stole the packet.
-    pub dropped_by: Option<Arc<Op>>,
-}
-
-impl Processed {
-    /// What a replay keeps of a packet's outcome and final state; an external operation's
-    /// error instead.
-    pub fn of(out: hooks::Outcome, st: &hooks::PacketState) -> Result<Processed, ExtError> {
-        if let Some(e) = out.error {
-            return Err(e);
-        }
-        let (class, reason) = out.class(st);
-        let dropped_by = out.dropped_by_rule().cloned();
-        Ok(Processed { verdict: out.verdict, ctinfo: st.ct.ctinfo(), class, reason, dropped_by })
-    }
-}
-
-impl Summary {
-    /// Counts a capture record and returns the IP packet it carries for the IP stack, if any.
-    /// IP inside MPLS is label-switched, not seen by the IP hooks of a router that does not
-    /// terminate MPLS (the kernel harness does not feed it either).
-    fn ip_packet<'a>(&mut self, rec: &capture::Record<'a>) -> Option<&'a [u8]> {
-        self.frames += 1;
-        let Some((pkt, _)) =
-            link::ip_payload_encap(rec.linktype, rec.data).filter(|(_, e)| e.mpls_labels == 0)
-        else {
-            self.non_ip += 1;
-            return None;
-        };
-        self.packets += 1;
-        Some(pkt)
-    }
-}
-
-/// Runs each replayed packet through the stack. The replay's own driver runs built-in
-/// operations only; the Python binding supplies one that can call Python hooks.
-pub trait Driver {
-    fn packet(
-        &mut self,
-        net: &Net,
-        table: &HookTable,
-        entry: Entry,
-        all_local: bool,
-        pkt: &[u8],
-        tstamp: u64,
-    ) -> Result<Processed, ExtError>;
-}
-
-/// The driver for stacks whose operations are all built in.
-#[derive(Default)]
-pub struct Builtins {
-    /// Run each packet at its own time (a threaded replay's worker clock), with shared timers
-    /// firing only up to this horizon (the time every worker has reached).
-    pub horizon: Option<u64>,
-}
-
-impl Driver for Builtins {
-    fn packet(
-        &mut self,
-        net: &Net,
-        table: &HookTable,
-        entry: Entry,
-        all_local: bool,
-        pkt: &[u8],
-        tstamp: u64,
-    ) -> Result<Processed, ExtError> {
-        let (out, st) = hooks::run_packet_clocked(net, table, entry, all_local, pkt, tstamp, self.horizon);
-        Processed::of(out, &st)
-    }
-}
-
-/// The end of a per-packet line: ` by RULE[: REASON]`, ` REASON` or nothing, and the newline.
-fn write_reason(
-    w: &mut dyn Write,
-    class: Class,
-    reason: Option<&str>,
-    dropped_by: Option<&Op>,
-) -> std::io::Result<()> {
-    match (dropped_by, class, reason) {
-        (Some(op), _, Some(why)) => writeln!(w, " by {}: {why}", op.name),
-        (Some(op), _, None) => writeln!(w, " by {}", op.name),
-        (None, Class::Invalid | Class::Dropped, Some(why)) => writeln!(w, " {why}"),
-        _ => writeln!(w),
-    }
-}
-
 /// Where a replayed packet enters the stack.
-pub fn entry_for(path: ReplayPath, net: &Net, pkt: &[u8]) -> Entry {
+pub fn ingress_for(path: ReplayPath, net: &Net, pkt: &[u8]) -> Ingress {
     match path {
-        ReplayPath::LocalOut => Entry::LocalOut,
-        ReplayPath::Forward if src_is_local(net, pkt) => Entry::LocalOut,
-        _ => Entry::Rcv,
+        ReplayPath::LocalOut => Ingress::LocalOut,
+        ReplayPath::Forward if src_is_local(net, pkt) => Ingress::LocalOut,
+        _ => Ingress::Rcv,
     }
 }
 
 /// Whether an IP packet comes from one of the host's own addresses (its own packets in a
 /// capture).
 fn src_is_local(net: &Net, pkt: &[u8]) -> bool {
-    hooks::Family::of_packet(pkt)
-        .and_then(|f| hooks::addrs(f, pkt))
-        .is_some_and(|(src, _)| net.stack.local.contains(src))
+    crate::wire::ip::addrs(pkt).is_some_and(|(src, _)| net.local.contains(src))
+}
+
+/// Runs one packet through the namespace: natively, or (the Python binding's) with external
+/// operations.
+pub trait Runner {
+    fn run(&mut self, net: &Net, hooks: &HookTable, run: PacketRun, pkt: &[u8]) -> Outcome;
+}
+
+/// The runner for namespaces whose operations all run in Rust.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Native;
+
+impl Runner for Native {
+    #[inline]
+    fn run(&mut self, net: &Net, hooks: &HookTable, run: PacketRun, pkt: &[u8]) -> Outcome {
+        ip::run_native(net, hooks, run, pkt)
+    }
+}
+
+/// The one per-packet driver: advances the clock, runs the collector when due, picks where
+/// the packet enters, runs it, and hands back its outcome. The hook registrations are taken
+/// once, when the feeder is made.
+pub struct Feeder<'n, R: Runner = Native> {
+    pub net: &'n Net,
+    hooks: Arc<HookTable>,
+    path: ReplayPath,
+    clock: Clock,
+    frozen_at: Option<u64>,
+    pub runner: R,
+}
+
+impl<'n> Feeder<'n, Native> {
+    pub fn new(net: &'n Net, path: ReplayPath, clock: Clock) -> Self {
+        Feeder::with_runner(net, path, clock, Native)
+    }
+}
+
+impl<'n, R: Runner> Feeder<'n, R> {
+    pub fn with_runner(net: &'n Net, path: ReplayPath, clock: Clock, runner: R) -> Self {
+        Feeder { net, hooks: net.hooks.snapshot(), path, clock, frozen_at: None, runner }
+    }
+
+    /// Whether the registrations need the caller's function (Python hooks).
+    pub fn has_external(&self) -> bool {
+        self.hooks.has_external()
+    }
+
+    /// The time a packet captured at `ts` (ns) runs at: its own, or the first packet's on a
+    /// frozen clock.
+    #[inline]
+    pub fn time(&mut self, ts: u64) -> u64 {
+        match self.clock {
+            Clock::Capture => ts,
+            Clock::Frozen => *self.frozen_at.get_or_insert(ts),
+        }
+    }
+
+    /// One packet captured at `ts` (ns) on the namespace's clock: on the capture clock the
+    /// collector's runs due before the packet's time happen first (the kernel's worker runs on
+    /// its own clock, not after packets).
+    #[inline]
+    pub fn feed(&mut self, pkt: &[u8], ts: u64) -> Outcome {
+        let t = self.time(ts);
+        if self.clock == Clock::Capture {
+            let now = self.net.advance_to(t);
+            self.net.ct.gc_if_due(now);
+        }
+        self.run(pkt, t, PacketClock::Shared)
+    }
+
+    /// One packet at time `t` on clock `clock`, with no clock step of its own (a threaded
+    /// worker keeps its own clock).
+    #[inline]
+    pub fn run(&mut self, pkt: &[u8], t: u64, clock: PacketClock) -> Outcome {
+        let ingress = ingress_for(self.path, self.net, pkt);
+        let run = PacketRun { ingress, all_local: self.path == ReplayPath::LocalIn, tstamp: t, clock };
+        self.runner.run(self.net, &self.hooks, run, pkt)
+    }
+
+    /// Warms the cache lines the lookups of a window of packets will touch (a hint only).
+    #[inline]
+    pub fn prefetch<'p>(&self, pkts: impl Iterator<Item = &'p [u8]> + Clone) {
+        std::hint::black_box(self.net.ct.prefetch_window(pkts));
+    }
 }
 
 impl Replay<'_> {
     /// Replays the captures in order through `net`. On a capture error, what was read before
     /// it stays applied to the table and counted in the summary.
     pub fn run(&mut self, net: &Net, paths: &[&Path], summary: &mut Summary) -> Result<(), ReplayError> {
-        self.run_with(net, paths, summary, &mut Builtins::default())
+        self.run_with(&mut Feeder::new(net, self.path, self.clock), paths, summary)
     }
 
-    /// As [`Replay::run`], each packet handed to `driver`. The hook registrations are taken
-    /// once, when the replay starts.
-    pub fn run_with(
+    /// As [`Replay::run`], each packet fed through `feeder`.
+    pub fn run_with<R: Runner>(
         &mut self,
-        net: &Net,
+        feeder: &mut Feeder<'_, R>,
         paths: &[&Path],
         summary: &mut Summary,
-        driver: &mut dyn Driver,
     ) -> Result<(), ReplayError> {
-        let table = net.stack.snapshot();
-        let all_local = self.path == ReplayPath::LocalIn;
-        let mut frozen_at: Option<u64> = None;
+        let net = feeder.net;
         if self.events_out.is_some() {
-            net.events.listen(true, crate::events::DEFAULT_CAPACITY);
+            net.ct.events.listen(true, crate::events::DEFAULT_CAPACITY);
         }
         let mut line = String::new();
         for path in paths {
             let mut cap = Capture::open(path).map_err(ReplayError::Capture)?;
             let name = path.display().to_string();
+            let name = self.name_prefix.then_some(name.as_str());
             let mut out_err: Option<std::io::Error> = None;
-            let mut hook_err: Option<ExtError> = None;
+            let mut hook_err: Option<ip::ExtError> = None;
             // The defrag counters are read around the capture, not per packet (they sit behind
             // the defrag lock, which non-fragments never take).
             let defrag_before = net.defrag.counters();
@@ -283,37 +336,14 @@ impl Replay<'_> {
                     return;
                 }
                 let Some(pkt) = summary.ip_packet(rec) else { return };
-                let ts = u64::try_from(rec.ts_ns).unwrap_or(0);
-                let t = match self.clock {
-                    Clock::Capture => ts,
-                    Clock::Frozen => *frozen_at.get_or_insert(ts),
-                };
-                if self.clock == Clock::Capture {
-                    // The collector's runs due before this packet's time happen before it (the
-                    // kernel's worker runs on its own clock, not after packets).
-                    net.advance(t);
-                    net.gc_if_due();
+                let mut out = feeder.feed(pkt, u64::try_from(rec.ts_ns).unwrap_or(0));
+                if let Some(e) = out.error.take() {
+                    hook_err = Some(e);
+                    return;
                 }
-                let entry = entry_for(self.path, net, pkt);
-                let p = match driver.packet(net, &table, entry, all_local, pkt, t) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        hook_err = Some(e);
-                        return;
-                    }
-                };
-                let (class, reason) = (p.class, p.reason);
-                summary.count(class, reason);
-                if let Some(op) = &p.dropped_by {
-                    match summary.dropped_by.get_mut(&*op.name) {
-                        Some(n) => *n += 1,
-                        None => {
-                            summary.dropped_by.insert(op.name.to_string(), 1);
-                        }
-                    }
-                }
+                summary.record(&out);
                 if let (Some(w), None) = (self.events_out.as_mut(), out_err.as_ref()) {
-                    net.events.drain(|ev| {
+                    net.ct.events.drain(|ev| {
                         line.clear();
                         ev.line(self.event_timestamps, &mut line);
                         line.push('\n');
@@ -323,13 +353,9 @@ impl Replay<'_> {
                     });
                 }
                 if let (Some(w), None) = (self.packets_out.as_mut(), out_err.as_ref()) {
-                    let r = if self.name_prefix {
-                        write!(w, "{name}:{} {}", rec.index, class.name())
-                    } else {
-                        write!(w, "{} {}", rec.index, class.name())
-                    };
-                    let r = r.and_then(|_| write_reason(w, class, reason, p.dropped_by.as_deref()));
-                    if let Err(e) = r {
+                    let (class, reason) = out.class();
+                    let by = out.dropped_by_rule().map(|o| &**o);
+                    if let Err(e) = write_line(*w, name, rec.index, class, reason, by) {
                         out_err = Some(e);
                     }
                 }

@@ -18,11 +18,8 @@
 //! (Relaxed is enough). Outside a stripe lock they are only read as prefetch hints
 //! (`prefetch`), never trusted.
 
-mod bulk;
-pub mod entry;
-
+use crate::conn::Conn;
 use crate::tuple::{reciprocal_scale, Direction, Tuple, Zone};
-use entry::Entry;
 use parking_lot::{Mutex, MutexGuard};
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::OnceLock;
@@ -65,7 +62,7 @@ impl Default for Link {
 #[repr(C, align(64))]
 pub struct Slot {
     link0: Link,
-    entry: Mutex<Entry>,
+    entry: Mutex<Conn>,
     link1: Link,
 }
 
@@ -120,7 +117,7 @@ pub enum Found<'a> {
     Hit {
         slot: u32,
         dir: Direction,
-        entry: MutexGuard<'a, Entry>,
+        entry: MutexGuard<'a, Conn>,
     },
     /// The walk met expired entries before any match: the caller reaps them (as the kernel's
     /// lookup does, `nf_ct_gc_expired`) and looks again.
@@ -264,7 +261,7 @@ impl Table {
 
     /// The lock of a slab slot.
     #[inline]
-    pub fn slot(&self, slot: u32) -> Option<&Mutex<Entry>> {
+    pub fn slot(&self, slot: u32) -> Option<&Mutex<Conn>> {
         self.slot_ref(slot).map(|s| &s.entry)
     }
 
@@ -309,7 +306,7 @@ impl Table {
 
     /// Takes a free slot for a new entry (allocated near the bucket of `orig_hash`) and stores
     /// `e` in it. None when the slab is exhausted.
-    pub fn alloc(&self, orig_hash: u32, mut e: Entry) -> Option<u32> {
+    pub fn alloc(&self, orig_hash: u32, mut e: Conn) -> Option<u32> {
         let (mut stripe, _) = self.lock_bucket(orig_hash);
         if stripe.free_slots.is_empty() {
             let first = self.next_slot.fetch_add(REFILL, Relaxed);
@@ -345,7 +342,7 @@ impl Table {
                 return;
             }
             let gen = g.gen.wrapping_add(1);
-            *g = Entry { gen, ..Entry::default() };
+            *g = Conn { gen, ..Conn::default() };
         }
         let (mut stripe, _) = self.lock_bucket(s.link0.hash.load(Relaxed));
         stripe.free_slots.push(slot);
@@ -557,15 +554,15 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::entry::IPS_CONFIRMED;
+    use crate::uapi::IPS_CONFIRMED;
 
-    fn entry(t: Tuple) -> Entry {
-        Entry { orig: t, status: IPS_CONFIRMED, timeout: 100, ..Entry::default() }
+    fn entry(t: Tuple) -> Conn {
+        Conn { orig: t, status: IPS_CONFIRMED, timeout: 100, ..Conn::default() }
     }
 
     #[test]
     fn slot_is_two_cache_lines() {
-        assert_eq!(std::mem::size_of::<Entry>(), 104);
+        assert_eq!(std::mem::size_of::<Conn>(), 104);
         assert_eq!(std::mem::size_of::<Slot>(), 128);
         assert_eq!(std::mem::align_of::<Slot>(), 64);
     }

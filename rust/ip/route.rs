@@ -7,49 +7,10 @@
 //! that the hook pipeline needs (no routing table: every unicast destination that is not one
 //! of the host's own addresses is forwarded).
 
+use crate::net::LocalAddrs;
+use crate::netfilter::Family;
+use crate::wire::ip::{ipv4_fields, ipv6_fields};
 use std::net::IpAddr;
-
-/// The addresses a host owns (`Net(local_addrs=...)`): packets to them are delivered locally,
-/// packets from them (arriving from the wire) are martians, and packets it sends to them loop
-/// back.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LocalAddrs {
-    v4: Vec<[u8; 4]>,
-    v6: Vec<[u8; 16]>,
-}
-
-impl LocalAddrs {
-    pub fn new(addrs: &[IpAddr]) -> LocalAddrs {
-        let mut l = LocalAddrs::default();
-        for a in addrs {
-            match a {
-                IpAddr::V4(a) => l.v4.push(a.octets()),
-                IpAddr::V6(a) => l.v6.push(a.octets()),
-            }
-        }
-        l
-    }
-
-    pub fn addrs(&self) -> Vec<IpAddr> {
-        let v4 = self.v4.iter().map(|a| IpAddr::from(*a));
-        v4.chain(self.v6.iter().map(|a| IpAddr::from(*a))).collect()
-    }
-
-    pub fn has_v4(&self, a: [u8; 4]) -> bool {
-        self.v4.contains(&a)
-    }
-
-    pub fn has_v6(&self, a: &[u8; 16]) -> bool {
-        self.v6.contains(a)
-    }
-
-    pub fn contains(&self, a: IpAddr) -> bool {
-        match a {
-            IpAddr::V4(a) => self.has_v4(a.octets()),
-            IpAddr::V6(a) => self.has_v6(&a.octets()),
-        }
-    }
-}
 
 /// The MTU of the router's way out (a veth's default), the harness's as well.
 pub const EGRESS_MTU: usize = 1500;
@@ -159,6 +120,21 @@ pub fn route_v6(own: Owner<'_>, src: &[u8; 16], dst: &[u8; 16], hop_limit: u8, l
     Route::Forward
 }
 
+/// The routing decision for a packet of family `fam` that passed the receive checks (so its
+/// fixed header is all there), `len` bytes long as the forwarding path's MTU check sees it.
+pub fn route_of(own: Owner<'_>, fam: Family, data: &[u8], len: usize) -> Route {
+    match fam {
+        Family::V4 => match ipv4_fields(data) {
+            Some(h) => route_v4(own, h.src, h.dst, h.ttl, h.protocol, len, h.df),
+            None => Route::Forward,
+        },
+        Family::V6 => match ipv6_fields(data) {
+            Some(h) => route_v6(own, &h.src, &h.dst, h.hop_limit, len),
+            None => Route::Forward,
+        },
+    }
+}
+
 /// Where a packet this host sends goes: back in through loopback (to one of its own
 /// addresses, 127.0.0.0/8 or ::1), or out.
 pub fn output_is_loopback(local: &LocalAddrs, dst: IpAddr) -> bool {
@@ -169,15 +145,14 @@ pub fn output_is_loopback(local: &LocalAddrs, dst: IpAddr) -> bool {
 mod tests {
     use super::*;
 
-    const R: Owner<'static> =
-        Owner { local: &LocalAddrs { v4: Vec::new(), v6: Vec::new() }, all_unicast: false };
-
     fn route_v4(src: [u8; 4], dst: [u8; 4], ttl: u8, proto: u8, len: usize, df: bool) -> Route {
-        super::route_v4(R, src, dst, ttl, proto, len, df)
+        let none = LocalAddrs::default();
+        super::route_v4(Owner { local: &none, all_unicast: false }, src, dst, ttl, proto, len, df)
     }
 
     fn route_v6(src: &[u8; 16], dst: &[u8; 16], hop: u8, len: usize) -> Route {
-        super::route_v6(R, src, dst, hop, len)
+        let none = LocalAddrs::default();
+        super::route_v6(Owner { local: &none, all_unicast: false }, src, dst, hop, len)
     }
 
     #[test]

@@ -1,77 +1,35 @@
-//! `struct nf_conn`: one connection tracking entry, as kept in the table's slab.
+//! `struct nf_conn`: one connection tracking entry, as kept in the table's slab, with its
+//! extensions, and the snapshot of it that listings and events print (`ConnView`).
+//!
+//! The protocol-private state it carries (`state`) is data only, as the kernel's
+//! `nf_conntrack_tcp.h`-style headers are: the trackers (`proto`) act on both.
+//!
+//! Depends on `uapi` and `tuple`; never on the table, the trackers, the core or the printers.
 
-use crate::format::{ConnView, Counter, Tstamp};
-use crate::proto::ProtoState;
+pub mod state;
+
 use crate::tuple::{Direction, Tuple, Zone};
-
-pub const IPS_EXPECTED: u32 = 1 << 0;
-pub const IPS_SEEN_REPLY: u32 = 1 << 1;
-pub const IPS_ASSURED: u32 = 1 << 2;
-pub const IPS_CONFIRMED: u32 = 1 << 3;
-pub const IPS_SRC_NAT: u32 = 1 << 4;
-pub const IPS_DST_NAT: u32 = 1 << 5;
-pub const IPS_SEQ_ADJUST: u32 = 1 << 6;
-pub const IPS_SRC_NAT_DONE: u32 = 1 << 7;
-pub const IPS_DST_NAT_DONE: u32 = 1 << 8;
-pub const IPS_DYING: u32 = 1 << 9;
-pub const IPS_FIXED_TIMEOUT: u32 = 1 << 10;
-pub const IPS_TEMPLATE: u32 = 1 << 11;
-pub const IPS_UNTRACKED: u32 = 1 << 12;
-pub const IPS_NAT_CLASH: u32 = IPS_UNTRACKED;
-pub const IPS_HELPER: u32 = 1 << 13;
-pub const IPS_OFFLOAD: u32 = 1 << 14;
-pub const IPS_HW_OFFLOAD: u32 = 1 << 15;
-
-/// Every IPS_* bit with its name, for the Python module's constants.
-pub const IPS_BITS: &[(&str, u32)] = &[
-    ("IPS_EXPECTED", IPS_EXPECTED),
-    ("IPS_SEEN_REPLY", IPS_SEEN_REPLY),
-    ("IPS_ASSURED", IPS_ASSURED),
-    ("IPS_CONFIRMED", IPS_CONFIRMED),
-    ("IPS_SRC_NAT", IPS_SRC_NAT),
-    ("IPS_DST_NAT", IPS_DST_NAT),
-    ("IPS_NAT_MASK", IPS_SRC_NAT | IPS_DST_NAT),
-    ("IPS_SEQ_ADJUST", IPS_SEQ_ADJUST),
-    ("IPS_SRC_NAT_DONE", IPS_SRC_NAT_DONE),
-    ("IPS_DST_NAT_DONE", IPS_DST_NAT_DONE),
-    ("IPS_NAT_DONE_MASK", IPS_SRC_NAT_DONE | IPS_DST_NAT_DONE),
-    ("IPS_DYING", IPS_DYING),
-    ("IPS_FIXED_TIMEOUT", IPS_FIXED_TIMEOUT),
-    ("IPS_TEMPLATE", IPS_TEMPLATE),
-    ("IPS_UNTRACKED", IPS_UNTRACKED),
-    ("IPS_NAT_CLASH", IPS_NAT_CLASH),
-    ("IPS_HELPER", IPS_HELPER),
-    ("IPS_OFFLOAD", IPS_OFFLOAD),
-    ("IPS_HW_OFFLOAD", IPS_HW_OFFLOAD),
-];
-
-/// Event bits (`enum ip_conntrack_events`), cached per entry while a packet is processed.
-pub const IPCT_NEW: u16 = 1 << 0;
-pub const IPCT_RELATED: u16 = 1 << 1;
-pub const IPCT_DESTROY: u16 = 1 << 2;
-pub const IPCT_REPLY: u16 = 1 << 3;
-pub const IPCT_ASSURED: u16 = 1 << 4;
-pub const IPCT_PROTOINFO: u16 = 1 << 5;
-pub const IPCT_MARK: u16 = 1 << 7;
+use crate::uapi::{IPS_CONFIRMED, IPS_DYING, IPS_FIXED_TIMEOUT};
+use state::ProtoState;
 
 /// The extensions an entry has only when they were on at its creation (the kernel's
 /// `nf_ct_ext`): packet and byte counters (`nf_conntrack_acct`) and the start timestamp
 /// (`nf_conntrack_timestamp`). Both are off by default, so most entries carry one null pointer.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Ext {
+pub struct CtExt {
     pub acct: Option<[Counter; 2]>,
     pub tstamp_start: Option<u64>,
 }
 
-impl Ext {
+impl CtExt {
     /// The extensions of a new entry: None when neither is on.
-    pub fn new(acct: bool, tstamp: bool) -> Option<Box<Ext>> {
+    pub fn new(acct: bool, tstamp: bool) -> Option<Box<CtExt>> {
         (acct || tstamp)
-            .then(|| Box::new(Ext { acct: acct.then(Default::default), tstamp_start: tstamp.then_some(0) }))
+            .then(|| Box::new(CtExt { acct: acct.then(Default::default), tstamp_start: tstamp.then_some(0) }))
     }
 }
 
-/// One entry. Lives in a slab slot behind its own lock (the kernel's `ct->lock`); the slot also
+/// One entry (`struct nf_conn`). Lives in a slab slot behind its own lock (the kernel's `ct->lock`); the slot also
 /// holds the links of the entry's two hash-chain nodes (see `table`).
 ///
 /// Kept small on purpose (104 bytes; a 128-byte slot with its lock and the two
@@ -80,7 +38,7 @@ impl Ext {
 /// TCP/SCTP states and the acct/timestamp extensions are out of line.
 #[derive(Clone, Debug, Default)]
 #[repr(C)]
-pub struct Entry {
+pub struct Conn {
     // In the order a lookup reads them, so a walk that stops at the expiry check stays in the
     // slot's first cache line.
     /// Bumped every time the slot is freed, so stale handles can tell.
@@ -106,10 +64,10 @@ pub struct Entry {
     pub id: u32,
     pub proto: ProtoState,
     /// Counters and start timestamp, when they were on at creation.
-    pub ext: Option<Box<Ext>>,
+    pub ext: Option<Box<CtExt>>,
 }
 
-impl Entry {
+impl Conn {
     /// The tuple of one direction (`tuplehash[dir].tuple`).
     #[inline]
     pub fn tuple(&self, dir: Direction) -> Tuple {
@@ -218,13 +176,122 @@ impl Entry {
             reply: self.tuple(Direction::Reply),
             status: self.status,
             timeout: secs,
-            proto: self.proto.view(),
+            proto: ProtoView::of(&self.proto),
             mark: self.mark,
             zone: self.zone,
             acct: self.acct(),
             tstamp: self.tstamp_start().map(|start| Tstamp { start, stop: now }),
             use_count: 1,
             id: self.id,
+        }
+    }
+}
+
+/// The protocol-private part of an entry, as the listings print it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtoView {
+    None,
+    /// TCP state name as conntrack prints it (`ESTABLISHED`, `SYN_SENT2`, ...).
+    Tcp(&'static str),
+    /// SCTP state name.
+    Sctp(&'static str),
+    /// GRE: the timeouts copied into the entry on its first packet, in seconds.
+    Gre {
+        timeout: u32,
+        stream_timeout: u32,
+    },
+}
+
+/// Packet and byte counters of one direction (`nf_conntrack_acct`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// The timestamp extension (`nf_conntrack_timestamp`) as the printers need it, in nanoseconds on
+/// the table's clock.
+///
+/// The kernel and the tool derive `delta-time=` differently, and the live 6.18 kernel shows it
+/// (an entry started at x.6 s and listed 2.7 s later): `/proc` prints the whole seconds of
+/// `now - start` (2), while libnetfilter_conntrack gets only the start over netlink and prints
+/// `time(NULL) - start / 10^9`, whole seconds of each (3). A DESTROY event carries the stop
+/// timestamp too, and the tool prints `stop / 10^9 - start / 10^9`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tstamp {
+    /// When the entry was confirmed.
+    pub start: u64,
+    /// The stop timestamp of a destroyed entry (`nf_ct_delete`), else the time of the listing.
+    pub stop: u64,
+}
+
+impl Tstamp {
+    const NS: u64 = 1_000_000_000;
+
+    /// `delta-time=` as `/proc/net/nf_conntrack` prints it: whole seconds of the difference.
+    #[inline]
+    pub fn delta_proc(&self) -> u64 {
+        self.stop.saturating_sub(self.start) / Self::NS
+    }
+
+    /// `delta-time=` as libnetfilter_conntrack prints it (`conntrack -L`, `conntrack -E`): the
+    /// difference of the whole seconds of each.
+    #[inline]
+    pub fn delta_tool(&self) -> u64 {
+        (self.stop / Self::NS).saturating_sub(self.start / Self::NS)
+    }
+}
+
+/// A snapshot of one confirmed entry, everything the listings need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnView {
+    pub orig: Tuple,
+    pub reply: Tuple,
+    /// IPS_* bits.
+    pub status: u32,
+    /// Whole seconds left (already truncated).
+    pub timeout: u64,
+    pub proto: ProtoView,
+    pub mark: u32,
+    pub zone: Zone,
+    /// Per-direction counters when the accounting extension exists.
+    pub acct: Option<[Counter; 2]>,
+    /// The start timestamp and the instant the listing is taken at (or, in a DESTROY event, the
+    /// stop timestamp), when the timestamp extension exists.
+    pub tstamp: Option<Tstamp>,
+    /// The refcount shown as `use=`.
+    pub use_count: u32,
+    /// The opaque 32-bit id `-o id` prints.
+    pub id: u32,
+}
+
+impl ProtoView {
+    /// What the listings print for a protocol state.
+    pub fn of(p: &ProtoState) -> ProtoView {
+        match p {
+            ProtoState::None | ProtoState::Udp { .. } => ProtoView::None,
+            &ProtoState::Gre { timeout, stream_timeout } => ProtoView::Gre { timeout, stream_timeout },
+            ProtoState::Tcp(st) => ProtoView::Tcp(st.name()),
+            ProtoState::Sctp(st) => ProtoView::Sctp(st.name()),
+        }
+    }
+}
+
+impl ConnView {
+    /// What a handle on an entry that is gone shows: a dying, empty entry.
+    pub fn dying() -> ConnView {
+        ConnView {
+            orig: Tuple::default(),
+            reply: Tuple::default(),
+            status: IPS_DYING,
+            timeout: 0,
+            proto: ProtoView::None,
+            mark: 0,
+            zone: Zone::default(),
+            acct: None,
+            tstamp: None,
+            use_count: 0,
+            id: 0,
         }
     }
 }

@@ -1,0 +1,438 @@
+//! `nfct.Net` (one network namespace: its conntrack table, hooks, defrag, addresses and
+//! clock) and its `sysctl` mapping.
+
+use super::args::{list_format, parse_addrs, paths_arg, replay_clock, replay_path, sysctl_value};
+use super::batch;
+use super::conn::{Conn, Tuple};
+use super::errors::{Error, Result};
+use super::hooks::{PyRunner, Registry};
+use super::result::ReplayResult;
+use super::{detached, seconds_to_ns};
+use crate::format;
+use crate::net::{Net as CoreNet, NetOptions};
+use crate::netfilter::Family;
+use crate::proto::tcp::RstTimeout;
+use crate::replay::{Feeder, Replay, Summary};
+use crate::sysctl::{Sysctl, SYSCTLS};
+use crate::tuple::Zone;
+use crate::uapi::Hook;
+use parking_lot::Mutex;
+use pyo3::buffer::PyBuffer;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// One network namespace: its conntrack table (Linux 6.18 defaults), netfilter hooks, defrag
+/// queues, the addresses the host owns, and its clock.
+#[pyclass(frozen, module = "nfct._nfct")]
+pub struct Net {
+    pub(super) inner: Arc<CoreNet>,
+    /// The operations registered from Python, by their NfHookOps.
+    pub(super) registry: Mutex<Registry>,
+}
+
+#[pymethods]
+impl Net {
+    #[new]
+    #[pyo3(signature = (sysctl=None, *, seed=None, kernel="6.18", local_addrs=None))]
+    fn new(
+        sysctl: Option<&Bound<'_, PyDict>>,
+        seed: Option<u64>,
+        kernel: &str,
+        local_addrs: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Net> {
+        let addrs = match local_addrs {
+            Some(v) => parse_addrs(v, "local_addrs")?,
+            None => Vec::new(),
+        };
+        // Where kernels differ (spec §7.10: the timeout of an in-window but inexact RST that
+        // keeps an assured connection ESTABLISHED), follow this one.
+        let rst_timeout = match kernel {
+            "6.18" => RstTimeout::Close,
+            "6.12" => RstTimeout::Unack,
+            _ => {
+                return Err(
+                    Error::value(format!("kernel must be \"6.18\" or \"6.12\", not {kernel:?}")).into()
+                )
+            }
+        };
+        let values = Sysctl::default();
+        // The bucket count sizes the table, so it is read before the table is made.
+        if let Some(d) = sysctl {
+            if let Some(b) = d.get_item("nf_conntrack_buckets")? {
+                let (s, v) = sysctl_value("nf_conntrack_buckets", &b)?;
+                values.set(s, v);
+            }
+        }
+        let net = CoreNet::new(NetOptions { seed, rst_timeout, local_addrs: addrs }, values);
+        if let Some(d) = sysctl {
+            for (k, v) in d.iter() {
+                let name: String = k.extract().map_err(|_| Error::type_("sysctl names are str"))?;
+                let (s, v) = sysctl_value(&name, &v)?;
+                net.set_sysctl(s, v);
+            }
+        }
+        Ok(Net { inner: Arc::new(net), registry: Mutex::default() })
+    }
+
+    /// The addresses this host owns, as given.
+    #[getter]
+    fn local_addrs(&self) -> Vec<String> {
+        self.inner.local.addrs().iter().map(|a| a.to_string()).collect()
+    }
+
+    /// The operations of one family's hook, in the order they run: (priority, name) pairs,
+    /// conntrack's own included.
+    fn hooks(&self, pf: u8, hooknum: u32) -> PyResult<Vec<(i32, String)>> {
+        let Some(fam) = Family::of_nfproto(pf) else {
+            return Err(Error::value(format!(
+                "pf must be NFPROTO_IPV4 or NFPROTO_IPV6 (each family has its own hooks), not {pf}"
+            ))
+            .into());
+        };
+        let Some(hook) = Hook::from_num(hooknum) else {
+            return Err(Error::value(format!("hooknum {hooknum} is not an inet hook (0..=4)")).into());
+        };
+        Ok(self.inner.hooks.list(fam, hook).into_iter().map(|(p, n)| (p, n.to_string())).collect())
+    }
+
+    /// The sysctls, read and written by name as in /proc/sys/net/netfilter.
+    #[getter]
+    fn sysctl(&self) -> SysctlMap {
+        SysctlMap { net: self.inner.clone() }
+    }
+
+    /// nf_conntrack_count: entries allocated, unconfirmed ones included.
+    #[getter]
+    fn count(&self) -> u64 {
+        self.inner.ct.count()
+    }
+
+    /// The namespace's clock, in seconds.
+    #[getter]
+    fn now(&self) -> f64 {
+        self.inner.now() as f64 / 1e9
+    }
+
+    /// The statistics, with the keys `conntrack -S` prints.
+    #[getter]
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (k, v) in self.inner.ct.stats().fields() {
+            d.set_item(k, v)?;
+        }
+        Ok(d)
+    }
+
+    /// Moves the clock forward to `t` seconds (absolute; never back).
+    fn advance_to(&self, t: f64) -> PyResult<()> {
+        self.inner.advance_to(seconds_to_ns(t)?);
+        Ok(())
+    }
+
+    /// The same as `advance_to` (the clock moves to `t` seconds, not by `t`).
+    fn advance(&self, t: f64) -> PyResult<()> {
+        self.advance_to(t)
+    }
+
+    /// Runs the garbage collector now; returns the number of entries reaped.
+    fn gc(&self, py: Python<'_>) -> usize {
+        let net = self.inner.clone();
+        detached(py, move || net.ct.gc(net.now()))
+    }
+
+    /// The confirmed entries, as `conntrack -L` lists them (listing reaps expired entries, with
+    /// their DESTROY events, as the kernel's does).
+    fn __iter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let list = PyList::empty(py);
+        let net = self.inner.clone();
+        let rows = detached(py, move || net.ct.list(net.now()));
+        for (slot, gen, _) in rows {
+            if self.inner.ct.get(slot, gen) {
+                list.append(Conn { net: self.inner.clone(), slot, gen })?;
+            }
+        }
+        Ok(list.try_iter()?.into_any().unbind())
+    }
+
+    /// The number of confirmed entries a listing shows now (it reaps expired ones, as
+    /// `conntrack -L` does); `count` is nf_conntrack_count, unconfirmed entries included.
+    fn __len__(&self, py: Python<'_>) -> usize {
+        let net = self.inner.clone();
+        detached(py, move || net.ct.list(net.now()).len())
+    }
+
+    /// The table as text: fmt "extended" (`conntrack -L -o extended`), "conntrack"
+    /// (`conntrack -L`) or "proc" (`/proc/net/nf_conntrack`).
+    #[pyo3(signature = (fmt="extended"))]
+    fn dump(&self, py: Python<'_>, fmt: &str) -> PyResult<String> {
+        let fmt = list_format(fmt)?;
+        let net = self.inner.clone();
+        Ok(detached(py, move || {
+            let rows = net.ct.list(net.now());
+            let mut out = String::new();
+            fmt.listing(rows.iter().map(|r| &r.2), &mut out);
+            out
+        }))
+    }
+
+    /// `conntrack -G`: the entry holding `tuple` in either direction (in `zone`), or None.
+    #[pyo3(signature = (tuple, *, zone=0))]
+    fn get(&self, tuple: &Tuple, zone: u16) -> Option<Conn> {
+        let z = Zone { id: zone, dir: Zone::DIR_BOTH };
+        let (slot, gen, _) = self.inner.ct.find_get(&tuple.t, z, self.inner.now())?;
+        Some(Conn { net: self.inner.clone(), slot, gen })
+    }
+
+    /// `conntrack -D` for one entry: deletes it (sending DESTROY) and returns how many entries
+    /// were deleted (0 if it was already gone).
+    fn delete(&self, conn: &Conn) -> PyResult<usize> {
+        if !Arc::ptr_eq(&conn.net, &self.inner) {
+            return Err(Error::value("the entry belongs to another Net").into());
+        }
+        Ok(usize::from(self.inner.ct.delete(conn.slot, conn.gen, self.inner.now())))
+    }
+
+    /// Starts (or stops) listening for events, as `conntrack -E` does: with the default
+    /// `nf_conntrack_events=2`, only entries created while someone listens send events. At most
+    /// `capacity` messages wait to be read; more are lost and counted in `events_lost`.
+    #[pyo3(signature = (on=true, capacity=65536))]
+    fn listen_events(&self, on: bool, capacity: usize) {
+        self.inner.ct.events.listen(on, capacity);
+    }
+
+    /// The events sent since the last read, oldest first, as `conntrack -E -o extended` prints
+    /// them (with `timestamps`, prefixed `[seconds.micros]` from the table's clock).
+    #[pyo3(signature = (timestamps=false))]
+    fn read_events(&self, timestamps: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        self.inner.ct.events.drain(|ev| {
+            let mut line = String::new();
+            ev.line(timestamps, &mut line);
+            out.push(line);
+        });
+        out
+    }
+
+    /// Events lost because the queue was full (netlink's ENOBUFS).
+    #[getter]
+    fn events_lost(&self) -> u64 {
+        self.inner.ct.events.lost()
+    }
+
+    /// `conntrack -S` text.
+    fn stats_text(&self) -> String {
+        let mut s = String::new();
+        format::stats_lines(&self.inner.ct.stats(), &mut s);
+        s
+    }
+
+    /// Replays captures (pcap or pcapng) through this namespace as a forwarding router would.
+    /// `packets_path` receives one `N CLASS [REASON]` line per packet, `events_path` the
+    /// `conntrack -E -o extended` lines ("-" for standard output). A capture that cannot be
+    /// read raises CaptureError after everything before the bad record was applied; its
+    /// `summary` attribute holds the result so far.
+    #[pyo3(signature = (captures, *, clock="capture", packets_path=None, events_path=None, event_timestamps=false, path="forward", threads=1))]
+    #[allow(clippy::too_many_arguments)]
+    fn replay(
+        slf: &Bound<'_, Self>,
+        py: Python<'_>,
+        captures: &Bound<'_, PyAny>,
+        clock: &str,
+        packets_path: Option<PathBuf>,
+        events_path: Option<PathBuf>,
+        event_timestamps: bool,
+        path: &str,
+        threads: usize,
+    ) -> PyResult<ReplayResult> {
+        let captures = paths_arg(captures)?;
+        let path = replay_path(path)?;
+        let clock = replay_clock(clock)?;
+        if threads == 0 || threads > 256 {
+            return Err(Error::value(format!("threads must be 1 to 256, not {threads}")).into());
+        }
+        if let (Some(p), Some(e)) = (&packets_path, &events_path) {
+            if p == e && p.as_os_str() != "-" {
+                return Err(Error::value(format!(
+                    "packets_path and events_path are the same file ({}): one would overwrite the other",
+                    p.display()
+                ))
+                .into());
+            }
+        }
+        let net = slf.get().inner.clone();
+        // Python hooks need the GIL per packet; built-in operations run without it.
+        let py_runner =
+            net.hooks.snapshot().has_external().then(|| PyRunner { net_obj: slf.clone().unbind() });
+        if threads > 1 && (py_runner.is_some() || events_path.is_some()) {
+            return Err(Error::value(
+                "threads > 1 runs built-in operations only and writes no events (their order would depend \
+                 on the threads): use threads=1",
+            )
+            .into());
+        }
+        let res = detached(py, move || -> Result<Summary> {
+            let mut summary = Summary::default();
+            let mut out = open_output(packets_path.as_deref())?;
+            let mut events = open_output(events_path.as_deref())?;
+            let paths: Vec<&std::path::Path> = captures.iter().map(|p| p.as_path()).collect();
+            let mut replay = Replay {
+                clock,
+                packets_out: out.as_mut().map(|f| &mut f.1 as &mut dyn Write),
+                name_prefix: paths.len() > 1,
+                events_out: events.as_mut().map(|f| &mut f.1 as &mut dyn Write),
+                event_timestamps,
+                path,
+            };
+            let ran = match py_runner {
+                Some(r) => {
+                    replay.run_with(&mut Feeder::with_runner(&net, path, clock, r), &paths, &mut summary)
+                }
+                None => replay.run_threads(&net, &paths, &mut summary, threads),
+            };
+            match ran {
+                Ok(()) => Ok(summary),
+                Err(e) => {
+                    let what = match (&e, &out, &events) {
+                        (crate::replay::ReplayError::Output(_), Some((name, _)), None) => name.clone(),
+                        (crate::replay::ReplayError::Output(_), None, Some((name, _))) => name.clone(),
+                        _ => "replay output".to_string(),
+                    };
+                    Err(Error::replay(e, summary, &what))
+                }
+            }
+        });
+        Ok(ReplayResult::from_summary(res?))
+    }
+
+    /// Packets given in memory, as a capture would be replayed: `records` is an iterable of
+    /// `(tstamp, ip_packet_bytes)` pairs (seconds; bytes from the IP header). Returns the
+    /// result with `per_packet`, one `PacketResult(frame, cls, reason, dropped_by)` per packet
+    /// (frames numbered from 1), as `--output packets` prints them.
+    #[pyo3(signature = (records, *, clock="capture", path="forward"))]
+    fn feed(
+        slf: &Bound<'_, Self>,
+        py: Python<'_>,
+        records: &Bound<'_, PyAny>,
+        clock: &str,
+        path: &str,
+    ) -> PyResult<ReplayResult> {
+        let path = replay_path(path)?;
+        let clock = replay_clock(clock)?;
+        let (buf, spans) = batch::records(records)?;
+        let net = slf.get().inner.clone();
+        let runner = net.hooks.snapshot().has_external().then(|| PyRunner { net_obj: slf.clone().unbind() });
+        let (summary, rows) = match runner {
+            Some(r) => batch::feed(&mut Feeder::with_runner(&net, path, clock, r), &buf, &spans)?,
+            None => detached(py, || batch::feed(&mut Feeder::new(&net, path, clock), &buf, &spans))?,
+        };
+        let mut result = ReplayResult::from_summary(summary);
+        result.per_packet = Some(rows);
+        Ok(result)
+    }
+
+    /// Packets built by the caller, in bulk: packet i is `buffer[offsets[i]:offsets[i+1]]`
+    /// (offsets has one entry more than there are packets) at `tstamps[i]` seconds (None: the
+    /// namespace's current time), each through the hook pipeline as `replay` sends them
+    /// (`path`). Returns numpy arrays (verdicts: uint32 NF_*; ctinfo: int8, -1 where no
+    /// conntrack is attached). Needs numpy (`pip install nfct[numpy]`). The GIL is released
+    /// unless Python hooks are registered.
+    #[pyo3(signature = (buffer, offsets, tstamps=None, *, path="forward"))]
+    fn conntrack_batch<'py>(
+        slf: &Bound<'py, Self>,
+        py: Python<'py>,
+        buffer: PyBuffer<u8>,
+        offsets: &Bound<'py, PyAny>,
+        tstamps: Option<&Bound<'py, PyAny>>,
+        path: &str,
+    ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+        batch::conntrack_batch(slf, py, buffer, offsets, tstamps, path)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<nfct.Net count={} buckets={}>", self.inner.ct.count(), self.inner.ct.table.nbuckets())
+    }
+}
+
+/// Opens where per-packet or event lines go, with the name errors use: "-" is this process's
+/// standard output, written through its own descriptor so a redirection (even in append mode)
+/// keeps what was there.
+fn open_output(path: Option<&std::path::Path>) -> Result<Option<(String, Box<dyn Write>)>> {
+    Ok(match path {
+        Some(p) if p.as_os_str() == "-" => Some((
+            "standard output".into(),
+            Box::new(std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock())),
+        )),
+        Some(p) => {
+            let name = p.display().to_string();
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(p)
+                .map_err(|e| Error::Output(name.clone(), e))?;
+            Some((name, Box::new(std::io::BufWriter::with_capacity(1 << 16, f))))
+        }
+        None => None,
+    })
+}
+
+/// The sysctls of one namespace, as a mutable mapping.
+#[pyclass(frozen, module = "nfct._nfct", mapping)]
+pub struct SysctlMap {
+    net: Arc<CoreNet>,
+}
+
+#[pymethods]
+impl SysctlMap {
+    fn __getitem__(&self, name: &str) -> PyResult<u64> {
+        if name.trim_start_matches("net.netfilter.") == "nf_conntrack_count" {
+            return Ok(self.net.ct.count());
+        }
+        Ok(self.net.sysctl().get_by_name(name).map_err(Error::from)?)
+    }
+
+    fn __setitem__(&self, name: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let (s, v) = sysctl_value(name, value)?;
+        self.net.set_sysctl(s, v);
+        Ok(())
+    }
+
+    fn __contains__(&self, name: &str) -> bool {
+        Sysctl::lookup(name).is_some() || name == "nf_conntrack_count"
+    }
+
+    fn __len__(&self) -> usize {
+        SYSCTLS.len() + 1
+    }
+
+    fn __iter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(PyList::new(py, self.keys())?.try_iter()?.into_any().unbind())
+    }
+
+    fn keys(&self) -> Vec<&'static str> {
+        let mut k: Vec<&'static str> = SYSCTLS.iter().map(|s| s.1).collect();
+        k.insert(1, "nf_conntrack_count");
+        k
+    }
+
+    fn items(&self) -> Vec<(&'static str, u64)> {
+        self.keys()
+            .into_iter()
+            .map(|k| {
+                let v = if k == "nf_conntrack_count" {
+                    self.net.ct.count()
+                } else {
+                    self.net.sysctl().get_by_name(k).unwrap_or(0)
+                };
+                (k, v)
+            })
+            .collect()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<nfct sysctl: {} entries>", self.__len__())
+    }
+}
