@@ -1,13 +1,12 @@
 //! Criterion benchmarks of the conntrack core: `conntrack_in` at PRE_ROUTING, `confirm`, then
-//! `release`, on one shared `Net`, as a forwarding router runs them for every packet.
+//! `release`, on one shared `Conntrack`, as a forwarding router runs them for every packet.
 //!
-//! When this was written TCP was not tracked (TCP packets came back "unsupported" without
-//! touching the table), so every flow here is IPv4 UDP: 60-byte DNS-like datagrams (20 IP + 8 UDP + 32 payload) built in
-//! memory with correct IP and UDP checksums. The table runs with `nf_conntrack_max = 0`
+//! Every flow here is IPv4 UDP (the table's cost, not a tracker's): 60-byte DNS-like datagrams
+//! (20 IP + 8 UDP + 32 payload) built in memory with correct IP and UDP checksums. The table runs with `nf_conntrack_max = 0`
 //! (unlimited, no early drop), `nf_conntrack_buckets = max(262144, table size)`, a fixed hash
 //! seed, and a frozen clock (nothing expires while measuring).
 //!
-//! Groups, one `Net` each (built on first use, so a filter skips the pre-fill too):
+//! Groups, one `Conntrack` each (built on first use, so a filter skips the pre-fill too):
 //!
 //! * `udp_{10k,100k,1M}_csum1`: `nf_conntrack_checksum = 1` (the kernel default: the UDP checksum
 //!   is verified at PRE_ROUTING). Benchmarks:
@@ -17,7 +16,7 @@
 //!     untimed, so the table stays between size and size + 10%.
 //!   - `existing/{1,2}t`: every element is a packet (either direction at random) of a flow chosen
 //!     at random among the pre-filled ones (all already seen both ways).
-//!   - With 2 threads, both share one `&Net`; each takes half of the flows (its own new flows;
+//!   - With 2 threads, both share one `&Conntrack`; each takes half of the flows (its own new flows;
 //!     the even or the odd pre-filled flows, as RSS would steer them), and the time is the wall
 //!     time of both (the rate is the aggregate).
 //!   - `existing_pf32/{1,2}t`: the same packets, but each window of 32 is first handed to

@@ -54,7 +54,11 @@ pub mod tcp {
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
     pub struct TcpState {
         pub seen: [TcpDir; 2],
+        /// The state (`enum tcp_conntrack`).
         pub state: u8,
+        // The rest are `ip_ct_tcp`'s retransmission counting (`retrans` and the direction,
+        // index, sequence, ack and end of the last packet) and its ignore tracking (the window,
+        // window scale and flags of the packet the table said to ignore).
         pub last_dir: u8,
         pub retrans: u8,
         pub last_index: u8,

@@ -10,6 +10,7 @@ use crate::sysctl::{Sysctl, SysctlKey};
 use crate::tuple::Direction;
 use crate::uapi::IPPROTO_TCP;
 use crate::uapi::{IPCT_ASSURED, IPCT_PROTOINFO, IPS_ASSURED, IPS_FIXED_TIMEOUT, IPS_SEEN_REPLY};
+use crate::wire::l4::{after, before};
 use crate::wire::{checksum, l4};
 
 /// `TCP_CONNTRACK_MAX`, used as "invalid" in the table.
@@ -84,16 +85,6 @@ pub enum RstTimeout {
     Close,
     /// Linux 6.12 (source): the UNACK timeout (300 s).
     Unack,
-}
-
-#[inline]
-fn before(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) < 0
-}
-
-#[inline]
-fn after(a: u32, b: u32) -> bool {
-    before(b, a)
 }
 
 /// `get_conntrack_index`.

@@ -114,26 +114,21 @@ impl Expired {
 /// What a lookup found.
 pub enum Found<'a> {
     /// A confirmed, live entry whose tuple in `dir` equals the key; the entry is locked.
-    Hit {
-        slot: u32,
-        dir: Direction,
-        entry: MutexGuard<'a, Conn>,
-    },
+    Hit { slot: u32, dir: Direction, entry: MutexGuard<'a, Conn> },
     /// The walk met expired entries before any match: the caller reaps them (as the kernel's
     /// lookup does, `nf_ct_gc_expired`) and looks again.
     Reap(Expired),
+    /// No confirmed, live entry holds the key (and no expired one was met).
     Miss,
 }
 
 /// Result of linking a new entry at confirmation.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Insert {
+    /// Both nodes are linked: the entry is in the table.
     Inserted,
     /// A confirmed entry already holds the tuple of `dir` (`nf_ct_resolve_clash` decides).
-    Clash {
-        slot: u32,
-        dir: Direction,
-    },
+    Clash { slot: u32, dir: Direction },
     /// A chain was longer than the limit before a match was found.
     ChainTooLong,
 }
