@@ -74,6 +74,14 @@ def test_writer_rejects_timestamps_pcap_cannot_hold(bad: float) -> None:
         pcap.pcap_bytes([(bad, b"\x45")])
 
 
+def test_legacy_verify_writer_is_the_same_file(tmp_path: Path) -> None:
+    """nfct.verify.write_pcap keeps its (packet, tstamp) order and writes what nfct.pcap does."""
+    from nfct.verify import write_pcap
+
+    write_pcap(tmp_path / "old.pcap", [(data, ts) for ts, data in RECORDS])
+    assert (tmp_path / "old.pcap").read_bytes() == pcap.pcap_bytes(RECORDS, nanosecond=True)
+
+
 # --- variants built byte by byte ----------------------------------------------------------------
 
 
