@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import math
 import mmap
+import operator
 import os
 import struct
 from collections.abc import Iterable, Iterator
@@ -93,6 +94,22 @@ def _error(path: str, offset: int, message: str) -> CaptureError:
 
 def iter_frames(path: str | os.PathLike[str]) -> Iterator[Frame]:
     """Every packet record of a pcap or pcapng file, in file order."""
+    return map(Frame._make, _read(path))
+
+
+def iter_records(path: str | os.PathLike[str]) -> Iterator[Record]:
+    """``(tstamp, data)`` of every packet record of a pcap or pcapng file (link types dropped:
+    use :func:`iter_frames` where they may differ)."""
+    return map(_TSTAMP_DATA, _read(path))
+
+
+_TSTAMP_DATA: Final = operator.itemgetter(0, 1)
+
+# What the readers below yield: (tstamp, data, linktype), as a plain tuple (cheaper to make).
+_Raw = tuple[float, bytes, int]
+
+
+def _read(path: str | os.PathLike[str]) -> Iterator[_Raw]:
     name = os.fspath(path)
     try:
         f = open(name, "rb")
@@ -112,13 +129,6 @@ def iter_frames(path: str | os.PathLike[str]) -> Iterator[Frame]:
                 data.close()
 
 
-def iter_records(path: str | os.PathLike[str]) -> Iterator[Record]:
-    """``(tstamp, data)`` of every packet record of a pcap or pcapng file (link types dropped:
-    use :func:`iter_frames` where they may differ)."""
-    for frame in iter_frames(path):
-        yield frame.tstamp, frame.data
-
-
 def _map(f: BinaryIO) -> mmap.mmap | bytes:
     """The whole file, mapped (read on demand) where it can be, else read."""
     try:
@@ -127,7 +137,7 @@ def _map(f: BinaryIO) -> mmap.mmap | bytes:
         return f.read()
 
 
-def _iter_pcap(data: mmap.mmap | bytes, name: str) -> Iterator[Frame]:
+def _iter_pcap(data: mmap.mmap | bytes, name: str) -> Iterator[_Raw]:
     magic = bytes(data[:4])
     le, be = int.from_bytes(magic, "little"), int.from_bytes(magic, "big")
     if le in _PCAP_MAGICS:
@@ -141,23 +151,23 @@ def _iter_pcap(data: mmap.mmap | bytes, name: str) -> Iterator[Frame]:
     if len(data) < 24:
         raise _error(name, 0, "truncated file header")
     linktype = struct.unpack_from(order + "I", data, 20)[0] & 0xFFFF
-    rec = struct.Struct(order + "IIII")
+    unpack = struct.Struct(order + "IIII").unpack_from
     div = 1e9 if nanos else 1e6
     offset, end = 24, len(data)
     while offset < end:
         if offset + rec_len > end:
             raise _error(name, offset, "truncated record (file ends inside it)")
-        sec, frac, caplen, _origlen = rec.unpack_from(data, offset)
+        sec, frac, caplen, _origlen = unpack(data, offset)
         if caplen > _MAX_CAPLEN:
             raise _error(name, offset, f"record length {caplen} is implausible (corrupt?)")
         start = offset + rec_len
         if start + caplen > end:
             raise _error(name, offset, "truncated record (file ends inside it)")
-        yield Frame(sec + frac / div, data[start : start + caplen], linktype)
         offset = start + caplen
+        yield sec + frac / div, data[start:offset], linktype
 
 
-def _iter_pcapng(data: mmap.mmap | bytes, name: str) -> Iterator[Frame]:
+def _iter_pcapng(data: mmap.mmap | bytes, name: str) -> Iterator[_Raw]:
     order = "<"
     # (linktype, snaplen, units per second, offset in seconds) per interface of the section
     interfaces: list[tuple[int, int, int, int]] = []
@@ -190,7 +200,7 @@ def _iter_pcapng(data: mmap.mmap | bytes, name: str) -> Iterator[Frame]:
                 raise _error(name, offset, f"packet block for undefined interface {if_id}")
             linktype, _snap, units, toff = interfaces[if_id]
             last_ts = ((ts_hi << 32) | ts_lo) / units + toff
-            yield Frame(last_ts, body[20 : 20 + caplen], linktype)
+            yield last_ts, body[20 : 20 + caplen], linktype
         elif btype == 3 and len(body) >= 4:  # simple packet: no timestamp of its own
             if not interfaces:
                 raise _error(name, offset, "simple packet block with no interface")
@@ -198,7 +208,7 @@ def _iter_pcapng(data: mmap.mmap | bytes, name: str) -> Iterator[Frame]:
             n = min(len(body) - 4, struct.unpack_from(order + "I", body)[0])
             if snaplen:
                 n = min(n, snaplen)
-            yield Frame(last_ts, body[4 : 4 + n], linktype)
+            yield last_ts, body[4 : 4 + n], linktype
         offset += blen
 
 
