@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import nfct
-from nfct import CaptureError, Net, NfctError, ReplayResult
-from nfct.conntrack_text import parse_conntrack_line
+from nfct import CaptureError, Conn, Net, NfctError, ReplayResult, Tuple
 
 OUTPUTS = ("extended", "conntrack", "proc", "stats", "json", "packets", "events")
 
@@ -140,6 +141,97 @@ def _summary_line(summary: ReplayResult, entries: int) -> str:
     )
 
 
+# --- the entries of --output json ---------------------------------------------------------------
+
+# The L3 names conntrack -L prints.
+_L3_NAMES: dict[int, str] = {socket.AF_INET: "ipv4", socket.AF_INET6: "ipv6"}
+# DCCP has no tracker in the modelled kernel (Conn.proto says "unknown", as /proc does), but
+# conntrack-tools knows its name and prints its ports, 0 where the kernel sent none.
+_IPPROTO_DCCP = 33
+# What Conn and Tuple do not expose (yet): GRE keys, the zone's direction, the timestamp's
+# delta-time and use=. These come from the entry's own line.
+_GRE_KEYS = ("srckey", "dstkey")
+_ZONE_DIR_KEYS = ("zone-orig", "zone-reply")
+_TAIL_KEYS = ("zone", "delta-time", "use")
+
+
+def _line_fields(line: str) -> tuple[list[dict[str, str]], dict[str, str]]:
+    """From one `conntrack -L -o extended` line, only what the attributes do not give: the GRE
+    keys of each tuple, and the zone, delta-time and use fields."""
+    keys: list[dict[str, str]] = [{}, {}]
+    fields: dict[str, str] = {}
+    direction = -1
+    for word in line.split():
+        key, _, value = word.partition("=")
+        if key == "src":
+            direction += 1
+        elif key in _GRE_KEYS and 0 <= direction <= 1:
+            keys[direction][key] = value
+        elif key in _ZONE_DIR_KEYS or key in _TAIL_KEYS:
+            fields[key] = value
+    return keys, fields
+
+
+def _address(l3num: int, text: str) -> str:
+    """An address as conntrack-tools print it: IPv6 in inet_ntop's form (``::1.2.3.4``)."""
+    if l3num == socket.AF_INET6:
+        return socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, text))
+    return text
+
+
+def _tuple(t: Tuple, gre: dict[str, str], counter: tuple[int, int] | None) -> dict[str, str]:
+    """One direction's fields, as conntrack -L prints them (values as text)."""
+    d = {"src": _address(t.l3num, t.src), "dst": _address(t.l3num, t.dst)}
+    if t.sport is not None and t.dport is not None:
+        d["sport"], d["dport"] = str(t.sport), str(t.dport)
+    elif t.protonum == _IPPROTO_DCCP:
+        d["sport"] = d["dport"] = "0"
+    elif t.type is not None and t.code is not None and t.id is not None:
+        d["type"], d["code"], d["id"] = str(t.type), str(t.code), str(t.id)
+    d.update(gre)
+    if counter is not None:
+        d["packets"], d["bytes"] = str(counter[0]), str(counter[1])
+    return d
+
+
+def _flags(status: int) -> list[str]:
+    """The bracketed flags of a listing line, in its order."""
+    flags = [] if status & nfct.IPS_SEEN_REPLY else ["UNREPLIED"]
+    if status & nfct.IPS_HW_OFFLOAD:
+        flags.append("HW_OFFLOAD")
+    elif status & nfct.IPS_OFFLOAD:
+        flags.append("OFFLOAD")
+    elif status & nfct.IPS_ASSURED:
+        flags.append("ASSURED")
+    return flags
+
+
+def json_entry(conn: Conn) -> dict[str, Any]:
+    """One entry of ``--output json``: its ``conntrack -L -o extended`` line as data (l3,
+    proto, protonum, timeout, state, orig, reply, flags, extra; numbers inside orig, reply and
+    extra as text), from the live entry's attributes."""
+    orig, reply = conn.orig, conn.reply
+    gre, fields = _line_fields(conn.line())
+    counters = conn.counters
+    extra = {k: fields[k] for k in _ZONE_DIR_KEYS if k in fields}
+    extra["mark"] = str(conn.mark)
+    extra.update((k, fields[k]) for k in _TAIL_KEYS if k in fields)
+    return {
+        "l3": _L3_NAMES.get(orig.l3num, "unknown"),
+        "proto": "dccp" if orig.protonum == _IPPROTO_DCCP else conn.proto,
+        "protonum": orig.protonum,
+        "timeout": conn.timeout,
+        "state": conn.state,
+        "orig": _tuple(orig, gre[0], counters[0] if counters else None),
+        "reply": _tuple(reply, gre[1], counters[1] if counters else None),
+        "flags": _flags(conn.status),
+        "extra": extra,
+    }
+
+
+# --- replay ---------------------------------------------------------------------------------------
+
+
 def _rules(net: Net, args: argparse.Namespace) -> None:
     """Registers the built-in operations the options ask for."""
     if args.zone is not None:
@@ -189,27 +281,31 @@ def _replay(args: argparse.Namespace) -> int:
     except NfctError as e:
         print(f"nfct: {e}", file=sys.stderr)
         return 2
-    lines = net.dump("extended")
-    entries = lines.count("\n")
     if args.output in ("extended", "conntrack", "proc"):
-        sys.stdout.write(lines if args.output == "extended" else net.dump(args.output))
-    elif args.output == "stats":
-        sys.stdout.write(net.stats_text())
+        text = net.dump(args.output)
+        entries = text.count("\n")
+        sys.stdout.write(text)
     elif args.output == "json":
+        conns = list(net)
+        entries = len(conns)
         doc = {
             "captures": args.captures,
             "clock": args.clock,
             "path": args.path,
             "local_addrs": args.local_addr,
             "sysctl": dict(args.sysctl),
-            "lines": lines.splitlines(),
-            "entries": [parse_conntrack_line(x) for x in lines.splitlines()],
+            "lines": [conn.line() for conn in conns],
+            "entries": [json_entry(conn) for conn in conns],
             "stats": net.stats,
             "count": net.count,
             "summary": summary.to_dict() if summary is not None else {},
         }
         json.dump(doc, sys.stdout, indent=1)
         sys.stdout.write("\n")
+    else:
+        entries = len(net)
+        if args.output == "stats":
+            sys.stdout.write(net.stats_text())
     sys.stdout.flush()
     if summary:
         print(_summary_line(summary, entries), file=sys.stderr)
@@ -226,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "replay":
             return _replay(args)
         if args.command == "verify-kernel":
-            from nfct.verify import verify_kernel_cli
+            from nfct.kernel.verify import verify_kernel_cli
 
             return verify_kernel_cli(args)
     except BrokenPipeError:
