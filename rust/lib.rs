@@ -7,7 +7,8 @@
 //!   IPS_*, IPCT_*), the leaf; `sysctl` and `stats` are leaves too.
 //! * `wire`: packet bytes parsed and checked (total parsers: hostile input gives a result, never
 //!   a panic); every read of header bytes is here. Depends on `uapi` only.
-//! * `tuple`: `nf_conntrack_tuple`, read from a packet, inverted, zoned and hashed.
+//! * `tuple`: `nf_conntrack_tuple`, read from a packet, inverted, zoned and hashed; `fib`: the
+//!   host's interfaces and routing tables (data and lookups).
 //! * `proto::state`: the trackers' per-entry state (data only); `conn`: `struct nf_conn` and the
 //!   snapshot the listings print; `proto`: one tracker per L4 protocol, acting on a `Conn`.
 //! * `table`: the lock-striped bucket array with its slab of entries, both directions indexed
@@ -30,6 +31,7 @@ pub mod conn;
 pub mod core;
 pub mod defrag;
 pub mod events;
+pub mod fib;
 pub mod format;
 pub mod ip;
 pub mod net;

@@ -7,6 +7,7 @@
 
 use crate::core::{Conntrack, CtOptions};
 use crate::defrag::Defrag;
+use crate::fib::{Devices, Fib};
 use crate::netfilter::Hooks;
 use crate::proto::tcp::RstTimeout;
 use crate::sysctl::{Sysctl, SysctlKey};
@@ -35,8 +36,15 @@ pub struct Net {
     pub defrag: Defrag,
     /// The addresses the host owns.
     pub local: LocalAddrs,
+    /// The host's interfaces (empty for nfct's default router).
+    pub devices: Devices,
+    /// The host's routing tables; None for nfct's default router (every non-local unicast
+    /// destination forwarded, MTU 1500).
+    pub fib: Option<Fib>,
     /// Jiffies, in ns: moved forward by the drivers (packets' times, `advance_to`), never back.
     clock: AtomicU64,
+    /// The seeded generator of rules' random numbers (`numgen random`, `meta random`).
+    rng: AtomicU64,
 }
 
 impl Net {
@@ -48,8 +56,27 @@ impl Net {
             hooks: Hooks::with_conntrack(),
             defrag: Defrag::new(),
             local: LocalAddrs::new(&opts.local_addrs),
+            devices: Devices::default(),
+            fib: None,
             clock: AtomicU64::new(0),
+            rng: AtomicU64::new(opts.seed.unwrap_or_else(seed_from_os) | 1),
         }
+    }
+
+    /// The interface packets from the wire arrive on when nothing says otherwise: the first
+    /// that is up and not loopback (none for nfct's default router).
+    pub fn default_iif(&self) -> Option<u32> {
+        self.devices.first_up().map(|d| d.index)
+    }
+
+    /// A random number for rules (xorshift64*, seeded by the namespace's seed).
+    pub fn random(&self) -> u32 {
+        let mut x = self.rng.load(Ordering::Relaxed);
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.store(x, Ordering::Relaxed);
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
     }
 
     /// The namespace's clock, ns.
@@ -79,6 +106,13 @@ impl Net {
     pub fn set_sysctl(&self, key: SysctlKey, v: u64) {
         self.ct.set_sysctl(key, v);
     }
+}
+
+/// A random seed from the OS (0 if it has none to give).
+fn seed_from_os() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b)
 }
 
 /// The addresses a host owns (`Net(local_addrs=...)`): packets to them are delivered locally,

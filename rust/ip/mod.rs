@@ -20,6 +20,7 @@ pub mod route;
 use crate::core::{CtRef, CtState, SkbCt};
 use crate::defrag::{FragLimits, Gathered};
 use crate::net::Net;
+use crate::netfilter::nft::{ChainRef, ChainVerdict, Decider, PktCtx};
 use crate::netfilter::{CtOp, Family, HookTable, Op, OpKind, MAX_REPEAT};
 use crate::sysctl::SysctlKey;
 use crate::uapi::{Hook, NF_ACCEPT, NF_DROP, NF_QUEUE, NF_REPEAT, NF_STOLEN, NF_STOP};
@@ -39,6 +40,8 @@ pub struct Skb {
     pub whole: Option<Vec<u8>>,
     /// The largest fragment of the reassembled datagram (the forward path's MTU check).
     pub max_frag: usize,
+    /// `skb->mark` (`meta mark`).
+    pub mark: u32,
 }
 
 impl Skb {
@@ -173,6 +176,8 @@ pub struct Outcome {
     /// The packet's conntrack state as it left the stack (its reference on the entry may
     /// already be released: only the values remain).
     pub ct: SkbCt,
+    /// Which rule of the dropping chain gave its verdict (nft chains only).
+    pub decider: Option<Decider>,
 }
 
 impl Outcome {
@@ -185,6 +190,7 @@ impl Outcome {
             reason: Some(reason),
             error: None,
             ct: SkbCt::default(),
+            decider: None,
         }
     }
 
@@ -197,6 +203,7 @@ impl Outcome {
             reason,
             error,
             ct: SkbCt::default(),
+            decider: None,
         }
     }
 
@@ -208,6 +215,7 @@ impl Outcome {
             reason: None,
             error: None,
             ct: SkbCt::default(),
+            decider: None,
         }
     }
 
@@ -228,6 +236,23 @@ impl Outcome {
     /// The dropping operation, if it is a ruleset's or a caller's rather than conntrack's own.
     pub fn dropped_by_rule(&self) -> Option<&Arc<Op>> {
         self.dropped_by.as_ref().filter(|o| !o.is_conntrack())
+    }
+
+    /// What dropped the packet, in nft's words where a ruleset did (`inet filter forward handle
+    /// 7`, `inet filter forward policy drop`), else the operation's name.
+    pub fn dropped_by_name(&self) -> Option<String> {
+        let op = self.dropped_by_rule()?;
+        Some(match (&op.kind, self.decider) {
+            (OpKind::Chain(c), Some(d)) if !c.builtin => match d {
+                Decider::Rule { chain, handle } => {
+                    let t = c.table();
+                    let name = t.chains.get(chain).map_or("?", |c| c.name.as_str());
+                    format!("{} {} {name} handle {handle}", t.family.name(), t.name)
+                }
+                Decider::Policy => format!("{} policy drop", c.name()),
+            },
+            _ => op.name.to_string(),
+        })
     }
 }
 
@@ -261,6 +286,8 @@ pub struct PacketRun {
     /// The packet's time, ns.
     pub tstamp: u64,
     pub clock: PacketClock,
+    /// The interface it arrives on (ifindex; none for a host without interfaces).
+    pub iif: Option<u32>,
 }
 
 /// How a hook's operations ended.
@@ -278,6 +305,8 @@ pub struct Pipeline<'a, C: Carrier> {
     base: &'a [u8],
     family: Family,
     run: PacketRun,
+    /// The interface the routing decision sends it out of.
+    oif: Option<u32>,
     carrier: &'a C,
     ext: &'a mut ExternalOp<'a>,
 }
@@ -307,7 +336,23 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
             let verdict = loop {
                 let v = match &op.kind {
                     OpKind::Conntrack(c) => self.carrier.with(|st| self.conntrack_op(*c, hook, st)),
-                    OpKind::Rule(r) => self.carrier.with(|st| r.eval(&self.net.ct, &mut st.ct)),
+                    OpKind::Chain(c) => {
+                        let cv = self.carrier.with(|st| self.chain(c, hook, st));
+                        match cv.verdict & 0xff {
+                            NF_ACCEPT => cv.verdict,
+                            v => {
+                                self.release();
+                                let mut out = Outcome::stopped(
+                                    if v == NF_STOLEN { NF_STOLEN } else { NF_DROP },
+                                    op,
+                                    cv.reason,
+                                    None,
+                                );
+                                out.decider = Some(cv.by);
+                                return HookEnd::Stop(out);
+                            }
+                        }
+                    }
                     OpKind::External(_) => match (self.ext)(op, call) {
                         Ok(v) => v,
                         Err(e) => {
@@ -339,6 +384,30 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
             }
         }
         HookEnd::Continue
+    }
+
+    /// An nft base chain on the packet.
+    fn chain(&self, c: &ChainRef, hook: Hook, st: &mut Skb) -> ChainVerdict {
+        let net = self.net;
+        let Skb { ct, len, whole, mark, .. } = st;
+        let data = bytes_seen(whole.as_deref(), *len, self.base);
+        let dev = |i: Option<u32>| i.and_then(|i| net.devices.by_index(i));
+        let random = || net.random();
+        let mut ctx = PktCtx {
+            data,
+            family: self.family,
+            hook,
+            iif: dev(self.run.iif),
+            oif: dev(self.oif),
+            mark,
+            skb: ct,
+            ct: &net.ct,
+            devs: &net.devices,
+            fib: net.fib.as_ref(),
+            random: &random,
+            now: net.now(),
+        };
+        c.eval(&mut ctx)
     }
 
     /// One of conntrack's own operations on the packet.
@@ -428,7 +497,7 @@ pub fn run_with<'a, C: Carrier>(
     let Some(family) = Family::of_packet(pkt) else {
         return Outcome::dropped("ip_rcv: not an IP packet");
     };
-    Pipeline { net, hooks, base: pkt, family, run, carrier, ext }.go()
+    Pipeline { net, hooks, base: pkt, family, run, oif: None, carrier, ext }.go()
 }
 
 /// As [`run_with`] for a packet of a known family (`ip_rcv` is IPv4's entry point whatever
@@ -442,7 +511,7 @@ pub fn run_family<'a, C: Carrier>(
     carrier: &'a C,
     ext: &'a mut ExternalOp<'a>,
 ) -> Outcome {
-    Pipeline { net, hooks, base: pkt, family, run, carrier, ext }.go()
+    Pipeline { net, hooks, base: pkt, family, run, oif: None, carrier, ext }.go()
 }
 
 /// One packet through `net` with no external operations, its state held here: the replay's
@@ -460,7 +529,7 @@ pub fn run_native(net: &Net, hooks: &HookTable, run: PacketRun, pkt: &[u8]) -> O
 mod tests {
     use super::*;
     use crate::net::NetOptions;
-    use crate::netfilter::nft::Rule;
+    use crate::netfilter::nft::builtin;
     use crate::sysctl::Sysctl;
     use crate::tuple::Zone;
     use crate::uapi::{IP_CT_NEW, NFPROTO_IPV4};
@@ -482,7 +551,7 @@ mod tests {
     }
 
     fn run(n: &Net, ingress: Ingress, p: &[u8]) -> Outcome {
-        let r = PacketRun { ingress, all_local: false, tstamp: 1, clock: PacketClock::Shared };
+        let r = PacketRun { ingress, all_local: false, tstamp: 1, clock: PacketClock::Shared, iif: None };
         run_native(n, &n.hooks.snapshot(), r, p)
     }
 
@@ -494,7 +563,7 @@ mod tests {
     fn drop_in_forward_leaves_no_entry() {
         let n = net(&[]);
         let p = udp4([10, 0, 0, 1], [10, 0, 0, 2], 64);
-        let rule = OpKind::Rule(Rule::Verdict(NF_DROP));
+        let rule = OpKind::Chain(builtin::verdict(NF_DROP));
         let id = n.hooks.register(NFPROTO_IPV4, Hook::Forward, 0, "filter".into(), rule).unwrap();
         let out = run(&n, Ingress::Rcv, &p);
         assert_eq!((out.verdict, out.path), (NF_DROP, PathKind::Drop));
@@ -528,9 +597,9 @@ mod tests {
         let n = net(&[]);
         let z = Zone { id: 7, dir: Zone::DIR_BOTH };
         n.hooks
-            .register(NFPROTO_IPV4, Hook::PreRouting, -300, "zone".into(), OpKind::Rule(Rule::CtZone(z)))
+            .register(NFPROTO_IPV4, Hook::PreRouting, -300, "zone".into(), OpKind::Chain(builtin::ct_zone(z)))
             .unwrap();
-        let mark = OpKind::Rule(Rule::CtMarkSet { value: 42, mask: u32::MAX });
+        let mark = OpKind::Chain(builtin::ct_mark_set(42, u32::MAX));
         n.hooks.register(NFPROTO_IPV4, Hook::Forward, 0, "mark".into(), mark).unwrap();
         let p = udp4([10, 0, 0, 1], [10, 0, 0, 2], 64);
         run(&n, Ingress::Rcv, &p);

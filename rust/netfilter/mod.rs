@@ -79,8 +79,9 @@ pub enum CtOp {
 pub enum OpKind {
     /// One of conntrack's own operations.
     Conntrack(CtOp),
-    /// A rule, evaluated in Rust (also inside replays).
-    Rule(nft::Rule),
+    /// An nftables base chain (a ruleset's, or a built-in operation), evaluated in Rust (also
+    /// inside replays).
+    Chain(nft::ChainRef),
     /// Handed to the caller's function; the payload is the caller's (a Python callable).
     External(Arc<dyn Any + Send + Sync>),
 }
@@ -89,7 +90,7 @@ impl std::fmt::Debug for OpKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             OpKind::Conntrack(c) => c.fmt(f),
-            OpKind::Rule(r) => r.fmt(f),
+            OpKind::Chain(c) => f.write_str(&c.name()),
             OpKind::External(_) => f.write_str("External"),
         }
     }
@@ -293,7 +294,7 @@ mod tests {
     #[test]
     fn equal_priorities_run_in_registration_order() {
         let h = Hooks::with_conntrack();
-        let v = |x| OpKind::Rule(nft::Rule::Verdict(x));
+        let v = |x| OpKind::Chain(nft::builtin::verdict(x));
         h.register(NFPROTO_INET, Hook::Forward, 0, "a".into(), v(NF_ACCEPT)).unwrap();
         h.register(NFPROTO_IPV4, Hook::Forward, -5, "b".into(), v(NF_ACCEPT)).unwrap();
         let c = h.register(NFPROTO_IPV4, Hook::Forward, 0, "c".into(), v(NF_ACCEPT)).unwrap();

@@ -79,7 +79,7 @@ pub(super) fn feed<R: Runner>(
             cls: class.name(),
             reason: reason
                 .filter(|_| out.verdict != crate::uapi::NF_ACCEPT || class == crate::ip::Class::Invalid),
-            dropped_by: out.dropped_by_rule().map(|o| o.name.to_string()),
+            dropped_by: out.dropped_by_name(),
         });
     }
     summary.add_defrag(defrag_before, feeder.net.defrag.counters());

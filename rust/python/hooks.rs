@@ -8,7 +8,8 @@ use super::type_name;
 use crate::core::CtRef;
 use crate::ip::{self, Carrier, ExtError, HookCall, Ingress, Outcome, PacketClock, PacketRun, Skb as IpSkb};
 use crate::net::Net as CoreNet;
-use crate::netfilter::{self as nf, nft::Rule, Family, HookTable, Op, OpKind};
+use crate::netfilter::nft::{builtin, ChainRef};
+use crate::netfilter::{self as nf, Family, HookTable, Op, OpKind};
 use crate::replay::Runner;
 use crate::tuple::Zone;
 use crate::uapi::{
@@ -42,7 +43,7 @@ struct PyHook {
 #[pyclass(frozen, module = "nfct._nfct")]
 #[derive(Clone)]
 pub struct BuiltinHook {
-    op: Rule,
+    op: ChainRef,
     name: String,
 }
 
@@ -78,10 +79,7 @@ impl BuiltinHook {
     /// `ct state invalid drop`.
     #[staticmethod]
     fn drop_invalid() -> BuiltinHook {
-        BuiltinHook {
-            op: Rule::CtState { mask: NF_CT_STATE_INVALID_BIT, hit: NF_DROP, miss: NF_ACCEPT },
-            name: "ct state invalid drop".into(),
-        }
+        BuiltinHook { op: builtin::drop_invalid(), name: "ct state invalid drop".into() }
     }
 
     /// `ct state {STATES} VERDICT`, else `otherwise` (a chain's policy). States are
@@ -104,7 +102,7 @@ impl BuiltinHook {
         }
         let (hit, miss) = (verdict_arg("verdict", verdict)?, verdict_arg("otherwise", otherwise)?);
         let name = format!("ct state {} {}", states.join(","), verdict_name(hit));
-        Ok(BuiltinHook { op: Rule::CtState { mask, hit, miss }, name })
+        Ok(BuiltinHook { op: builtin::ct_state(mask, hit, miss), name })
     }
 
     /// `ct zone set ZONE` (a template): register it before conntrack (priority < -200, e.g.
@@ -128,7 +126,7 @@ impl BuiltinHook {
             "both" => format!("ct zone set {zone}"),
             d => format!("ct {d} zone set {zone}"),
         };
-        Ok(BuiltinHook { op: Rule::CtZone(Zone { id: zone, dir }), name })
+        Ok(BuiltinHook { op: builtin::ct_zone(Zone { id: zone, dir }), name })
     }
 
     /// `ct mark set MARK`: with `mask`, only the masked bits change.
@@ -140,7 +138,7 @@ impl BuiltinHook {
         } else {
             format!("ct mark set {mark:#x}/{mask:#x}")
         };
-        BuiltinHook { op: Rule::CtMarkSet { value: mark, mask }, name }
+        BuiltinHook { op: builtin::ct_mark_set(mark, mask), name }
     }
 
     /// `ct mark and MASK == MARK VERDICT`, else `otherwise`.
@@ -149,20 +147,20 @@ impl BuiltinHook {
     fn ct_mark(mark: u32, verdict: u32, mask: u32, otherwise: u32) -> PyResult<BuiltinHook> {
         let (hit, miss) = (verdict_arg("verdict", verdict)?, verdict_arg("otherwise", otherwise)?);
         let name = format!("ct mark and {mask:#x} == {mark:#x} {}", verdict_name(hit));
-        Ok(BuiltinHook { op: Rule::CtMark { value: mark & mask, mask, hit, miss }, name })
+        Ok(BuiltinHook { op: builtin::ct_mark(mark & mask, mask, hit, miss), name })
     }
 
     /// `notrack`: register it before conntrack (NF_IP_PRI_RAW).
     #[staticmethod]
     fn notrack() -> BuiltinHook {
-        BuiltinHook { op: Rule::Notrack, name: "notrack".into() }
+        BuiltinHook { op: builtin::notrack(), name: "notrack".into() }
     }
 
     /// Always `verdict` (NF_ACCEPT or NF_DROP): a rule without a match, or a policy.
     #[staticmethod]
     fn verdict(verdict: u32) -> PyResult<BuiltinHook> {
         let v = verdict_arg("verdict", verdict)?;
-        Ok(BuiltinHook { op: Rule::Verdict(v), name: verdict_name(v).into() })
+        Ok(BuiltinHook { op: builtin::verdict(v), name: verdict_name(v).into() })
     }
 
     /// The rule it stands for, in nft's words.
@@ -343,7 +341,7 @@ pub fn nf_register_net_hook(py: Python<'_>, net: &Net, ops: Bound<'_, NfHookOps>
     }
     let o = ops.get();
     let kind = match o.hook.bind(py).cast::<BuiltinHook>() {
-        Ok(b) => OpKind::Rule(b.get().op),
+        Ok(b) => OpKind::Chain(b.get().op.clone()),
         Err(_) => OpKind::External(Arc::new(PyHook { callable: o.hook.clone_ref(py), on_error: o.on_error })),
     };
     let hook = Hook::from_num(o.hooknum).unwrap_or(Hook::PreRouting);
@@ -451,7 +449,11 @@ fn annotate(py: Python<'_>, e: &PyErr, op: &Op, hook: Hook) {
 }
 
 fn result(py: Python<'_>, out: Outcome, swallowed: Option<PyErr>) -> HookResult {
-    let dropped_by = out.dropped_by.as_ref().map(|o| (o.hooknum as u32, o.priority, o.name.to_string()));
+    let name = out.dropped_by_name();
+    let dropped_by = out
+        .dropped_by
+        .as_ref()
+        .map(|o| (o.hooknum as u32, o.priority, name.unwrap_or_else(|| o.name.to_string())));
     // Only a packet that did not get through has a reason here (the replay's rule).
     let reason = if out.verdict == NF_ACCEPT { None } else { out.class().1 };
     HookResult {
@@ -486,7 +488,8 @@ fn run(
     let skb_obj = skb.clone().unbind();
     let swallowed = RefCell::new(None);
     let mut ext = python_ext(py, &net_obj, &skb_obj, &swallowed);
-    let run = PacketRun { ingress, all_local: false, tstamp: s.tstamp_ns, clock: PacketClock::Shared };
+    let iif = (ingress == Ingress::Rcv).then(|| n.inner.default_iif()).flatten();
+    let run = PacketRun { ingress, all_local: false, tstamp: s.tstamp_ns, clock: PacketClock::Shared, iif };
     let mut out = ip::run_family(&n.inner, &table, fam, run, base, &carrier, &mut ext);
     if let Some(e) = out.error.take() {
         return Err(super::errors::hook_err(e));

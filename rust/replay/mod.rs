@@ -15,7 +15,7 @@ pub mod threads;
 use crate::defrag::DefragCounters;
 use crate::ip::{self, Class, Ingress, Outcome, PacketClock, PacketRun};
 use crate::net::Net;
-use crate::netfilter::{HookTable, Op};
+use crate::netfilter::HookTable;
 use crate::wire::link;
 use capture::{Capture, CaptureError};
 use std::collections::BTreeMap;
@@ -86,13 +86,8 @@ impl Summary {
                 *self.reasons.entry(r).or_insert(0) += 1;
             }
         }
-        if let Some(op) = out.dropped_by_rule() {
-            match self.dropped_by.get_mut(&*op.name) {
-                Some(n) => *n += 1,
-                None => {
-                    self.dropped_by.insert(op.name.to_string(), 1);
-                }
-            }
+        if let Some(name) = out.dropped_by_name() {
+            *self.dropped_by.entry(name).or_insert(0) += 1;
         }
     }
 
@@ -136,15 +131,15 @@ pub fn write_line(
     frame: u64,
     class: Class,
     reason: Option<&str>,
-    dropped_by: Option<&Op>,
+    dropped_by: Option<&str>,
 ) -> std::io::Result<()> {
     match name {
         Some(n) => write!(w, "{n}:{frame} {}", class.name())?,
         None => write!(w, "{frame} {}", class.name())?,
     }
     match (dropped_by, class, reason) {
-        (Some(op), _, Some(why)) => writeln!(w, " by {}: {why}", op.name),
-        (Some(op), _, None) => writeln!(w, " by {}", op.name),
+        (Some(by), _, Some(why)) => writeln!(w, " by {by}: {why}"),
+        (Some(by), _, None) => writeln!(w, " by {by}"),
         (None, Class::Invalid | Class::Dropped, Some(why)) => writeln!(w, " {why}"),
         _ => writeln!(w),
     }
@@ -245,6 +240,8 @@ pub struct Feeder<'n, R: Runner = Native> {
     path: ReplayPath,
     clock: Clock,
     frozen_at: Option<u64>,
+    /// The interface packets from the wire arrive on.
+    iif: Option<u32>,
     pub runner: R,
 }
 
@@ -256,7 +253,8 @@ impl<'n> Feeder<'n, Native> {
 
 impl<'n, R: Runner> Feeder<'n, R> {
     pub fn with_runner(net: &'n Net, path: ReplayPath, clock: Clock, runner: R) -> Self {
-        Feeder { net, hooks: net.hooks.snapshot(), path, clock, frozen_at: None, runner }
+        let iif = net.default_iif();
+        Feeder { net, hooks: net.hooks.snapshot(), path, clock, frozen_at: None, iif, runner }
     }
 
     /// Whether the registrations need the caller's function (Python hooks).
@@ -292,7 +290,8 @@ impl<'n, R: Runner> Feeder<'n, R> {
     #[inline]
     pub fn run(&mut self, pkt: &[u8], t: u64, clock: PacketClock) -> Outcome {
         let ingress = ingress_for(self.path, self.net, pkt);
-        let run = PacketRun { ingress, all_local: self.path == ReplayPath::LocalIn, tstamp: t, clock };
+        let iif = (ingress == Ingress::Rcv).then_some(self.iif).flatten();
+        let run = PacketRun { ingress, all_local: self.path == ReplayPath::LocalIn, tstamp: t, clock, iif };
         self.runner.run(self.net, &self.hooks, run, pkt)
     }
 
@@ -354,8 +353,8 @@ impl Replay<'_> {
                 }
                 if let (Some(w), None) = (self.packets_out.as_mut(), out_err.as_ref()) {
                     let (class, reason) = out.class();
-                    let by = out.dropped_by_rule().map(|o| &**o);
-                    if let Err(e) = write_line(*w, name, rec.index, class, reason, by) {
+                    let by = out.dropped_by_name();
+                    if let Err(e) = write_line(*w, name, rec.index, class, reason, by.as_deref()) {
                         out_err = Some(e);
                     }
                 }

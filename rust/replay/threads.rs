@@ -17,7 +17,6 @@
 use super::{write_line, Clock, Feeder, ReplayError, ReplayPath, Summary};
 use crate::ip::{Class, PacketClock};
 use crate::net::Net;
-use crate::netfilter::Op;
 use crate::replay::capture::Capture;
 use crate::table::BULK;
 use crate::wire::rss::flow_hash;
@@ -25,7 +24,6 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::Arc;
 
 /// Packets per batch handed to a worker.
 const BATCH: usize = 256;
@@ -55,7 +53,7 @@ struct Line {
     frame: u64,
     class: Class,
     reason: Option<&'static str>,
-    dropped_by: Option<Arc<Op>>,
+    dropped_by: Option<String>,
 }
 
 /// A worker's clock, alone on its cache line (each worker writes its own per packet).
@@ -116,7 +114,7 @@ fn worker(
                     frame: it.frame,
                     class,
                     reason,
-                    dropped_by: out.dropped_by_rule().cloned(),
+                    dropped_by: out.dropped_by_name(),
                 });
             }
         }
