@@ -34,6 +34,8 @@ STUBTEST_ALLOWLIST := $(wildcard .stubtest-allowlist)
 
 export PATH := $(PATH):/usr/local/sbin:/usr/sbin:/sbin
 export PYO3_PYTHON := $(shell $(PYTHON) -c 'import sys; print(sys.executable)')
+# maturin --zig runs `python3 -m ziglang` from PATH unless told which Python has ziglang.
+export CARGO_ZIGBUILD_PYTHON_PATH := $(PYO3_PYTHON)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_ROOT_USER_ACTION := ignore
 export PIP_NO_INPUT := 1
