@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import socket
@@ -26,10 +27,19 @@ def _sysctl_pair(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"{name}: value {value!r} is not an integer") from None
 
 
+def _version() -> str:
+    """The installed distribution's version (its metadata), as `pip show nfct` gives it."""
+    try:
+        return importlib.metadata.version("nfct")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed: no package metadata)"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="nfct", description="Linux netfilter connection tracking in userspace."
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser(
         "replay",
