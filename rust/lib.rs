@@ -21,6 +21,7 @@
 //! * `netfilter`: the hook registry and what an operation runs, the nft rules (`nft`); data
 //!   and rule evaluation, no `Net`.
 //! * `net`: `struct net`, one namespace: conntrack, hooks, defrag, addresses, the clock.
+//! * `host`: a host read from `ip -j` and `nft -j` output (the host file), applied to a `Net`.
 //! * `ip`: the IP layer: `ip_rcv`/`ipv6_rcv`, forwarding, `ip_local_out` with the loopback
 //!   pass, the routing decision (`ip::route`), `nf_hook_slow` over a `Net`.
 //! * `replay`: capture reading, the one per-packet driver (`Feeder`), threads, the clock policy.
@@ -33,6 +34,7 @@ pub mod defrag;
 pub mod events;
 pub mod fib;
 pub mod format;
+pub mod host;
 pub mod ip;
 pub mod net;
 pub mod netfilter;

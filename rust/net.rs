@@ -7,7 +7,7 @@
 
 use crate::core::{Conntrack, CtOptions};
 use crate::defrag::Defrag;
-use crate::fib::{Devices, Fib};
+use crate::fib::{Devices, Fib, Routing};
 use crate::netfilter::Hooks;
 use crate::proto::tcp::RstTimeout;
 use crate::sysctl::{Sysctl, SysctlKey};
@@ -23,6 +23,10 @@ pub struct NetOptions {
     pub rst_timeout: RstTimeout,
     /// The addresses this host owns (the routing decision's local delivery).
     pub local_addrs: Vec<IpAddr>,
+    /// The host's interfaces, routing tables and IP settings; None for nfct's default router.
+    pub routing: Option<Routing>,
+    /// The MTU of the default router's way out (1500 when None).
+    pub egress_mtu: Option<u32>,
 }
 
 /// One network namespace.
@@ -36,11 +40,11 @@ pub struct Net {
     pub defrag: Defrag,
     /// The addresses the host owns.
     pub local: LocalAddrs,
-    /// The host's interfaces (empty for nfct's default router).
-    pub devices: Devices,
-    /// The host's routing tables; None for nfct's default router (every non-local unicast
-    /// destination forwarded, MTU 1500).
-    pub fib: Option<Fib>,
+    /// The host's interfaces, routing tables and IP settings; None for nfct's default router
+    /// (every non-local unicast destination forwarded, out of one interface).
+    pub routing: Option<Routing>,
+    /// The MTU of the default router's way out.
+    pub egress_mtu: u32,
     /// Jiffies, in ns: moved forward by the drivers (packets' times, `advance_to`), never back.
     clock: AtomicU64,
     /// The seeded generator of rules' random numbers (`numgen random`, `meta random`).
@@ -56,8 +60,8 @@ impl Net {
             hooks: Hooks::with_conntrack(),
             defrag: Defrag::new(),
             local: LocalAddrs::new(&opts.local_addrs),
-            devices: Devices::default(),
-            fib: None,
+            routing: opts.routing,
+            egress_mtu: opts.egress_mtu.unwrap_or(1500),
             clock: AtomicU64::new(0),
             rng: AtomicU64::new(opts.seed.unwrap_or_else(seed_from_os) | 1),
         }
@@ -66,7 +70,17 @@ impl Net {
     /// The interface packets from the wire arrive on when nothing says otherwise: the first
     /// that is up and not loopback (none for nfct's default router).
     pub fn default_iif(&self) -> Option<u32> {
-        self.devices.first_up().map(|d| d.index)
+        self.devices().first_up().map(|d| d.index)
+    }
+
+    /// The host's interfaces (none for nfct's default router).
+    pub fn devices(&self) -> &Devices {
+        self.routing.as_ref().map_or(&crate::fib::NO_DEVICES, |r| &r.devices)
+    }
+
+    /// The host's routing tables, if it has them.
+    pub fn fib(&self) -> Option<&Fib> {
+        self.routing.as_ref().map(|r| &r.fib)
     }
 
     /// A random number for rules (xorshift64*, seeded by the namespace's seed).

@@ -15,14 +15,14 @@ RUST = Path(__file__).resolve().parent.parent / "rust"
 LAYERS: list[set[str]] = [
     {"uapi", "sysctl", "stats"},
     {"wire"},
-    {"tuple", "defrag"},
+    {"tuple", "defrag", "fib"},
     {"conn"},
     {"proto", "table", "format"},
     {"events"},
     {"core"},
     {"netfilter"},
     {"net"},
-    {"ip"},
+    {"ip", "host"},
     {"replay"},
     {"python"},
 ]

@@ -9,8 +9,8 @@
   test (tests/wheel_smoke.py). A classified version that is missing is skipped with a message;
   under CI=true a missing 3.11 (the machine's own Python) fails instead.
 - The `numpy` extra: `pip install "nfct[numpy] @ wheel"` brings numpy and conntrack_batch
-  works; without numpy conntrack_batch should raise an error naming the extra (strict xfail
-  until the binding raises it).
+  works; without numpy conntrack_batch raises `nfct.MissingExtraError` (an `ImportError`)
+  naming the extra.
 - The sdist: its contents, and that it builds (cargo, maturin from PyPI) and installs in a
   fresh virtual environment.
 
@@ -398,12 +398,6 @@ def test_numpy_is_not_installed_with_the_wheel(venv_without_numpy: Path, tmp_pat
     assert proc.returncode != 0 and "No module named 'numpy'" in proc.stderr, proc.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the binding does not yet check for numpy: today conntrack_batch panics "
-    "(pyo3_runtime.PanicException, a BaseException: 'Failed to access NumPy array API "
-    "capsule'); the lead's rust/python/ change raises the clear error",
-)
 def test_conntrack_batch_without_numpy_names_the_extra(
     venv_without_numpy: Path, tmp_path: Path
 ) -> None:

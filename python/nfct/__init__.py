@@ -25,6 +25,7 @@ from nfct._types import Counters, HookOp, PacketResult
 from nfct.errors import (
     CaptureError,
     HookError,
+    MissingExtraError,
     NfctError,
     NfctTypeError,
     NfctValueError,
@@ -132,6 +133,7 @@ __all__ = [
     "HookState",
     "InetHook",
     "IpProto",
+    "MissingExtraError",
     "Net",
     "NfHookOps",
     "NfProto",

@@ -434,7 +434,11 @@ class Net:
     (float seconds, moved by packets and :meth:`advance_to`, never back).
 
     ``seed`` fixes the hash key (reproducible bucket placement); ``kernel="6.12"`` follows
-    6.12 where it differs from 6.18.
+    6.12 where it differs from 6.18. ``host`` models a real host instead of nfct's default
+    router: a host file (``nfct host-snapshot``) as a path, or its parsed JSON, with its
+    interfaces, routes, nftables ruleset and sysctls (``sysctl`` given here wins over the
+    file's). ``mtu`` sets the MTU of the default route's interface (of the default router's
+    way out, 1500, without a host).
     """
 
     def __new__(
@@ -444,7 +448,30 @@ class Net:
         seed: int | None = None,
         kernel: Literal["6.18", "6.12"] = "6.18",
         local_addrs: Sequence[_Address] | None = None,
+        host: str | PathLike[str] | dict[str, Any] | None = None,
+        mtu: int | None = None,
     ) -> Net: ...
+    @classmethod
+    def from_host(
+        cls,
+        host: str | PathLike[str] | dict[str, Any],
+        sysctl: dict[str, int] | None = None,
+        *,
+        seed: int | None = None,
+        kernel: Literal["6.18", "6.12"] = "6.18",
+        mtu: int | None = None,
+    ) -> Net:
+        """The same as ``Net(sysctl, host=host, ...)``."""
+    @property
+    def ignored_sysctls(self) -> list[str]:
+        """The host file's sysctls nfct does not apply (it models conntrack's, forwarding and
+        rp_filter)."""
+    @property
+    def interfaces(self) -> list[tuple[int, str, int, bool]]:
+        """The host's interfaces: (ifindex, name, mtu, up); none for the default router."""
+    def counters(self) -> list[dict[str, Any]]:
+        """The ruleset's counters now: ``family``, ``table``, ``chain`` and ``handle`` (a rule's
+        counter) or ``name`` (a named counter), ``packets`` and ``bytes``."""
     @property
     def local_addrs(self) -> list[str]:
         """The addresses this host owns, as given."""
@@ -495,11 +522,14 @@ class Net:
         event_timestamps: bool = False,
         path: _ReplayPath = "forward",
         threads: int = 1,
+        iif: str | None = None,
     ) -> ReplayResult:
         """Replays captures (pcap or pcapng) through this namespace, every IP packet through
         the hook pipeline as ``nfct replay`` does. ``packets_path`` receives one
         ``N CLASS [REASON]`` line per packet, ``events_path`` the ``conntrack -E -o extended``
-        lines ("-" for standard output). A capture that cannot be read raises
+        lines ("-" for standard output). ``iif`` (with a host) names the interface every packet
+        from the wire arrives on (default: the one a pcapng names for it, else the host's first
+        interface that is up and not loopback). A capture that cannot be read raises
         :class:`~nfct.CaptureError` after everything before the bad record was applied; its
         ``summary`` holds the result so far. ``threads > 1`` spreads packets over workers by a
         symmetric flow hash (built-in operations only, no events)."""

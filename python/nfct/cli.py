@@ -14,7 +14,7 @@ from typing import Any
 import nfct
 from nfct import CaptureError, Conn, Net, NfctError, ReplayResult, Tuple
 
-OUTPUTS = ("extended", "conntrack", "proc", "stats", "json", "packets", "events")
+OUTPUTS = ("extended", "conntrack", "proc", "stats", "json", "packets", "events", "counters")
 
 
 def _sysctl_pair(text: str) -> tuple[str, int]:
@@ -112,6 +112,39 @@ def _parser() -> argparse.ArgumentParser:
         help="with --output events: prefix each line with [seconds.micros] from the capture "
         "clock, as conntrack -E -o timestamp does",
     )
+    r.add_argument(
+        "--host",
+        metavar="FILE",
+        default=None,
+        help="replay through this host (a host file from `nfct host-snapshot`: its "
+        "interfaces, routes, nftables ruleset and sysctls) instead of nfct's default router",
+    )
+    r.add_argument(
+        "--iif",
+        metavar="NAME",
+        default=None,
+        help="with --host: every packet from the wire arrives on this interface (default: "
+        "the one a pcapng names for the packet, else the first interface up and not loopback)",
+    )
+    r.add_argument(
+        "--mtu",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the MTU of the way out: of the default route's interface with --host, of the "
+        "default router's otherwise (1500)",
+    )
+    s = sub.add_parser(
+        "host-snapshot",
+        help="write this host's interfaces, routes, nftables ruleset and sysctls as a host file",
+        description=(
+            "Print the host file of the host this runs on (ip -j addr, ip -j route, ip -j rule, "
+            "nft -j list ruleset, and the conntrack, forwarding and rp_filter sysctls), for "
+            "`nfct replay --host FILE` on any machine. No root needed, except to read the "
+            "nftables ruleset (left out with a warning when it cannot be read)."
+        ),
+    )
+    s.add_argument("-o", "--output", metavar="FILE", default=None, help="write here, not stdout")
     v = sub.add_parser(
         "verify-kernel",
         help="replay captures through the live kernel's conntrack and through nfct, and compare",
@@ -261,11 +294,20 @@ def _rules(net: Net, args: argparse.Namespace) -> None:
 
 def _replay(args: argparse.Namespace) -> int:
     try:
-        net = Net(dict(args.sysctl), seed=args.seed, local_addrs=args.local_addr)
+        net = Net(
+            dict(args.sysctl),
+            seed=args.seed,
+            local_addrs=args.local_addr,
+            host=args.host,
+            mtu=args.mtu,
+        )
         _rules(net, args)
     except NfctError as e:
         print(f"nfct: {e}", file=sys.stderr)
         return 2
+    for name in net.ignored_sysctls:
+        if name.startswith("net.netfilter."):
+            print(f"nfct: host file: {name} is not modelled (ignored)", file=sys.stderr)
     error: CaptureError | None = None
     summary: ReplayResult | None = None
     packets_path = events_path = None
@@ -284,6 +326,7 @@ def _replay(args: argparse.Namespace) -> int:
             event_timestamps=args.event_timestamps,
             path=args.path,
             threads=args.threads,
+            iif=args.iif,
         )
     except CaptureError as e:
         error = e
@@ -316,6 +359,8 @@ def _replay(args: argparse.Namespace) -> int:
         entries = len(net)
         if args.output == "stats":
             sys.stdout.write(net.stats_text())
+        elif args.output == "counters":
+            sys.stdout.write(_counters_text(net))
     sys.stdout.flush()
     if summary:
         print(_summary_line(summary, entries), file=sys.stderr)
@@ -325,12 +370,29 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _counters_text(net: Net) -> str:
+    """The ruleset's counters, one per line: where (`FAMILY TABLE CHAIN handle N`, or
+    `FAMILY TABLE counter NAME`), then `packets N bytes N` as nft prints them."""
+    out = []
+    for c in net.counters():
+        if c["name"] is not None:
+            where = f"{c['family']} {c['table']} counter {c['name']}"
+        else:
+            where = f"{c['family']} {c['table']} {c['chain']} handle {c['handle']}"
+        out.append(f"{where} packets {c['packets']} bytes {c['bytes']}\n")
+    return "".join(out)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `nfct` command."""
     args = _parser().parse_args(argv)
     try:
         if args.command == "replay":
             return _replay(args)
+        if args.command == "host-snapshot":
+            from nfct.host import snapshot_cli
+
+            return snapshot_cli(args.output)
         if args.command == "verify-kernel":
             from nfct.kernel.verify import verify_kernel_cli
 

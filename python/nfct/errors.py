@@ -58,6 +58,11 @@ class OutputError(NfctError, OSError):
     ``errno``, ``strerror`` and ``filename`` as :class:`OSError` has them."""
 
 
+class MissingExtraError(NfctError, ImportError):
+    """A feature needs an optional dependency that is not installed; the message names the
+    extra to install (``pip install 'nfct[numpy]'``)."""
+
+
 class HookError(NfctError):
     """A hook operation failed in a way that is not a Python exception of its own.
 

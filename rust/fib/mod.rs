@@ -40,6 +40,9 @@ pub struct Devices {
     devs: Vec<Dev>,
 }
 
+/// No interfaces (nfct's default router).
+pub static NO_DEVICES: Devices = Devices { devs: Vec::new() };
+
 impl Devices {
     pub fn new(mut devs: Vec<Dev>) -> Devices {
         devs.sort_by_key(|d| d.index);
@@ -264,6 +267,56 @@ impl Fib {
     pub fn routes(&self) -> impl Iterator<Item = &Route> {
         self.v4.iter().chain(self.v6.iter()).flat_map(Table::iter)
     }
+}
+
+/// The IP layer's per-host settings that routing reads (`net.ipv4.*`, `net.ipv6.*`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IpConf {
+    /// `net.ipv4.conf.all.forwarding` (`ip_forward`), and per interface by name.
+    pub forward4: bool,
+    pub forward4_dev: Vec<(String, bool)>,
+    /// `net.ipv6.conf.all.forwarding`.
+    pub forward6: bool,
+    /// `net.ipv4.conf.all.rp_filter`, and per interface by name (the kernel uses the larger).
+    pub rp_filter: u8,
+    pub rp_filter_dev: Vec<(String, u8)>,
+}
+
+impl Default for IpConf {
+    /// A router: forwarding on, no reverse-path filter.
+    fn default() -> IpConf {
+        IpConf {
+            forward4: true,
+            forward4_dev: Vec::new(),
+            forward6: true,
+            rp_filter: 0,
+            rp_filter_dev: Vec::new(),
+        }
+    }
+}
+
+impl IpConf {
+    /// Whether IPv4 packets arriving on `dev` may be forwarded (`IN_DEV_FORWARD`).
+    pub fn forwards4(&self, dev: Option<&str>) -> bool {
+        match dev.and_then(|d| self.forward4_dev.iter().find(|(n, _)| n == d)) {
+            Some((_, on)) => *on,
+            None => self.forward4,
+        }
+    }
+
+    /// The reverse-path filter of `dev` (`IN_DEV_RPFILTER`: the larger of all and the device's).
+    pub fn rp_filter(&self, dev: Option<&str>) -> u8 {
+        let d = dev.and_then(|d| self.rp_filter_dev.iter().find(|(n, _)| n == d)).map_or(0, |x| x.1);
+        self.rp_filter.max(d)
+    }
+}
+
+/// A host's routing: interfaces, tables and IP settings.
+#[derive(Clone, Debug, Default)]
+pub struct Routing {
+    pub devices: Devices,
+    pub fib: Fib,
+    pub conf: IpConf,
 }
 
 #[cfg(test)]

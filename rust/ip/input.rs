@@ -1,7 +1,7 @@
 //! `ip_rcv` / `ipv6_rcv` and what follows PRE_ROUTING (`ip_input.c`, `ip_forward.c`): the
 //! receive checks, the routing decision, local delivery or forwarding.
 
-use super::route::{route_of, Owner, Route};
+use super::route::{host_route, route_of, Owner, Route};
 use super::{Carrier, HookEnd, Outcome, PathKind, Pipeline};
 use crate::netfilter::Family;
 use crate::uapi::Hook;
@@ -29,13 +29,18 @@ impl<C: Carrier> Pipeline<'_, C> {
 
     /// The routing decision and what follows it, for a packet that passed PRE_ROUTING.
     fn after_prerouting(&mut self) -> Outcome {
-        let own = Owner { local: &self.net.local, all_unicast: self.run.all_local };
+        let net = self.net;
+        let own =
+            Owner { local: &net.local, all_unicast: self.run.all_local, egress_mtu: net.egress_mtu as usize };
         let route = self.carrier.with(|st| {
             let data = st.data(self.base);
             // The forwarding path's MTU check uses the largest fragment of a reassembled
             // datagram (`frag_max_size`; defrag sets `ignore_df`): it is refragmented on output.
             let len = if st.whole.is_some() { data.len().min(st.max_frag) } else { data.len() };
-            route_of(own, self.family, data, len)
+            match &net.routing {
+                Some(r) => host_route(r, self.run.all_local, self.family, data, len, self.run.iif),
+                None => route_of(own, self.family, data, len),
+            }
         });
         match route {
             Route::Drop(why) => {
@@ -46,7 +51,8 @@ impl<C: Carrier> Pipeline<'_, C> {
                 HookEnd::Stop(o) => o,
                 HookEnd::Continue => Outcome::accept(PathKind::Local),
             },
-            Route::Forward => {
+            Route::Forward(oif) => {
+                self.oif = oif;
                 for hook in [Hook::Forward, Hook::PostRouting] {
                     if let HookEnd::Stop(o) = self.run_hook(hook) {
                         return o;

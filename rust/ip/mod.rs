@@ -391,7 +391,7 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
         let net = self.net;
         let Skb { ct, len, whole, mark, .. } = st;
         let data = bytes_seen(whole.as_deref(), *len, self.base);
-        let dev = |i: Option<u32>| i.and_then(|i| net.devices.by_index(i));
+        let dev = |i: Option<u32>| i.and_then(|i| net.devices().by_index(i));
         let random = || net.random();
         let mut ctx = PktCtx {
             data,
@@ -402,8 +402,8 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
             mark,
             skb: ct,
             ct: &net.ct,
-            devs: &net.devices,
-            fib: net.fib.as_ref(),
+            devs: net.devices(),
+            fib: net.fib(),
             random: &random,
             now: net.now(),
         };

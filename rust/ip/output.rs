@@ -19,13 +19,19 @@ impl<C: Carrier> Pipeline<'_, C> {
         if !plausible {
             return Outcome::dropped("ip_local_out: not a packet of this family");
         }
+        // The route out (`ip_route_output`): rules at LOCAL_OUT and POST_ROUTING see its
+        // interface.
+        if let Some(r) = &self.net.routing {
+            let dst = self.carrier.with(|st| ip::addrs(st.data(self.base)).map(|(_, d)| d));
+            self.oif = dst.and_then(|d| r.fib.lookup(d, None)).and_then(|route| route.dev);
+        }
         for hook in [Hook::LocalOut, Hook::PostRouting] {
             if let HookEnd::Stop(o) = self.run_hook(hook) {
                 return o;
             }
         }
         let dst = self.carrier.with(|st| ip::addrs(st.data(self.base)).map(|(_, d)| d));
-        if !dst.is_some_and(|d| output_is_loopback(&self.net.local, d)) {
+        if !dst.is_some_and(|d| output_is_loopback(&self.net.local, self.net.routing.as_ref(), d)) {
             return Outcome::accept(PathKind::Output);
         }
         // Loopback: `lo` receives it (no receive checks fail on a packet we built ourselves).

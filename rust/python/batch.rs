@@ -97,7 +97,7 @@ pub(super) fn conntrack_batch<'py>(
 ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
     use numpy::{IntoPyArray, PyReadonlyArray1};
     if py.import("numpy").is_err() {
-        return Err(pyo3::exceptions::PyImportError::new_err(
+        return Err(super::errors::MissingExtraError::new_err(
             "Net.conntrack_batch needs numpy: pip install 'nfct[numpy]'",
         ));
     }

@@ -13,6 +13,7 @@ pyo3::import_exception!(nfct.errors, UnknownSysctlError);
 pyo3::import_exception!(nfct.errors, CaptureError);
 pyo3::import_exception!(nfct.errors, HookError);
 pyo3::import_exception!(nfct.errors, OutputError);
+pyo3::import_exception!(nfct.errors, MissingExtraError);
 
 /// Errors raised by the binding layer.
 pub(crate) enum Error {

@@ -31,22 +31,58 @@ pub struct Net {
     pub(super) inner: Arc<CoreNet>,
     /// The operations registered from Python, by their NfHookOps.
     pub(super) registry: Mutex<Registry>,
+    /// The host file's ruleset, for its counters.
+    ruleset: Option<Arc<crate::netfilter::nft::Ruleset>>,
+    /// The host file's sysctls nfct does not apply.
+    ignored: Vec<String>,
+}
+
+/// A host file given as a path (str or PathLike) or as its parsed JSON (a dict).
+fn read_host(py: Python<'_>, h: &Bound<'_, PyAny>) -> Result<crate::host::Host> {
+    let text = if h.is_instance_of::<PyDict>() {
+        let json = py.import("json").map_err(|_| Error::value("json module unavailable"))?;
+        json.call_method1("dumps", (h,))
+            .and_then(|t| t.extract::<String>())
+            .map_err(|e| Error::value(format!("host: the dict is not JSON: {e}")))?
+    } else {
+        let path: PathBuf = h.extract().map_err(|_| {
+            Error::type_(format!("host must be a path or a dict, not {}", super::type_name(h)))
+        })?;
+        std::fs::read_to_string(&path).map_err(|e| Error::Output(path.display().to_string(), e))?
+    };
+    crate::host::Host::parse(&text).map_err(|e| Error::value(e.to_string()))
 }
 
 #[pymethods]
 impl Net {
     #[new]
-    #[pyo3(signature = (sysctl=None, *, seed=None, kernel="6.18", local_addrs=None))]
+    #[pyo3(signature = (sysctl=None, *, seed=None, kernel="6.18", local_addrs=None, host=None, mtu=None))]
     fn new(
+        py: Python<'_>,
         sysctl: Option<&Bound<'_, PyDict>>,
         seed: Option<u64>,
         kernel: &str,
         local_addrs: Option<&Bound<'_, PyAny>>,
+        host: Option<&Bound<'_, PyAny>>,
+        mtu: Option<u32>,
     ) -> PyResult<Net> {
         let addrs = match local_addrs {
             Some(v) => parse_addrs(v, "local_addrs")?,
             None => Vec::new(),
         };
+        let host = match host {
+            Some(h) => Some(read_host(py, h)?),
+            None => None,
+        };
+        if host.is_some() && !addrs.is_empty() {
+            return Err(Error::value(
+                "local_addrs and host both say which addresses the host owns: give one",
+            )
+            .into());
+        }
+        if mtu.is_some_and(|m| !(68..=65535).contains(&m)) {
+            return Err(Error::value(format!("mtu must be 68 to 65535, not {}", mtu.unwrap_or(0))).into());
+        }
         // Where kernels differ (spec §7.10: the timeout of an in-window but inexact RST that
         // keeps an assured connection ESTABLISHED), follow this one.
         let rst_timeout = match kernel {
@@ -66,7 +102,28 @@ impl Net {
                 values.set(s, v);
             }
         }
-        let net = CoreNet::new(NetOptions { seed, rst_timeout, local_addrs: addrs }, values);
+        let (routing, ruleset, host_sysctls, ignored) = match host {
+            Some(mut h) => {
+                if let Some(m) = mtu {
+                    h.set_default_route_mtu(m);
+                }
+                (Some(h.routing), h.ruleset.map(Arc::new), h.sysctls, h.ignored)
+            }
+            None => (None, None, Vec::new(), Vec::new()),
+        };
+        let egress_mtu = if routing.is_none() { mtu } else { None };
+        let opts = NetOptions { seed, rst_timeout, local_addrs: addrs, routing, egress_mtu };
+        let net = CoreNet::new(opts, values);
+        // The host file's conntrack sysctls first; the caller's win over them.
+        for (k, v) in host_sysctls {
+            if sysctl.is_some_and(|d| d.contains(crate::sysctl::Sysctl::name(k)).unwrap_or(false)) {
+                continue;
+            }
+            net.set_sysctl(k, v);
+        }
+        if let Some(rs) = &ruleset {
+            crate::host::install(&net, rs);
+        }
         if let Some(d) = sysctl {
             for (k, v) in d.iter() {
                 let name: String = k.extract().map_err(|_| Error::type_("sysctl names are str"))?;
@@ -74,7 +131,57 @@ impl Net {
                 net.set_sysctl(s, v);
             }
         }
-        Ok(Net { inner: Arc::new(net), registry: Mutex::default() })
+        Ok(Net { inner: Arc::new(net), registry: Mutex::default(), ruleset, ignored })
+    }
+
+    /// A namespace modelling a host: `host` is a host file (`nfct host-snapshot`) as a path,
+    /// or its parsed JSON as a dict. The same as `Net(host=host, ...)`.
+    #[classmethod]
+    #[pyo3(signature = (host, sysctl=None, *, seed=None, kernel="6.18", mtu=None))]
+    fn from_host(
+        _cls: &Bound<'_, pyo3::types::PyType>,
+        py: Python<'_>,
+        host: &Bound<'_, PyAny>,
+        sysctl: Option<&Bound<'_, PyDict>>,
+        seed: Option<u64>,
+        kernel: &str,
+        mtu: Option<u32>,
+    ) -> PyResult<Net> {
+        Net::new(py, sysctl, seed, kernel, None, Some(host), mtu)
+    }
+
+    /// The host file's sysctls nfct does not apply (it models only conntrack's, forwarding
+    /// and rp_filter), by name.
+    #[getter]
+    fn ignored_sysctls(&self) -> Vec<String> {
+        self.ignored.clone()
+    }
+
+    /// The interfaces of the modelled host: (ifindex, name, mtu, up) tuples (none for the
+    /// default router).
+    #[getter]
+    fn interfaces(&self) -> Vec<(u32, String, u32, bool)> {
+        self.inner.devices().all().iter().map(|d| (d.index, d.name.clone(), d.mtu, d.up)).collect()
+    }
+
+    /// The ruleset's counters after what ran so far: one dict per counter, with `family`,
+    /// `table`, `chain` and `handle` (a rule's anonymous counter) or `name` (a named counter
+    /// object), `packets` and `bytes`.
+    fn counters<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let mut out = Vec::new();
+        for site in self.ruleset.iter().flat_map(|r| r.counters.iter()) {
+            let d = PyDict::new(py);
+            let (packets, bytes) = site.counter.get();
+            d.set_item("family", site.family.name())?;
+            d.set_item("table", &site.table)?;
+            d.set_item("chain", &site.chain)?;
+            d.set_item("handle", site.handle)?;
+            d.set_item("name", &site.name)?;
+            d.set_item("packets", packets)?;
+            d.set_item("bytes", bytes)?;
+            out.push(d);
+        }
+        Ok(out)
     }
 
     /// The addresses this host owns, as given.
@@ -234,7 +341,7 @@ impl Net {
     /// `conntrack -E -o extended` lines ("-" for standard output). A capture that cannot be
     /// read raises CaptureError after everything before the bad record was applied; its
     /// `summary` attribute holds the result so far.
-    #[pyo3(signature = (captures, *, clock="capture", packets_path=None, events_path=None, event_timestamps=false, path="forward", threads=1))]
+    #[pyo3(signature = (captures, *, clock="capture", packets_path=None, events_path=None, event_timestamps=false, path="forward", threads=1, iif=None))]
     #[allow(clippy::too_many_arguments)]
     fn replay(
         slf: &Bound<'_, Self>,
@@ -246,8 +353,10 @@ impl Net {
         event_timestamps: bool,
         path: &str,
         threads: usize,
+        iif: Option<&str>,
     ) -> PyResult<ReplayResult> {
         let captures = paths_arg(captures)?;
+        let iif = slf.get().iif_arg(iif)?;
         let path = replay_path(path)?;
         let clock = replay_clock(clock)?;
         if threads == 0 || threads > 256 {
@@ -285,10 +394,13 @@ impl Net {
                 events_out: events.as_mut().map(|f| &mut f.1 as &mut dyn Write),
                 event_timestamps,
                 path,
+                iif,
             };
             let ran = match py_runner {
                 Some(r) => {
-                    replay.run_with(&mut Feeder::with_runner(&net, path, clock, r), &paths, &mut summary)
+                    let mut feeder = Feeder::with_runner(&net, path, clock, r);
+                    feeder.set_iif(iif);
+                    replay.run_with(&mut feeder, &paths, &mut summary)
                 }
                 None => replay.run_threads(&net, &paths, &mut summary, threads),
             };
@@ -353,6 +465,26 @@ impl Net {
 
     fn __repr__(&self) -> String {
         format!("<nfct.Net count={} buckets={}>", self.inner.ct.count(), self.inner.ct.table.nbuckets())
+    }
+}
+
+impl Net {
+    /// The interface `--iif NAME` names, as an ifindex.
+    fn iif_arg(&self, iif: Option<&str>) -> Result<Option<u32>> {
+        let Some(name) = iif else { return Ok(None) };
+        if self.inner.routing.is_none() {
+            return Err(Error::value("iif names an interface of a host: give the Net a host file"));
+        }
+        match self.inner.devices().by_name(name) {
+            Some(d) => Ok(Some(d.index)),
+            None => {
+                let names: Vec<&str> = self.inner.devices().all().iter().map(|d| d.name.as_str()).collect();
+                Err(Error::value(format!(
+                    "iif {name:?} is not an interface of the host ({})",
+                    names.join(", ")
+                )))
+            }
+        }
     }
 }
 

@@ -38,6 +38,8 @@ pub struct Record<'a> {
     pub linktype: u32,
     /// The captured bytes (possibly shorter than the original frame if snapped).
     pub data: &'a [u8],
+    /// The interface it was captured on, where a pcapng file names it (`if_name`).
+    pub iface: Option<&'a str>,
 }
 
 /// A capture file that cannot be read further: names the file and the byte offset.
@@ -81,7 +83,7 @@ impl<R: Read> Read for FillReader<R> {
 }
 
 /// One pcapng interface (from an Interface Description Block).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Interface {
     linktype: u32,
     snaplen: u32,
@@ -89,6 +91,8 @@ struct Interface {
     units_per_sec: u64,
     /// Seconds added to every timestamp (`if_tsoffset`).
     offset_s: i64,
+    /// `if_name`, when given.
+    name: Option<String>,
 }
 
 /// What the file header said.
@@ -376,7 +380,7 @@ fn handle_block<F: FnMut(&Record<'_>)>(
             *index += 1;
             *last_ts = ts_ns;
             let data = b.data.get(..b.caplen as usize).unwrap_or(b.data);
-            f(&Record { index: *index, ts_ns, linktype, data });
+            f(&Record { index: *index, ts_ns, linktype, data, iface: None });
             Ok(())
         }
         PcapBlockOwned::NG(block) => {
@@ -391,9 +395,15 @@ fn handle_block<F: FnMut(&Record<'_>)>(
                 Block::InterfaceDescription(idb) => {
                     let mut resol: u8 = 6;
                     let mut offset_s: i64 = 0;
+                    let mut name = None;
                     for opt in &idb.options {
                         let Ok(v) = opt.as_bytes() else { continue };
                         match opt.code.0 {
+                            2 => {
+                                let n = v.split(|&b| b == 0).next().unwrap_or_default();
+                                name =
+                                    std::str::from_utf8(n).ok().filter(|n| !n.is_empty()).map(str::to_string);
+                            }
                             9 => {
                                 if let Some(&r) = v.first() {
                                     resol = r;
@@ -418,6 +428,7 @@ fn handle_block<F: FnMut(&Record<'_>)>(
                         snaplen: idb.snaplen,
                         units_per_sec,
                         offset_s,
+                        name,
                     });
                 }
                 Block::EnhancedPacket(epb) => {
@@ -429,7 +440,13 @@ fn handle_block<F: FnMut(&Record<'_>)>(
                     let data = epb.data.get(..epb.caplen as usize).unwrap_or(epb.data);
                     *index += 1;
                     *last_ts = ts_ns;
-                    f(&Record { index: *index, ts_ns, linktype: iface.linktype, data });
+                    f(&Record {
+                        index: *index,
+                        ts_ns,
+                        linktype: iface.linktype,
+                        data,
+                        iface: iface.name.as_deref(),
+                    });
                 }
                 Block::SimplePacket(spb) => {
                     let iface = interfaces
@@ -441,7 +458,13 @@ fn handle_block<F: FnMut(&Record<'_>)>(
                     }
                     let data = spb.data.get(..len).unwrap_or(spb.data);
                     *index += 1;
-                    f(&Record { index: *index, ts_ns: *last_ts, linktype: iface.linktype, data });
+                    f(&Record {
+                        index: *index,
+                        ts_ns: *last_ts,
+                        linktype: iface.linktype,
+                        data,
+                        iface: iface.name.as_deref(),
+                    });
                 }
                 _ => {}
             }

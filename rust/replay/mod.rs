@@ -158,6 +158,8 @@ pub struct Replay<'w> {
     pub event_timestamps: bool,
     /// Which way packets go through the host.
     pub path: ReplayPath,
+    /// The interface every packet from the wire arrives on (`--iif`), if one is fixed.
+    pub iif: Option<u32>,
 }
 
 /// A replay stopped early: the capture error, with everything before it already applied.
@@ -214,6 +216,15 @@ fn src_is_local(net: &Net, pkt: &[u8]) -> bool {
     crate::wire::ip::addrs(pkt).is_some_and(|(src, _)| net.local.contains(src))
 }
 
+/// The interface a packet arrives on: `fixed` (`--iif`), else the one its capture names (a
+/// pcapng `if_name` the host has), else the host's first interface that is up and not
+/// loopback.
+pub fn resolve_iif(net: &Net, fixed: Option<u32>, iface: Option<&str>) -> Option<u32> {
+    fixed
+        .or_else(|| iface.and_then(|n| net.devices().by_name(n)).map(|d| d.index))
+        .or_else(|| net.default_iif())
+}
+
 /// Runs one packet through the namespace: natively, or (the Python binding's) with external
 /// operations.
 pub trait Runner {
@@ -240,8 +251,10 @@ pub struct Feeder<'n, R: Runner = Native> {
     path: ReplayPath,
     clock: Clock,
     frozen_at: Option<u64>,
-    /// The interface packets from the wire arrive on.
-    iif: Option<u32>,
+    /// The interface every packet from the wire arrives on (`--iif`), if one is fixed.
+    iif_fixed: Option<u32>,
+    /// Where a packet arrives when neither `--iif` nor its capture says.
+    iif_default: Option<u32>,
     pub runner: R,
 }
 
@@ -253,8 +266,28 @@ impl<'n> Feeder<'n, Native> {
 
 impl<'n, R: Runner> Feeder<'n, R> {
     pub fn with_runner(net: &'n Net, path: ReplayPath, clock: Clock, runner: R) -> Self {
-        let iif = net.default_iif();
-        Feeder { net, hooks: net.hooks.snapshot(), path, clock, frozen_at: None, iif, runner }
+        let iif_default = net.default_iif();
+        Feeder {
+            net,
+            hooks: net.hooks.snapshot(),
+            path,
+            clock,
+            frozen_at: None,
+            iif_fixed: None,
+            iif_default,
+            runner,
+        }
+    }
+
+    /// Every packet from the wire arrives on this interface (ifindex), whatever its capture
+    /// says.
+    pub fn set_iif(&mut self, iif: Option<u32>) {
+        self.iif_fixed = iif;
+    }
+
+    /// The interface a packet arrives on (see [`resolve_iif`]).
+    fn iif_for(&self, iface: Option<&str>) -> Option<u32> {
+        self.iif_fixed.or_else(|| resolve_iif(self.net, None, iface)).or(self.iif_default)
     }
 
     /// Whether the registrations need the caller's function (Python hooks).
@@ -277,20 +310,46 @@ impl<'n, R: Runner> Feeder<'n, R> {
     /// its own clock, not after packets).
     #[inline]
     pub fn feed(&mut self, pkt: &[u8], ts: u64) -> Outcome {
+        self.feed_on(pkt, ts, None)
+    }
+
+    /// As [`Feeder::feed`], for a packet its capture says arrived on interface `iface`.
+    #[inline]
+    pub fn feed_on(&mut self, pkt: &[u8], ts: u64, iface: Option<&str>) -> Outcome {
         let t = self.time(ts);
         if self.clock == Clock::Capture {
             let now = self.net.advance_to(t);
             self.net.ct.gc_if_due(now);
         }
-        self.run(pkt, t, PacketClock::Shared)
+        self.run_on(pkt, t, PacketClock::Shared, iface)
     }
 
     /// One packet at time `t` on clock `clock`, with no clock step of its own (a threaded
     /// worker keeps its own clock).
     #[inline]
     pub fn run(&mut self, pkt: &[u8], t: u64, clock: PacketClock) -> Outcome {
-        let ingress = ingress_for(self.path, self.net, pkt);
-        let iif = (ingress == Ingress::Rcv).then_some(self.iif).flatten();
+        self.run_on(pkt, t, clock, None)
+    }
+
+    /// As [`Feeder::run`], for a packet its capture says arrived on `iface`. A packet that
+    /// arrives on a loopback interface was sent by the host itself.
+    pub fn run_on(&mut self, pkt: &[u8], t: u64, clock: PacketClock, iface: Option<&str>) -> Outcome {
+        let iif = self.iif_for(iface);
+        self.run_via(pkt, t, clock, iif)
+    }
+
+    /// As [`Feeder::run`], for a packet arriving on interface `iif` (ifindex) when it comes
+    /// from the wire.
+    pub fn run_via(&mut self, pkt: &[u8], t: u64, clock: PacketClock, arrives: Option<u32>) -> Outcome {
+        let mut ingress = ingress_for(self.path, self.net, pkt);
+        let mut iif = None;
+        if ingress == Ingress::Rcv {
+            iif = arrives;
+            if iif.and_then(|i| self.net.devices().by_index(i)).is_some_and(|d| d.loopback) {
+                ingress = Ingress::LocalOut;
+                iif = None;
+            }
+        }
         let run = PacketRun { ingress, all_local: self.path == ReplayPath::LocalIn, tstamp: t, clock, iif };
         self.runner.run(self.net, &self.hooks, run, pkt)
     }
@@ -306,7 +365,9 @@ impl Replay<'_> {
     /// Replays the captures in order through `net`. On a capture error, what was read before
     /// it stays applied to the table and counted in the summary.
     pub fn run(&mut self, net: &Net, paths: &[&Path], summary: &mut Summary) -> Result<(), ReplayError> {
-        self.run_with(&mut Feeder::new(net, self.path, self.clock), paths, summary)
+        let mut feeder = Feeder::new(net, self.path, self.clock);
+        feeder.set_iif(self.iif);
+        self.run_with(&mut feeder, paths, summary)
     }
 
     /// As [`Replay::run`], each packet fed through `feeder`.
@@ -335,7 +396,7 @@ impl Replay<'_> {
                     return;
                 }
                 let Some(pkt) = summary.ip_packet(rec) else { return };
-                let mut out = feeder.feed(pkt, u64::try_from(rec.ts_ns).unwrap_or(0));
+                let mut out = feeder.feed_on(pkt, u64::try_from(rec.ts_ns).unwrap_or(0), rec.iface);
                 if let Some(e) = out.error.take() {
                     hook_err = Some(e);
                     return;

@@ -14,7 +14,7 @@
 //! full (the collector may have run later), and an ICMP error racing the flow it quotes
 //! (hashed on its own addresses).
 
-use super::{write_line, Clock, Feeder, ReplayError, ReplayPath, Summary};
+use super::{resolve_iif, write_line, Clock, Feeder, ReplayError, ReplayPath, Summary};
 use crate::ip::{Class, PacketClock};
 use crate::net::Net;
 use crate::replay::capture::Capture;
@@ -36,6 +36,8 @@ struct Item {
     capture: u32,
     frame: u64,
     ts: u64,
+    /// The interface it arrives on (resolved by the reader).
+    iif: Option<u32>,
     start: usize,
     end: usize,
 }
@@ -101,7 +103,7 @@ fn worker(
                 local
             };
             // Built-in operations only (the caller refuses Python hooks with threads).
-            let out = feeder.run(pkt, local, PacketClock::Worker { horizon });
+            let out = feeder.run_via(pkt, local, PacketClock::Worker { horizon }, it.iif);
             if out.error.is_some() {
                 continue;
             }
@@ -138,7 +140,7 @@ impl super::Replay<'_> {
             return self.run(net, paths, summary);
         }
         let keep_lines = self.packets_out.is_some();
-        let (clock, path) = (self.clock, self.path);
+        let (clock, path, fixed_iif) = (self.clock, self.path, self.iif);
         let defrag_before = net.defrag.counters();
         let mut frozen_at: Option<u64> = None;
         let mut running = net.now();
@@ -184,6 +186,7 @@ impl super::Replay<'_> {
                         capture: ci as u32,
                         frame: rec.index,
                         ts,
+                        iif: resolve_iif(net, fixed_iif, rec.iface),
                         start,
                         end: b.buf.len(),
                     });

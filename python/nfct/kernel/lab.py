@@ -541,6 +541,15 @@ class KernelLab:
         )
         return proc.stdout
 
+    def host_snapshot(self) -> dict[str, Any]:
+        """The namespace as a host file (``nfct host-snapshot`` run inside it)."""
+        proc = self._run(
+            [self._ip, "netns", "exec", self.ns, sys.executable, "-m", "nfct", "host-snapshot"]
+        )
+        doc = json.loads(proc.stdout)
+        assert isinstance(doc, dict)
+        return doc
+
     def nft_apply(self, ruleset: str) -> None:
         """Load an nft ruleset (``nft -f -``) in the namespace."""
         self._run([self._ip, "netns", "exec", self.ns, self._nft, "-f", "-"], input=ruleset)

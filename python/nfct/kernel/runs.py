@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from nfct.kernel.capture import iter_capture_ip
 from nfct.kernel.lab import KernelLab, _sigterm_raises, check_available, global_sysctls
@@ -45,6 +45,9 @@ class KernelResult:
     events_lost: int = 0
     #: The netfilter sysctls applied in the namespace.
     sysctl: dict[str, int] = field(default_factory=dict)
+    #: The namespace as a host file (``nfct host-snapshot`` run inside it before the first
+    #: packet), with ``snapshot_host=True``.
+    host: dict[str, Any] | None = None
 
 
 def run_packets(
@@ -56,6 +59,7 @@ def run_packets(
     global_sysctl: Mapping[str, int] | None = None,
     after_each: Callable[[KernelLab], None] | None = None,
     ruleset: str | None = None,
+    snapshot_host: bool = False,
 ) -> KernelResult:
     """Write IP packets (bytes starting at the IPv4/IPv6 header, timestamp in seconds) in order
     into a fresh namespace's TUN device and report the kernel's verdict.
@@ -83,6 +87,7 @@ def run_packets(
     ):
         if ruleset:
             lab.nft_apply(ruleset)
+        host = lab.host_snapshot() if snapshot_host else None
         lab.events_start()
         sent = errors = 0
         classes: list[str] = []
@@ -126,6 +131,7 @@ def run_packets(
             write_errors=errors,
             events_lost=lab.events_lost,
             sysctl=dict(lab.sysctl),
+            host=host,
         )
 
 
@@ -136,6 +142,8 @@ def run_capture(
     per_packet: bool = False,
     pace: bool = False,
     global_sysctl: Mapping[str, int] | None = None,
+    ruleset: str | None = None,
+    snapshot_host: bool = False,
 ) -> KernelResult:
     """:func:`run_packets` on the IP packets of a pcap/pcapng file (:func:`iter_capture_ip`)."""
     check_available()
@@ -145,4 +153,6 @@ def run_capture(
         per_packet=per_packet,
         pace=pace,
         global_sysctl=global_sysctl,
+        ruleset=ruleset,
+        snapshot_host=snapshot_host,
     )
