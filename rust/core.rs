@@ -15,10 +15,10 @@ use crate::tuple::{get_tuple, Direction, Tuple, TupleHasher, Zone};
 use crate::uapi::{
     Hook, AF_INET, AF_INET6, IPCT_MARK, IPCT_NEW, IPCT_PROTOINFO, IPCT_RELATED, IPCT_REPLY, IPPROTO_DCCP,
     IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPS_ASSURED, IPS_CONFIRMED, IPS_DYING,
-    IPS_EXPECTED, IPS_SEEN_REPLY, IP_CT_ESTABLISHED, IP_CT_ESTABLISHED_REPLY, IP_CT_IS_REPLY, IP_CT_NEW,
-    IP_CT_RELATED, IP_CT_RELATED_REPLY, IP_CT_UNTRACKED, NF_ACCEPT, NF_CT_STATE_ESTABLISHED_BIT,
-    NF_CT_STATE_INVALID_BIT, NF_CT_STATE_NEW_BIT, NF_CT_STATE_RELATED_BIT, NF_CT_STATE_UNTRACKED_BIT,
-    NF_DROP,
+    IPS_EXPECTED, IPS_FIXED_TIMEOUT, IPS_NAT_CLASH, IPS_SEEN_REPLY, IP_CT_ESTABLISHED,
+    IP_CT_ESTABLISHED_REPLY, IP_CT_IS_REPLY, IP_CT_NEW, IP_CT_RELATED, IP_CT_RELATED_REPLY, IP_CT_UNTRACKED,
+    NF_ACCEPT, NF_CT_STATE_ESTABLISHED_BIT, NF_CT_STATE_INVALID_BIT, NF_CT_STATE_NEW_BIT,
+    NF_CT_STATE_RELATED_BIT, NF_CT_STATE_UNTRACKED_BIT, NF_DROP,
 };
 use crate::wire::ip::{self, L3};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -113,6 +113,7 @@ impl SkbCt {
 /// Counters kept with atomics so threads can share a table.
 #[derive(Debug, Default)]
 struct AtomicStats {
+    found: AtomicU64,
     invalid: AtomicU64,
     insert_failed: AtomicU64,
     drop: AtomicU64,
@@ -202,6 +203,7 @@ impl Conntrack {
         let s = &self.stats;
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Stats {
+            found: l(&s.found),
             invalid: l(&s.invalid),
             insert_failed: l(&s.insert_failed),
             drop: l(&s.drop),
@@ -352,6 +354,38 @@ impl Conntrack {
             }
             Found::Reap(_) | Found::Miss => None,
         }
+    }
+
+    /// `nf_conntrack_tuple_taken`: whether a confirmed entry other than the asking one holds
+    /// tuple `t` (a reply tuple NAT would give the asking entry) in `zone` at `now`; counts
+    /// `found` when one does. An entry with the asking entry's original tuple does not count
+    /// when it holds `t` as its reply (the same origin, not yet translated: clash resolution
+    /// merges them).
+    pub fn tuple_taken(&self, t: &Tuple, zone: Zone, asking: (u32, Tuple), now: u64) -> bool {
+        let hash = self.hash(t, zone.id_for(Direction::Reply));
+        let skip = |slot: u32, dir: Direction, e: &Conn| {
+            slot == asking.0
+                || (dir == Direction::Reply
+                    && e.zone.id_for(Direction::Original) == zone.id_for(Direction::Original)
+                    && e.orig == asking.1)
+        };
+        loop {
+            match self.table.find_where(t, zone, hash, now, skip) {
+                Found::Reap(expired) => self.reap(&expired, now),
+                Found::Miss => return false,
+                Found::Hit { .. } => {
+                    bump(&self.stats.found, 1);
+                    return true;
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on one entry under its lock, if the handle is still valid.
+    pub fn with_conn_mut<R>(&self, slot: u32, gen: u32, f: impl FnOnce(&mut Conn) -> R) -> Option<R> {
+        let lock = self.table.slot(slot)?;
+        let mut e = lock.lock();
+        (e.live && e.gen == gen).then(|| f(&mut e))
     }
 
     /// `resolve_normal_ct` and the tracker call: look the tuple up, create an entry if there is
@@ -570,13 +604,28 @@ impl Conntrack {
                 skb.reason = Some("nf_conntrack: chain too long");
                 NF_DROP
             }
-            Insert::Clash { slot: other, .. } => self.resolve_clash(skb, slot, other, &tuples, zone),
+            Insert::Clash { slot: other, .. } => {
+                self.resolve_clash(skb, slot, other, &tuples, zone, (reply_zone, reply_hash), now)
+            }
         }
     }
 
     /// `nf_ct_resolve_clash`: a confirmed entry took our tuple while our packet was in flight.
-    /// Protocols that allow it merge with an identical entry; anything else drops the packet.
-    fn resolve_clash(&self, skb: &mut SkbCt, ours: u32, other: u32, tuples: &[Tuple; 2], zone: Zone) -> u32 {
+    /// Protocols that allow it merge with an identical entry; otherwise, when only the original
+    /// direction collides (two packets of one flow sent to different NAT targets), our entry
+    /// goes in by its reply direction only, hidden, for a second (`nf_ct_resolve_clash_harder`);
+    /// anything else drops the packet.
+    #[allow(clippy::too_many_arguments)]
+    fn resolve_clash(
+        &self,
+        skb: &mut SkbCt,
+        ours: u32,
+        other: u32,
+        tuples: &[Tuple; 2],
+        zone: Zone,
+        (reply_zone, reply_hash): (u16, u32),
+        now: u64,
+    ) -> u32 {
         let allow = !matches!(
             tuples[0].protonum,
             IPPROTO_TCP | IPPROTO_ICMP | IPPROTO_ICMPV6 | IPPROTO_SCTP | IPPROTO_DCCP
@@ -590,17 +639,45 @@ impl Conntrack {
         if !allow {
             return fail(skb);
         }
-        let Some(lock) = self.table.slot(other) else { return fail(skb) };
-        let CtRef::Ct { ctinfo, .. } = skb.nfct else { return fail(skb) };
+        if self.merge_clash(skb, ours, other, tuples, zone) {
+            return NF_ACCEPT;
+        }
+        // Harder: the reply direction must not collide, unless both tuples are identical.
+        if let Found::Hit { slot, entry, .. } = self.table.find(&tuples[1], zone, reply_hash, now) {
+            drop(entry);
+            return if self.merge_clash(skb, ours, slot, tuples, zone) { NF_ACCEPT } else { fail(skb) };
+        }
+        let Some(lock) = self.table.slot(ours) else { return fail(skb) };
+        {
+            let mut e = lock.lock();
+            // Gone in a second; never ASSURED (the trackers check NAT_CLASH).
+            e.timeout = now.saturating_add(NS);
+            e.status |= IPS_FIXED_TIMEOUT | IPS_NAT_CLASH | IPS_CONFIRMED;
+            e.events = 0;
+        }
+        if !self.table.insert_reply_only(ours, &tuples[1], reply_zone, reply_hash) {
+            let mut e = lock.lock();
+            e.status &= !IPS_CONFIRMED;
+            drop(e);
+            return fail(skb);
+        }
+        bump(&self.stats.clash_resolve, 1);
+        NF_ACCEPT
+    }
+
+    /// `__nf_ct_resolve_clash`: merges our packet into `other` when it is the same connection
+    /// (same tuples and zone, or the same with directions swapped) and not dying: our
+    /// packet's counters move to it and the packet takes it.
+    fn merge_clash(&self, skb: &mut SkbCt, ours: u32, other: u32, tuples: &[Tuple; 2], zone: Zone) -> bool {
+        let Some(lock) = self.table.slot(other) else { return false };
+        let CtRef::Ct { ctinfo, .. } = skb.nfct else { return false };
         let mut e = lock.lock();
         let et = e.tuples();
         let same = et == *tuples && e.zone == zone;
         let reverse = et[0] == tuples[1] && et[1] == tuples[0] && e.zone == zone;
         if !e.live || e.dying() || !(same || reverse) {
-            drop(e);
-            return fail(skb);
+            return false;
         }
-        // Our packet's counters move to the surviving entry.
         let ours_acct = self.table.slot(ours).and_then(|l| l.lock().acct());
         if let (Some(a), Some(o)) = (e.acct_mut(), ours_acct) {
             for d in 0..2 {
@@ -614,7 +691,7 @@ impl Conntrack {
         self.release(skb);
         skb.nfct = CtRef::Ct { slot: other, gen, ctinfo };
         bump(&self.stats.clash_resolve, 1);
-        NF_ACCEPT
+        true
     }
 
     /// `nf_ct_deliver_cached_events`: the bits cached while the packet was processed become one
@@ -779,7 +856,10 @@ impl Conntrack {
     pub fn gc(&self, now: u64) -> usize {
         let mut reaped = 0;
         let (mut avg, mut n) = (60.0 * NS as f64, 100.0f64);
-        for slot in self.table.slots() {
+        // Entries linked by their reply node only (NAT clashes) are in the table too.
+        let mut slots = self.table.slots();
+        slots.extend(self.table.reply_only_slots());
+        for slot in slots {
             let Some(lock) = self.table.slot(slot) else { continue };
             let e = lock.lock();
             if !e.live || !e.confirmed() || e.dying() {

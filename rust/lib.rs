@@ -18,6 +18,8 @@
 //! * `core`: a namespace's conntrack: `nf_conntrack_in`, `init_conntrack`, `early_drop`,
 //!   confirmation, deletion, statistics and the garbage collector. Time is passed in; it knows
 //!   nothing of hooks.
+//! * `nat`: `nf_nat`: a connection's binding chosen on its first packet (the unique-tuple
+//!   search, masquerade's and redirect's addresses) and packets rewritten to follow it.
 //! * `netfilter`: the hook registry and what an operation runs, the nft rules (`nft`); data
 //!   and rule evaluation, no `Net`.
 //! * `net`: `struct net`, one namespace: conntrack, hooks, defrag, addresses, the clock.
@@ -36,6 +38,7 @@ pub mod fib;
 pub mod format;
 pub mod host;
 pub mod ip;
+pub mod nat;
 pub mod net;
 pub mod netfilter;
 pub mod proto;

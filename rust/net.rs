@@ -8,6 +8,7 @@
 use crate::core::{Conntrack, CtOptions};
 use crate::defrag::Defrag;
 use crate::fib::{Devices, Fib, Routing};
+use crate::nat::NatState;
 use crate::netfilter::Hooks;
 use crate::proto::tcp::RstTimeout;
 use crate::sysctl::{Sysctl, SysctlKey};
@@ -38,6 +39,8 @@ pub struct Net {
     pub hooks: Hooks,
     /// Reassembly in front of conntrack (`nf_defrag_ipv4/ipv6`, spec §1.2).
     pub defrag: Defrag,
+    /// NAT's source mappings (`nf_nat_bysource`).
+    pub nat: NatState,
     /// The addresses the host owns.
     pub local: LocalAddrs,
     /// The host's interfaces, routing tables and IP settings; None for nfct's default router
@@ -59,6 +62,7 @@ impl Net {
             ct: Conntrack::new(CtOptions { seed: opts.seed, rst_timeout: opts.rst_timeout }, sysctl),
             hooks: Hooks::with_conntrack(),
             defrag: Defrag::new(),
+            nat: NatState::default(),
             local: LocalAddrs::new(&opts.local_addrs),
             routing: opts.routing,
             egress_mtu: opts.egress_mtu.unwrap_or(1500),

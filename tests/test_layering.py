@@ -20,6 +20,7 @@ LAYERS: list[set[str]] = [
     {"proto", "table", "format"},
     {"events"},
     {"core"},
+    {"nat"},
     {"netfilter"},
     {"net"},
     {"ip", "host"},

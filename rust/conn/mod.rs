@@ -19,13 +19,23 @@ use state::ProtoState;
 pub struct CtExt {
     pub acct: Option<[Counter; 2]>,
     pub tstamp_start: Option<u64>,
+    /// The reply tuple NAT gave the entry (`nf_conntrack_alter_reply`), when it differs from
+    /// the inverse of the original.
+    pub nat_reply: Option<Tuple>,
+    /// The interface a masquerading entry left by (`nf_conn_nat.masq_index`).
+    pub masq_index: Option<u32>,
 }
 
 impl CtExt {
     /// The extensions of a new entry: None when neither is on.
     pub fn new(acct: bool, tstamp: bool) -> Option<Box<CtExt>> {
-        (acct || tstamp)
-            .then(|| Box::new(CtExt { acct: acct.then(Default::default), tstamp_start: tstamp.then_some(0) }))
+        (acct || tstamp).then(|| {
+            Box::new(CtExt {
+                acct: acct.then(Default::default),
+                tstamp_start: tstamp.then_some(0),
+                ..CtExt::default()
+            })
+        })
     }
 }
 
@@ -33,9 +43,9 @@ impl CtExt {
 /// holds the links of the entry's two hash-chain nodes (see `table`).
 ///
 /// Kept small on purpose (104 bytes; a 128-byte slot with its lock and the two
-/// hash-chain links, see `table::Slot`): only the original tuple is
-/// stored, since the reply tuple is its inverse (nfct has no NAT that would change it), and the
-/// TCP/SCTP states and the acct/timestamp extensions are out of line.
+/// hash-chain links, see `table::Slot`): only the original tuple is stored inline, since the
+/// reply tuple is its inverse unless NAT changed it (then it lives in the extensions), and the
+/// TCP/SCTP states and the acct/timestamp/NAT extensions are out of line.
 #[derive(Clone, Debug, Default)]
 #[repr(C)]
 pub struct Conn {
@@ -73,9 +83,18 @@ impl Conn {
     pub fn tuple(&self, dir: Direction) -> Tuple {
         match dir {
             Direction::Original => self.orig,
-            // Entries are only created for invertible tuples.
-            Direction::Reply => self.orig.invert().unwrap_or(self.orig),
+            Direction::Reply => match self.ext.as_ref().and_then(|x| x.nat_reply) {
+                Some(r) => r,
+                // Entries are only created for invertible tuples.
+                None => self.orig.invert().unwrap_or(self.orig),
+            },
         }
+    }
+
+    /// `nf_conntrack_alter_reply`: NAT gives the (unconfirmed) entry another reply tuple.
+    pub fn set_reply(&mut self, reply: Tuple) {
+        let ext = self.ext.get_or_insert_with(Box::default);
+        ext.nat_reply = (self.orig.invert() != Some(reply)).then_some(reply);
     }
 
     /// Both tuples, original first.

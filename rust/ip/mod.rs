@@ -19,11 +19,16 @@ pub mod route;
 
 use crate::core::{CtRef, CtState, SkbCt};
 use crate::defrag::{FragLimits, Gathered};
+use crate::nat::{self, Manip, NatEnv};
 use crate::net::Net;
 use crate::netfilter::nft::{ChainRef, ChainVerdict, Decider, PktCtx};
 use crate::netfilter::{CtOp, Family, HookTable, Op, OpKind, MAX_REPEAT};
 use crate::sysctl::SysctlKey;
-use crate::uapi::{Hook, NF_ACCEPT, NF_DROP, NF_QUEUE, NF_REPEAT, NF_STOLEN, NF_STOP};
+use crate::tuple::Direction;
+use crate::uapi::{
+    Hook, IPPROTO_ICMP, IPPROTO_ICMPV6, IP_CT_IS_REPLY, IP_CT_NEW, IP_CT_RELATED, IP_CT_RELATED_REPLY,
+    NF_ACCEPT, NF_DROP, NF_QUEUE, NF_REPEAT, NF_STOLEN, NF_STOP,
+};
 use std::any::Any;
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -36,8 +41,11 @@ pub struct Skb {
     pub ct: SkbCt,
     /// The IP total length the receive checks trimmed the bytes to.
     pub len: Option<usize>,
-    /// The whole datagram, when this packet completed a reassembly.
+    /// The packet's own copy of its bytes: the whole datagram when this packet completed a
+    /// reassembly, or the bytes NAT rewrote.
     pub whole: Option<Vec<u8>>,
+    /// Whether NAT rewrote the bytes.
+    pub rewritten: bool,
     /// The largest fragment of the reassembled datagram (the forward path's MTU check).
     pub max_frag: usize,
     /// `skb->mark` (`meta mark`).
@@ -48,6 +56,18 @@ impl Skb {
     /// The packet's bytes as the stack sees them now.
     pub fn data<'a>(&'a self, base: &'a [u8]) -> &'a [u8] {
         bytes_seen(self.whole.as_deref(), self.len, base)
+    }
+
+    /// The packet's bytes to write to (`skb_ensure_writable`): its own copy, made now if it
+    /// had none.
+    pub fn writable(&mut self, base: &[u8]) -> &mut Vec<u8> {
+        if self.whole.is_none() {
+            let copy = self.data(base).to_vec();
+            self.max_frag = copy.len();
+            self.whole = Some(copy);
+        }
+        self.rewritten = true;
+        self.whole.get_or_insert_with(Vec::new)
     }
 }
 
@@ -290,6 +310,13 @@ pub struct PacketRun {
     pub iif: Option<u32>,
 }
 
+/// How the NAT core's operation ended.
+enum NatEnd {
+    Verdict(u32, Option<&'static str>),
+    /// A nat chain did not accept.
+    Chain(Arc<Op>, ChainVerdict),
+}
+
 /// How a hook's operations ended.
 enum HookEnd {
     /// All accepted (or one said NF_STOP): the packet goes on.
@@ -335,6 +362,22 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
             let mut repeats = 0;
             let verdict = loop {
                 let v = match &op.kind {
+                    OpKind::Conntrack(CtOp::Nat) => match self.nat_op(hook) {
+                        NatEnd::Verdict(v, reason) => {
+                            if v != NF_ACCEPT {
+                                self.release();
+                                return HookEnd::Stop(Outcome::stopped(NF_DROP, op, reason, None));
+                            }
+                            v
+                        }
+                        NatEnd::Chain(chain_op, cv) => {
+                            self.release();
+                            let v = if cv.verdict & 0xff == NF_STOLEN { NF_STOLEN } else { NF_DROP };
+                            let mut out = Outcome::stopped(v, &chain_op, cv.reason, None);
+                            out.decider = Some(cv.by);
+                            return HookEnd::Stop(out);
+                        }
+                    },
                     OpKind::Conntrack(c) => self.carrier.with(|st| self.conntrack_op(*c, hook, st)),
                     OpKind::Chain(c) => {
                         let cv = self.carrier.with(|st| self.chain(c, hook, st));
@@ -395,6 +438,7 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
         let random = || net.random();
         let mut ctx = PktCtx {
             data,
+            nat: &net.nat,
             family: self.family,
             hook,
             iif: dev(self.run.iif),
@@ -432,7 +476,112 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
                 };
                 net.ct.confirm(&mut st.ct, now)
             }
+            // Run by `nat_op`.
+            CtOp::Nat => NF_ACCEPT,
         }
+    }
+
+    /// The time NAT works at (the port search's `tuple_taken` reaps what expired by then).
+    fn nat_now(&self) -> u64 {
+        match self.run.clock {
+            PacketClock::Shared => self.net.now(),
+            PacketClock::Worker { .. } => self.run.tstamp,
+        }
+    }
+
+    /// The NAT core at `hook` (`nf_nat_ipv4_fn`/`nf_nat_ipv6_fn` over `nf_nat_inet_fn`): an ICMP
+    /// error related to a connection gets its quoted packet translated back; a connection's
+    /// first packet runs the hook's nat chains until one binds it, and gets the null binding
+    /// if none did; a masqueraded connection whose packets now leave by another interface is
+    /// killed; then the packet is rewritten to follow the binding (`nf_nat_packet`). At
+    /// LOCAL_OUT a packet whose destination changed is routed again.
+    fn nat_op(&mut self, hook: Hook) -> NatEnd {
+        let net = self.net;
+        let Some((slot, gen, ctinfo)) = self.carrier.with(|st| match st.ct.nfct {
+            CtRef::Ct { slot, gen, ctinfo } => Some((slot, gen, ctinfo)),
+            _ => None,
+        }) else {
+            return NatEnd::Verdict(NF_ACCEPT, None);
+        };
+        let manip = Manip::of_hook(hook);
+        let dir = if ctinfo >= IP_CT_IS_REPLY { Direction::Reply } else { Direction::Original };
+        let read = |net: &Net| {
+            net.ct.with_conn(slot, gen, |c| (c.status, c.tuples(), c.ext.as_ref().and_then(|x| x.masq_index)))
+        };
+        let Some((status, tuples, masq)) = read(net) else { return NatEnd::Verdict(NF_ACCEPT, None) };
+        let related = ctinfo == IP_CT_RELATED || ctinfo == IP_CT_RELATED_REPLY;
+        if related {
+            let icmp = self.carrier.with(|st| {
+                let d = st.data(self.base);
+                let proto = match self.family {
+                    Family::V4 => crate::wire::ip::ipv4_fields(d).map(|h| h.protocol),
+                    Family::V6 => crate::wire::ip::ipv6_get_l4proto(d).ok().map(|l| l.protonum),
+                };
+                proto == Some(if self.family == Family::V4 { IPPROTO_ICMP } else { IPPROTO_ICMPV6 })
+            });
+            if icmp {
+                let base = self.base;
+                let v = self.carrier.with(|st| {
+                    if !nat::icmp_translation_needed(status, dir, manip) {
+                        return nat::icmp_redirect_check(st.data(base), status);
+                    }
+                    nat::icmp_reply_translation(st.writable(base), status, &tuples, dir, manip)
+                });
+                let why = (v != NF_ACCEPT)
+                    .then_some("nf_nat: ICMP error about a translated connection not translatable");
+                return NatEnd::Verdict(v, why);
+            }
+        }
+        let oif_changed = |oif: Option<u32>| {
+            masq.is_some() && hook == Hook::PostRouting && dir == Direction::Original && masq != oif
+        };
+        let first = ctinfo == IP_CT_NEW || related;
+        if first && !nat::initialized(status, manip) {
+            let hooks = self.hooks;
+            let mut bound = false;
+            for op in hooks.nat_chains(self.family, hook) {
+                let OpKind::Chain(c) = &op.kind else { continue };
+                let cv = self.carrier.with(|st| self.chain(c, hook, st));
+                if cv.verdict & 0xff != NF_ACCEPT {
+                    return NatEnd::Chain(op.clone(), cv);
+                }
+                if net.ct.with_conn(slot, gen, |c| nat::initialized(c.status, manip)).unwrap_or(true) {
+                    bound = true;
+                    break;
+                }
+            }
+            if !bound {
+                let random = || net.random();
+                let env = NatEnv { ct: &net.ct, state: &net.nat, now: self.nat_now(), random: &random };
+                nat::null_binding(&env, slot, gen, hook);
+            }
+        } else if oif_changed(self.oif) {
+            net.ct.delete(slot, gen, self.nat_now());
+            return NatEnd::Verdict(
+                NF_DROP,
+                Some("nf_nat: a masqueraded connection now leaves by another interface"),
+            );
+        }
+        // `nf_nat_packet`.
+        let Some((status, tuples)) = net.ct.with_conn(slot, gen, |c| (c.status, c.tuples())) else {
+            return NatEnd::Verdict(NF_ACCEPT, None);
+        };
+        let Some(target) = nat::packet_target(status, &tuples, dir, manip) else {
+            return NatEnd::Verdict(NF_ACCEPT, None);
+        };
+        let base = self.base;
+        let ok = self.carrier.with(|st| nat::manip::manip_pkt(st.writable(base), 0, &target, manip));
+        if !ok {
+            return NatEnd::Verdict(NF_DROP, Some("nf_nat: the packet's headers cannot be rewritten"));
+        }
+        if hook == Hook::LocalOut && manip == Manip::Dst {
+            // `ip_route_me_harder`: the new destination's route.
+            if let Some(r) = &net.routing {
+                let dst = self.carrier.with(|st| crate::wire::ip::addrs(st.data(base)).map(|(_, d)| d));
+                self.oif = dst.and_then(|d| r.fib.lookup(d, None)).and_then(|route| route.dev);
+            }
+        }
+        NatEnd::Verdict(NF_ACCEPT, None)
     }
 
     /// `ipv4_conntrack_defrag` / `ipv6_defrag`: a packet that already has conntrack state
@@ -512,6 +661,62 @@ pub fn run_family<'a, C: Carrier>(
     ext: &'a mut ExternalOp<'a>,
 ) -> Outcome {
     Pipeline { net, hooks, base: pkt, family, run, oif: None, carrier, ext }.go()
+}
+
+/// One hook's operations for a packet outside any path (the create/confirm split: a caller
+/// drives the hooks itself). None when the packet goes on, else how it stopped; the carrier
+/// keeps the packet's reference on its entry unless it was dropped.
+#[allow(clippy::too_many_arguments)]
+pub fn run_hook_only<'a, C: Carrier>(
+    net: &'a Net,
+    hooks: &'a HookTable,
+    family: Family,
+    hook: Hook,
+    run: PacketRun,
+    pkt: &'a [u8],
+    carrier: &'a C,
+    ext: &'a mut ExternalOp<'a>,
+) -> Option<Outcome> {
+    let mut p = Pipeline { net, hooks, base: pkt, family, run, oif: None, carrier, ext };
+    match p.run_hook(hook) {
+        HookEnd::Continue => None,
+        HookEnd::Stop(mut o) => {
+            o.ct = carrier.with(|st| st.ct);
+            Some(o)
+        }
+    }
+}
+
+/// The NAT core's operation alone at `hook` (`nf_nat_ipv4_fn` / `nf_nat_ipv6_fn`), for a
+/// packet that came in on `run.iif` and leaves by `oif`: the verdict, and why when it is not
+/// NF_ACCEPT. The packet's bytes are rewritten in the carrier.
+#[allow(clippy::too_many_arguments)]
+pub fn nat_hook<C: Carrier>(
+    net: &Net,
+    hooks: &HookTable,
+    family: Family,
+    hook: Hook,
+    run: PacketRun,
+    oif: Option<u32>,
+    pkt: &[u8],
+    carrier: &C,
+) -> (u32, Option<String>) {
+    let mut ext = no_external;
+    let ext: &mut ExternalOp<'_> = &mut ext;
+    let mut p = Pipeline { net, hooks, base: pkt, family, run, oif, carrier, ext };
+    match p.nat_op(hook) {
+        NatEnd::Verdict(v, why) => (v, why.map(str::to_string)),
+        NatEnd::Chain(op, cv) => {
+            let by = match (&op.kind, cv.by) {
+                (OpKind::Chain(c), Decider::Rule { handle, .. }) if !c.builtin => {
+                    format!("{} handle {handle}", c.name())
+                }
+                (OpKind::Chain(c), Decider::Policy) if !c.builtin => format!("{} policy drop", c.name()),
+                _ => op.name.to_string(),
+            };
+            (NF_DROP, Some(cv.reason.map_or(by.clone(), |r| format!("{by}: {r}"))))
+        }
+    }
 }
 
 /// One packet through `net` with no external operations, its state held here: the replay's

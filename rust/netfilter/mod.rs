@@ -72,6 +72,12 @@ pub enum CtOp {
     Local,
     /// `ipv4_confirm` / `ipv6_confirm` (LOCAL_IN, POST_ROUTING, last).
     Confirm,
+    /// The NAT core (`nf_nat_ipv4_fn` and friends: dstnat −100 at PRE_ROUTING and LOCAL_OUT,
+    /// srcnat 100 at POST_ROUTING and LOCAL_IN), registered with a family's first nat chain:
+    /// it runs the family's nat chains of its hook on a connection's first packet, gives
+    /// connections no rule translated their null binding, and rewrites every packet of a
+    /// translated connection.
+    Nat,
 }
 
 /// What an operation runs.
@@ -119,6 +125,9 @@ impl Op {
 #[derive(Clone, Debug, Default)]
 pub struct HookTable {
     ops: [[Vec<Arc<Op>>; 5]; 2],
+    /// The nat chains (type nat) of each hook, by priority: the NAT core runs them
+    /// (`nf_nat_register_fn` keeps them out of the hook's own list).
+    nat: [[Vec<Arc<Op>>; 5]; 2],
 }
 
 impl HookTable {
@@ -127,20 +136,74 @@ impl HookTable {
         &self.ops[fam as usize][hook as usize]
     }
 
+    /// The nat chains the NAT core runs at one hook, in order.
+    pub fn nat_chains(&self, fam: Family, hook: Hook) -> &[Arc<Op>] {
+        &self.nat[fam as usize][hook as usize]
+    }
+
     fn insert(&mut self, fam: Family, op: Arc<Op>) {
-        let list = &mut self.ops[fam as usize][op.hooknum as usize];
+        let nat = matches!(&op.kind, OpKind::Chain(c) if c.is_nat());
+        let lists = if nat { &mut self.nat } else { &mut self.ops };
+        let list = &mut lists[fam as usize][op.hooknum as usize];
         let at = list.iter().position(|o| op.priority < o.priority).unwrap_or(list.len());
         list.insert(at, op);
     }
 
     fn remove(&mut self, id: u64) -> bool {
         let mut found = false;
-        for list in self.ops.iter_mut().flatten() {
+        for list in self.ops.iter_mut().chain(self.nat.iter_mut()).flatten() {
             let before = list.len();
             list.retain(|o| o.id != id);
             found |= list.len() != before;
         }
         found
+    }
+
+    /// Whether a family has nat chains (so its NAT core operations are registered).
+    fn has_nat(&self, fam: Family) -> bool {
+        self.nat[fam as usize].iter().any(|l| !l.is_empty())
+    }
+
+    /// Whether the NAT core is registered for a family.
+    pub fn nat_core(&self, fam: Family) -> bool {
+        self.ops[fam as usize].iter().flatten().any(|o| matches!(o.kind, OpKind::Conntrack(CtOp::Nat)))
+    }
+
+    /// `nf_nat_register_fn` / `nf_nat_unregister_fn`: the NAT core's four operations are
+    /// registered with a family's first nat chain and go with its last.
+    fn sync_nat_core(&mut self, fam: Family, next_id: &AtomicU64) {
+        use crate::uapi::{NF_IP_PRI_NAT_DST, NF_IP_PRI_NAT_SRC};
+        match (self.has_nat(fam), self.nat_core(fam)) {
+            (true, false) => {
+                let names: [&str; 4] = match fam {
+                    Family::V4 => [
+                        "nf_nat_ipv4_pre_routing",
+                        "nf_nat_ipv4_local_in",
+                        "nf_nat_ipv4_local_fn",
+                        "nf_nat_ipv4_out",
+                    ],
+                    Family::V6 => {
+                        ["nf_nat_ipv6_in", "nf_nat_ipv6_fn", "nf_nat_ipv6_local_fn", "nf_nat_ipv6_out"]
+                    }
+                };
+                for (name, hook, priority) in [
+                    (names[0], Hook::PreRouting, NF_IP_PRI_NAT_DST),
+                    (names[1], Hook::LocalIn, NF_IP_PRI_NAT_SRC),
+                    (names[2], Hook::LocalOut, NF_IP_PRI_NAT_DST),
+                    (names[3], Hook::PostRouting, NF_IP_PRI_NAT_SRC),
+                ] {
+                    let id = next_id.fetch_add(1, Ordering::Relaxed);
+                    let kind = OpKind::Conntrack(CtOp::Nat);
+                    self.insert(fam, Arc::new(Op { id, name: name.into(), hooknum: hook, priority, kind }));
+                }
+            }
+            (false, true) => {
+                for list in self.ops[fam as usize].iter_mut() {
+                    list.retain(|o| !matches!(o.kind, OpKind::Conntrack(CtOp::Nat)));
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Whether any operation needs the caller's function.
@@ -154,6 +217,9 @@ impl HookTable {
 pub enum RegisterError {
     Family(u8),
     HookNum(u32),
+    /// A nat chain at FORWARD (nat chains hook PRE_ROUTING, LOCAL_IN, LOCAL_OUT and
+    /// POST_ROUTING only).
+    NatHook,
 }
 
 impl std::fmt::Display for RegisterError {
@@ -165,6 +231,9 @@ impl std::fmt::Display for RegisterError {
                  or NFPROTO_INET ({NFPROTO_INET})"
             ),
             RegisterError::HookNum(h) => write!(f, "hooknum {h} is not an inet hook (0..=4)"),
+            RegisterError::NatHook => f.write_str(
+                "a nat chain cannot hook FORWARD (NAT happens at PRE_ROUTING, LOCAL_IN, LOCAL_OUT and POST_ROUTING)",
+            ),
         }
     }
 }
@@ -230,7 +299,9 @@ impl Hooks {
     }
 
     /// `nf_register_net_hook`: adds an operation to one family's hook, or both for
-    /// NFPROTO_INET. Returns its id.
+    /// NFPROTO_INET. Returns its id. A nat chain goes to the NAT core's list of its hook (it
+    /// runs at the core's priority, its own only ordering it among nat chains; FORWARD has no
+    /// NAT and refuses it), and a family's first brings the core's operations.
     pub fn register(
         &self,
         pf: u8,
@@ -240,12 +311,19 @@ impl Hooks {
         kind: OpKind,
     ) -> Result<u64, RegisterError> {
         let fams = families(pf)?;
+        let nat = matches!(&kind, OpKind::Chain(c) if c.is_nat());
+        if nat && hook == Hook::Forward {
+            return Err(RegisterError::NatHook);
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let op = Arc::new(Op { id, name, hooknum: hook, priority, kind });
         let mut guard = self.table.write();
         let mut t = HookTable::clone(&guard);
         for &f in fams {
             t.insert(f, op.clone());
+            if nat {
+                t.sync_nat_core(f, &self.next_id);
+            }
         }
         *guard = Arc::new(t);
         Ok(id)
@@ -256,6 +334,9 @@ impl Hooks {
         let mut guard = self.table.write();
         let mut t = HookTable::clone(&guard);
         let found = t.remove(id);
+        for f in [Family::V4, Family::V6] {
+            t.sync_nat_core(f, &self.next_id);
+        }
         *guard = Arc::new(t);
         found
     }

@@ -154,6 +154,8 @@ pub struct Table {
     heads: Box<[OnceLock<Box<[AtomicU32]>>]>,
     chunks: Box<[OnceLock<Chunk>]>,
     next_slot: AtomicU32,
+    /// Entries linked by their reply node only (`nf_ct_resolve_clash_harder`).
+    reply_only: Mutex<Vec<u32>>,
 }
 
 impl std::fmt::Debug for Table {
@@ -200,6 +202,7 @@ impl Table {
             heads: (0..MAX_HEAD_CHUNKS).map(|_| OnceLock::new()).collect(),
             chunks: (0..MAX_CHUNKS).map(|_| OnceLock::new()).collect(),
             next_slot: AtomicU32::new(0),
+            reply_only: Mutex::new(Vec::new()),
         };
         t.alloc_heads(nbuckets);
         t
@@ -345,7 +348,22 @@ impl Table {
 
     /// `____nf_conntrack_find`: the confirmed entry whose tuple in some direction equals `t`,
     /// whose zone id for that direction equals `zone`'s id for that direction.
+    #[inline]
     pub fn find(&self, t: &Tuple, zone: Zone, hash: u32, now: u64) -> Found<'_> {
+        self.find_where(t, zone, hash, now, |_, _, _| false)
+    }
+
+    /// As [`Table::find`], passing over the matching entries `skip` says to (NAT's uniqueness
+    /// check ignores the entry asking, and one with the same origin).
+    #[inline]
+    pub fn find_where(
+        &self,
+        t: &Tuple,
+        zone: Zone,
+        hash: u32,
+        now: u64,
+        skip: impl Fn(u32, Direction, &Conn) -> bool,
+    ) -> Found<'_> {
         let (stripe, b) = self.lock_bucket(hash);
         let mut expired = Expired::default();
         for sd in self.chain(b) {
@@ -366,6 +384,7 @@ impl Table {
             if s.link(sd).hash.load(Relaxed) != hash
                 || e.zone.id_for(dir) != zone.id_for(dir)
                 || e.tuple(dir) != *t
+                || skip(slot, dir, &e)
             {
                 continue;
             }
@@ -469,12 +488,42 @@ impl Table {
         Insert::Inserted
     }
 
-    /// Unlinks both nodes of an entry.
+    /// Links only the reply node of an entry (`nf_ct_resolve_clash_harder`: the original node
+    /// is a fake, never findable, and the entry is hidden from listings). False when the
+    /// reply tuple is already there.
+    pub fn insert_reply_only(&self, slot: u32, t: &Tuple, zone_id: u16, hash: u32) -> bool {
+        let (_g, b) = self.lock_bucket(hash);
+        for sd in self.chain(b) {
+            let Some(s) = self.slot_ref(sd >> 1) else { continue };
+            if s.link(sd).hash.load(Relaxed) != hash {
+                continue;
+            }
+            let e = s.entry.lock();
+            let d = dir_of(sd);
+            if e.live && e.confirmed() && !e.dying() && e.zone.id_for(d) == zone_id && e.tuple(d) == *t {
+                return false;
+            }
+        }
+        self.link(b, (slot << 1) | 1, hash);
+        self.reply_only.lock().push(slot);
+        true
+    }
+
+    /// Unlinks both nodes of an entry (a reply-only entry has only its reply node).
     pub fn unlink(&self, slot: u32) {
         for dir in [Direction::Original, Direction::Reply] {
             let (_stripe, b) = self.lock_bucket(self.hash(slot, dir));
             self.unlink_node(b, (slot << 1) | dir as u32);
         }
+        let mut ro = self.reply_only.lock();
+        if !ro.is_empty() {
+            ro.retain(|s| *s != slot);
+        }
+    }
+
+    /// The entries linked by their reply node only (NAT clashes), for the collector.
+    pub fn reply_only_slots(&self) -> Vec<u32> {
+        self.reply_only.lock().clone()
     }
 
     /// The distinct slots linked in bucket `b` (either direction), in chain order.

@@ -105,6 +105,13 @@ fn pseudo_header_sum(l3num: u8, src: &[u8; 16], dst: &[u8; 16], proto: u8, len: 
     }
 }
 
+/// The checksum to store in a TCP, UDP or ICMPv6 segment (its checksum field zeroed), with
+/// the pseudo-header of these addresses.
+pub fn pseudo_checksum(l3num: u8, src: &[u8; 16], dst: &[u8; 16], proto: u8, l4: &[u8]) -> u16 {
+    let ph = pseudo_header_sum(l3num, src, dst, proto, l4.len()).unwrap_or(0);
+    !fold(sum_bytes(ph, l4))
+}
+
 /// Checksum verification of an L4 segment as `nf_conntrack_checksum` (`nf_ip_checksum`,
 /// `nf_ip6_checksum`) does it.
 ///

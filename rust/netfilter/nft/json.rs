@@ -5,8 +5,8 @@
 use super::types::{Datatype, Literal, Val};
 use super::{
     Base, BaseChain, BinOp, Chain, ChainType, CmpOp, Comp, Counter, CounterSite, CtKey, Data, Expr,
-    FibResult, MangleKey, MetaKey, Payload, Rhs, Rule, Ruleset, Set, Stmt, Table, TableFamily, Verdict,
-    FIB_DADDR, FIB_IIF, FIB_MARK, FIB_OIF, FIB_SADDR,
+    FibResult, MangleKey, MetaKey, NatKind, NatStmt, Payload, Rhs, Rule, Ruleset, Set, Stmt, Table,
+    TableFamily, Verdict, FIB_DADDR, FIB_IIF, FIB_MARK, FIB_OIF, FIB_SADDR,
 };
 use crate::netfilter::Family;
 use crate::tuple::{Direction, Zone};
@@ -862,9 +862,137 @@ fn stmt(v: &Value, t: &mut TableBuild, sites: &mut Vec<CounterSite>, chain: &str
             Stmt::VMap(key, set)
         }
         "xt" => return Err("xt expressions (left by iptables-nft) are not modelled".into()),
-        "snat" | "dnat" | "masquerade" | "redirect" => return Err(format!("{k} (NAT) is not modelled yet")),
+        "snat" | "dnat" | "masquerade" | "redirect" => Stmt::Nat(Box::new(nat_stmt(k, body, t)?)),
         other => return Err(format!("{other} statements are not modelled")),
     })
+}
+
+/// A NAT statement: `{"snat": {"family": "ip", "addr": A, "port": P, "flags": F}}` where A
+/// is an address, `{"range": [lo, hi]}` or a map (whose values may be `address . port`), P a
+/// port or `{"range": [lo, hi]}`, F a flag or a list of `random`, `fully-random`,
+/// `persistent`; masquerade and redirect take a port and flags only (or null).
+fn nat_stmt(k: &str, body: &Value, t: &TableBuild) -> Res<NatStmt> {
+    let kind = match k {
+        "snat" => NatKind::Snat,
+        "dnat" => NatKind::Dnat,
+        "masquerade" => NatKind::Masquerade,
+        _ => NatKind::Redirect,
+    };
+    let family = match body.get("family").and_then(Value::as_str) {
+        Some("ip") => Some(Family::V4),
+        Some("ip6") => Some(Family::V6),
+        Some(f) => return Err(format!("{k} for family {f}")),
+        None => match t.family {
+            TableFamily::Ip => Some(Family::V4),
+            TableFamily::Ip6 => Some(Family::V6),
+            _ => None,
+        },
+    };
+    let mut flags = 0;
+    let list = match body.get("flags") {
+        Some(Value::Array(a)) => a.clone(),
+        Some(f) => vec![f.clone()],
+        None => Vec::new(),
+    };
+    for f in list.iter().filter_map(Value::as_str) {
+        flags |= match f {
+            "random" => crate::nat::RANGE_PROTO_RANDOM,
+            "fully-random" => crate::nat::RANGE_PROTO_RANDOM_FULLY,
+            "persistent" => crate::nat::RANGE_PERSISTENT,
+            "netmap" => return Err(format!("{k} prefix (netmap) is not modelled")),
+            f => return Err(format!("{k} flag {f} is not modelled")),
+        };
+    }
+    if body.get("type_flags").is_some() {
+        return Err(format!("{k} with type flags (prefix, interval maps) is not modelled"));
+    }
+    let addr_type = match family {
+        Some(Family::V6) => Datatype::Ipv6Addr,
+        _ => Datatype::Ipv4Addr,
+    };
+    let (mut addr, mut addr_hi) = (None, None);
+    if let Some(a) = body.get("addr") {
+        if matches!(kind, NatKind::Masquerade | NatKind::Redirect) {
+            return Err(format!("{k} takes no address"));
+        }
+        if family.is_none() {
+            // A literal names its family; nft needs `ip` or `ip6` for anything else.
+            if let Some(s) = a.as_str() {
+                let fam = if s.contains(':') { Family::V6 } else { Family::V4 };
+                return nat_stmt(k, &with_family(body, fam), t);
+            }
+            return Err(format!("{k} in an inet table without ip or ip6"));
+        }
+        if let Some(r) = a.get("range").and_then(Value::as_array) {
+            let [lo, hi] = r.as_slice() else { return Err(format!("range {} is not two values", show(a))) };
+            addr = Some(Expr::Imm(lit(lo, addr_type)?));
+            addr_hi = Some(Expr::Imm(lit(hi, addr_type)?));
+        } else if let Some(m) = a.get("map") {
+            addr = Some(nat_map(m, addr_type, t)?);
+        } else if a.get("prefix").is_some() {
+            return Err(format!("{k} to a prefix is not modelled"));
+        } else if a.is_string() {
+            addr = Some(Expr::Imm(lit(a, addr_type)?));
+        } else {
+            let (e, ty) = expr(a, t)?;
+            if ty.first() != Some(&addr_type) {
+                return Err(format!("{k} address {} is not a {addr_type:?}", show(a)));
+            }
+            addr = Some(e);
+        }
+    }
+    let (mut port, mut port_hi) = (None, None);
+    if let Some(p) = body.get("port") {
+        if let Some(r) = p.get("range").and_then(Value::as_array) {
+            let [lo, hi] = r.as_slice() else { return Err(format!("range {} is not two values", show(p))) };
+            port = Some(Expr::Imm(lit(lo, Datatype::InetService)?));
+            port_hi = Some(Expr::Imm(lit(hi, Datatype::InetService)?));
+        } else if p.is_number() || p.is_string() {
+            port = Some(Expr::Imm(lit(p, Datatype::InetService)?));
+        } else if let Some(m) = p.get("map") {
+            port = Some(nat_map(m, Datatype::InetService, t)?);
+        } else {
+            port = Some(expr(p, t)?.0);
+        }
+    }
+    Ok(NatStmt { kind, family, addr, addr_hi, port, port_hi, flags })
+}
+
+/// The statement's body with a family named.
+fn with_family(body: &Value, fam: Family) -> Value {
+    let mut b = body.clone();
+    if let Value::Object(o) = &mut b {
+        o.insert("family".into(), Value::String(if fam == Family::V4 { "ip" } else { "ip6" }.into()));
+    }
+    b
+}
+
+/// A map a NAT statement takes its address (or address and port, or port) from: a named map,
+/// or an anonymous one whose values are read as `data` (or `data . inet_service` where they
+/// are concatenations).
+fn nat_map(m: &Value, data: Datatype, t: &TableBuild) -> Res<Expr> {
+    let (key, kt) = expr(m.get("key").ok_or("map without key")?, t)?;
+    let d = m.get("data").ok_or("map without data")?;
+    if d.as_str().is_some_and(|s| s.starts_with('@')) {
+        return Ok(expr(&serde_json::json!({ "map": m }), t)?.0);
+    }
+    let pairs =
+        d.get("set").and_then(Value::as_array).ok_or_else(|| format!("map data {} is not a set", show(d)))?;
+    let mut set = Set::new(String::new(), kt.iter().map(|d| d.width()).collect());
+    for p in pairs {
+        let Some([k, v]) = p.as_array().map(Vec::as_slice) else {
+            return Err(format!("map element {} is not a pair", show(p)));
+        };
+        let dt: Vec<Datatype> = match v.get("concat").and_then(Value::as_array) {
+            Some(parts) if parts.len() == 2 && data != Datatype::InetService => {
+                vec![data, Datatype::InetService]
+            }
+            Some(_) => return Err(format!("map value {} is not an address and a port", show(v))),
+            None => vec![data],
+        };
+        set.insert(element(k, &kt)?, map_data(v, &dt, t)?);
+    }
+    Ok(Expr::Map(Box::new(key), Arc::new(set)))
 }
 
 #[cfg(test)]

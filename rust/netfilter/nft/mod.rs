@@ -2,7 +2,9 @@
 //! `nft -j list ruleset` ([`json`]): tables of families ip, ip6 and inet; base chains at a hook
 //! and priority with a policy; regular chains reached by jump and goto; rules of statements
 //! (matches on payload, meta, ct and fib expressions, sets and maps with concatenations and
-//! intervals, verdict maps, counters, marks, zones, notrack, log, reject).
+//! intervals, verdict maps, counters, marks, zones, notrack, log, reject, and the NAT
+//! statements snat, dnat, masquerade and redirect, which give a connection its binding through
+//! [`crate::nat`]).
 //!
 //! nfct's own built-in operations (`BuiltinHook`) are small rulesets of this same engine.
 //!
@@ -14,6 +16,7 @@ pub mod types;
 
 use crate::core::{Conntrack, CtRef, SkbCt};
 use crate::fib::{Dev, Devices, Fib};
+use crate::nat::{self, Manip, NatEnv, NatRange, NatState};
 use crate::netfilter::Family;
 use crate::tuple::{Direction, Zone};
 use crate::uapi::{Hook, IPS_CONFIRMED, IPS_TEMPLATE, NF_ACCEPT, NF_DROP};
@@ -261,6 +264,50 @@ pub enum Stmt {
     /// `reject`: the packet is dropped; the kernel would also send an RST or ICMP error.
     Reject,
     VMap(Expr, Arc<Set>),
+    /// `snat`, `dnat`, `masquerade`, `redirect`.
+    Nat(Box<NatStmt>),
+}
+
+/// Which NAT statement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NatKind {
+    Snat,
+    Dnat,
+    Masquerade,
+    Redirect,
+}
+
+impl NatKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            NatKind::Snat => "snat",
+            NatKind::Dnat => "dnat",
+            NatKind::Masquerade => "masquerade",
+            NatKind::Redirect => "redirect",
+        }
+    }
+
+    fn manip(self) -> Manip {
+        match self {
+            NatKind::Snat | NatKind::Masquerade => Manip::Src,
+            NatKind::Dnat | NatKind::Redirect => Manip::Dst,
+        }
+    }
+}
+
+/// A NAT statement (`nft_nat`, `nft_masq`, `nft_redir`): the address (or the first address of
+/// a range, or a map's value, which may carry the port after the address) and the port (or
+/// range), the range flags (`random`, `fully-random`, `persistent`), and the family it applies
+/// to (a statement of an inet table names one; None: the packet's).
+#[derive(Clone, Debug)]
+pub struct NatStmt {
+    pub kind: NatKind,
+    pub family: Option<Family>,
+    pub addr: Option<Expr>,
+    pub addr_hi: Option<Expr>,
+    pub port: Option<Expr>,
+    pub port_hi: Option<Expr>,
+    pub flags: u32,
 }
 
 /// A rule.
@@ -432,6 +479,11 @@ impl ChainRef {
         &self.table().chains[self.chain]
     }
 
+    /// Whether this is a nat chain (the NAT core runs it, on first packets only).
+    pub fn is_nat(&self) -> bool {
+        self.chain().base.is_some_and(|b| b.typ == ChainType::Nat)
+    }
+
     /// The families this chain's table applies to.
     pub fn families(&self) -> &'static [Family] {
         match self.table().family {
@@ -472,6 +524,8 @@ pub struct ChainVerdict {
 /// `meta random`: the namespace's seeded generator).
 pub struct PktCtx<'a> {
     pub data: &'a [u8],
+    /// The namespace's NAT mappings (NAT statements bind connections through them).
+    pub nat: &'a NatState,
     pub family: Family,
     pub hook: Hook,
     pub iif: Option<&'a Dev>,
@@ -605,6 +659,98 @@ fn exec(stmt: &Stmt, ctx: &mut PktCtx<'_>) -> Step {
                 _ => Step::Break,
             }
         }
+        Stmt::Nat(n) => nat_exec(n, ctx),
+    }
+}
+
+/// `nft_nat_eval`, `nft_masq_eval`, `nft_redir_eval`: the range from the statement's
+/// expressions, then `nf_nat_setup_info` (through masquerade's or redirect's choice of
+/// address); the verdict it gives (NF_ACCEPT) ends the chain. A statement for the other
+/// family of an inet table does nothing.
+fn nat_exec(n: &NatStmt, ctx: &mut PktCtx<'_>) -> Step {
+    if n.family.is_some_and(|f| f != ctx.family) {
+        return Step::Next;
+    }
+    let CtRef::Ct { slot, gen, .. } = ctx.skb.nfct else { return Step::Next };
+    let alen = if ctx.family == Family::V4 { 4 } else { 16 };
+    let mut range = NatRange { flags: n.flags, ..NatRange::default() };
+    if let Some(a) = &n.addr {
+        let Some(lo) = eval(a, ctx) else { return Step::Break };
+        let hi = match &n.addr_hi {
+            Some(h) => match eval(h, ctx) {
+                Some(v) => v,
+                None => return Step::Break,
+            },
+            None => lo,
+        };
+        let (Some(l), Some(h)) = (lo.bytes().get(..alen), hi.bytes().get(..alen)) else { return Step::Break };
+        range.min_addr[..alen].copy_from_slice(l);
+        range.max_addr[..alen].copy_from_slice(h);
+        range.flags |= nat::RANGE_MAP_IPS;
+        // A map's value may be an address and a port (`ip daddr . tcp dport map @m`).
+        if let Some(p) = lo.bytes().get(alen..alen + 2) {
+            let port = u16::from_be_bytes([p[0], p[1]]);
+            range.min_proto = port;
+            range.max_proto = port;
+            range.flags |= nat::RANGE_PROTO_SPECIFIED;
+        }
+    }
+    if let Some(p) = &n.port {
+        let port = |v: Val| -> u16 { v.as_u64() as u16 };
+        let Some(lo) = eval(p, ctx).map(port) else { return Step::Break };
+        let hi = match &n.port_hi {
+            Some(h) => match eval(h, ctx).map(port) {
+                Some(v) => v,
+                None => return Step::Break,
+            },
+            None => lo,
+        };
+        range.min_proto = lo;
+        range.max_proto = hi;
+        range.flags |= nat::RANGE_PROTO_SPECIFIED;
+    }
+    let random = ctx.random;
+    let env = NatEnv { ct: ctx.ct, state: ctx.nat, now: ctx.now, random };
+    let verdict = match n.kind {
+        NatKind::Snat | NatKind::Dnat => nat::setup_info(&env, slot, gen, &range, n.kind.manip()),
+        NatKind::Masquerade => {
+            // `nf_nat_masquerade_ipv4/6`: the outgoing interface's address toward the next hop.
+            let Some(orig) = ctx.ct.with_conn(slot, gen, |c| c.orig) else { return Step::Next };
+            if orig.src[..alen].iter().all(|&b| b == 0) {
+                return Step::Verdict(Verdict::Accept);
+            }
+            let Some(dev) = ctx.oif else {
+                return Step::Stop(
+                    NF_DROP,
+                    Some("masquerade: no outgoing interface (the host file gives them)"),
+                );
+            };
+            let Some((_, dst)) = ip::addrs(ctx.data) else { return Step::Break };
+            let Some(addr) = nat::masquerade_addr(dev, nat::next_hop(ctx.fib, dst)) else {
+                return Step::Stop(NF_DROP, Some("masquerade: the outgoing interface has no address"));
+            };
+            let dev_index = dev.index;
+            ctx.ct.with_conn_mut(slot, gen, |c| {
+                c.ext.get_or_insert_with(Box::default).masq_index = Some(dev_index)
+            });
+            let r = nat::addr_range(addr, range.flags, None);
+            let r = NatRange { min_proto: range.min_proto, max_proto: range.max_proto, ..r };
+            nat::setup_info(&env, slot, gen, &r, Manip::Src)
+        }
+        NatKind::Redirect => {
+            let Some((_, dst)) = ip::addrs(ctx.data) else { return Step::Break };
+            let Some(addr) = nat::redirect_addr(ctx.hook, ctx.iif, dst) else {
+                return Step::Stop(NF_DROP, Some("redirect: the incoming interface has no address"));
+            };
+            let r = nat::addr_range(addr, range.flags, None);
+            let r = NatRange { min_proto: range.min_proto, max_proto: range.max_proto, ..r };
+            nat::setup_info(&env, slot, gen, &r, Manip::Dst)
+        }
+    };
+    if verdict == NF_ACCEPT {
+        Step::Verdict(Verdict::Accept)
+    } else {
+        Step::Stop(NF_DROP, Some("nf_nat: no binding"))
     }
 }
 
@@ -974,6 +1120,42 @@ pub mod builtin {
     /// `notrack`.
     pub fn notrack() -> ChainRef {
         chain(NF_ACCEPT, vec![vec![Stmt::Notrack]])
+    }
+
+    /// A nat chain of one NAT statement: `snat`/`dnat to ADDR[-ADDR_HI][:PORT[-PORT_HI]]`
+    /// (an address of the packet's family: the statement applies to that family only),
+    /// `masquerade [to :PORTS]`, `redirect [to :PORTS]`, with range flags.
+    pub fn nat(
+        kind: NatKind,
+        addrs: Option<(IpAddr, IpAddr)>,
+        ports: Option<(u16, u16)>,
+        flags: u32,
+    ) -> ChainRef {
+        let imm = |a: IpAddr| match a {
+            IpAddr::V4(v) => Val::from_bytes(&v.octets()),
+            IpAddr::V6(v) => Val::from_bytes(&v.octets()),
+        };
+        let family = addrs.map(|(a, _)| if a.is_ipv4() { Family::V4 } else { Family::V6 });
+        let stmt = NatStmt {
+            kind,
+            family,
+            addr: addrs.map(|(a, _)| Expr::Imm(imm(a))),
+            addr_hi: addrs.map(|(_, b)| Expr::Imm(imm(b))),
+            port: ports.map(|(p, _)| Expr::Imm(Val::uint(u64::from(p), 2))),
+            port_hi: ports.map(|(_, p)| Expr::Imm(Val::uint(u64::from(p), 2))),
+            flags,
+        };
+        let hook = match kind {
+            NatKind::Snat | NatKind::Masquerade => Hook::PostRouting,
+            NatKind::Dnat | NatKind::Redirect => Hook::PreRouting,
+        };
+        let base = BaseChain { typ: ChainType::Nat, hook, prio: 0, policy: NF_ACCEPT };
+        ChainRef {
+            ruleset: Arc::new(Ruleset::single("builtin", base, vec![vec![Stmt::Nat(Box::new(stmt))]])),
+            table: 0,
+            chain: 0,
+            builtin: true,
+        }
     }
 }
 

@@ -90,6 +90,7 @@ fn run(
     let random = || 7u32;
     let mut ctx = PktCtx {
         data: pkt,
+        nat: &crate::nat::NatState::default(),
         family: Family::V4,
         hook: Hook::Forward,
         iif: env.devs.by_index(2),
@@ -256,6 +257,7 @@ fn ct_state_and_templates() {
     let mut mark = 0;
     let mut ctx = PktCtx {
         data: &pkt,
+        nat: &crate::nat::NatState::default(),
         family: Family::V4,
         hook: Hook::PreRouting,
         iif: None,
