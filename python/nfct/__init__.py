@@ -160,6 +160,8 @@ __all__ = [
     "ipv6_conntrack_in",
     "ipv6_conntrack_local",
     "ipv6_rcv",
+    "nf_nat_ipv4_fn",
+    "nf_nat_ipv6_fn",
     "nf_register_net_hook",
     "nf_unregister_net_hook",
 ]

@@ -523,15 +523,18 @@ class Net:
         path: _ReplayPath = "forward",
         threads: int = 1,
         iif: str | None = None,
+        write_path: _StrPath | None = None,
     ) -> ReplayResult:
         """Replays captures (pcap or pcapng) through this namespace, every IP packet through
         the hook pipeline as ``nfct replay`` does. ``packets_path`` receives one
         ``N CLASS [REASON]`` line per packet, ``events_path`` the ``conntrack -E -o extended``
-        lines ("-" for standard output). ``iif`` (with a host) names the interface every packet
-        from the wire arrives on (default: the one a pcapng names for it, else the host's first
-        interface that is up and not loopback). A capture that cannot be read raises
-        :class:`~nfct.CaptureError` after everything before the bad record was applied; its
-        ``summary`` holds the result so far. ``threads > 1`` spreads packets over workers by a
+        lines ("-" for standard output), ``write_path`` the packets that leave the host
+        (forwarded or sent, as NAT rewrote them; a reassembled datagram whole) as a pcap file
+        of raw IP packets (the replay then runs on one thread). ``iif`` (with a host) names
+        the interface every packet from the wire arrives on (default: the one a pcapng names
+        for it, else the host's first interface that is up and not loopback). A capture that
+        cannot be read raises :class:`~nfct.CaptureError` after everything before the bad
+        record was applied; its ``summary`` holds the result so far. ``threads > 1`` spreads packets over workers by a
         symmetric flow hash (built-in operations only, no events)."""
     def feed(
         self,
@@ -588,6 +591,7 @@ def ipv6_confirm(net: Net, skb: Skb) -> int:
     """``ipv6_confirm``: as :func:`ipv4_confirm`, for IPv6."""
 
 _HookFn: TypeAlias = Callable[[Skb, HookState], int]
+_NatFlag: TypeAlias = Literal["random", "fully-random", "persistent"]
 
 @final
 class BuiltinHook:
@@ -616,6 +620,39 @@ class BuiltinHook:
     @staticmethod
     def verdict(verdict: int) -> BuiltinHook:
         """Always ``verdict`` (NF_ACCEPT or NF_DROP): a rule without a match, or a policy."""
+    @staticmethod
+    def snat(
+        addr: str | tuple[str, str],
+        port: int | tuple[int, int] | None = None,
+        *,
+        flags: Sequence[_NatFlag] | None = None,
+    ) -> BuiltinHook:
+        """``snat to ADDR[:PORT]`` in a nat chain: ``addr`` is "192.0.2.1", a range
+        "192.0.2.1-192.0.2.9" or a pair, ``port`` a port or a (low, high) pair. Register it at
+        POST_ROUTING (or LOCAL_IN); NAT chains run at the NAT core's priority, theirs only
+        orders them among NAT chains. An address of one family applies to that family only."""
+    @staticmethod
+    def dnat(
+        addr: str | tuple[str, str],
+        port: int | tuple[int, int] | None = None,
+        *,
+        flags: Sequence[_NatFlag] | None = None,
+    ) -> BuiltinHook:
+        """``dnat to ADDR[:PORT]``, as :meth:`snat`; register it at PRE_ROUTING (or
+        LOCAL_OUT)."""
+    @staticmethod
+    def masquerade(
+        port: int | tuple[int, int] | None = None, *, flags: Sequence[_NatFlag] | None = None
+    ) -> BuiltinHook:
+        """``masquerade [to :PORT]``: source NAT to the address of the interface the packet
+        leaves by (from the Net's host file); register it at POST_ROUTING."""
+    @staticmethod
+    def redirect(
+        port: int | tuple[int, int] | None = None, *, flags: Sequence[_NatFlag] | None = None
+    ) -> BuiltinHook:
+        """``redirect [to :PORT]``: destination NAT to the host itself (the first address of
+        the interface the packet came in on; 127.0.0.1 or ::1 for its own packets); register
+        it at PRE_ROUTING or LOCAL_OUT."""
     @property
     def name(self) -> str:
         """The rule it stands for, in nft's words."""
@@ -689,12 +726,29 @@ def nf_register_net_hook(net: Net, ops: NfHookOps) -> None:
 def nf_unregister_net_hook(net: Net, ops: NfHookOps) -> None:
     """``nf_unregister_net_hook``."""
 
-def ip_rcv(net: Net, skb: Skb) -> HookResult:
+def ip_rcv(net: Net, skb: Skb, dev: str | int | None = None) -> HookResult:
     """``ip_rcv``: an IPv4 packet from the wire: the receive checks, PRE_ROUTING, routing, then
-    LOCAL_IN, or FORWARD and POST_ROUTING. The simplest way to track a packet."""
+    LOCAL_IN, or FORWARD and POST_ROUTING. The simplest way to track a packet. ``dev`` is the
+    interface it arrives on (a name or ifindex of the Net's host; by default its first
+    interface that is up and not loopback). Afterwards ``skb.data`` is the packet as it left
+    (rewritten by NAT)."""
 
-def ipv6_rcv(net: Net, skb: Skb) -> HookResult:
+def ipv6_rcv(net: Net, skb: Skb, dev: str | int | None = None) -> HookResult:
     """``ipv6_rcv``: as :func:`ip_rcv`, for IPv6."""
+
+def nf_nat_ipv4_fn(
+    net: Net, skb: Skb, hooknum: int, *, dev: str | int | None = None, out: str | int | None = None
+) -> int:
+    """``nf_nat_ipv4_fn``: the NAT core at ``hooknum`` for the create/confirm split (after
+    :func:`ipv4_conntrack_in`, before :func:`ipv4_confirm`): the Net's nat chains of that hook
+    bind a new connection (or it gets its null binding) and ``skb.data`` is rewritten to
+    follow the binding. ``dev``/``out``: the interfaces the packet came in on and leaves by
+    (masquerade needs ``out``). Returns the verdict; a drop releases the packet's new entry."""
+
+def nf_nat_ipv6_fn(
+    net: Net, skb: Skb, hooknum: int, *, dev: str | int | None = None, out: str | int | None = None
+) -> int:
+    """``nf_nat_ipv6_fn``: as :func:`nf_nat_ipv4_fn`, for IPv6."""
 
 def ip_local_out(net: Net, skb: Skb) -> HookResult:
     """``ip_local_out``: an IPv4 packet this host sends (LOCAL_OUT, POST_ROUTING; one to the

@@ -127,6 +127,14 @@ def _parser() -> argparse.ArgumentParser:
         "the one a pcapng names for the packet, else the first interface up and not loopback)",
     )
     r.add_argument(
+        "--write",
+        "-w",
+        metavar="FILE",
+        default=None,
+        help="write the packets that leave the host (forwarded or sent, as NAT rewrote "
+        "them) to FILE, a pcap of raw IP packets (replays on one thread)",
+    )
+    r.add_argument(
         "--mtu",
         type=int,
         default=None,
@@ -327,6 +335,7 @@ def _replay(args: argparse.Namespace) -> int:
             path=args.path,
             threads=args.threads,
             iif=args.iif,
+            write_path=args.write,
         )
     except CaptureError as e:
         error = e

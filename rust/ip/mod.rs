@@ -198,6 +198,10 @@ pub struct Outcome {
     pub ct: SkbCt,
     /// Which rule of the dropping chain gave its verdict (nft chains only).
     pub decider: Option<Decider>,
+    /// The packet's bytes as they left when the stack made its own copy (rewritten by NAT, or
+    /// a reassembled datagram); None when they are the bytes that came in. Filled by
+    /// [`run_native`] (other callers read their carrier).
+    pub data: Option<Vec<u8>>,
 }
 
 impl Outcome {
@@ -211,6 +215,7 @@ impl Outcome {
             error: None,
             ct: SkbCt::default(),
             decider: None,
+            data: None,
         }
     }
 
@@ -224,6 +229,7 @@ impl Outcome {
             error,
             ct: SkbCt::default(),
             decider: None,
+            data: None,
         }
     }
 
@@ -236,6 +242,7 @@ impl Outcome {
             error: None,
             ct: SkbCt::default(),
             decider: None,
+            data: None,
         }
     }
 
@@ -725,8 +732,10 @@ pub fn nat_hook<C: Carrier>(
 pub fn run_native(net: &Net, hooks: &HookTable, run: PacketRun, pkt: &[u8]) -> Outcome {
     let cell = RefCell::new(Skb::default());
     let ext: &mut ExternalOp<'_> = &mut no_external;
-    let out = run_with(net, hooks, run, pkt, &cell, ext);
-    net.ct.release(&mut cell.into_inner().ct);
+    let mut out = run_with(net, hooks, run, pkt, &cell, ext);
+    let mut st = cell.into_inner();
+    net.ct.release(&mut st.ct);
+    out.data = st.whole;
     out
 }
 

@@ -8,7 +8,7 @@ use super::type_name;
 use crate::core::CtRef;
 use crate::ip::{self, Carrier, ExtError, HookCall, Ingress, Outcome, PacketClock, PacketRun, Skb as IpSkb};
 use crate::net::Net as CoreNet;
-use crate::netfilter::nft::{builtin, ChainRef};
+use crate::netfilter::nft::{builtin, ChainRef, NatKind};
 use crate::netfilter::{self as nf, Family, HookTable, Op, OpKind};
 use crate::replay::Runner;
 use crate::tuple::Zone;
@@ -20,6 +20,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyBytes;
 use std::cell::RefCell;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// What a Python hook's exception does.
@@ -45,6 +46,124 @@ struct PyHook {
 pub struct BuiltinHook {
     op: ChainRef,
     name: String,
+    /// For a NAT statement: the hooks nft lets it run at.
+    nat_hooks: Option<&'static [Hook]>,
+}
+
+/// A NAT statement's range flags, by nft's names.
+fn nat_flags(flags: &[String]) -> Result<u32, Error> {
+    let mut f = 0;
+    for name in flags {
+        f |= match name.as_str() {
+            "random" => crate::nat::RANGE_PROTO_RANDOM,
+            "fully-random" => crate::nat::RANGE_PROTO_RANDOM_FULLY,
+            "persistent" => crate::nat::RANGE_PERSISTENT,
+            other => {
+                return Err(Error::value(format!(
+                    "unknown NAT flag {other:?}: use random, fully-random or persistent"
+                )))
+            }
+        };
+    }
+    Ok(f)
+}
+
+/// An address or a range of them: "10.0.0.1", "10.0.0.1-10.0.0.9" or a pair.
+fn nat_addrs(addr: &Bound<'_, PyAny>) -> Result<(IpAddr, IpAddr), Error> {
+    let parse = |s: &str| -> Result<IpAddr, Error> {
+        s.trim().parse().map_err(|_| Error::value(format!("{s:?} is not an IP address")))
+    };
+    let (lo, hi) = if let Ok(s) = addr.extract::<String>() {
+        match s.split_once('-') {
+            Some((a, b)) => (parse(a)?, parse(b)?),
+            None => {
+                let a = parse(&s)?;
+                (a, a)
+            }
+        }
+    } else if let Ok((a, b)) = addr.extract::<(String, String)>() {
+        (parse(&a)?, parse(&b)?)
+    } else {
+        return Err(Error::type_(format!(
+            "a NAT address is a string (\"10.0.0.1\" or \"10.0.0.1-10.0.0.9\") or a pair of them, not {}",
+            type_name(addr)
+        )));
+    };
+    if lo.is_ipv4() != hi.is_ipv4() {
+        return Err(Error::value(format!("{lo}-{hi} mixes IPv4 and IPv6")));
+    }
+    let bytes = |a: IpAddr| match a {
+        IpAddr::V4(v) => v.octets().to_vec(),
+        IpAddr::V6(v) => v.octets().to_vec(),
+    };
+    if bytes(lo) > bytes(hi) {
+        return Err(Error::value(format!("{lo}-{hi} is an empty range")));
+    }
+    Ok((lo, hi))
+}
+
+/// A port or a range of them: 8080 or (1024, 2048).
+fn nat_ports(port: Option<&Bound<'_, PyAny>>) -> Result<Option<(u16, u16)>, Error> {
+    let Some(p) = port else { return Ok(None) };
+    let (lo, hi) = if let Ok(n) = p.extract::<u16>() {
+        (n, n)
+    } else if let Ok(pair) = p.extract::<(u16, u16)>() {
+        pair
+    } else {
+        return Err(Error::value(format!(
+            "a NAT port is a port number or a (low, high) pair of them, not {}",
+            p.repr().map(|r| r.to_string()).unwrap_or_default()
+        )));
+    };
+    if lo > hi || lo == 0 {
+        return Err(Error::value(format!("ports {lo}-{hi} are not a range of ports")));
+    }
+    Ok(Some((lo, hi)))
+}
+
+/// nft's words for a NAT statement.
+fn nat_name(
+    kind: NatKind,
+    addrs: Option<(IpAddr, IpAddr)>,
+    ports: Option<(u16, u16)>,
+    flags: &[String],
+) -> String {
+    let mut s = kind.name().to_string();
+    let fmt = |a: IpAddr| if a.is_ipv6() && ports.is_some() { format!("[{a}]") } else { a.to_string() };
+    let addr = addrs.map(|(a, b)| if a == b { fmt(a) } else { format!("{}-{}", fmt(a), fmt(b)) });
+    let port = ports.map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") });
+    match (addr, port) {
+        (Some(a), Some(p)) => s += &format!(" to {a}:{p}"),
+        (Some(a), None) => s += &format!(" to {a}"),
+        (None, Some(p)) => s += &format!(" to :{p}"),
+        (None, None) => {}
+    }
+    if !flags.is_empty() {
+        s += &format!(" {}", flags.join(","));
+    }
+    s
+}
+
+fn nat_builtin(
+    kind: NatKind,
+    addr: Option<&Bound<'_, PyAny>>,
+    port: Option<&Bound<'_, PyAny>>,
+    flags: Option<Vec<String>>,
+) -> PyResult<BuiltinHook> {
+    let flags = flags.unwrap_or_default();
+    let addrs = addr.map(nat_addrs).transpose()?;
+    let ports = nat_ports(port)?;
+    let f = nat_flags(&flags)?;
+    let hooks: &'static [Hook] = match kind {
+        NatKind::Snat => &[Hook::PostRouting, Hook::LocalIn],
+        NatKind::Masquerade => &[Hook::PostRouting],
+        NatKind::Dnat | NatKind::Redirect => &[Hook::PreRouting, Hook::LocalOut],
+    };
+    Ok(BuiltinHook {
+        op: builtin::nat(kind, addrs, ports, f),
+        name: nat_name(kind, addrs, ports, &flags),
+        nat_hooks: Some(hooks),
+    })
 }
 
 fn verdict_arg(what: &str, v: u32) -> super::errors::Result<u32> {
@@ -79,7 +198,7 @@ impl BuiltinHook {
     /// `ct state invalid drop`.
     #[staticmethod]
     fn drop_invalid() -> BuiltinHook {
-        BuiltinHook { op: builtin::drop_invalid(), name: "ct state invalid drop".into() }
+        BuiltinHook { op: builtin::drop_invalid(), name: "ct state invalid drop".into(), nat_hooks: None }
     }
 
     /// `ct state {STATES} VERDICT`, else `otherwise` (a chain's policy). States are
@@ -102,7 +221,7 @@ impl BuiltinHook {
         }
         let (hit, miss) = (verdict_arg("verdict", verdict)?, verdict_arg("otherwise", otherwise)?);
         let name = format!("ct state {} {}", states.join(","), verdict_name(hit));
-        Ok(BuiltinHook { op: builtin::ct_state(mask, hit, miss), name })
+        Ok(BuiltinHook { op: builtin::ct_state(mask, hit, miss), name, nat_hooks: None })
     }
 
     /// `ct zone set ZONE` (a template): register it before conntrack (priority < -200, e.g.
@@ -126,7 +245,7 @@ impl BuiltinHook {
             "both" => format!("ct zone set {zone}"),
             d => format!("ct {d} zone set {zone}"),
         };
-        Ok(BuiltinHook { op: builtin::ct_zone(Zone { id: zone, dir }), name })
+        Ok(BuiltinHook { op: builtin::ct_zone(Zone { id: zone, dir }), name, nat_hooks: None })
     }
 
     /// `ct mark set MARK`: with `mask`, only the masked bits change.
@@ -138,7 +257,7 @@ impl BuiltinHook {
         } else {
             format!("ct mark set {mark:#x}/{mask:#x}")
         };
-        BuiltinHook { op: builtin::ct_mark_set(mark, mask), name }
+        BuiltinHook { op: builtin::ct_mark_set(mark, mask), name, nat_hooks: None }
     }
 
     /// `ct mark and MASK == MARK VERDICT`, else `otherwise`.
@@ -147,20 +266,63 @@ impl BuiltinHook {
     fn ct_mark(mark: u32, verdict: u32, mask: u32, otherwise: u32) -> PyResult<BuiltinHook> {
         let (hit, miss) = (verdict_arg("verdict", verdict)?, verdict_arg("otherwise", otherwise)?);
         let name = format!("ct mark and {mask:#x} == {mark:#x} {}", verdict_name(hit));
-        Ok(BuiltinHook { op: builtin::ct_mark(mark & mask, mask, hit, miss), name })
+        Ok(BuiltinHook { op: builtin::ct_mark(mark & mask, mask, hit, miss), name, nat_hooks: None })
     }
 
     /// `notrack`: register it before conntrack (NF_IP_PRI_RAW).
     #[staticmethod]
     fn notrack() -> BuiltinHook {
-        BuiltinHook { op: builtin::notrack(), name: "notrack".into() }
+        BuiltinHook { op: builtin::notrack(), name: "notrack".into(), nat_hooks: None }
     }
 
     /// Always `verdict` (NF_ACCEPT or NF_DROP): a rule without a match, or a policy.
     #[staticmethod]
     fn verdict(verdict: u32) -> PyResult<BuiltinHook> {
         let v = verdict_arg("verdict", verdict)?;
-        Ok(BuiltinHook { op: builtin::verdict(v), name: verdict_name(v).into() })
+        Ok(BuiltinHook { op: builtin::verdict(v), name: verdict_name(v).into(), nat_hooks: None })
+    }
+
+    /// `snat to ADDR[:PORT]` in a nat chain: `addr` is "192.0.2.1", a range
+    /// "192.0.2.1-192.0.2.9" or a pair; `port` a port or a (low, high) pair; `flags` of
+    /// "random", "fully-random", "persistent". An address of one family applies to that
+    /// family's packets only. Register it at POST_ROUTING (or LOCAL_IN): NAT chains run at the
+    /// NAT core's priority (NF_IP_PRI_NAT_SRC), theirs only ordering them among NAT chains.
+    #[staticmethod]
+    #[pyo3(signature = (addr, port=None, *, flags=None))]
+    fn snat(
+        addr: &Bound<'_, PyAny>,
+        port: Option<&Bound<'_, PyAny>>,
+        flags: Option<Vec<String>>,
+    ) -> PyResult<BuiltinHook> {
+        nat_builtin(NatKind::Snat, Some(addr), port, flags)
+    }
+
+    /// `dnat to ADDR[:PORT]`, as `snat`; register it at PRE_ROUTING (or LOCAL_OUT).
+    #[staticmethod]
+    #[pyo3(signature = (addr, port=None, *, flags=None))]
+    fn dnat(
+        addr: &Bound<'_, PyAny>,
+        port: Option<&Bound<'_, PyAny>>,
+        flags: Option<Vec<String>>,
+    ) -> PyResult<BuiltinHook> {
+        nat_builtin(NatKind::Dnat, Some(addr), port, flags)
+    }
+
+    /// `masquerade [to :PORT]`: source NAT to the address of the interface the packet leaves
+    /// by (the host's, from its host file); register it at POST_ROUTING.
+    #[staticmethod]
+    #[pyo3(signature = (port=None, *, flags=None))]
+    fn masquerade(port: Option<&Bound<'_, PyAny>>, flags: Option<Vec<String>>) -> PyResult<BuiltinHook> {
+        nat_builtin(NatKind::Masquerade, None, port, flags)
+    }
+
+    /// `redirect [to :PORT]`: destination NAT to the host itself (the first address of the
+    /// interface the packet came in on; 127.0.0.1 or ::1 for its own packets); register it at
+    /// PRE_ROUTING or LOCAL_OUT.
+    #[staticmethod]
+    #[pyo3(signature = (port=None, *, flags=None))]
+    fn redirect(port: Option<&Bound<'_, PyAny>>, flags: Option<Vec<String>>) -> PyResult<BuiltinHook> {
+        nat_builtin(NatKind::Redirect, None, port, flags)
     }
 
     /// The rule it stands for, in nft's words.
@@ -340,11 +502,25 @@ pub fn nf_register_net_hook(py: Python<'_>, net: &Net, ops: Bound<'_, NfHookOps>
         return Err(Error::value(format!("{} is already registered", ops.get().__repr__())).into());
     }
     let o = ops.get();
+    let hook = Hook::from_num(o.hooknum).unwrap_or(Hook::PreRouting);
     let kind = match o.hook.bind(py).cast::<BuiltinHook>() {
-        Ok(b) => OpKind::Chain(b.get().op.clone()),
+        Ok(b) => {
+            if let Some(allowed) = b.get().nat_hooks {
+                if !allowed.contains(&hook) {
+                    let names: Vec<&str> = allowed.iter().map(|h| h.nft_name()).collect();
+                    return Err(Error::value(format!(
+                        "{} runs at {} only, not hooknum {}",
+                        b.get().name,
+                        names.join(" or "),
+                        o.hooknum
+                    ))
+                    .into());
+                }
+            }
+            OpKind::Chain(b.get().op.clone())
+        }
         Err(_) => OpKind::External(Arc::new(PyHook { callable: o.hook.clone_ref(py), on_error: o.on_error })),
     };
-    let hook = Hook::from_num(o.hooknum).unwrap_or(Hook::PreRouting);
     let id = net
         .inner
         .hooks
@@ -472,8 +648,10 @@ fn run(
     skb: &Bound<'_, Skb>,
     fam: Family,
     ingress: Ingress,
+    dev: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<HookResult> {
     let n = net.get();
+    let dev = n.dev_arg(dev)?;
     let s = skb.get();
     {
         let st = s.state.lock();
@@ -488,7 +666,7 @@ fn run(
     let skb_obj = skb.clone().unbind();
     let swallowed = RefCell::new(None);
     let mut ext = python_ext(py, &net_obj, &skb_obj, &swallowed);
-    let iif = (ingress == Ingress::Rcv).then(|| n.inner.default_iif()).flatten();
+    let iif = (ingress == Ingress::Rcv).then(|| dev.or_else(|| n.inner.default_iif())).flatten();
     let run = PacketRun { ingress, all_local: false, tstamp: s.tstamp_ns, clock: PacketClock::Shared, iif };
     let mut out = ip::run_family(&n.inner, &table, fam, run, base, &carrier, &mut ext);
     if let Some(e) = out.error.take() {
@@ -498,29 +676,120 @@ fn run(
 }
 
 /// `ip_rcv`: an IPv4 packet arriving from the wire (PRE_ROUTING, routing, LOCAL_IN or
-/// FORWARD + POST_ROUTING).
+/// FORWARD + POST_ROUTING), on interface `dev` (a name or ifindex of the host; by default
+/// its first interface that is up and not loopback). `skb.data` is then the packet as it
+/// left (rewritten by NAT).
 #[pyfunction]
-pub fn ip_rcv(py: Python<'_>, net: &Bound<'_, Net>, skb: &Bound<'_, Skb>) -> PyResult<HookResult> {
-    run(py, net, skb, Family::V4, Ingress::Rcv)
+#[pyo3(signature = (net, skb, dev=None))]
+pub fn ip_rcv(
+    py: Python<'_>,
+    net: &Bound<'_, Net>,
+    skb: &Bound<'_, Skb>,
+    dev: Option<&Bound<'_, PyAny>>,
+) -> PyResult<HookResult> {
+    run(py, net, skb, Family::V4, Ingress::Rcv, dev)
 }
 
-/// `ipv6_rcv`: an IPv6 packet arriving from the wire.
+/// `ipv6_rcv`: an IPv6 packet arriving from the wire, on interface `dev`.
 #[pyfunction]
-pub fn ipv6_rcv(py: Python<'_>, net: &Bound<'_, Net>, skb: &Bound<'_, Skb>) -> PyResult<HookResult> {
-    run(py, net, skb, Family::V6, Ingress::Rcv)
+#[pyo3(signature = (net, skb, dev=None))]
+pub fn ipv6_rcv(
+    py: Python<'_>,
+    net: &Bound<'_, Net>,
+    skb: &Bound<'_, Skb>,
+    dev: Option<&Bound<'_, PyAny>>,
+) -> PyResult<HookResult> {
+    run(py, net, skb, Family::V6, Ingress::Rcv, dev)
 }
 
 /// `ip_local_out`: an IPv4 packet this host sends (LOCAL_OUT, POST_ROUTING; to one of its own
 /// addresses, back in through PRE_ROUTING and LOCAL_IN).
 #[pyfunction]
 pub fn ip_local_out(py: Python<'_>, net: &Bound<'_, Net>, skb: &Bound<'_, Skb>) -> PyResult<HookResult> {
-    run(py, net, skb, Family::V4, Ingress::LocalOut)
+    run(py, net, skb, Family::V4, Ingress::LocalOut, None)
 }
 
 /// `ip6_local_out`: an IPv6 packet this host sends.
 #[pyfunction]
 pub fn ip6_local_out(py: Python<'_>, net: &Bound<'_, Net>, skb: &Bound<'_, Skb>) -> PyResult<HookResult> {
-    run(py, net, skb, Family::V6, Ingress::LocalOut)
+    run(py, net, skb, Family::V6, Ingress::LocalOut, None)
+}
+
+/// The NAT core at one hook (`nf_nat_ipv4_fn` and its IPv6 twin) for the create/confirm
+/// split: after `ipv4_conntrack_in`, the hook's nat chains bind a new connection (or it gets
+/// its null binding) and the packet is rewritten to follow the binding. `dev` is the
+/// interface the packet came in on, `out` the one it leaves by (masquerade needs it).
+/// Returns the verdict; a drop releases the packet's new entry.
+fn nat_fn(
+    py: Python<'_>,
+    net: &Net,
+    skb: &Skb,
+    fam: Family,
+    hooknum: u32,
+    dev: Option<&Bound<'_, PyAny>>,
+    out: Option<&Bound<'_, PyAny>>,
+) -> PyResult<u32> {
+    let hook = match Hook::from_num(hooknum) {
+        Some(h) if h != Hook::Forward => h,
+        _ => {
+            return Err(Error::value(format!(
+                "hooknum {hooknum}: NAT runs at PRE_ROUTING, LOCAL_IN, LOCAL_OUT or POST_ROUTING"
+            ))
+            .into())
+        }
+    };
+    let (iif, oif) = (net.dev_arg(dev)?, net.dev_arg(out)?);
+    {
+        let st = skb.state.lock();
+        if st.net.as_ref().is_some_and(|o| !Arc::ptr_eq(o, &net.inner)) {
+            return Ok(NF_ACCEPT);
+        }
+    }
+    let base = skb.data.bind(py).as_bytes();
+    let table = net.inner.hooks.snapshot();
+    let carrier = SkbCarrier { skb, net: &net.inner };
+    let run = PacketRun {
+        ingress: Ingress::Rcv,
+        all_local: false,
+        tstamp: skb.tstamp_ns,
+        clock: PacketClock::Shared,
+        iif,
+    };
+    let (verdict, _why) = ip::nat_hook(&net.inner, &table, fam, hook, run, oif, base, &carrier);
+    if verdict != NF_ACCEPT {
+        let mut st = skb.state.lock();
+        net.inner.ct.release(&mut st.pkt.ct);
+        st.net = None;
+    }
+    Ok(verdict)
+}
+
+/// `nf_nat_ipv4_fn`: the NAT core for an IPv4 packet at `hooknum`.
+#[pyfunction]
+#[pyo3(signature = (net, skb, hooknum, *, dev=None, out=None))]
+pub fn nf_nat_ipv4_fn(
+    py: Python<'_>,
+    net: &Net,
+    skb: &Skb,
+    hooknum: u32,
+    dev: Option<&Bound<'_, PyAny>>,
+    out: Option<&Bound<'_, PyAny>>,
+) -> PyResult<u32> {
+    nat_fn(py, net, skb, Family::V4, hooknum, dev, out)
+}
+
+/// `nf_nat_ipv6_fn`: the NAT core for an IPv6 packet at `hooknum`.
+#[pyfunction]
+#[pyo3(signature = (net, skb, hooknum, *, dev=None, out=None))]
+pub fn nf_nat_ipv6_fn(
+    py: Python<'_>,
+    net: &Net,
+    skb: &Skb,
+    hooknum: u32,
+    dev: Option<&Bound<'_, PyAny>>,
+    out: Option<&Bound<'_, PyAny>>,
+) -> PyResult<u32> {
+    nat_fn(py, net, skb, Family::V6, hooknum, dev, out)
 }
 
 /// The replay's runner when Python hooks are registered: each packet becomes an Skb the hooks

@@ -338,10 +338,11 @@ impl Net {
 
     /// Replays captures (pcap or pcapng) through this namespace as a forwarding router would.
     /// `packets_path` receives one `N CLASS [REASON]` line per packet, `events_path` the
-    /// `conntrack -E -o extended` lines ("-" for standard output). A capture that cannot be
-    /// read raises CaptureError after everything before the bad record was applied; its
-    /// `summary` attribute holds the result so far.
-    #[pyo3(signature = (captures, *, clock="capture", packets_path=None, events_path=None, event_timestamps=false, path="forward", threads=1, iif=None))]
+    /// `conntrack -E -o extended` lines ("-" for standard output), `write_path` the packets
+    /// that leave the host (forwarded or sent, as NAT rewrote them) as a pcap file of raw IP
+    /// packets. A capture that cannot be read raises CaptureError after everything before the
+    /// bad record was applied; its `summary` attribute holds the result so far.
+    #[pyo3(signature = (captures, *, clock="capture", packets_path=None, events_path=None, event_timestamps=false, path="forward", threads=1, iif=None, write_path=None))]
     #[allow(clippy::too_many_arguments)]
     fn replay(
         slf: &Bound<'_, Self>,
@@ -354,6 +355,7 @@ impl Net {
         path: &str,
         threads: usize,
         iif: Option<&str>,
+        write_path: Option<PathBuf>,
     ) -> PyResult<ReplayResult> {
         let captures = paths_arg(captures)?;
         let iif = slf.get().iif_arg(iif)?;
@@ -362,14 +364,23 @@ impl Net {
         if threads == 0 || threads > 256 {
             return Err(Error::value(format!("threads must be 1 to 256, not {threads}")).into());
         }
-        if let (Some(p), Some(e)) = (&packets_path, &events_path) {
-            if p == e && p.as_os_str() != "-" {
-                return Err(Error::value(format!(
-                    "packets_path and events_path are the same file ({}): one would overwrite the other",
-                    p.display()
-                ))
-                .into());
+        let named =
+            [("packets_path", &packets_path), ("events_path", &events_path), ("write_path", &write_path)];
+        for (i, (a, pa)) in named.iter().enumerate() {
+            for (b, pb) in &named[i + 1..] {
+                if let (Some(p), Some(q)) = (pa, pb) {
+                    if p == q && p.as_os_str() != "-" {
+                        return Err(Error::value(format!(
+                            "{a} and {b} are the same file ({}): one would overwrite the other",
+                            p.display()
+                        ))
+                        .into());
+                    }
+                }
             }
+        }
+        if write_path.as_ref().is_some_and(|p| p.as_os_str() == "-") {
+            return Err(Error::value("write_path is a pcap file: give a file name, not -").into());
         }
         let net = slf.get().inner.clone();
         // Python hooks need the GIL per packet; built-in operations run without it.
@@ -386,6 +397,7 @@ impl Net {
             let mut summary = Summary::default();
             let mut out = open_output(packets_path.as_deref())?;
             let mut events = open_output(events_path.as_deref())?;
+            let mut sent = open_output(write_path.as_deref())?;
             let paths: Vec<&std::path::Path> = captures.iter().map(|p| p.as_path()).collect();
             let mut replay = Replay {
                 clock,
@@ -395,6 +407,7 @@ impl Net {
                 event_timestamps,
                 path,
                 iif,
+                sent_out: sent.as_mut().map(|f| &mut f.1 as &mut dyn Write),
             };
             let ran = match py_runner {
                 Some(r) => {
@@ -407,9 +420,10 @@ impl Net {
             match ran {
                 Ok(()) => Ok(summary),
                 Err(e) => {
-                    let what = match (&e, &out, &events) {
-                        (crate::replay::ReplayError::Output(_), Some((name, _)), None) => name.clone(),
-                        (crate::replay::ReplayError::Output(_), None, Some((name, _))) => name.clone(),
+                    let names: Vec<&String> =
+                        [&out, &events, &sent].into_iter().flatten().map(|(n, _)| n).collect();
+                    let what = match (&e, names.as_slice()) {
+                        (crate::replay::ReplayError::Output(_), [one]) => (*one).clone(),
                         _ => "replay output".to_string(),
                     };
                     Err(Error::replay(e, summary, &what))
@@ -469,6 +483,24 @@ impl Net {
 }
 
 impl Net {
+    /// An interface given as a name or an ifindex (`dev=`), as an ifindex.
+    pub(super) fn dev_arg(&self, dev: Option<&Bound<'_, PyAny>>) -> Result<Option<u32>> {
+        let Some(d) = dev else { return Ok(None) };
+        if let Ok(i) = d.extract::<u32>() {
+            return match self.inner.devices().by_index(i) {
+                Some(_) => Ok(Some(i)),
+                None => Err(Error::value(format!("ifindex {i} is not an interface of the host"))),
+            };
+        }
+        match d.extract::<String>() {
+            Ok(name) => self.iif_arg(Some(&name)),
+            Err(_) => Err(Error::type_(format!(
+                "an interface is a name or an ifindex, not {}",
+                super::type_name(d)
+            ))),
+        }
+    }
+
     /// The interface `--iif NAME` names, as an ifindex.
     fn iif_arg(&self, iif: Option<&str>) -> Result<Option<u32>> {
         let Some(name) = iif else { return Ok(None) };

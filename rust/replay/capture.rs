@@ -473,6 +473,34 @@ fn handle_block<F: FnMut(&Record<'_>)>(
     }
 }
 
+/// `LINKTYPE_RAW`: records that start at the IP header.
+pub const LINKTYPE_RAW: u32 = 101;
+
+/// The header of a pcap file of raw IP packets with nanosecond timestamps (what
+/// `nfct replay --write` produces; tcpdump and Wireshark read it).
+pub fn write_pcap_header(w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut h = Vec::with_capacity(24);
+    h.extend_from_slice(&0xa1b2_3c4du32.to_le_bytes());
+    h.extend_from_slice(&2u16.to_le_bytes());
+    h.extend_from_slice(&4u16.to_le_bytes());
+    h.extend_from_slice(&[0; 8]);
+    h.extend_from_slice(&0x0004_0000u32.to_le_bytes());
+    h.extend_from_slice(&LINKTYPE_RAW.to_le_bytes());
+    w.write_all(&h)
+}
+
+/// One record of that file: `pkt` at `ts_ns` (ns since the epoch).
+pub fn write_pcap_record(w: &mut dyn std::io::Write, ts_ns: u64, pkt: &[u8]) -> std::io::Result<()> {
+    let len = u32::try_from(pkt.len()).unwrap_or(u32::MAX);
+    let mut h = [0u8; 16];
+    h[..4].copy_from_slice(&((ts_ns / 1_000_000_000) as u32).to_le_bytes());
+    h[4..8].copy_from_slice(&((ts_ns % 1_000_000_000) as u32).to_le_bytes());
+    h[8..12].copy_from_slice(&len.to_le_bytes());
+    h[12..16].copy_from_slice(&len.to_le_bytes());
+    w.write_all(&h)?;
+    w.write_all(pkt)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -160,6 +160,31 @@ pub struct Replay<'w> {
     pub path: ReplayPath,
     /// The interface every packet from the wire arrives on (`--iif`), if one is fixed.
     pub iif: Option<u32>,
+    /// Where the packets that leave the host (forwarded or sent, as NAT rewrote them) go, as
+    /// a pcap file of raw IP packets (`--write`), if anywhere.
+    pub sent_out: Option<&'w mut dyn Write>,
+}
+
+/// The bytes of a packet as it left the host, if it did (forwarded or sent out, not delivered
+/// or dropped): the stack's own copy when it made one (NAT, reassembly), else the packet
+/// trimmed to its IP length.
+pub fn sent_bytes<'a>(out: &'a Outcome, pkt: &'a [u8]) -> Option<&'a [u8]> {
+    if out.verdict != crate::uapi::NF_ACCEPT
+        || !matches!(out.path, ip::PathKind::Forward | ip::PathKind::Output)
+    {
+        return None;
+    }
+    Some(match &out.data {
+        Some(d) => d,
+        None => {
+            let len = match crate::wire::ip::ip_version(pkt) {
+                Some(4) => crate::wire::ip::ipv4_rcv_check(pkt).ok(),
+                Some(6) => crate::wire::ip::ipv6_rcv_check(pkt).ok(),
+                _ => None,
+            };
+            len.and_then(|n| pkt.get(..n)).unwrap_or(pkt)
+        }
+    })
 }
 
 /// A replay stopped early: the capture error, with everything before it already applied.
@@ -382,6 +407,9 @@ impl Replay<'_> {
             net.ct.events.listen(true, crate::events::DEFAULT_CAPACITY);
         }
         let mut line = String::new();
+        if let Some(w) = self.sent_out.as_mut() {
+            capture::write_pcap_header(*w).map_err(ReplayError::Output)?;
+        }
         for path in paths {
             let mut cap = Capture::open(path).map_err(ReplayError::Capture)?;
             let name = path.display().to_string();
@@ -412,6 +440,15 @@ impl Replay<'_> {
                         }
                     });
                 }
+                if let (Some(w), None) = (self.sent_out.as_mut(), out_err.as_ref()) {
+                    if let Some(bytes) = sent_bytes(&out, pkt) {
+                        if let Err(e) =
+                            capture::write_pcap_record(*w, u64::try_from(rec.ts_ns).unwrap_or(0), bytes)
+                        {
+                            out_err = Some(e);
+                        }
+                    }
+                }
                 if let (Some(w), None) = (self.packets_out.as_mut(), out_err.as_ref()) {
                     let (class, reason) = out.class();
                     let by = out.dropped_by_name();
@@ -425,6 +462,9 @@ impl Replay<'_> {
                 w.flush().map_err(ReplayError::Output)?;
             }
             if let Some(w) = self.events_out.as_mut() {
+                w.flush().map_err(ReplayError::Output)?;
+            }
+            if let Some(w) = self.sent_out.as_mut() {
                 w.flush().map_err(ReplayError::Output)?;
             }
             if let Some(e) = hook_err {

@@ -136,7 +136,8 @@ impl super::Replay<'_> {
         summary: &mut Summary,
         threads: usize,
     ) -> Result<(), ReplayError> {
-        if threads <= 1 {
+        if threads <= 1 || self.sent_out.is_some() {
+            // The packets that leave are written in capture order, by one thread.
             return self.run(net, paths, summary);
         }
         let keep_lines = self.packets_out.is_some();
