@@ -534,8 +534,8 @@ class Net:
         the interface every packet from the wire arrives on (default: the one a pcapng names
         for it, else the host's first interface that is up and not loopback). A capture that
         cannot be read raises :class:`~nfct.CaptureError` after everything before the bad
-        record was applied; its ``summary`` holds the result so far. ``threads > 1`` spreads packets over workers by a
-        symmetric flow hash (built-in operations only, no events)."""
+        record was applied; its ``summary`` holds the result so far. ``threads > 1`` spreads
+        packets over workers by a symmetric flow hash (built-in operations only, no events)."""
     def feed(
         self,
         records: Iterable[tuple[float, bytes | bytearray | memoryview]],
