@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
 import socket
@@ -29,17 +28,38 @@ def _sysctl_pair(text: str) -> tuple[str, int]:
 
 def _version() -> str:
     """The installed distribution's version (its metadata), as `pip show nfct` gives it."""
+    import importlib.metadata  # only for --version: importing it costs more than a replay
+
     try:
         return importlib.metadata.version("nfct")
     except importlib.metadata.PackageNotFoundError:
         return "(not installed: no package metadata)"
 
 
+class _VersionAction(argparse.Action):
+    """`--version`, reading the package metadata only when asked."""
+
+    def __init__(
+        self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kw: Any
+    ) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        print(f"{parser.prog} {_version()}")
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="nfct", description="Linux netfilter connection tracking in userspace."
     )
-    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    p.add_argument("--version", action=_VersionAction, help="show the version and exit")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser(
         "replay",

@@ -5,7 +5,7 @@
 //!
 //! Built from what `ip -j addr` and `ip -j route` print (see `host`). Depends on std only.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 
 /// `ARPHRD_*` link types nft's `meta iiftype`/`oiftype` compare.
@@ -163,10 +163,11 @@ fn masked(a: u128, len: u8, w: u8) -> u128 {
     }
 }
 
-/// One table of one family, indexed by prefix length (longest first).
+/// One table of one family, indexed by prefix length (longest first; a fast non-keyed hash:
+/// the keys are the host's own routes, not packet data).
 #[derive(Clone, Debug, Default)]
 struct Table {
-    by_len: Vec<(u8, HashMap<u128, Vec<Route>>)>,
+    by_len: Vec<(u8, FxHashMap<u128, Vec<Route>>)>,
 }
 
 impl Table {
@@ -176,7 +177,7 @@ impl Table {
         let at = match self.by_len.binary_search_by(|(l, _)| r.prefix_len.cmp(l)) {
             Ok(i) => i,
             Err(i) => {
-                self.by_len.insert(i, (r.prefix_len, HashMap::new()));
+                self.by_len.insert(i, (r.prefix_len, FxHashMap::default()));
                 i
             }
         };

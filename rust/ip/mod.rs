@@ -512,12 +512,18 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
         };
         let manip = Manip::of_hook(hook);
         let dir = if ctinfo >= IP_CT_IS_REPLY { Direction::Reply } else { Direction::Original };
-        let read = |net: &Net| {
-            net.ct.with_conn(slot, gen, |c| (c.status, c.tuples(), c.ext.as_ref().and_then(|x| x.masq_index)))
+        // One look at the entry: its status, masquerade interface, and the tuple this packet
+        // must be rewritten to if this side of it is translated.
+        let Some((status, masq, target)) = net.ct.with_conn(slot, gen, |c| {
+            (c.status, c.ext.as_ref().and_then(|x| x.masq_index), nat::conn_target(c, dir, manip))
+        }) else {
+            return NatEnd::Verdict(NF_ACCEPT, None);
         };
-        let Some((status, tuples, masq)) = read(net) else { return NatEnd::Verdict(NF_ACCEPT, None) };
         let related = ctinfo == IP_CT_RELATED || ctinfo == IP_CT_RELATED_REPLY;
         if related {
+            let Some(tuples) = net.ct.with_conn(slot, gen, |c| c.tuples()) else {
+                return NatEnd::Verdict(NF_ACCEPT, None);
+            };
             let icmp = self.carrier.with(|st| {
                 let d = st.data(self.base);
                 let proto = match self.family {
@@ -543,7 +549,7 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
             masq.is_some() && hook == Hook::PostRouting && dir == Direction::Original && masq != oif
         };
         let first = ctinfo == IP_CT_NEW || related;
-        if first && !nat::initialized(status, manip) {
+        let target = if first && !nat::initialized(status, manip) {
             let hooks = self.hooks;
             let mut bound = false;
             for op in hooks.nat_chains(self.family, hook) {
@@ -562,18 +568,20 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
                 let env = NatEnv { ct: &net.ct, state: &net.nat, now: self.nat_now(), random: &random };
                 nat::null_binding(&env, slot, gen, hook);
             }
-        } else if oif_changed(self.oif) {
-            net.ct.delete(slot, gen, self.nat_now());
-            return NatEnd::Verdict(
-                NF_DROP,
-                Some("nf_nat: a masqueraded connection now leaves by another interface"),
-            );
-        }
-        // `nf_nat_packet`.
-        let Some((status, tuples)) = net.ct.with_conn(slot, gen, |c| (c.status, c.tuples())) else {
-            return NatEnd::Verdict(NF_ACCEPT, None);
+            // The binding just made.
+            net.ct.with_conn(slot, gen, |c| nat::conn_target(c, dir, manip)).flatten()
+        } else {
+            if oif_changed(self.oif) {
+                net.ct.delete(slot, gen, self.nat_now());
+                return NatEnd::Verdict(
+                    NF_DROP,
+                    Some("nf_nat: a masqueraded connection now leaves by another interface"),
+                );
+            }
+            target
         };
-        let Some(target) = nat::packet_target(status, &tuples, dir, manip) else {
+        // `nf_nat_packet`.
+        let Some(target) = target else {
             return NatEnd::Verdict(NF_ACCEPT, None);
         };
         let base = self.base;

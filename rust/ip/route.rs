@@ -35,6 +35,7 @@ pub struct Owner<'a> {
 }
 
 /// IPv4 routing of a packet with these addresses, TTL, protocol, length and DF bit.
+#[inline]
 pub fn route_v4(
     own: Owner<'_>,
     src: [u8; 4],
@@ -128,6 +129,7 @@ pub fn route_v6(own: Owner<'_>, src: &[u8; 16], dst: &[u8; 16], hop_limit: u8, l
 
 /// The routing decision for a packet of family `fam` that passed the receive checks (so its
 /// fixed header is all there), `len` bytes long as the forwarding path's MTU check sees it.
+#[inline]
 pub fn route_of(own: Owner<'_>, fam: Family, data: &[u8], len: usize) -> Route {
     match fam {
         Family::V4 => match ipv4_fields(data) {

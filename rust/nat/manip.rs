@@ -67,7 +67,10 @@ pub fn manip_pkt(pkt: &mut [u8], off: usize, target: &Tuple, manip: Manip) -> bo
         (true, Manip::Src) => (off + 8, 16),
         (true, Manip::Dst) => (off + 24, 16),
     };
-    let Some(old) = pkt.get(addr_off..addr_off + alen).map(<[u8]>::to_vec) else { return false };
+    let mut old_buf = [0u8; 16];
+    let Some(old_src) = pkt.get(addr_off..addr_off + alen) else { return false };
+    old_buf[..alen].copy_from_slice(old_src);
+    let old = &old_buf[..alen];
     let new_addr = match manip {
         Manip::Src => &target.src[..alen],
         Manip::Dst => &target.dst[..alen],
@@ -85,7 +88,7 @@ pub fn manip_pkt(pkt: &mut [u8], off: usize, target: &Tuple, manip: Manip) -> bo
     };
     if let Some(l4) = l4_off {
         if proto == target.protonum {
-            l4_manip(pkt, l4, proto, v6, &old, new_addr, target, manip);
+            l4_manip(pkt, l4, proto, v6, old, new_addr, target, manip);
         }
     }
     if let Some(x) = pkt.get_mut(addr_off..addr_off + alen) {
@@ -93,7 +96,7 @@ pub fn manip_pkt(pkt: &mut [u8], off: usize, target: &Tuple, manip: Manip) -> bo
     }
     if !v6 {
         if let Some(c) = get16(pkt, off + 10) {
-            put16(pkt, off + 10, csum_replace(c, &old, new_addr));
+            put16(pkt, off + 10, csum_replace(c, old, new_addr));
         }
     }
     true

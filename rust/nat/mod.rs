@@ -96,6 +96,8 @@ pub struct NatState {
 
 #[derive(Debug, Default)]
 struct BySource {
+    /// Keyed by packet data: the standard library's randomly keyed SipHash, so a capture
+    /// cannot choose colliding keys.
     map: HashMap<SrcKey, Vec<(u32, u32)>>,
     /// The size at which the next sweep happens.
     sweep_at: usize,
@@ -474,6 +476,18 @@ pub fn packet_target(status: u32, tuples: &[Tuple; 2], dir: Direction, manip: Ma
         return None;
     }
     tuples[dir.flip().index()].invert()
+}
+
+/// [`packet_target`] for an entry, building only the tuple it needs.
+pub fn conn_target(c: &crate::conn::Conn, dir: Direction, manip: Manip) -> Option<Tuple> {
+    let mut bit = manip.bits().0;
+    if dir == Direction::Reply {
+        bit ^= IPS_NAT_MASK;
+    }
+    if c.status & bit == 0 {
+        return None;
+    }
+    c.tuple(dir.flip()).invert()
 }
 
 /// The status bit an ICMP error's translation depends on: the connection's `manip` side

@@ -354,8 +354,9 @@ impl Table {
     }
 
     /// As [`Table::find`], passing over the matching entries `skip` says to (NAT's uniqueness
-    /// check ignores the entry asking, and one with the same origin).
-    #[inline]
+    /// check ignores the entry asking, and one with the same origin). Always inlined: every
+    /// lookup of a packet runs it, and the plain `find`'s `skip` then folds away.
+    #[inline(always)]
     pub fn find_where(
         &self,
         t: &Tuple,

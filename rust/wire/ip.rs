@@ -212,6 +212,7 @@ pub struct Ipv4Fields {
 }
 
 /// The fixed IPv4 header's fields, if its 20 bytes are there (the version is not checked).
+#[inline]
 pub fn ipv4_fields(pkt: &[u8]) -> Option<Ipv4Fields> {
     let h = pkt.first_chunk::<20>()?;
     let frag = u16::from_be_bytes([h[6], h[7]]);
@@ -236,6 +237,7 @@ pub struct Ipv6Fields {
 }
 
 /// The fixed IPv6 header's fields, if its 40 bytes are there (the version is not checked).
+#[inline]
 pub fn ipv6_fields(pkt: &[u8]) -> Option<Ipv6Fields> {
     let h = pkt.first_chunk::<40>()?;
     let mut src = [0u8; 16];
