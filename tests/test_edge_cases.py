@@ -87,8 +87,9 @@ def test_e33_stream_timeout_follows_sysctl() -> None:
     assert conn.timeout == 49
 
 
-def test_e34_bad_checksum_does_not_refresh_the_flow() -> None:
-    played = play(SCENARIOS["E34 bad UDP checksum on an existing flow"], at={1: 10.0})
+@pytest.mark.parametrize("flow", ["flow", "IPv6 flow"])
+def test_e34_bad_checksum_does_not_refresh_the_flow(flow: str) -> None:
+    played = play(SCENARIOS[f"E34 bad UDP checksum on an existing {flow}"], at={1: 10.0})
     assert only(played.net).timeout == 19
 
 

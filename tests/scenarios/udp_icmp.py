@@ -75,6 +75,13 @@ add(
     ),
     reasons={1: CHECKSUM},
 )
+add(
+    "E34 bad UDP checksum on an existing IPv6 flow",
+    lambda: timed(
+        P.udp(C6, S6, 4007, 53, b"payload"), P.udp(C6, S6, 4007, 53, b"payload", checksum=0x1234)
+    ),
+    reasons={1: CHECKSUM},
+)
 add("E35 UDP checksum 0", lambda: timed(P.udp(C, S, 4004, 53, b"x", checksum=0)))
 add("E35 UDP checksum 0 over IPv6", lambda: timed(P.udp(C6, S6, 4009, 53, b"x", checksum=0)))
 add("E36 UDP length beyond the packet", lambda: timed(P.udp(C, S, 4005, 53, b"xx", length=40)))
@@ -407,6 +414,21 @@ RECORDED: dict[str, Outcome] = {
         table=(
             "ipv4     2 udp      17 29 src=10.1.0.2 dst=10.2.0.2 sport=4007 dport=53 "
             "[UNREPLIED] src=10.2.0.2 dst=10.1.0.2 sport=53 dport=4007 mark=0 use=1",
+        ),
+    ),
+    "E34 bad UDP checksum on an existing IPv6 flow": Outcome(
+        classes=("new", "invalid"),
+        table=(
+            "ipv6     10 udp      17 29 src=fd00:1::2 dst=fd00:2::2 sport=4007 dport=53 "
+            "[UNREPLIED] src=fd00:2::2 dst=fd00:1::2 sport=53 dport=4007 mark=0 use=1",
+        ),
+        stats={"invalid": 1},
+    ),
+    "E34 bad UDP checksum on an existing IPv6 flow, checksum=0": Outcome(
+        classes=("new", "new"),
+        table=(
+            "ipv6     10 udp      17 29 src=fd00:1::2 dst=fd00:2::2 sport=4007 dport=53 "
+            "[UNREPLIED] src=fd00:2::2 dst=fd00:1::2 sport=53 dport=4007 mark=0 use=1",
         ),
     ),
     "E35 UDP checksum 0": Outcome(
