@@ -14,7 +14,7 @@ import nfct
 import packets as P
 from nfct.cli import json_entry, main
 from nfct.kernel.compare import parse_conntrack_line
-from test_sctp import Assoc
+from scenarios.sctp import Assoc
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -13,10 +13,8 @@ import pytest
 
 import nfct
 import packets as P
+from helpers import C6, S6, C, S
 from nfct import Net, Tuple
-
-C, S = "10.1.0.2", "10.2.0.2"
-C6, S6 = "fd00:1::2", "fd00:2::2"
 
 
 def test_constants_are_int_enums_with_kernel_named_aliases() -> None:

@@ -6,16 +6,15 @@ installs the tools, so a skip there would hide a broken install step)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from helpers import IN_CI
 from nfct.kernel import KernelLab, KernelUnavailable, check_available
 
 HERE = Path(__file__).resolve().parent
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -42,7 +41,7 @@ def lab() -> Iterator[KernelLab]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    from kernel.totals import TOTALS
+    from helpers import TOTALS
 
     if TOTALS["runs"]:
         terminalreporter.write_line(

@@ -13,11 +13,10 @@ from __future__ import annotations
 import time
 
 import packets as P
-from kernel import totals
-from nfct import Net, Skb, ipv4_confirm, ipv4_conntrack_in
+from helpers import C, S, count_run, forward
+from nfct import Net
 from nfct.kernel import KernelLab
 
-C, S = "10.1.0.2", "10.2.0.2"
 SYSCTL = {"nf_conntrack_timestamp": 1, "nf_conntrack_acct": 1, "nf_conntrack_udp_timeout": 2}
 
 
@@ -74,13 +73,11 @@ def test_timestamps_and_counters_agree_line_for_line() -> None:
     net = Net(SYSCTL)
     net.listen_events()
     for pkt, t in sent:
-        skb = Skb(pkt, tstamp=t)
-        ipv4_conntrack_in(net, skb)
-        ipv4_confirm(net, skb)
+        forward(net, pkt, t)
     n_lines = sorted(net.dump("extended").splitlines())
     n_proc = sorted(net.dump("proc").splitlines())
     n_events = net.read_events()
-    totals.add(packets=len(sent), entries=len(k_lines))
+    count_run(packets=len(sent), entries=len(k_lines))
 
     assert n_lines == k_lines
     assert n_proc == k_proc

@@ -4,7 +4,7 @@ verification on and off.
 
 Entries of every protocol nfct tracks (TCP included) and every packet's class are compared;
 only SCTP, not tracked yet, is left out. The known gaps (no defragmentation, the router's own
-ICMP messages, SCTP) are data in ONE place per capture set: tests/test_kernel_pcaps.py
+ICMP messages, SCTP) are data in ONE place per capture set: tests/verdicts.py
 (STAT_GAPS, ENTRY_GAPS, the SCTP rule) for the shared captures, EXAMPLE_STAT_GAPS below for the
 shipped ones. Anything else that differs fails the test."""
 
@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 
-import kernel_expect as K
-import test_kernel_pcaps as G
-from kernel import totals
+import verdicts as K
+from helpers import count_run
 from nfct import kernel
 from nfct.compare import compare_classes
 from nfct.conntrack_text import parse_conntrack_line
@@ -29,7 +28,7 @@ PER_PACKET_LIMIT = 5000
 
 # Shipped captures: kernel minus nfct per counter and checksum setting. In mixed, the router
 # itself answers a neighbour solicitation whose quoted packet it never confirmed, counted in
-# `error` on the kernel (hook pipeline issue, as in tests/test_kernel_pcaps.py's arkime-v6 gap).
+# `error` on the kernel (hook pipeline issue, as in tests/verdicts.py's arkime-v6 gap).
 EXAMPLE_STAT_GAPS: dict[str, dict[str, dict[int, int]]] = {
     "mixed": {"error": {1: 1, 0: 1}},
 }
@@ -65,7 +64,7 @@ def _check(
     ),
 ) -> None:
     """Compares one run. ENTRY_GAP: the known (kernel-only, nfct-only, field differences) of
-    tests/test_kernel_pcaps.py's EntryGap for this checksum setting."""
+    tests/verdicts.py's EntryGap for this checksum setting."""
     want_kernel_only, want_nfct_only, want_fields = entry_gap
     kt = {K.entry_key(parse_conntrack_line(x)): x for x in _tracked_lines(k.lines)}
     nt = {K.entry_key(parse_conntrack_line(x)): x for x in lines}
@@ -99,7 +98,7 @@ def _check(
         compared = res.packets
         if not stat_gaps:
             assert not res.class_diffs, res.render()
-    totals.add(packets=k.sent, classes=compared, entries=len(kt))
+    count_run(packets=k.sent, classes=compared, entries=len(kt))
 
 
 @pytest.mark.parametrize("cs", [1, 0])
@@ -110,9 +109,9 @@ def test_shipped_capture(path: Path, cs: int) -> None:
     _check(path.stem, k, lines, stats, classes, gaps)
 
 
-@pytest.mark.parametrize(("name", "cs"), G.PARAMS)
+@pytest.mark.parametrize(("name", "cs"), K.PARAMS)
 def test_shared_capture(shared_pcaps: Path, name: str, cs: int) -> None:
-    path = shared_pcaps / G.CAPTURES[name].file
+    path = shared_pcaps / K.CAPTURES[name].file
     k, lines, stats, classes = _run(path, cs)
     # The live kernel reproduces the recorded verdict (a changed kernel shows up here).
     recorded = K.kernel_result(shared_pcaps, name, cs)
@@ -123,8 +122,8 @@ def test_shared_capture(shared_pcaps: Path, name: str, cs: int) -> None:
     assert {K.entry_key(parse_conntrack_line(x)) for x in k.lines} == {
         K.entry_key(e) for e in recorded["entries"]
     }
-    gaps = {c: g.delta[cs] for c, g in G.STAT_GAPS.get(name, {}).items()}
-    egap = G.ENTRY_GAPS.get(name)
+    gaps = {c: g.delta[cs] for c, g in K.STAT_GAPS.get(name, {}).items()}
+    egap = K.ENTRY_GAPS.get(name)
     entry_gap = (
         (
             egap.kernel_only.get(cs, frozenset()),

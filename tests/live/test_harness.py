@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import packets as P
+from helpers import REPO_ROOT, shared_pcaps_dir
 from nfct.errors import NfctValueError
 from nfct.kernel import (
     NS_PREFIX,
@@ -32,7 +33,7 @@ from nfct.kernel import (
     run_packets,
 )
 
-SHARED_PCAPS = Path(__file__).resolve().parents[2].parent / "shared" / "pcaps"
+SHARED_PCAPS = shared_pcaps_dir() or REPO_ROOT.parent / "shared" / "pcaps"
 NF = Path("/proc/sys/net/netfilter")
 
 

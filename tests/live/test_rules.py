@@ -6,19 +6,16 @@ and `notrack`. Tables, statistics, every packet's class and the event stream mus
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 import nfct
 import packets as P
-from kernel import totals
+from helpers import C6, S6, C, S, count_run, timed
 from nfct import kernel
 from nfct.compare import compare_classes, compare_events, compare_stats, compare_tables
 from nfct.verify import nfct_run_events, write_pcap
-
-C, S = "10.1.0.2", "10.2.0.2"
-C6, S6 = "fd00:1::2", "fd00:2::2"
-T0 = 1_000_000.0
 
 
 def _traffic() -> list[tuple[bytes, float]]:
@@ -37,7 +34,7 @@ def _traffic() -> list[tuple[bytes, float]]:
         P.udp(C6, S6, 5000, 53, b"q6"),
         P.udp(S6, C6, 53, 5000, b"a6"),
     ]
-    return [(p, T0 + i * 0.001) for i, p in enumerate(pkts)]
+    return timed(*pkts)
 
 
 def _ops(*ops: tuple[nfct.BuiltinHook, int, int]) -> Callable[[nfct.Net], None]:
@@ -117,13 +114,11 @@ CASES: dict[str, tuple[str, Callable[[nfct.Net], None]]] = {
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_rule_agrees_with_the_kernel(name: str, tmp_path: object) -> None:
+def test_rule_agrees_with_the_kernel(name: str, tmp_path: Path) -> None:
     ruleset, setup = CASES[name]
     pkts = _traffic()
     k = kernel.run_packets(pkts, per_packet=True, ruleset=ruleset)
-    from pathlib import Path
-
-    cap = Path(str(tmp_path)) / "rules.pcap"
+    cap = tmp_path / "rules.pcap"
     write_pcap(cap, pkts)
     lines, stats, classes, events = nfct_run_events(cap, {}, "capture", setup)
     res = compare_tables(k.lines, lines)
@@ -131,7 +126,7 @@ def test_rule_agrees_with_the_kernel(name: str, tmp_path: object) -> None:
     assert k.classes is not None
     compare_classes(k.classes, classes, result=res)
     compare_events(k.events, events, result=res)
-    totals.add(packets=k.sent, classes=res.packets, entries=res.kernel_entries)
+    count_run(packets=k.sent, classes=res.packets, entries=res.kernel_entries)
     assert res.agree, res.render()
     if "zone" in name and "after" not in name:
         # nfct's listings print direction-specific zones as zone-orig=/zone-reply=.

@@ -1,14 +1,8 @@
-"""GRE (spec §10.2) with the live kernel as the judge: version 0 with and without keys, version
-1 (PPTP) call ids, version 1 carrying something other than PPP, a version 1 header too short
-for the call id, version 2, and GRE over IPv6, through the running kernel and through nfct's
-replay. Both must agree on every packet's class, on the `conntrack -L -o extended` and
-/proc/net/nf_conntrack lines (byte for byte: timeouts included, the run takes milliseconds), on
-the event log and on the statistics.
-
-What the kernel does without the PPTP helper (nfct has none): a version 1 packet's tuple has
-the call id as its destination key and 0 as its source key (the helper's keymap is empty), so
-the peer's packets, which carry the peer's own call id, never match the reply tuple: each
-direction is an [UNREPLIED] entry of its own."""
+"""GRE (spec §10.2) with the live kernel as the judge, beyond what the GRE scenarios
+(tests/scenarios/gre.py, run by test_scenarios.py) check: the scenario "GRE versions and keys"
+through the running kernel and through nfct's replay must also agree on the
+/proc/net/nf_conntrack lines, the `conntrack -L -o extended` lines byte for byte (timeouts
+included: the run takes milliseconds) and the event log."""
 
 from __future__ import annotations
 
@@ -16,46 +10,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import packets as P
-from kernel import totals
+from helpers import count_run, timed
 from nfct import Net
 from nfct.compare import compare_classes, compare_stats
 from nfct.kernel import KernelLab
 from nfct.verify import write_pcap
-
-C, S = "10.1.0.2", "10.2.0.2"
-C6, S6 = "fd00:1::2", "fd00:2::2"
-PPTP = 0x880B
-
-
-def _v1(src: str, dst: str, call_id: int, *, length: int = 0, protocol: int = PPTP) -> bytes:
-    return P.gre(src, dst, b"\0" * length, version=1, protocol=protocol, key=length << 16 | call_id)
-
-
-def _ipv6_gre(src: str, dst: str, header: bytes) -> bytes:
-    """GRE over IPv6 (tests/packets.py's gre() builds IPv4)."""
-    return P.ipv6(src, dst, 47, header)
-
-
-PACKETS: list[bytes] = [
-    P.gre(C, S),
-    P.gre(S, C),
-    P.gre(C, S),
-    P.gre(C, "10.2.0.3", key=0x1234),
-    P.gre("10.2.0.3", C, key=0x5678),
-    _v1(C, "10.2.0.4", 0x1111),
-    _v1("10.2.0.4", C, 0x2222),
-    _v1(C, "10.2.0.4", 0x1111, length=4),
-    _v1("10.2.0.4", C, 0),
-    _v1(C, "10.2.0.5", 0x3333, protocol=0x0800),
-    P.gre(C, "10.2.0.6", version=1, protocol=PPTP),
-    P.gre(C, "10.2.0.7", version=2, key=0x77),
-    P.gre(C, S, b"\x45" + b"\0" * 19, with_checksum=True),
-    _ipv6_gre(C6, S6, b"\x00\x00\x08\x00"),
-    _ipv6_gre(S6, C6, b"\x00\x00\x08\x00"),
-    _ipv6_gre(C6, S6, b"\x20\x01\x88\x0b\x00\x00\x44\x44"),
-]
-
+from scenarios.gre import PACKETS
 
 NfctRun = tuple[list[str], list[str], list[str], list[str], Net]
 
@@ -97,11 +57,11 @@ def test_gre_versions_and_keys_agree_line_for_line() -> None:
         k_events = [e.split("\t", 1)[-1] for e in lab.events_stop()]
     # Byte-for-byte timeouts need the kernel run to stay within its first second.
     assert elapsed < 0.9, elapsed
-    pkts = [(p, 1_000_000.0 + i * 0.001) for i, p in enumerate(PACKETS)]
+    pkts = timed(*PACKETS)
     n_lines, n_proc, n_events, n_classes, net = _nfct(pkts)
     res = compare_classes(k_classes, n_classes)
     compare_stats(k_stats, net.stats, result=res)
-    totals.add(packets=len(PACKETS), classes=res.packets, entries=len(k_lines))
+    count_run(packets=len(PACKETS), classes=res.packets, entries=len(k_lines))
     assert res.agree, res.render()
     assert n_lines == k_lines
     assert n_proc == k_proc
