@@ -2,7 +2,7 @@
 packets as they left the host (rewritten, checksums right), the listings show translated reply
 tuples, the built-in NAT operations refuse hooks nft would refuse, and the shipped DNS-race
 example runs and says what the kernel does. (The live-kernel comparison of the same NAT is
-tests/kernel/test_nat_kernel.py.)"""
+tests/live/test_nat_kernel.py.)"""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 //! GRE keys and timeouts through the whole conntrack path (nf_conntrack_in, confirm, the
 //! listings), as the live 6.18 kernel showed them without the PPTP helper
-//! (tests/kernel/test_gre_kernel.py compares the same packets with it).
+//! (tests/live/test_gre.py compares the same packets with it).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test programs
 
