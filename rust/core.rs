@@ -811,6 +811,29 @@ impl Conntrack {
         true
     }
 
+    /// `nf_ct_unconfirmed_destroy`: every unconfirmed entry (a packet still in flight holds it)
+    /// is marked dying, so its confirmation fails (`conntrack -F`).
+    pub fn kill_unconfirmed(&self) {
+        for slot in self.table.allocated_slots() {
+            let Some(lock) = self.table.slot(slot) else { continue };
+            let mut e = lock.lock();
+            if e.live && !e.confirmed() {
+                e.status |= IPS_DYING;
+            }
+        }
+    }
+
+    /// The UPDATE event ctnetlink sends after changing an entry (`conntrack -U`): with its
+    /// protocol state, if someone listens and the entry has the event cache.
+    pub fn report_update(&self, slot: u32, gen: u32, now: u64) {
+        let Some(lock) = self.table.slot(slot) else { return };
+        let mut e = lock.lock();
+        if e.live && e.gen == gen && e.confirmed() {
+            e.events |= IPCT_PROTOINFO;
+            self.deliver_cached(&mut e, now, 0);
+        }
+    }
+
     /// A snapshot of one entry at time `now`, if the handle is still valid (`listing`: as a
     /// listing taken an instant after the last packet shows it).
     pub fn view(&self, slot: u32, gen: u32, now: u64, listing: bool) -> Option<ConnView> {

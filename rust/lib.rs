@@ -18,6 +18,8 @@
 //! * `core`: a namespace's conntrack: `nf_conntrack_in`, `init_conntrack`, `early_drop`,
 //!   confirmation, deletion, statistics and the garbage collector. Time is passed in; it knows
 //!   nothing of hooks.
+//! * `ctnetlink`: the control plane's filters, deletions, flush and updates (`conntrack
+//!   -D/-F/-U`).
 //! * `nat`: `nf_nat`: a connection's binding chosen on its first packet (the unique-tuple
 //!   search, masquerade's and redirect's addresses) and packets rewritten to follow it.
 //! * `netfilter`: the hook registry and what an operation runs, the nft rules (`nft`); data
@@ -32,6 +34,7 @@
 
 pub mod conn;
 pub mod core;
+pub mod ctnetlink;
 pub mod defrag;
 pub mod events;
 pub mod fib;

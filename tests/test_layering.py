@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"proto", "table", "format"},
     {"events"},
     {"core"},
-    {"nat"},
+    {"nat", "ctnetlink"},
     {"netfilter"},
     {"net"},
     {"ip", "host"},

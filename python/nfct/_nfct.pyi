@@ -2,7 +2,7 @@
 
 The docstrings here are the reference documentation editors and the docs site show."""
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from enum import IntEnum, IntFlag
 from ipaddress import IPv4Address, IPv6Address
 from os import PathLike
@@ -507,9 +507,86 @@ class Net:
         (``conntrack -L``) or "proc" (``/proc/net/nf_conntrack``)."""
     def get(self, tuple: Tuple, *, zone: int = 0) -> Conn | None:
         """``conntrack -G``: the entry holding ``tuple`` in either direction, or None."""
-    def delete(self, conn: Conn) -> int:
-        """``conntrack -D`` for one entry: deletes it (a DESTROY event goes to listeners) and
-        returns how many entries were deleted (0 if it was already gone)."""
+    def delete(
+        self,
+        conn: Conn | None = None,
+        *,
+        family: Literal["ipv4", "ipv6"] | None = None,
+        proto: str | int | None = None,
+        src: _Address | None = None,
+        dst: _Address | None = None,
+        sport: int | None = None,
+        dport: int | None = None,
+        reply_src: _Address | None = None,
+        reply_dst: _Address | None = None,
+        reply_sport: int | None = None,
+        reply_dport: int | None = None,
+        mark: int | None = None,
+        mask: int | None = None,
+        zone: int | None = None,
+        state: str | None = None,
+        status: str | int | Sequence[str] | None = None,
+    ) -> int:
+        """``conntrack -D``: deletes ``conn``, or every entry the filters select (conntrack's
+        long options: ``proto`` ("tcp" or a number), ``family``, ``src``/``dst`` and
+        ``reply_src``/``reply_dst`` (an address or a prefix "10.0.0.0/8"), ``sport``/``dport``
+        and their reply twins, ``mark`` with ``mask``, ``zone``, ``state`` (a TCP or SCTP state
+        as listed), ``status`` ("ASSURED,SEEN_REPLY" or bits)); each deleted entry sends its
+        DESTROY event. Returns how many entries were deleted."""
+    def select(
+        self,
+        *,
+        family: Literal["ipv4", "ipv6"] | None = None,
+        proto: str | int | None = None,
+        src: _Address | None = None,
+        dst: _Address | None = None,
+        sport: int | None = None,
+        dport: int | None = None,
+        reply_src: _Address | None = None,
+        reply_dst: _Address | None = None,
+        reply_sport: int | None = None,
+        reply_dport: int | None = None,
+        mark: int | None = None,
+        mask: int | None = None,
+        zone: int | None = None,
+        state: str | None = None,
+        status: str | int | Sequence[str] | None = None,
+    ) -> list[Conn]:
+        """``conntrack -L`` with the filters of :meth:`delete`: the entries they select."""
+    def flush(self) -> int:
+        """``conntrack -F``: deletes every entry (packets still in flight lose theirs: their
+        confirmation fails). Returns how many entries were deleted."""
+    def update(
+        self,
+        *,
+        set_mark: int | None = None,
+        set_mask: int = 0xFFFFFFFF,
+        timeout: int | None = None,
+        family: Literal["ipv4", "ipv6"] | None = None,
+        proto: str | int | None = None,
+        src: _Address | None = None,
+        dst: _Address | None = None,
+        sport: int | None = None,
+        dport: int | None = None,
+        reply_src: _Address | None = None,
+        reply_dst: _Address | None = None,
+        reply_sport: int | None = None,
+        reply_dport: int | None = None,
+        mark: int | None = None,
+        mask: int | None = None,
+        zone: int | None = None,
+        state: str | None = None,
+        status: str | int | Sequence[str] | None = None,
+    ) -> int:
+        """``conntrack -U``: sets the mark (only the bits of ``set_mask``) and/or the timeout
+        (seconds from now) of the entries the filters of :meth:`delete` select; each changed
+        entry sends an UPDATE event. Returns how many changed."""
+    def load_ruleset(self, host: _StrPath | Mapping[str, Any]) -> None:
+        """Replaces the host's nftables ruleset, atomically between two packets: ``host`` is a
+        host file (path or dict: its "ruleset" part) or an ``nft -j list ruleset`` document.
+        Entries already made keep what they have (NAT bindings included); new connections meet
+        the new rules; interfaces, routes and sysctls stay; operations registered from Python
+        stay registered."""
     def stats_text(self) -> str:
         """``conntrack -S`` text."""
     def replay(
@@ -524,6 +601,7 @@ class Net:
         threads: int = 1,
         iif: str | None = None,
         write_path: _StrPath | None = None,
+        at: Sequence[tuple[float, Callable[[Net], object]]] | None = None,
     ) -> ReplayResult:
         """Replays captures (pcap or pcapng) through this namespace, every IP packet through
         the hook pipeline as ``nfct replay`` does. ``packets_path`` receives one

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import nfct
-from nfct import CaptureError, Conn, Net, NfctError, ReplayResult, Tuple
+from nfct import CaptureError, Conn, Net, NfctError, NfctValueError, ReplayResult, Tuple
 
 OUTPUTS = ("extended", "conntrack", "proc", "stats", "json", "packets", "events", "counters")
 
@@ -145,6 +145,19 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="with --host: every packet from the wire arrives on this interface (default: "
         "the one a pcapng names for the packet, else the first interface up and not loopback)",
+    )
+    r.add_argument(
+        "--at",
+        action="append",
+        default=[],
+        metavar="TIME:ACTION",
+        help="at TIME (seconds after the capture's first packet, or @EPOCH), do ACTION: "
+        "`delete[:FILTERS]` (conntrack -D), `flush` (conntrack -F), "
+        "`update:set_mark=N[,FILTERS]` or `update:timeout=S[,FILTERS]` (conntrack -U), "
+        "`ruleset:FILE` (a host file's or `nft -j` ruleset replaces the host's); FILTERS are "
+        "NAME=VALUE pairs separated by commas: proto, family, src, dst, sport, dport, "
+        "reply_src, reply_dst, reply_sport, reply_dport, mark, mask, zone, state, status "
+        "(repeatable)",
     )
     r.add_argument(
         "--write",
@@ -303,6 +316,93 @@ def json_entry(conn: Conn) -> dict[str, Any]:
 # --- replay ---------------------------------------------------------------------------------------
 
 
+_INT_KEYS = frozenset(
+    {
+        "sport",
+        "dport",
+        "reply_sport",
+        "reply_dport",
+        "mark",
+        "mask",
+        "zone",
+        "set_mark",
+        "set_mask",
+        "timeout",
+    }
+)
+_FILTER_KEYS = frozenset(
+    {"proto", "family", "src", "dst", "reply_src", "reply_dst", "state", "status"}
+) | (_INT_KEYS - {"set_mark", "set_mask", "timeout"})
+
+
+def _action_args(text: str, allowed: frozenset[str]) -> dict[str, Any]:
+    """`NAME=VALUE,...` as keyword arguments (numbers where the name takes one)."""
+    kw: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or name not in allowed:
+            raise NfctValueError(
+                f"--at: {part!r} is not NAME=VALUE with NAME one of {', '.join(sorted(allowed))}"
+            )
+        try:
+            kw[name] = int(value, 0) if name in _INT_KEYS else value
+        except ValueError:
+            raise NfctValueError(f"--at: {name}={value!r} is not a number") from None
+    return kw
+
+
+def _scheduled(specs: Sequence[str], captures: Sequence[str]) -> list[tuple[float, Any]]:
+    """The `--at TIME:ACTION` options as `Net.replay(at=...)` takes them."""
+    if not specs:
+        return []
+    first: float | None = None
+    out: list[tuple[float, Any]] = []
+    for spec in specs:
+        when, sep, action = spec.partition(":")
+        if not sep:
+            raise NfctValueError(f"--at {spec!r}: expected TIME:ACTION")
+        try:
+            if when.startswith("@"):
+                t = float(when[1:])
+            else:
+                if first is None:
+                    from nfct.pcap import iter_records
+
+                    first = next((ts for ts, _ in iter_records(captures[0])), 0.0)
+                t = first + float(when)
+        except ValueError:
+            raise NfctValueError(f"--at {spec!r}: {when!r} is not a time in seconds") from None
+        verb, _, rest = action.partition(":")
+        fn: Any
+        if verb == "delete":
+            kw = _action_args(rest, _FILTER_KEYS)
+            fn = lambda net, kw=kw: net.delete(**kw)  # noqa: E731
+        elif verb == "flush" and not rest:
+            fn = lambda net: net.flush()  # noqa: E731
+        elif verb == "update":
+            kw = _action_args(rest, _FILTER_KEYS | {"set_mark", "set_mask", "timeout"})
+            if "set_mark" not in kw and "timeout" not in kw:
+                raise NfctValueError(f"--at {spec!r}: update needs set_mark=N or timeout=S")
+            fn = lambda net, kw=kw: net.update(**kw)  # noqa: E731
+        elif verb == "ruleset" and rest:
+            path = rest
+            if not os.path.exists(path):
+                raise NfctValueError(f"--at {spec!r}: no such file {path!r}")
+            fn = lambda net, path=path: net.load_ruleset(_json_file(path))  # noqa: E731
+        else:
+            raise NfctValueError(
+                f"--at {spec!r}: ACTION is delete[:FILTERS], flush, "
+                "update:SETTINGS[,FILTERS] or ruleset:FILE"
+            )
+        out.append((t, fn))
+    return out
+
+
+def _json_file(path: str) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
 def _rules(net: Net, args: argparse.Namespace) -> None:
     """Registers the built-in operations the options ask for."""
     if args.zone is not None:
@@ -330,7 +430,8 @@ def _replay(args: argparse.Namespace) -> int:
             mtu=args.mtu,
         )
         _rules(net, args)
-    except NfctError as e:
+        at = _scheduled(args.at, args.captures)
+    except (NfctError, CaptureError) as e:
         print(f"nfct: {e}", file=sys.stderr)
         return 2
     for name in net.ignored_sysctls:
@@ -356,6 +457,7 @@ def _replay(args: argparse.Namespace) -> int:
             threads=args.threads,
             iif=args.iif,
             write_path=args.write,
+            at=at,
         )
     except CaptureError as e:
         error = e

@@ -8,6 +8,7 @@ mod batch;
 mod conn;
 mod consts;
 mod errors;
+mod filter;
 mod hooks;
 mod net;
 mod result;

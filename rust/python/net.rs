@@ -5,6 +5,7 @@ use super::args::{list_format, parse_addrs, paths_arg, replay_clock, replay_path
 use super::batch;
 use super::conn::{Conn, Tuple};
 use super::errors::{Error, Result};
+use super::filter::FilterArgs;
 use super::hooks::{PyRunner, Registry};
 use super::result::ReplayResult;
 use super::{detached, seconds_to_ns};
@@ -31,8 +32,9 @@ pub struct Net {
     pub(super) inner: Arc<CoreNet>,
     /// The operations registered from Python, by their NfHookOps.
     pub(super) registry: Mutex<Registry>,
-    /// The host file's ruleset, for its counters.
-    ruleset: Option<Arc<crate::netfilter::nft::Ruleset>>,
+    /// The host file's ruleset (for its counters) and the ids of its registered chains (to
+    /// replace it).
+    ruleset: Mutex<Option<(Arc<crate::netfilter::nft::Ruleset>, Vec<u64>)>>,
     /// The host file's sysctls nfct does not apply.
     ignored: Vec<String>,
 }
@@ -121,9 +123,10 @@ impl Net {
             }
             net.set_sysctl(k, v);
         }
-        if let Some(rs) = &ruleset {
-            crate::host::install(&net, rs);
-        }
+        let ruleset = ruleset.map(|rs| {
+            let ids = crate::host::install(&net, &rs);
+            (rs, ids)
+        });
         if let Some(d) = sysctl {
             for (k, v) in d.iter() {
                 let name: String = k.extract().map_err(|_| Error::type_("sysctl names are str"))?;
@@ -131,7 +134,7 @@ impl Net {
                 net.set_sysctl(s, v);
             }
         }
-        Ok(Net { inner: Arc::new(net), registry: Mutex::default(), ruleset, ignored })
+        Ok(Net { inner: Arc::new(net), registry: Mutex::default(), ruleset: Mutex::new(ruleset), ignored })
     }
 
     /// A namespace modelling a host: `host` is a host file (`nfct host-snapshot`) as a path,
@@ -169,7 +172,8 @@ impl Net {
     /// object), `packets` and `bytes`.
     fn counters<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
         let mut out = Vec::new();
-        for site in self.ruleset.iter().flat_map(|r| r.counters.iter()) {
+        let rs = self.ruleset.lock().as_ref().map(|(r, _)| r.clone());
+        for site in rs.iter().flat_map(|r| r.counters.iter()) {
             let d = PyDict::new(py);
             let (packets, bytes) = site.counter.get();
             d.set_item("family", site.family.name())?;
@@ -182,6 +186,36 @@ impl Net {
             out.push(d);
         }
         Ok(out)
+    }
+
+    /// Replaces the host's nftables ruleset (`nft -f` of a whole ruleset, atomically between
+    /// two packets): `host` is a host file (path or dict: its "ruleset" part) or an `nft -j list
+    /// ruleset` document. Entries already made keep what they had (their NAT bindings
+    /// included); new connections meet the new rules. The host's interfaces, routes and
+    /// sysctls stay as they were. Operations registered from Python stay registered.
+    fn load_ruleset(&self, py: Python<'_>, host: &Bound<'_, PyAny>) -> PyResult<()> {
+        let nft_doc = |d: &Bound<'_, PyAny>| -> bool {
+            d.cast::<PyDict>().is_ok_and(|d| d.contains("nftables").unwrap_or(false))
+        };
+        let h = if nft_doc(host) {
+            let wrapped = PyDict::new(py);
+            wrapped.set_item("ruleset", host)?;
+            read_host(py, wrapped.as_any())?
+        } else {
+            read_host(py, host)?
+        };
+        let new = h.ruleset.map(Arc::new);
+        let mut cur = self.ruleset.lock();
+        if let Some((_, ids)) = cur.take() {
+            for id in ids {
+                self.inner.hooks.unregister(id);
+            }
+        }
+        *cur = new.map(|rs| {
+            let ids = crate::host::install(&self.inner, &rs);
+            (rs, ids)
+        });
+        Ok(())
     }
 
     /// The addresses this host owns, as given.
@@ -293,13 +327,168 @@ impl Net {
         Some(Conn { net: self.inner.clone(), slot, gen })
     }
 
-    /// `conntrack -D` for one entry: deletes it (sending DESTROY) and returns how many entries
-    /// were deleted (0 if it was already gone).
-    fn delete(&self, conn: &Conn) -> PyResult<usize> {
-        if !Arc::ptr_eq(&conn.net, &self.inner) {
-            return Err(Error::value("the entry belongs to another Net").into());
+    /// `conntrack -D`: deletes `conn`, or every entry the filters select (the long options
+    /// of conntrack: `proto` ("tcp" or a number), `family` ("ipv4"/"ipv6"), `src`/`dst` and
+    /// `reply_src`/`reply_dst` (an address or a prefix "10.0.0.0/8"), `sport`/`dport` and
+    /// their reply twins, `mark` with `mask`, `zone`, `state` (a TCP or SCTP state as listed),
+    /// `status` (flags "ASSURED,SEEN_REPLY" or bits)), each sending its DESTROY event. Returns
+    /// how many entries were deleted.
+    #[pyo3(signature = (conn=None, *, family=None, proto=None, src=None, dst=None, sport=None, dport=None, reply_src=None, reply_dst=None, reply_sport=None, reply_dport=None, mark=None, mask=None, zone=None, state=None, status=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn delete<'py>(
+        &self,
+        conn: Option<&Conn>,
+        family: Option<&Bound<'py, PyAny>>,
+        proto: Option<&Bound<'py, PyAny>>,
+        src: Option<&Bound<'py, PyAny>>,
+        dst: Option<&Bound<'py, PyAny>>,
+        sport: Option<u16>,
+        dport: Option<u16>,
+        reply_src: Option<&Bound<'py, PyAny>>,
+        reply_dst: Option<&Bound<'py, PyAny>>,
+        reply_sport: Option<u16>,
+        reply_dport: Option<u16>,
+        mark: Option<u32>,
+        mask: Option<u32>,
+        zone: Option<u16>,
+        state: Option<String>,
+        status: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<usize> {
+        let f = FilterArgs {
+            family,
+            proto,
+            src,
+            dst,
+            sport,
+            dport,
+            reply_src,
+            reply_dst,
+            reply_sport,
+            reply_dport,
+            mark,
+            mask,
+            zone,
+            state,
+            status,
         }
-        Ok(usize::from(self.inner.ct.delete(conn.slot, conn.gen, self.inner.now())))
+        .filter()?;
+        let now = self.inner.now();
+        match conn {
+            Some(conn) => {
+                if !Arc::ptr_eq(&conn.net, &self.inner) {
+                    return Err(Error::value("the entry belongs to another Net").into());
+                }
+                if f != crate::ctnetlink::Filter::default() {
+                    return Err(Error::value("give an entry or filters, not both").into());
+                }
+                Ok(usize::from(self.inner.ct.delete(conn.slot, conn.gen, now)))
+            }
+            None => Ok(crate::ctnetlink::delete(&self.inner.ct, &f, now)),
+        }
+    }
+
+    /// `conntrack -L` with the filters of :meth:`delete`: the entries they select.
+    #[pyo3(signature = (*, family=None, proto=None, src=None, dst=None, sport=None, dport=None, reply_src=None, reply_dst=None, reply_sport=None, reply_dport=None, mark=None, mask=None, zone=None, state=None, status=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn select<'py>(
+        &self,
+        family: Option<&Bound<'py, PyAny>>,
+        proto: Option<&Bound<'py, PyAny>>,
+        src: Option<&Bound<'py, PyAny>>,
+        dst: Option<&Bound<'py, PyAny>>,
+        sport: Option<u16>,
+        dport: Option<u16>,
+        reply_src: Option<&Bound<'py, PyAny>>,
+        reply_dst: Option<&Bound<'py, PyAny>>,
+        reply_sport: Option<u16>,
+        reply_dport: Option<u16>,
+        mark: Option<u32>,
+        mask: Option<u32>,
+        zone: Option<u16>,
+        state: Option<String>,
+        status: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Vec<Conn>> {
+        let f = FilterArgs {
+            family,
+            proto,
+            src,
+            dst,
+            sport,
+            dport,
+            reply_src,
+            reply_dst,
+            reply_sport,
+            reply_dport,
+            mark,
+            mask,
+            zone,
+            state,
+            status,
+        }
+        .filter()?;
+        let now = self.inner.now();
+        Ok(crate::ctnetlink::select(&self.inner.ct, &f, now)
+            .into_iter()
+            .filter(|&(slot, gen)| self.inner.ct.get(slot, gen))
+            .map(|(slot, gen)| Conn { net: self.inner.clone(), slot, gen })
+            .collect())
+    }
+
+    /// `conntrack -F`: deletes every entry (packets still in flight lose theirs: their
+    /// confirmation fails). Returns how many entries were deleted.
+    fn flush(&self) -> usize {
+        crate::ctnetlink::flush(&self.inner.ct, self.inner.now())
+    }
+
+    /// `conntrack -U`: sets the mark (`set_mark`, only the bits of `set_mask` change) and/or
+    /// the timeout (`timeout`, seconds from now) of the entries the filters of :meth:`delete`
+    /// select, each changed entry sending an UPDATE event. Returns how many changed.
+    #[pyo3(signature = (*, set_mark=None, set_mask=0xffff_ffff, timeout=None, family=None, proto=None, src=None, dst=None, sport=None, dport=None, reply_src=None, reply_dst=None, reply_sport=None, reply_dport=None, mark=None, mask=None, zone=None, state=None, status=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn update<'py>(
+        &self,
+        set_mark: Option<u32>,
+        set_mask: u32,
+        timeout: Option<u64>,
+        family: Option<&Bound<'py, PyAny>>,
+        proto: Option<&Bound<'py, PyAny>>,
+        src: Option<&Bound<'py, PyAny>>,
+        dst: Option<&Bound<'py, PyAny>>,
+        sport: Option<u16>,
+        dport: Option<u16>,
+        reply_src: Option<&Bound<'py, PyAny>>,
+        reply_dst: Option<&Bound<'py, PyAny>>,
+        reply_sport: Option<u16>,
+        reply_dport: Option<u16>,
+        mark: Option<u32>,
+        mask: Option<u32>,
+        zone: Option<u16>,
+        state: Option<String>,
+        status: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<usize> {
+        if set_mark.is_none() && timeout.is_none() {
+            return Err(Error::value("update needs set_mark or timeout").into());
+        }
+        let f = FilterArgs {
+            family,
+            proto,
+            src,
+            dst,
+            sport,
+            dport,
+            reply_src,
+            reply_dst,
+            reply_sport,
+            reply_dport,
+            mark,
+            mask,
+            zone,
+            state,
+            status,
+        }
+        .filter()?;
+        let u = crate::ctnetlink::Update { mark: set_mark.map(|m| (m, set_mask)), timeout_s: timeout };
+        Ok(crate::ctnetlink::update(&self.inner.ct, &f, u, self.inner.now()))
     }
 
     /// Starts (or stops) listening for events, as `conntrack -E` does: with the default
@@ -341,8 +530,12 @@ impl Net {
     /// `conntrack -E -o extended` lines ("-" for standard output), `write_path` the packets
     /// that leave the host (forwarded or sent, as NAT rewrote them) as a pcap file of raw IP
     /// packets. A capture that cannot be read raises CaptureError after everything before the
-    /// bad record was applied; its `summary` attribute holds the result so far.
-    #[pyo3(signature = (captures, *, clock="capture", packets_path=None, events_path=None, event_timestamps=false, path="forward", threads=1, iif=None, write_path=None))]
+    /// bad record was applied; its `summary` attribute holds the result so far. `at` is a
+    /// list of `(tstamp, callable)`: each callable is called with this Net when the capture
+    /// reaches its time (seconds; before the first packet at or after it, the clock moved
+    /// there; after the last packet if the capture ends first), e.g. to `delete` entries or
+    /// `load_ruleset` a new one; an exception stops the replay and is raised.
+    #[pyo3(signature = (captures, *, clock="capture", packets_path=None, events_path=None, event_timestamps=false, path="forward", threads=1, iif=None, write_path=None, at=None))]
     #[allow(clippy::too_many_arguments)]
     fn replay(
         slf: &Bound<'_, Self>,
@@ -356,8 +549,41 @@ impl Net {
         threads: usize,
         iif: Option<&str>,
         write_path: Option<PathBuf>,
+        at: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<ReplayResult> {
         let captures = paths_arg(captures)?;
+        let mut scheduled: Vec<(u64, Py<PyAny>)> = Vec::new();
+        if let Some(list) = at {
+            for item in
+                list.try_iter().map_err(|_| Error::type_("at must be a list of (tstamp, callable)"))?
+            {
+                let (t, f): (f64, Bound<'_, PyAny>) = item?
+                    .extract()
+                    .map_err(|_| Error::type_("at must be a list of (tstamp, callable) pairs"))?;
+                if !f.is_callable() {
+                    return Err(Error::type_(format!("at: {} is not callable", super::type_name(&f))).into());
+                }
+                scheduled.push((seconds_to_ns(t)?, f.unbind()));
+            }
+        }
+        if threads > 1 && !scheduled.is_empty() {
+            return Err(Error::value("at= actions happen between two packets: use threads=1").into());
+        }
+        let net_obj = slf.clone().unbind();
+        let actions: Vec<(u64, crate::replay::Action<'static>)> = scheduled
+            .into_iter()
+            .map(|(t, f)| {
+                let net_obj = net_obj.clone_ref(py);
+                let act: crate::replay::Action<'static> = Box::new(move |_: &CoreNet| {
+                    Python::attach(|py| {
+                        f.call1(py, (net_obj.clone_ref(py),))
+                            .map(|_| ())
+                            .map_err(|e| crate::ip::ExtError(Box::new(e)))
+                    })
+                });
+                (t, act)
+            })
+            .collect();
         let iif = slf.get().iif_arg(iif)?;
         let path = replay_path(path)?;
         let clock = replay_clock(clock)?;
@@ -399,6 +625,8 @@ impl Net {
             let mut events = open_output(events_path.as_deref())?;
             let mut sent = open_output(write_path.as_deref())?;
             let paths: Vec<&std::path::Path> = captures.iter().map(|p| p.as_path()).collect();
+            let names: Vec<String> =
+                [&out, &events, &sent].into_iter().flatten().map(|(n, _)| n.clone()).collect();
             let mut replay = Replay {
                 clock,
                 packets_out: out.as_mut().map(|f| &mut f.1 as &mut dyn Write),
@@ -408,6 +636,7 @@ impl Net {
                 path,
                 iif,
                 sent_out: sent.as_mut().map(|f| &mut f.1 as &mut dyn Write),
+                actions,
             };
             let ran = match py_runner {
                 Some(r) => {
@@ -420,10 +649,8 @@ impl Net {
             match ran {
                 Ok(()) => Ok(summary),
                 Err(e) => {
-                    let names: Vec<&String> =
-                        [&out, &events, &sent].into_iter().flatten().map(|(n, _)| n).collect();
                     let what = match (&e, names.as_slice()) {
-                        (crate::replay::ReplayError::Output(_), [one]) => (*one).clone(),
+                        (crate::replay::ReplayError::Output(_), [one]) => one.clone(),
                         _ => "replay output".to_string(),
                     };
                     Err(Error::replay(e, summary, &what))

@@ -163,7 +163,15 @@ pub struct Replay<'w> {
     /// Where the packets that leave the host (forwarded or sent, as NAT rewrote them) go, as
     /// a pcap file of raw IP packets (`--write`), if anywhere.
     pub sent_out: Option<&'w mut dyn Write>,
+    /// What to do at capture times (ns), in time order: each runs before the first packet
+    /// captured at or after its time (the rest after the last packet), on a clock moved to
+    /// its time; the replay then sees the hooks as the action left them.
+    pub actions: Vec<(u64, Action<'w>)>,
 }
+
+/// Something done to the namespace at a capture time during a replay (`conntrack -D`, a new
+/// ruleset, ...): an error stops the replay, as a raising hook does.
+pub type Action<'a> = Box<dyn FnMut(&Net) -> Result<(), ip::ExtError> + Send + 'a>;
 
 /// The bytes of a packet as it left the host, if it did (forwarded or sent out, not delivered
 /// or dropped): the stack's own copy when it made one (NAT, reassembly), else the packet
@@ -315,6 +323,11 @@ impl<'n, R: Runner> Feeder<'n, R> {
         self.iif_fixed.or_else(|| resolve_iif(self.net, None, iface)).or(self.iif_default)
     }
 
+    /// Takes the hook registrations anew (after something changed them mid-replay).
+    pub fn refresh_hooks(&mut self) {
+        self.hooks = self.net.hooks.snapshot();
+    }
+
     /// Whether the registrations need the caller's function (Python hooks).
     pub fn has_external(&self) -> bool {
         self.hooks.has_external()
@@ -410,6 +423,8 @@ impl Replay<'_> {
         if let Some(w) = self.sent_out.as_mut() {
             capture::write_pcap_header(*w).map_err(ReplayError::Output)?;
         }
+        self.actions.sort_by_key(|(t, _)| *t);
+        let mut next_action = 0usize;
         for path in paths {
             let mut cap = Capture::open(path).map_err(ReplayError::Capture)?;
             let name = path.display().to_string();
@@ -423,8 +438,17 @@ impl Replay<'_> {
                 if hook_err.is_some() {
                     return;
                 }
+                let ts = u64::try_from(rec.ts_ns).unwrap_or(0);
+                while next_action < self.actions.len() && self.actions[next_action].0 <= ts {
+                    let (t, act) = &mut self.actions[next_action];
+                    next_action += 1;
+                    if let Err(e) = run_action(feeder, *t, act) {
+                        hook_err = Some(e);
+                        return;
+                    }
+                }
                 let Some(pkt) = summary.ip_packet(rec) else { return };
-                let mut out = feeder.feed_on(pkt, u64::try_from(rec.ts_ns).unwrap_or(0), rec.iface);
+                let mut out = feeder.feed_on(pkt, ts, rec.iface);
                 if let Some(e) = out.error.take() {
                     hook_err = Some(e);
                     return;
@@ -475,6 +499,28 @@ impl Replay<'_> {
             }
             res.map_err(ReplayError::Capture)?;
         }
+        // Actions after the last packet.
+        while let Some((t, act)) = self.actions.get_mut(next_action) {
+            next_action += 1;
+            run_action(feeder, *t, act).map_err(ReplayError::Hook)?;
+        }
         Ok(())
     }
+}
+
+/// Runs an action at capture time `t`: the namespace's clock first moves there (on the
+/// capture clock, with the collector's passes due by then), then the hooks are taken anew.
+fn run_action<R: Runner>(
+    feeder: &mut Feeder<'_, R>,
+    t: u64,
+    act: &mut Action<'_>,
+) -> Result<(), ip::ExtError> {
+    let net = feeder.net;
+    if feeder.clock == Clock::Capture {
+        let now = net.advance_to(t);
+        net.ct.gc_if_due(now);
+    }
+    let r = act(net);
+    feeder.refresh_hooks();
+    r
 }

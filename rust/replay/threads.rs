@@ -136,8 +136,9 @@ impl super::Replay<'_> {
         summary: &mut Summary,
         threads: usize,
     ) -> Result<(), ReplayError> {
-        if threads <= 1 || self.sent_out.is_some() {
-            // The packets that leave are written in capture order, by one thread.
+        if threads <= 1 || self.sent_out.is_some() || !self.actions.is_empty() {
+            // The packets that leave are written in capture order, and actions happen between
+            // two packets: by one thread.
             return self.run(net, paths, summary);
         }
         let keep_lines = self.packets_out.is_some();

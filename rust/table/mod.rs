@@ -550,6 +550,13 @@ impl Table {
         out
     }
 
+    /// Every slab slot ever handed out (live or free): for walks that must also meet the
+    /// unconfirmed entries no bucket links (the caller checks each slot's `live`).
+    pub fn allocated_slots(&self) -> std::ops::Range<u32> {
+        let n = self.next_slot.load(Relaxed).min((MAX_CHUNKS * CHUNK) as u32);
+        0..n
+    }
+
     /// Number of nodes in each bucket's chain, for diagnostics and tests.
     pub fn chain_lengths(&self) -> Vec<usize> {
         let nb = self.nbuckets() as usize;
