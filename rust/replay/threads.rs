@@ -136,7 +136,7 @@ impl super::Replay<'_> {
         summary: &mut Summary,
         threads: usize,
     ) -> Result<(), ReplayError> {
-        if threads <= 1 || self.sent_out.is_some() || !self.actions.is_empty() {
+        if threads <= 1 || self.sent_out.is_some() || !self.actions.is_empty() || self.observer.is_some() {
             // The packets that leave are written in capture order, and actions happen between
             // two packets: by one thread.
             return self.run(net, paths, summary);
