@@ -606,6 +606,7 @@ class Net:
         observe_batch: int = 65536,
         census_every: float = 1.0,
         keep_evictions: int = 100_000,
+        progress: Callable[[int, int], object] | None = None,
     ) -> ReplayResult:
         """Replays captures (pcap or pcapng) through this namespace, every IP packet through
         the hook pipeline as ``nfct replay`` does. ``packets_path`` receives one

@@ -534,6 +534,7 @@ def _replay(args: argparse.Namespace) -> int:
         if name.startswith("net.netfilter."):
             print(f"nfct: host file: {name} is not modelled (ignored)", file=sys.stderr)
     error: CaptureError | None = None
+    interrupted = False
     summary: ReplayResult | None = None
     packets_path = events_path = None
     if args.output == "packets":
@@ -558,6 +559,11 @@ def _replay(args: argparse.Namespace) -> int:
     except CaptureError as e:
         error = e
         summary = e.summary
+    except KeyboardInterrupt as e:
+        # Stopped between two batches of frames: what was done is printed as for a
+        # truncated capture.
+        interrupted = True
+        summary = getattr(e, "summary", None)
     except NfctError as e:
         print(f"nfct: {e}", file=sys.stderr)
         return 2
@@ -594,6 +600,9 @@ def _replay(args: argparse.Namespace) -> int:
     if error is not None:
         print(f"nfct: {error}", file=sys.stderr)
         return 2
+    if interrupted:
+        print("nfct: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

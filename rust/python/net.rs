@@ -541,8 +541,11 @@ impl Net {
     /// lists), `("census", dict)` about every `census_every` seconds of capture time and at
     /// the end (entries by family, protocol, state and zone; heaviest sources and
     /// destinations), `("evictions", list)` the entries early drop evicted (the first
-    /// `keep_evictions`; `("evictions_more", n)` counts the rest).
-    #[pyo3(signature = (captures, *, clock="capture", packets_path=None, events_path=None, event_timestamps=false, path="forward", threads=1, iif=None, write_path=None, at=None, observe=None, observe_batch=65536, census_every=1.0, keep_evictions=100_000))]
+    /// `keep_evictions`; `("evictions_more", n)` counts the rest). `progress(frames,
+    /// packets)` is called every 8192 frames and after each capture. Ctrl-C (or any signal
+    /// whose handler raises) stops the replay within 8192 frames: the exception is raised with
+    /// what was done as its `summary`, the table kept as it is.
+    #[pyo3(signature = (captures, *, clock="capture", packets_path=None, events_path=None, event_timestamps=false, path="forward", threads=1, iif=None, write_path=None, at=None, observe=None, observe_batch=65536, census_every=1.0, keep_evictions=100_000, progress=None))]
     #[allow(clippy::too_many_arguments)]
     fn replay(
         slf: &Bound<'_, Self>,
@@ -561,7 +564,23 @@ impl Net {
         observe_batch: usize,
         census_every: f64,
         keep_evictions: usize,
+        progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<ReplayResult> {
+        if progress.is_some_and(|p| !p.is_callable()) {
+            return Err(Error::type_("progress must be callable").into());
+        }
+        let progress = progress.map(|p| p.clone().unbind());
+        // Signals (Ctrl-C) are looked at between batches of frames, with the GIL.
+        let mut tick = move |frames: u64, packets: u64| -> std::result::Result<(), crate::ip::ExtError> {
+            Python::attach(|py| {
+                py.check_signals()?;
+                if let Some(p) = &progress {
+                    p.call1(py, (frames, packets))?;
+                }
+                Ok(())
+            })
+            .map_err(|e: PyErr| crate::ip::ExtError(Box::new(e)))
+        };
         let mut observer = match observe {
             Some(f) if f.is_callable() => Some(super::observe::PyObserver::new(
                 f.clone().unbind(),
@@ -669,6 +688,7 @@ impl Net {
                 sent_out: sent.as_mut().map(|f| &mut f.1 as &mut dyn Write),
                 actions,
                 observer: observer.as_mut().map(|o| o as &mut dyn crate::replay::Observer),
+                tick: Some(&mut tick),
             };
             let ran = match py_runner {
                 Some(r) => {

@@ -169,7 +169,14 @@ pub struct Replay<'w> {
     pub actions: Vec<(u64, Action<'w>)>,
     /// Who sees every packet after it ran, if anyone (the replay then runs on one thread).
     pub observer: Option<&'w mut dyn Observer>,
+    /// Called every `TICK` frames and at the end of each capture with the frames and IP
+    /// packets read so far (progress, and the caller's chance to stop the replay: an error
+    /// ends it as interrupted, with everything done so far kept).
+    pub tick: Option<&'w mut dyn FnMut(u64, u64) -> Result<(), ip::ExtError>>,
 }
+
+/// How many frames pass between two calls of [`Replay::tick`].
+pub const TICK: u64 = 8192;
 
 /// Sees every IP packet of a replay after it ran (a report's or an export's collector), in
 /// capture order, on the replay's thread; an error stops the replay.
@@ -224,6 +231,8 @@ pub enum ReplayError {
     Hook(ip::ExtError),
     /// A bug of nfct's own (a worker thread panicked); what was done is kept.
     Internal(&'static str),
+    /// The caller stopped the replay (Ctrl-C): what was done is kept.
+    Interrupted(ip::ExtError),
 }
 
 impl std::fmt::Display for ReplayError {
@@ -233,6 +242,7 @@ impl std::fmt::Display for ReplayError {
             ReplayError::Output(e) => write!(f, "writing output: {e}"),
             ReplayError::Hook(_) => f.write_str("a hook operation raised"),
             ReplayError::Internal(m) => f.write_str(m),
+            ReplayError::Interrupted(_) => f.write_str("interrupted"),
         }
     }
 }
@@ -498,12 +508,21 @@ impl Replay<'_> {
             let name = self.name_prefix.then_some(name.as_str());
             let mut out_err: Option<std::io::Error> = None;
             let mut hook_err: Option<ip::ExtError> = None;
+            let mut stopped: Option<ip::ExtError> = None;
             // The defrag counters are read around the capture, not per packet (they sit behind
             // the defrag lock, which non-fragments never take).
             let defrag_before = net.defrag.counters();
             let res = cap.for_each(|rec| {
-                if hook_err.is_some() {
+                if hook_err.is_some() || stopped.is_some() {
                     return;
+                }
+                if rec.index % TICK == 0 {
+                    if let Some(t) = self.tick.as_mut() {
+                        if let Err(e) = t(summary.frames, summary.packets) {
+                            stopped = Some(e);
+                            return;
+                        }
+                    }
                 }
                 let ts = u64::try_from(rec.ts_ns).unwrap_or(0);
                 while *next_action < self.actions.len() && self.actions[*next_action].0 <= ts {
@@ -566,6 +585,12 @@ impl Replay<'_> {
             }
             if let Some(e) = hook_err {
                 return Err(ReplayError::Hook(e));
+            }
+            if let Some(e) = stopped {
+                return Err(ReplayError::Interrupted(e));
+            }
+            if let Some(t) = self.tick.as_mut() {
+                t(summary.frames, summary.packets).map_err(ReplayError::Interrupted)?;
             }
             if let Some(e) = out_err {
                 return Err(ReplayError::Output(e));
