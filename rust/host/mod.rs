@@ -83,7 +83,10 @@ impl Host {
             sysctls(s, &mut host)?;
         }
         if let Some(r) = o.get("ruleset") {
-            host.ruleset = Some(nft::json::compile(r).map_err(|e| err("ruleset", e.to_string()))?);
+            let ifaces: Vec<(String, u32)> =
+                host.routing.devices.all().iter().map(|d| (d.name.clone(), d.index)).collect();
+            host.ruleset =
+                Some(nft::json::compile_for(r, &ifaces).map_err(|e| err("ruleset", e.to_string()))?);
         }
         Ok(host)
     }

@@ -12,6 +12,7 @@ use crate::netfilter::Family;
 use crate::tuple::{Direction, Zone};
 use crate::uapi::{Hook, NF_ACCEPT, NF_DROP};
 use serde_json::Value;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -104,7 +105,23 @@ pub fn parse(text: &str) -> Result<Ruleset, NftError> {
     compile(&doc)
 }
 
-/// Compiles a parsed `nft -j` document.
+thread_local! {
+    /// The host's interfaces (name to ifindex) while [`compile_for`] runs: `nft -j` prints an
+    /// `iface_index` value (`meta iif "eth0"`, `fib saddr oif "eth0"`, a set of them) as the
+    /// interface's name, which the kernel resolved to its index when the rule was loaded.
+    static IFINDEX: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
+}
+
+/// Compiles a parsed `nft -j` document for a host with these interfaces (name, ifindex).
+pub fn compile_for(doc: &Value, ifaces: &[(String, u32)]) -> Result<Ruleset, NftError> {
+    IFINDEX.with(|m| *m.borrow_mut() = ifaces.iter().cloned().collect());
+    let out = compile(doc);
+    IFINDEX.with(|m| m.borrow_mut().clear());
+    out
+}
+
+/// Compiles a parsed `nft -j` document (interface names in `iface_index` values resolve only
+/// through [`compile_for`]).
 pub fn compile(doc: &Value) -> Result<Ruleset, NftError> {
     let top = |m: String| NftError { at: String::new(), message: m };
     let objs = doc
@@ -387,6 +404,14 @@ fn prefix(p: &Value, d: Datatype) -> Res<(Val, Val)> {
 /// A literal (number, string, boolean, or a list of flags ORed) of datatype `d`.
 fn lit(v: &Value, d: Datatype) -> Res<Val> {
     let bad = || format!("{} is not a {d:?} value", show(v));
+    if let (Datatype::IfIndex, Value::String(name)) = (d, v) {
+        if super::types::parse_num(name).is_none() {
+            let index = IFINDEX.with(|m| m.borrow().get(name.as_str()).copied());
+            return index
+                .map(|i| Val::uint(u64::from(i), 4))
+                .ok_or_else(|| format!("interface {name:?} is not one of the host's (its \"addr\" part)"));
+        }
+    }
     match v {
         Value::Number(n) => d.literal(&Literal::Num(n.as_u64().ok_or_else(bad)?)).ok_or_else(bad),
         Value::String(s) => d.literal(&Literal::Str(s)).ok_or_else(bad),
@@ -896,5 +921,27 @@ mod tests {
         .unwrap();
         assert_eq!(ok.tables[0].chains[0].rules.len(), 1);
         assert_eq!(ok.base_chains(), [(0, 0)]);
+    }
+
+    #[test]
+    fn interface_names_are_the_hosts() {
+        // `meta iif "eth1"` as nft -j prints it: the kernel resolved the name when it loaded the
+        // rule, nfct resolves it through the host's interfaces.
+        let doc: Value = serde_json::from_str(
+            r#"{"nftables": [{"table": {"family": "inet", "name": "f", "handle": 1}},
+            {"chain": {"family": "inet", "table": "f", "name": "fw", "handle": 1, "type": "filter",
+               "hook": "forward", "prio": 0, "policy": "accept"}},
+            {"rule": {"family": "inet", "table": "f", "chain": "fw", "handle": 4, "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iif"}}, "right": "eth1"}}, {"drop": null}]}}]}"#,
+        )
+        .unwrap();
+        let e = compile(&doc).unwrap_err();
+        assert_eq!(e.at, "inet f fw handle 4");
+        assert!(e.message.contains("interface \"eth1\" is not one of the host's"), "{e}");
+        let ok = compile_for(&doc, &[("eth0".into(), 2), ("eth1".into(), 3)]).unwrap();
+        let Stmt::Match { right: Rhs::Val(v), .. } = &ok.tables[0].chains[0].rules[0].stmts[0] else {
+            panic!("not a match")
+        };
+        assert_eq!(v.as_u64(), 3);
+        assert!(compile(&doc).is_err(), "the names do not outlive compile_for");
     }
 }
