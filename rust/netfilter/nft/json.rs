@@ -6,7 +6,7 @@ use super::types::{Datatype, Literal, Val};
 use super::{
     Base, BaseChain, BinOp, Chain, ChainType, CmpOp, Comp, Counter, CounterSite, CtKey, Data, Expr,
     FibResult, MangleKey, MetaKey, Payload, Rhs, Rule, Ruleset, Set, Stmt, Table, TableFamily, Verdict,
-    FIB_DADDR, FIB_IIF, FIB_MARK, FIB_OIF, FIB_SADDR,
+    FIB_DADDR, FIB_IIF, FIB_MARK, FIB_OIF, FIB_PRESENT, FIB_SADDR,
 };
 use crate::netfilter::Family;
 use crate::tuple::{Direction, Zone};
@@ -790,8 +790,17 @@ fn stmt(v: &Value, t: &mut TableBuild, sites: &mut Vec<CounterSite>, chain: &str
     let Some((k, body)) = single(v) else { return Err("not a statement".into()) };
     Ok(match k {
         "match" => {
-            let (left, types) = expr(body.get("left").ok_or("match without left")?, t)?;
+            let (mut left, mut types) = expr(body.get("left").ok_or("match without left")?, t)?;
             let right = body.get("right").ok_or("match without right")?;
+            // `fib ... oif exists` / `oif missing` (firewalld's rpfilter): nft prints the
+            // comparison with a boolean and sets NFTA_FIB_F_PRESENT, so the expression yields
+            // whether a route (out of the interface asked for) was found, not the interface.
+            if let (Expr::Fib { result: r @ (FibResult::Oif | FibResult::OifName), flags }, Value::Bool(_)) =
+                (&left, right)
+            {
+                left = Expr::Fib { result: *r, flags: flags | FIB_PRESENT };
+                types = vec![Datatype::Boolean];
+            }
             let op = str_field(body, "op")?;
             let bits = types.len() == 1 && types[0].is_bitmask();
             let (op, right) = match op {
