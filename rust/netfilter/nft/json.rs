@@ -814,6 +814,11 @@ fn stmt(v: &Value, t: &mut TableBuild, sites: &mut Vec<CounterSite>, chain: &str
                     Rhs::Val(m) if bits => (CmpOp::Eq, Rhs::Bits(m)),
                     r => (CmpOp::Eq, r),
                 },
+                // `ct status & seen-reply == 0` (`ct status ! seen-reply`): none of the bits.
+                "!" if bits => match rhs(right, &types, t)? {
+                    Rhs::Val(m) => (CmpOp::Ne, Rhs::Bits(m)),
+                    _ => return Err("! on other than flags".into()),
+                },
                 o => return Err(format!("match operator {o}")),
             };
             Stmt::Match { left, op, right }

@@ -423,3 +423,24 @@ fn oif_exists_and_interface_names() {
     assert_eq!(verdict([10, 0, 0, 7]), NF_ACCEPT, "the way back is eth0");
     assert_eq!(verdict([10, 5, 0, 7]), NF_DROP, "the way back is eth1: oif missing");
 }
+
+#[test]
+fn flags_none_of() {
+    // `ct status & seen-reply == 0`, which nft -j lists with the operator "!".
+    let rs = Arc::new(ruleset(
+        &[("fw", Some("forward"), "accept")],
+        &[(
+            "fw",
+            1,
+            r#"[{"match": {"op": "!", "left": {"ct": {"key": "status"}}, "right": "seen-reply"}}, {"drop": null}]"#,
+        )],
+        "",
+    ));
+    let e = env();
+    let pkt = udp4([10, 1, 0, 1], [10, 2, 0, 1], 1, 53, 0);
+    assert_eq!(run(&e, &rs, "fw", &pkt, &mut SkbCt::default(), &mut 0).verdict, NF_ACCEPT, "no ct");
+    let mut skb = SkbCt::default();
+    e.ct.conntrack_in(&pkt, 1, Hook::PreRouting, AF_INET, &mut skb);
+    assert_eq!(run(&e, &rs, "fw", &pkt, &mut skb, &mut 0).verdict, NF_DROP, "not replied yet");
+    e.ct.release(&mut skb);
+}
