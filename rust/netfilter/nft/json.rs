@@ -165,14 +165,9 @@ pub fn compile(doc: &Value) -> Result<Ruleset, NftError> {
                 t.chain_ix.insert(name.to_string(), t.chains.len());
                 t.chains.push(Chain { name: name.to_string(), base, rules: Vec::new() });
             }
-            "set" | "map" => {
-                let t = table_of(&mut tables, &by_key, body)?;
-                let at = format!("{} {}", t.family.name(), t.name);
-                let (name, set, types) =
-                    named_set(kind == "map", body, t).map_err(|m| NftError { at: at.clone(), message: m })?;
-                t.set_types.insert(name.clone(), types);
-                t.sets.insert(name, Arc::new(set));
-            }
+            // After every chain is known (below): a verdict map's elements jump to chains, and
+            // nft lists sets and maps before the chains of their table.
+            "set" | "map" => {}
             "counter" => {
                 let t = table_of(&mut tables, &by_key, body)?;
                 let name = str_field(body, "name").map_err(top)?;
@@ -203,6 +198,15 @@ pub fn compile(doc: &Value) -> Result<Ruleset, NftError> {
                 return Err(NftError { at, message: format!("{other} objects ({name}) are not modelled") });
             }
         }
+    }
+    for o in objs {
+        let Some((kind @ ("set" | "map"), body)) = single(o) else { continue };
+        let t = table_of(&mut tables, &by_key, body)?;
+        let at = format!("{} {}", t.family.name(), t.name);
+        let (name, set, types) =
+            named_set(kind == "map", body, t).map_err(|m| NftError { at: at.clone(), message: m })?;
+        t.set_types.insert(name.clone(), types);
+        t.sets.insert(name, Arc::new(set));
     }
     // Pass 2: rules, in order.
     for o in objs {
@@ -957,5 +961,18 @@ mod tests {
         };
         assert_eq!(v.as_u64(), 3);
         assert!(compile(&doc).is_err(), "the names do not outlive compile_for");
+    }
+
+    #[test]
+    fn verdict_maps_jump_to_chains_listed_after_them() {
+        // nft -j lists a table's sets and maps before its chains.
+        let doc = r#"{"nftables": [{"table": {"family": "inet", "name": "svc", "handle": 1}},
+            {"map": {"family": "inet", "name": "dispatch", "table": "svc", "type": "inet_service", "handle": 1, "map": "verdict",
+                     "elem": [[80, {"goto": {"target": "svc_web"}}]]}},
+            {"chain": {"family": "inet", "table": "svc", "name": "svc_web", "handle": 2}},
+            {"chain": {"family": "inet", "table": "svc", "name": "pre", "handle": 3, "type": "filter", "hook": "prerouting", "prio": 0, "policy": "accept"}},
+            {"rule": {"family": "inet", "table": "svc", "chain": "pre", "handle": 4, "expr": [{"vmap": {"key": {"payload": {"protocol": "tcp", "field": "dport"}}, "data": "@dispatch"}}]}}]}"#;
+        let rs = parse(doc).unwrap();
+        assert_eq!(rs.tables[0].chains.len(), 2);
     }
 }
