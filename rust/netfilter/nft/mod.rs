@@ -749,7 +749,14 @@ fn payload(p: &Payload, ctx: &PktCtx<'_>) -> Option<Val> {
     let nbits = p.len_bits as usize;
     let first = bit0 / 8;
     let last = (bit0 + nbits).div_ceil(8);
-    let bytes = ctx.data.get(first..last)?;
+    let forwarded;
+    let bytes = match forwarded_header(ctx, first, last) {
+        Some(h) => {
+            forwarded = h;
+            forwarded.get(first..last)?
+        }
+        None => ctx.data.get(first..last)?,
+    };
     if bit0.is_multiple_of(8) && nbits.is_multiple_of(8) {
         return Some(Val::from_bytes(bytes));
     }
@@ -761,6 +768,35 @@ fn payload(p: &Payload, ctx: &PktCtx<'_>) -> Option<Val> {
     let tail = last * 8 - (bit0 + nbits);
     let v = (x >> tail) & ((1u128 << nbits) - 1);
     Some(Val::uint(v as u64, nbits.div_ceil(8)))
+}
+
+/// At FORWARD, and at POST_ROUTING of a packet the host forwards, rules see the header as
+/// `ip_forward` / `ip6_forward` left it before those hooks: the TTL (hop limit) one lower and
+/// the IPv4 header checksum updated to match (`ip_decrease_ttl`). Seen in the harness: `ip ttl
+/// 63` and `ip6 hoplimit 63` match packets sent with 64 in a forward chain. Returns the
+/// header so changed when bytes `first..last` touch it.
+fn forwarded_header(ctx: &PktCtx<'_>, first: usize, last: usize) -> Option<Vec<u8>> {
+    let forwarded = ctx.hook == Hook::Forward || (ctx.hook == Hook::PostRouting && ctx.iif.is_some());
+    if !forwarded {
+        return None;
+    }
+    let (ttl_at, end) = match ctx.family {
+        Family::V4 => (8, 12),
+        Family::V6 => (7, 8),
+    };
+    if first >= end || last <= ttl_at || ctx.data.len() < end || ctx.data[ttl_at] == 0 {
+        return None;
+    }
+    let mut h = ctx.data[..last.max(end).min(ctx.data.len())].to_vec();
+    h[ttl_at] -= 1;
+    if ctx.family == Family::V4 {
+        // `ip_decrease_ttl` as a little-endian machine computes it: the checksum word loaded
+        // as it lies in memory, plus htons(0x0100), with its end-around carry.
+        let check = u32::from(u16::from_le_bytes([h[10], h[11]])) + 1;
+        let check = (check + u32::from(check >= 0xffff)) as u16;
+        h[10..12].copy_from_slice(&check.to_le_bytes());
+    }
+    Some(h)
 }
 
 /// The name of an interface as a register holds it (16 bytes, NUL-padded).

@@ -444,3 +444,48 @@ fn flags_none_of() {
     assert_eq!(run(&e, &rs, "fw", &pkt, &mut skb, &mut 0).verdict, NF_DROP, "not replied yet");
     e.ct.release(&mut skb);
 }
+
+#[test]
+fn forward_sees_the_ttl_decremented() {
+    let rs = Arc::new(ruleset(
+        &[("fw", Some("forward"), "accept")],
+        &[
+            (
+                "fw",
+                1,
+                r#"[{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "ttl"}}, "right": 64}}, {"accept": null}]"#,
+            ),
+            (
+                "fw",
+                2,
+                r#"[{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "ttl"}}, "right": 63}}, {"drop": null}]"#,
+            ),
+        ],
+        "",
+    ));
+    let e = env();
+    // udp4 sends TTL 64 with a zero checksum field.
+    let v = run(&e, &rs, "fw", &udp4([10, 1, 0, 1], [10, 2, 0, 1], 1, 53, 0), &mut SkbCt::default(), &mut 0);
+    assert_eq!((v.verdict, v.by), (NF_DROP, Decider::Rule { chain: 0, handle: 2 }));
+    // The checksum as ip_decrease_ttl leaves it on a little-endian machine.
+    let pkt = udp4([10, 1, 0, 1], [10, 2, 0, 1], 1, 53, 0);
+    let (random, mut mark, mut skb) = (|| 0u32, 0, SkbCt::default());
+    let ctx = PktCtx {
+        data: &pkt,
+        family: Family::V4,
+        hook: Hook::PostRouting,
+        iif: e.devs.by_index(2),
+        oif: None,
+        mark: &mut mark,
+        skb: &mut skb,
+        ct: &e.ct,
+        devs: &e.devs,
+        fib: Some(&e.fib),
+        random: &random,
+        now: 0,
+    };
+    let h = forwarded_header(&ctx, 8, 12).unwrap();
+    assert_eq!((h[8], &h[10..12]), (63, &[0x01, 0x00][..]));
+    let local = PktCtx { iif: None, ..ctx };
+    assert!(forwarded_header(&local, 8, 12).is_none(), "sent by the host: not forwarded");
+}
