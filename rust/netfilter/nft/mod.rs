@@ -814,11 +814,14 @@ fn meta(k: MetaKey, ctx: &PktCtx<'_>) -> Option<Val> {
         MetaKey::NfProto => Val::uint(u64::from(ctx.family.nfproto()), 1),
         MetaKey::Protocol => Val::uint(if ctx.family == Family::V4 { 0x0800 } else { 0x86dd }, 2),
         MetaKey::Mark => Val::uint(u64::from(*ctx.mark), 4),
-        MetaKey::Iif => Val::uint(u64::from(ctx.iif?.index), 4),
-        MetaKey::IifName => ifname(ctx.iif?),
+        // No interface (none in yet at LOCAL_OUT, none out yet at PRE_ROUTING and LOCAL_IN):
+        // index 0 and the empty name (`nft_meta_store_ifindex`, `nft_meta_store_ifname`); the
+        // type is no match.
+        MetaKey::Iif => Val::uint(u64::from(ctx.iif.map_or(0, |d| d.index)), 4),
+        MetaKey::IifName => ctx.iif.map_or(Val::from_bytes(&[0u8; 16]), ifname),
         MetaKey::IifType => Val::uint(u64::from(ctx.iif?.link_type), 2),
-        MetaKey::Oif => Val::uint(u64::from(ctx.oif?.index), 4),
-        MetaKey::OifName => ifname(ctx.oif?),
+        MetaKey::Oif => Val::uint(u64::from(ctx.oif.map_or(0, |d| d.index)), 4),
+        MetaKey::OifName => ctx.oif.map_or(Val::from_bytes(&[0u8; 16]), ifname),
         MetaKey::OifType => Val::uint(u64::from(ctx.oif?.link_type), 2),
         MetaKey::Length => Val::uint(ctx.data.len() as u64, 4),
         MetaKey::PktType => {

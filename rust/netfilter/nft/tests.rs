@@ -489,3 +489,21 @@ fn forward_sees_the_ttl_decremented() {
     let local = PktCtx { iif: None, ..ctx };
     assert!(forwarded_header(&local, 8, 12).is_none(), "sent by the host: not forwarded");
 }
+
+#[test]
+fn no_interface_is_the_empty_name() {
+    // At FORWARD with no output interface known, and at PRE_ROUTING: `oifname != "eth0"`
+    // holds (the kernel compares the empty name), `meta oif 0` too.
+    let rs = Arc::new(ruleset(
+        &[("fw", Some("forward"), "accept")],
+        &[(
+            "fw",
+            1,
+            r#"[{"match": {"op": "!=", "left": {"meta": {"key": "oifname"}}, "right": "eth0"}}, {"match": {"op": "==", "left": {"meta": {"key": "oif"}}, "right": 0}}, {"drop": null}]"#,
+        )],
+        "",
+    ));
+    let e = env();
+    let v = run(&e, &rs, "fw", &udp4([10, 1, 0, 1], [10, 2, 0, 1], 1, 53, 0), &mut SkbCt::default(), &mut 0);
+    assert_eq!(v.verdict, NF_DROP);
+}
