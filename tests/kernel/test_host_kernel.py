@@ -964,6 +964,11 @@ def matches(
     kinds += {None: ["l4proto", "th"], "tcp": ["tcp", "tcpflags"], "udp": ["udp"]}.get(l4, [])
     kinds += {"icmp": ["icmp"], "icmpv6": ["icmpv6"]}.get(l4 or "", [])
     kinds += {"ip": ["ip", "ctorig4"], "ip6": ["ip6"]}.get(l3 or "", [])
+    if l4 is None and l3 is not None:
+        kinds.append("svc")
+    if l4 in ("tcp", "udp") and family != "inet":
+        # (nft 1.0.6 cannot type `ct original proto-dst 53` in an inet table.)
+        kinds.append("ctport")
     if l3 is None and family == "inet":
         kinds.append("nfproto")
     if base and hook in ("prerouting", "input", "forward"):
@@ -1008,6 +1013,13 @@ def matches(
         return f"ct original ip saddr {pick(['10.1.0.0/24', '10.2.0.2'])}"
     if kind == "nfproto":
         return f"meta nfproto {pick(['ipv4', 'ipv6'])}"
+    if kind == "svc":
+        field_ = pick(["saddr", "daddr"])
+        return f"{l3} {field_} . meta l4proto . th dport {neg}@svc{4 if l3 == 'ip' else 6}"
+    if kind == "ctport":
+        port = pick(["53", "80", "1000-1100"])
+        d = pick(["original", "reply"])
+        return f"ct {d} protocol {l4} ct {d} proto-dst {port}"
     return pick(["fib daddr type local", "fib daddr type != local", "fib saddr . iif oif missing"])
 
 
@@ -1026,6 +1038,8 @@ def rules(draw: st.DrawFn, family: str, hook: str, base: bool, targets: Sequence
         parts.append("counter")
     stmts = ["meta mark set 0x1", "meta mark set meta mark | 0x2", "ct mark set 0x1", "log"]
     stmts += ["ct mark set meta mark"]
+    if l4 in (None, "tcp", "udp"):
+        stmts.append(f"meta mark set {l4 or 'th'} dport map @marks")
     if base and hook == "prerouting":
         stmts += ["notrack", "ct zone set 3"]
     if draw(st.integers(0, 2)) == 0:
@@ -1037,13 +1051,38 @@ def rules(draw: st.DrawFn, family: str, hook: str, base: bool, targets: Sequence
     if base and hook in ("input", "forward"):
         verdicts.append("reject")
     verdict = draw(st.sampled_from(verdicts))
-    if verdict == "" and draw(st.integers(0, 5)) == 0:
+    if verdict == "" and draw(st.integers(0, 4)) == 0:
         outcomes = ["accept", "drop", "continue", *(f"jump {t}" for t in targets)]
-        choices = ", ".join(f"{p} : {draw(st.sampled_from(outcomes))}" for p in ("tcp", "udp"))
-        verdict = f"meta l4proto vmap {{ {choices} }}"
+        if l4 in (None, "tcp", "udp") and draw(st.booleans()):
+            keys: tuple[str, ...] = ("53", "80", "1000-1100")
+            what = f"{l4 or 'th'} dport"
+        else:
+            keys, what = ("tcp", "udp"), "meta l4proto"
+        choices = ", ".join(f"{k} : {draw(st.sampled_from(outcomes))}" for k in keys)
+        verdict = f"{what} vmap {{ {choices} }}"
     if verdict:
         parts.append(verdict)
     return " ".join(parts) or "counter"
+
+
+# The named sets and maps of a random table, by family.
+_SVC4 = (
+    "    set svc4 {",
+    "        type ipv4_addr . inet_proto . inet_service; flags interval",
+    "        elements = { 10.2.0.0/24 . tcp . 80, 10.9.0.1 . udp . 1000-1100,",
+    "                     10.0.0.0/8 . udp . 53 }",
+    "    }",
+)
+_SVC6 = (
+    "    set svc6 {",
+    "        type ipv6_addr . inet_proto . inet_service",
+    "        elements = { fd00:2::2 . tcp . 443, fd00:9::1 . udp . 53, fd00:2::2 . udp . 53 }",
+    "    }",
+)
+_MARKS = (
+    "    map marks { type inet_service : mark; elements = { 53 : 0x1, 80 : 0x2, 443 : 0x3 } }",
+)
+NAMED_SETS = {"ip": _SVC4 + _MARKS, "ip6": _SVC6 + _MARKS, "inet": _SVC4 + _SVC6 + _MARKS}
 
 
 @st.composite
@@ -1071,7 +1110,7 @@ def random_rulesets(draw: st.DrawFn) -> str:
                 draw(rules(family, hook, True, regular)) for _ in range(draw(st.integers(1, 4)))
             ]
             chains.append((f"b{b}", (hook, prio, policy), body))
-        text = [f"table {family} t{t} {{"]
+        text = [f"table {family} t{t} {{", *NAMED_SETS[family]]
         for name, base, body in chains:
             text.append(f"    chain {name} {{")
             if base is not None:
