@@ -35,10 +35,16 @@ here):
   (``test_fib_answers``; the Rust test ``fib_as_the_kernel_answers`` holds the same cases.)
 * ``nft -j`` prints ``fib ... oif missing`` as a comparison with ``false``, and an
   ``iface_index`` value (``fib saddr oif "nfct0"``) as the interface's name.
+* ``nft -j`` lists ``ct status & seen-reply == 0`` with the operator ``!``, and a table's sets
+  and maps before its chains (a verdict map's elements jump to chains listed after it).
 * ``numgen inc`` counts per rule, every evaluation, across packets of all flows.
+* FORWARD, and POST_ROUTING of a forwarded packet, see the TTL and hop limit already
+  decremented (``ip ttl 63`` matches a packet sent with 64); at PRE_ROUTING, with no output
+  interface yet, ``oifname != "nfct-v0"`` and ``meta oif 0`` match (the empty name, index 0).
+* A packet dropped at confirmation (a clash) has passed the fate chains: the statistics
+  (``insert_failed``, ``drop``) compare those, and nfct's drop reason says so.
 * Routing: a blackhole, unreachable or prohibit route drops a packet before FORWARD (its new
-  entry is never confirmed) and the kernel answers the latter two with an ICMP error; the
-  strict reverse-path filter drops a packet whose way back leaves by another interface, the
+  entry is never confirmed); the strict reverse-path filter drops a packet whose way back leaves by another interface, the
   loose one a packet whose source has no route or a blackhole one; forwarding off (all, or per
   interface for IPv4) drops forwarded packets before FORWARD and still delivers local ones; a
   route's ``mtu`` and an interface's MTU both bound the forwarded size (DF set), IPv6 never
