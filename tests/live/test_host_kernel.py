@@ -45,10 +45,10 @@ here):
   (``insert_failed``, ``drop``) compare those, and nfct's drop reason says so.
 * Routing: a blackhole, unreachable or prohibit route drops a packet before FORWARD (its new
   entry is never confirmed); the strict reverse-path filter drops a packet whose way back
-  leaves by another interface, the loose one a packet whose source has no route or a blackhole one; forwarding off (all, or per
-  interface for IPv4) drops forwarded packets before FORWARD and still delivers local ones; a
-  route's ``mtu`` and an interface's MTU both bound the forwarded size (DF set), IPv6 never
-  fragments (``test_routing_variation``).
+  leaves by another interface, the loose one a packet whose source has no route or a blackhole
+  one; forwarding off (all, or per interface for IPv4) drops forwarded packets before FORWARD
+  and still delivers local ones; a route's ``mtu`` and an interface's MTU both bound the
+  forwarded size (DF set), IPv6 never fragments (``test_routing_variation``).
 * firewalld's ``nat`` base chains (no NAT statement in them) change nothing that is compared.
 * Among hook operations of equal priority the one registered last runs first: a test's chain
   at priority 0 runs before the harness's own counting chain, and a chain at conntrack's own
