@@ -94,6 +94,9 @@ impl Summary {
 
     /// Adds another summary's packet counts (a threaded replay's workers).
     fn merge(&mut self, o: Summary) {
+        self.frames += o.frames;
+        self.packets += o.packets;
+        self.non_ip += o.non_ip;
         self.new += o.new;
         self.established += o.established;
         self.related += o.related;
