@@ -603,8 +603,15 @@ pub fn masquerade_addr(dev: &Dev, next_hop: IpAddr) -> Option<IpAddr> {
         .map(|a| a.addr)
 }
 
-/// The next hop masquerade looks at: the route's gateway, else the destination.
+/// The address masquerade chooses its source for: over IPv4 the next hop (`rt_nexthop`: the
+/// route's gateway, else the destination), over IPv6 the destination itself
+/// (`nf_nat_masquerade_ipv6` asks `ipv6_dev_get_saddr` about the packet's daddr). Observed on
+/// 6.18: behind a default route via fe80::1 out of an interface whose only address is a
+/// global one, IPv6 masquerade takes that global address.
 pub fn next_hop(fib: Option<&Fib>, dst: IpAddr) -> IpAddr {
+    if dst.is_ipv6() {
+        return dst;
+    }
     fib.and_then(|f| f.lookup(dst, None)).and_then(|r| r.gateway).unwrap_or(dst)
 }
 
