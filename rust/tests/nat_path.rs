@@ -360,3 +360,28 @@ fn rcv_noconfirm<'a>(
         nfct::ip::run_hook_only(net, hooks, Family::V4, nfct::uapi::Hook::PreRouting, run, pkt, cell, ext);
     assert!(out.is_none(), "PRE_ROUTING accepts");
 }
+
+/// `nft -j` lists an address range that is a whole prefix as one (`dnat to 10.0.0.16/28` for
+/// `dnat to 10.0.0.16-10.0.0.31`); without the netmap flag it is that range, as the kernel
+/// gets it (observed on 6.18, nft 1.0.6).
+#[test]
+fn a_nat_prefix_is_a_range_of_addresses() {
+    let dnat = r#"[{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "198.51.100.10"}},
+        {"dnat": {"family": "ip", "addr": {"prefix": {"addr": "192.168.1.16", "len": 28}}}}]"#;
+    let net = router(&[], &[dnat]);
+    let mut chosen = std::collections::BTreeSet::new();
+    for i in 0..64u8 {
+        let (out, bytes) = rcv(
+            &net,
+            WAN,
+            MS,
+            &udp([198, 51, 100, 100 + i % 50], a("198.51.100.10"), 1000 + u16::from(i), 53),
+        );
+        assert_eq!(out.verdict, NF_ACCEPT);
+        assert!(checksums_ok(&bytes));
+        let d = [bytes[16], bytes[17], bytes[18], bytes[19]];
+        assert!(d >= a("192.168.1.16") && d <= a("192.168.1.31"), "{d:?}");
+        chosen.insert(d);
+    }
+    assert!(chosen.len() > 4, "spread over the range: {chosen:?}");
+}

@@ -972,8 +972,13 @@ fn nat_stmt(k: &str, body: &Value, t: &TableBuild) -> Res<NatStmt> {
             addr_hi = Some(Expr::Imm(lit(hi, addr_type)?));
         } else if let Some(m) = a.get("map") {
             addr = Some(nat_map(m, addr_type, t)?);
-        } else if a.get("prefix").is_some() {
-            return Err(format!("{k} to a prefix is not modelled"));
+        } else if let Some(p) = a.get("prefix") {
+            // Without the netmap flag (refused above) a prefix is the range of its addresses:
+            // nft lists `dnat to 10.0.0.16-10.0.0.31` as `dnat to 10.0.0.16/28`, and the kernel
+            // gets the range's first and last address (observed on 6.18 with nft 1.0.6).
+            let (lo, hi) = prefix(p, addr_type)?;
+            addr = Some(Expr::Imm(lo));
+            addr_hi = Some(Expr::Imm(hi));
         } else if a.is_string() {
             addr = Some(Expr::Imm(lit(a, addr_type)?));
         } else {
