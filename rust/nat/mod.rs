@@ -140,6 +140,7 @@ pub struct NatEnv<'a> {
 #[derive(Clone, Copy, Debug)]
 struct Asking {
     slot: u32,
+    gen: u32,
     orig: Tuple,
     zone: Zone,
 }
@@ -162,7 +163,7 @@ pub fn setup_info(env: &NatEnv<'_>, slot: u32, gen: u32, range: &NatRange, manip
     }
     // What we have looks like the inverse of the reply (earlier manips included).
     let Some(curr) = reply.invert() else { return NF_ACCEPT };
-    let asking = Asking { slot, orig, zone };
+    let asking = Asking { slot, gen, orig, zone };
     let new = unique_tuple(env, &curr, range, asking, manip);
     let (bit, done) = manip.bits();
     let changed = new != curr;
@@ -202,6 +203,51 @@ fn used(env: &NatEnv<'_>, t: &Tuple, a: Asking) -> bool {
         Some(r) => env.ct.tuple_taken(&r, a.zone, (a.slot, a.orig), env.now),
         None => false,
     }
+}
+
+/// The last attempts of a port search (`attempts_left` at most this many, in any round) in
+/// which a new TCP connection may take the tuple of a closing one.
+const HARDER_THRESH: u32 = MAX_ATTEMPTS / 4;
+
+/// The uniqueness check of the port search's attempt with `left` attempts to go in its round
+/// (`left` counts down to 1). Observed on 6.18 (tests/live/test_nat_kernel.py):
+///
+/// * In the last [`HARDER_THRESH`] (32) attempts of a round, for a TCP entry in SYN_SENT (a
+///   connection opened by a SYN), the check is a plain lookup of the reply the candidate would
+///   have: it does not count `found` (a 65-port search that meets 64 taken ports counts 32).
+/// * Found there as another entry's reply, an entry in TIME_WAIT or CLOSE whose original
+///   direction's `td_end` is before the new SYN's (32-bit serial order: the SYN with its
+///   sequence number at or after the old end, e.g. 1002 after a FIN at 1001; not 2^31 or more
+///   beyond it) is deleted (a DESTROY event) and its tuple reused. CLOSE_WAIT, LAST_ACK,
+///   FIN_WAIT, SYN_RECV, ESTABLISHED and SYN_SENT entries are not; nor is anything for UDP or
+///   for TCP entries picked up from the middle of a connection.
+/// * Found as another entry's original tuple: taken.
+fn used_harder(env: &NatEnv<'_>, t: &Tuple, a: Asking, left: u32) -> bool {
+    use crate::conn::state::{tcp, ProtoState};
+    if left > HARDER_THRESH || t.protonum != IPPROTO_TCP {
+        return used(env, t, a);
+    }
+    let syn_end = env.ct.with_conn(a.slot, a.gen, |c| match &c.proto {
+        ProtoState::Tcp(st) if st.state == tcp::SYN_SENT => Some(st.seen[0].td_end),
+        _ => None,
+    });
+    let Some(Some(syn_end)) = syn_end else { return used(env, t, a) };
+    let Some(r) = t.invert() else { return false };
+    let Some((slot, gen, dir)) = env.ct.find_get(&r, a.zone, env.now) else { return false };
+    let taken = if slot == a.slot || dir == Direction::Original {
+        true
+    } else {
+        let closing = env.ct.with_conn(slot, gen, |c| match &c.proto {
+            ProtoState::Tcp(st) => {
+                matches!(st.state, tcp::TIME_WAIT | tcp::CLOSE)
+                    && (syn_end.wrapping_sub(st.seen[0].td_end) as i32) > 0
+            }
+            _ => false,
+        });
+        !(closing == Some(true) && env.ct.delete(slot, gen, env.now))
+    };
+    env.ct.put(slot, gen);
+    taken
 }
 
 /// `nf_inet_addr` comparison for the tuple layout (IPv4 in the first 4 bytes).
@@ -415,7 +461,8 @@ fn unique_tuple(env: &NatEnv<'_>, orig: &Tuple, r: &NatRange, a: Asking, manip: 
 
 /// `nf_nat_l4proto_unique_tuple`: a port (or ICMP id) from the range, searched from an offset
 /// (random for source NAT and random flags, 0 otherwise) in rounds of 128, 64, 32, 16 and 8
-/// attempts; on failure the last one tried stays (the clash drops the packet later).
+/// attempts; on failure the last one tried stays (the clash drops the packet later). Each
+/// round's last attempts may take a closing TCP connection's tuple ([`used_harder`]).
 fn port_search(env: &NatEnv<'_>, t: &mut Tuple, r: &NatRange, manip: Manip, a: Asking) {
     if !has_proto_part(t.protonum) {
         return;
@@ -445,14 +492,14 @@ fn port_search(env: &NatEnv<'_>, t: &mut Tuple, r: &NatRange, manip: Manip, a: A
         if r.flags & RANGE_PROTO_RANDOM_ALL != 0 || manip != Manip::Dst { u32::from(rand16()) } else { 0 };
     let mut attempts = size.min(MAX_ATTEMPTS);
     loop {
-        for _ in 0..attempts {
+        for i in 0..attempts {
             let v = (min + off % size) as u16;
             if key_is_src {
                 t.src_u = v;
             } else {
                 t.dst_u = v;
             }
-            if !used(env, t, a) {
+            if !used_harder(env, t, a, attempts - i) {
                 return;
             }
             off = off.wrapping_add(1);
