@@ -288,6 +288,13 @@ fn base_chain(family: TableFamily, o: &Value) -> Res<Option<BaseChain>> {
         "nat" => ChainType::Nat,
         t => return Err(format!("chain type {t} is not modelled")),
     };
+    if typ == ChainType::Nat && hook == Hook::Forward {
+        // nft_chain_nat hooks prerouting, input, output and postrouting only: nft's `type nat
+        // hook forward` fails with EOPNOTSUPP (observed on 6.18), so no host has one.
+        return Err("a nat chain at forward: the kernel has nat chains at prerouting, input, output and \
+             postrouting only"
+            .into());
+    }
     let prio = o
         .get("prio")
         .and_then(Value::as_i64)
@@ -1107,5 +1114,16 @@ mod tests {
             {"rule": {"family": "inet", "table": "svc", "chain": "pre", "handle": 4, "expr": [{"vmap": {"key": {"payload": {"protocol": "tcp", "field": "dport"}}, "data": "@dispatch"}}]}}]}"#;
         let rs = parse(doc).unwrap();
         assert_eq!(rs.tables[0].chains.len(), 2);
+    }
+
+    #[test]
+    fn a_nat_chain_at_forward_is_refused() {
+        let e = parse(
+            r#"{"nftables": [{"table": {"family": "ip", "name": "n", "handle": 1}},
+            {"chain": {"family": "ip", "table": "n", "name": "f", "handle": 1, "type": "nat",
+               "hook": "forward", "prio": 0, "policy": "accept"}}]}"#,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("nat chain at forward"), "{e}");
     }
 }
