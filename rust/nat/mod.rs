@@ -613,41 +613,122 @@ pub fn icmp_reply_translation(
     NF_ACCEPT
 }
 
-/// `inet_select_addr` for masquerade: the address of `dev` in the same subnet as `next_hop`,
-/// else its first address of the family.
+/// The address masquerade translates to on `dev`: over IPv4 `inet_select_addr` (the address
+/// in the same subnet as `next_hop`, else the first of the family); over IPv6 the source
+/// address selection of RFC 6724 for the destination `next_hop` ([`ipv6_source`]).
 pub fn masquerade_addr(dev: &Dev, next_hop: IpAddr) -> Option<IpAddr> {
-    let same_fam = |a: &IpAddr| a.is_ipv4() == next_hop.is_ipv4();
-    let in_subnet = |a: &crate::fib::IfAddr| {
-        if !same_fam(&a.addr) {
-            return false;
-        }
-        match (a.addr, next_hop) {
-            (IpAddr::V4(x), IpAddr::V4(y)) => {
-                let m =
-                    if a.prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(a.prefix_len.min(32))) };
-                u32::from(x) & m == u32::from(y) & m
-            }
-            (IpAddr::V6(x), IpAddr::V6(y)) => {
-                let m =
-                    if a.prefix_len == 0 { 0 } else { u128::MAX << (128 - u32::from(a.prefix_len.min(128))) };
-                u128::from(x) & m == u128::from(y) & m
-            }
-            _ => false,
-        }
+    let IpAddr::V4(hop) = next_hop else {
+        return ipv6_source(dev, next_hop);
     };
-    let usable = |a: &crate::fib::IfAddr| match a.addr {
-        IpAddr::V4(_) => true,
-        // A link-local source only for a link-local destination.
-        IpAddr::V6(v) => {
-            (v.segments()[0] & 0xffc0 == 0xfe80)
-                == matches!(next_hop, IpAddr::V6(h) if h.segments()[0] & 0xffc0 == 0xfe80)
+    let in_subnet = |a: &crate::fib::IfAddr| match a.addr {
+        IpAddr::V4(x) => {
+            let m = if a.prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(a.prefix_len.min(32))) };
+            u32::from(x) & m == u32::from(hop) & m
         }
+        IpAddr::V6(_) => false,
     };
     dev.addrs
         .iter()
-        .find(|a| in_subnet(a) && usable(a))
-        .or_else(|| dev.addrs.iter().find(|a| same_fam(&a.addr) && usable(a)))
+        .find(|a| in_subnet(a))
+        .or_else(|| dev.addrs.iter().find(|a| a.addr.is_ipv4()))
         .map(|a| a.addr)
+}
+
+/// An IPv6 address's scope as the kernel numbers it (`IPV6_ADDR_SCOPE_*`).
+fn scope6(a: std::net::Ipv6Addr) -> u8 {
+    let s = a.segments();
+    if a.is_loopback() {
+        0x1
+    } else if s[0] & 0xffc0 == 0xfe80 {
+        0x2
+    } else if s[0] & 0xffc0 == 0xfec0 {
+        0x5
+    } else {
+        0xe
+    }
+}
+
+/// The label of RFC 6724's default policy table (with Linux's ORCHID entry): addresses of
+/// one label belong together (6to4, Teredo, ULA, site-local, 6bone, v4-mapped...).
+fn label6(a: std::net::Ipv6Addr) -> u8 {
+    let v = u128::from(a);
+    let table: [(u128, u8, u8); 9] = [
+        (1, 128, 0),                // ::1/128
+        (0xffff_0000_0000, 96, 4),  // ::ffff:0:0/96
+        (0, 96, 3),                 // ::/96
+        (0x2001_0010 << 96, 28, 7), // 2001:10::/28
+        (0x2001_0000 << 96, 32, 5), // 2001::/32
+        (0x2002 << 112, 16, 2),     // 2002::/16
+        (0x3ffe << 112, 16, 12),    // 3ffe::/16
+        (0xfec0 << 112, 10, 11),    // fec0::/10
+        (0xfc00 << 112, 7, 13),     // fc00::/7
+    ];
+    table
+        .iter()
+        .filter(|(p, len, _)| {
+            let m = u128::MAX << (128 - u32::from(*len));
+            v & m == *p & m
+        })
+        .max_by_key(|(_, len, _)| *len)
+        .map_or(1, |(_, _, l)| *l)
+}
+
+/// Source address selection (RFC 6724 §5, as `ipv6_dev_get_saddr` ranks the candidates) among
+/// `dev`'s IPv6 addresses for destination `dst`: the address itself; an appropriate scope;
+/// the destination's label; the longest prefix in common with it (up to the address's
+/// prefix length); on a tie the one listed first. Observed on 6.18 with 2001:db8:ff::1,
+/// 3fff::1 and fd99::1 on the outgoing interface (listed fd99::1, 3fff::1, 2001:db8:ff::1):
+/// 2001:db8:1::10, 2002::1 and 2001::1 get 2001:db8:ff::1; 3ffe::10, 4000::1, 8000::1 and
+/// ::ffff:1.2.3.4 get 3fff::1; fd00:7::1 and fec0::1 get fd99::1. Not modelled: deprecated
+/// and temporary addresses (the host file does not say), and addresses of other interfaces
+/// (the kernel takes one of those when the outgoing interface has none).
+fn ipv6_source(dev: &Dev, dst: IpAddr) -> Option<IpAddr> {
+    let IpAddr::V6(d) = dst else { return None };
+    let (dscope, dlabel) = (scope6(d), label6(d));
+    let mut best: Option<(std::net::Ipv6Addr, u8)> = None;
+    for a in &dev.addrs {
+        let IpAddr::V6(sa) = a.addr else { continue };
+        let Some((sb, blen)) = best else {
+            best = Some((sa, a.prefix_len));
+            continue;
+        };
+        // Whether `sa` beats the best so far, rule by rule; None: a tie.
+        let rules = [
+            // 1: the destination itself.
+            (sa == d, sb == d),
+            // 2: an appropriate scope.
+            {
+                let (x, y) = (scope6(sa), scope6(sb));
+                if x == y {
+                    (false, false)
+                } else if x < y {
+                    (x >= dscope, x < dscope)
+                } else {
+                    (y < dscope, y >= dscope)
+                }
+            },
+            // 6: the destination's label.
+            (label6(sa) == dlabel, label6(sb) == dlabel),
+        ];
+        let mut decided = None;
+        for (x, y) in rules {
+            if x != y {
+                decided = Some(x);
+                break;
+            }
+        }
+        let better = decided.unwrap_or_else(|| {
+            // 8: the longest prefix in common, up to the address's prefix length.
+            let common = |s: std::net::Ipv6Addr, len: u8| {
+                ((u128::from(s) ^ u128::from(d)).leading_zeros()).min(u32::from(len))
+            };
+            common(sa, a.prefix_len) > common(sb, blen)
+        });
+        if better {
+            best = Some((sa, a.prefix_len));
+        }
+    }
+    best.map(|(a, _)| IpAddr::V6(a))
 }
 
 /// The address masquerade chooses its source for: over IPv4 the next hop (`rt_nexthop`: the
