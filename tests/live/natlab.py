@@ -13,6 +13,9 @@ out of its veth. Here it becomes a NAT router:
   in): for conntrack and NAT the interface a packet came in on does not matter, except for
   ``redirect`` (the incoming interface's address: the TUN's 192.0.0.8) and the rules' iif
   matches, which the tests avoid;
+* a destination in the veth's own subnets (203.0.113.0/24, 2001:db8:ff::/64) would need
+  neighbour resolution, whose solicitations the host may not send: such packets never leave,
+  so the tests send none;
 * ICMP redirects are off and a chain at output priority -300 drops everything the host itself
   sends (ICMP errors, TCP resets of a redirected connection, redirects) before conntrack sees
   it, so only the injected packets touch the table.
@@ -162,7 +165,7 @@ def _fold(data: bytes) -> int:
 def reassemble4(frags: Sequence[bytes]) -> bytes:
     """IPv4 fragments back into one datagram (the first fragment's header, its offset and MF
     cleared, its length and checksum recomputed)."""
-    parts = sorted(frags, key=lambda f: struct.unpack("!H", f[6:8])[0] & 0x1FFF)
+    parts = sorted(frags, key=lambda f: _frag_fields(f)[0])
     first = parts[0]
     ihl = (first[0] & 15) * 4
     payload = bytearray()
@@ -180,7 +183,32 @@ def reassemble4(frags: Sequence[bytes]) -> bytes:
 
 
 def is_fragment(data: bytes) -> bool:
-    return data[0] >> 4 == 4 and struct.unpack("!H", data[6:8])[0] & 0x3FFF != 0
+    if data[0] >> 4 == 6:
+        return data[6] == 44
+    return struct.unpack("!H", data[6:8])[0] & 0x3FFF != 0
+
+
+def _frag_fields(f: bytes) -> tuple[int, bool, int, int]:
+    """(offset in bytes, more fragments, header length, total length) of a fragment: IPv4, or
+    IPv6 with the fragment header right after the fixed header."""
+    if f[0] >> 4 == 6:
+        off_mf = struct.unpack("!H", f[42:44])[0]
+        return off_mf & 0xFFF8, bool(off_mf & 1), 48, 40 + struct.unpack("!H", f[4:6])[0]
+    fl = struct.unpack("!H", f[6:8])[0]
+    return (fl & 0x1FFF) * 8, bool(fl & 0x2000), (f[0] & 15) * 4, struct.unpack("!H", f[2:4])[0]
+
+
+def reassemble6(frags: Sequence[bytes]) -> bytes:
+    """IPv6 fragments (fragment header first) back into one datagram without it."""
+    parts = sorted(frags, key=lambda f: _frag_fields(f)[0])
+    payload = bytearray()
+    for f in parts:
+        off, _, hlen, tot = _frag_fields(f)
+        payload[off : off + tot - hlen] = f[hlen:tot]
+    hdr = bytearray(parts[0][:40])
+    hdr[4:6] = struct.pack("!H", len(payload))
+    hdr[6] = parts[0][40]
+    return bytes(hdr) + bytes(payload)
 
 
 def describe(data: bytes) -> str:
@@ -235,11 +263,16 @@ class NatRun:
         pending: dict[tuple[int, bytes, bytes, int], list[bytes]] = {}
         for e in self.k.egress:
             if is_fragment(e.data):
-                key = (e.packet, e.data[12:20], e.data[4:6], e.data[9])
+                v6 = e.data[0] >> 4 == 6
+                key = (
+                    (e.packet, e.data[8:40], e.data[44:48], 6)
+                    if v6
+                    else (e.packet, e.data[12:20], e.data[4:6], e.data[9])
+                )
                 pending.setdefault(key, []).append(e.data)
                 frags = pending[key]
                 if _complete(frags):
-                    result.append((e.packet, reassemble4(frags)))
+                    result.append((e.packet, (reassemble6 if v6 else reassemble4)(frags)))
                     del pending[key]
             else:
                 result.append((e.packet, e.data))
@@ -261,13 +294,12 @@ class NatRun:
 def _complete(frags: Sequence[bytes]) -> bool:
     have = 0
     last = False
-    for f in sorted(frags, key=lambda f: struct.unpack("!H", f[6:8])[0] & 0x1FFF):
-        fl = struct.unpack("!H", f[6:8])[0]
-        off = (fl & 0x1FFF) * 8
+    for f in sorted(frags, key=lambda f: _frag_fields(f)[0]):
+        off, more, hlen, tot = _frag_fields(f)
         if off != have:
             return False
-        have = off + struct.unpack("!H", f[2:4])[0] - (f[0] & 15) * 4
-        last = not fl & 0x2000
+        have = off + tot - hlen
+        last = not more
     return last
 
 

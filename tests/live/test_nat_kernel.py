@@ -441,6 +441,27 @@ def test_nat_scenario_agrees(name: str) -> None:
         assert run.k.stats["found"] == (1520 if "SYN" in name else 2016)
 
 
+def test_ipv6_masquerade_source_selection() -> None:
+    """IPv6 masquerade takes the source address RFC 6724 selects for the destination among the
+    outgoing interface's addresses (ipv6_dev_get_saddr), not the first one: with
+    2001:db8:ff::1, 3fff::1 and fd99::1 there (listed in the reverse order), the longest prefix
+    in common decides (2001:db8:1::10, 2002::1, 2001::1 -> 2001:db8:ff::1; 3ffe::10 ->
+    3fff::1), the label (ULA with ULA: fd00:7::1 -> fd99::1; not for 8000::1, whose one
+    common bit is with fd99::1 -> 3fff::1), ties go to the first listed (4000::1,
+    ::ffff:1.2.3.4 -> 3fff::1), a site-local destination to the longest common prefix
+    (fec0::1 -> fd99::1). Observed on 6.18."""
+
+    def more_addresses(lab: kernel.KernelLab) -> None:
+        for a in ("3fff::1/64", "fd99::1/64"):
+            lab.exec("ip", "-6", "addr", "add", a, "dev", OUT_DEV, "nodad")
+
+    dsts = ["2001:db8:1::10", "3fff:1::10", "3ffe::10", "fd99:5::1", "fd00:7::1"]
+    dsts += ["4000::1", "8000::1", "2002::1", "2001::1", "fec0::1"]
+    pkts = timed(*[P.udp(C61, d, 1000 + i, 53, b"q") for i, d in enumerate(dsts)])
+    ruleset = nat_table("ip6", post(f'oifname "{OUT_DEV}" masquerade'))
+    agree(run_nat(pkts, ruleset, setup=more_addresses))
+
+
 # --- random choices: what must hold -----------------------------------------------------------
 
 
@@ -622,6 +643,25 @@ def test_fragmented_datagram_dnat() -> None:
     assert len(frags) == 2 and all(len(e.data) <= 620 for e in frags), frags
     assert [i for i, _ in run.out] == [1, 2]
     assert not checksums_ok(run.out[0][1])
+
+
+def test_fragmented_ipv6_datagram_dnat() -> None:
+    """The same over IPv6 (nf_defrag_ipv6, then ip6_fragment to the largest fragment size
+    received): two fragments leave after the last one arrived, and reassembled (fragment
+    header dropped) they are nfct's translated datagram."""
+    ruleset = nat_table("ip6", pre(f"ip6 daddr {S61} udp dport 53 dnat to [2001:db8:1::20]:5353"))
+    big = P.udp(C61, S61, 1000, 53, bytes(range(256)) * 4)
+    body = big[40:]
+    frags = [
+        P.ipv6(C61, S61, 17, body[:600], ext_headers=[(44, struct.pack("!HI", 0 | 1, 0x4242))]),
+        P.ipv6(C61, S61, 17, body[600:], ext_headers=[(44, struct.pack("!HI", 600, 0x4242))]),
+    ]
+    pkts = timed(*frags, P.udp("2001:db8:1::20", C61, 5353, 1000, b"answer"))
+    run = run_nat(pkts, ruleset)
+    assert run.cmp.agree and not run.byte_diffs, run.render()
+    assert run.k.egress is not None
+    assert len([e for e in run.k.egress if e.packet == 1]) == 2
+    assert [i for i, _ in run.out] == [1, 2]
 
 
 # --- the harness's capture ----------------------------------------------------------------------
