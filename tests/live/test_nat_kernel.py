@@ -151,6 +151,32 @@ def _snat_range() -> Seq:
     return timed(*out)
 
 
+def test_snat_range_reuses_a_sources_mapping() -> None:
+    """find_appropriate_src (the bysource list): a source (address, port, protocol) already
+    mapped keeps its mapping for other destinations, though the hash of the addresses would
+    pick another address for them; from another source port each connection gets the hashed
+    address of its own destination. Both as the kernel does."""
+    ruleset = SCENARIOS["snat to a range: the address by jhash2"][0]
+    same = timed(*[P.udp(c, s, 2000 + n, 53, b"q") for n, c in enumerate(CLIENTS) for s in SERVERS])
+    other = timed(
+        *[
+            P.udp(c, s, 2000 + 3 * n + m, 53, b"q")
+            for n, c in enumerate(CLIENTS)
+            for m, s in enumerate(SERVERS)
+        ]
+    )
+    per_client = []
+    for pkts in (same, other):
+        run = run_nat(pkts, ruleset)
+        agree(run)
+        addrs: dict[str, set[str]] = {}
+        for e in run.entries():
+            addrs.setdefault(e["orig"]["src"], set()).add(e["reply"]["dst"])
+        per_client.append(addrs)
+    assert all(len(a) == 1 for a in per_client[0].values())
+    assert any(len(a) > 1 for a in per_client[1].values())
+
+
 @scenario(
     "snat to a range, persistent",
     nat_table("ip", post(f'oifname "{OUT_DEV}" snat to 203.0.113.10-203.0.113.20 persistent')),
@@ -328,6 +354,48 @@ def _icmp6_errors() -> Seq:
         P.icmp6_error(S61, OUT6, 1, 4, seen),
         P.icmp6_error("2001:db8:1::99", OUT6, 3, 0, seen),
     )
+
+
+@scenario(
+    "dnat by numgen inc, and by a concatenated map of address and port",
+    "table ip nat_t {\n"
+    "    map backends {\n"
+    "        type ipv4_addr . inet_service : ipv4_addr . inet_service\n"
+    f"        elements = {{ {S2} . 80 : 198.51.100.30 . 8080,\n"
+    f"                     {S2} . 443 : 198.51.100.31 . 8443 }}\n"
+    "    }\n"
+    + pre(
+        f"ip daddr {S1} udp dport 53 dnat to numgen inc mod 3 map "
+        "{ 0 : 198.51.100.20, 1 : 198.51.100.21, 2 : 198.51.100.22 }",
+        f"ip daddr {S2} meta l4proto tcp dnat ip to ip daddr . tcp dport map @backends",
+    )
+    + "}\n",
+)
+def _maps() -> Seq:
+    """`numgen inc` counts the packets that reach it (first packets only: later ones skip the
+    nat chains), so backends go round in order; the map gives address and port at once."""
+    return timed(
+        *[P.udp(c, S1, 3000 + n, 53, b"q") for n, c in enumerate(CLIENTS[:7])],
+        P.udp("198.51.100.21", C2, 53, 3001, b"a"),
+        *handshake(C1, S2, 4000, 80, back="198.51.100.30", back_port=8080),
+        P.tcp(C1, S2, 4001, 443, flags="S", seq=1),
+        P.tcp(C1, S2, 4002, 22, flags="S", seq=1),
+    )
+
+
+@scenario(
+    "snat at input",
+    "table ip nat_t {\n"
+    "    chain in {\n"
+    "        type nat hook input priority 100; policy accept;\n"
+    "        ip saddr 198.51.100.0/24 snat to 192.0.0.99\n"
+    "    }\n"
+    "}\n",
+)
+def _snat_input() -> Seq:
+    """Source NAT of packets delivered to the router itself (the input hook, after the
+    harness's counting chain): the entry's reply goes to the translated address."""
+    return timed(P.udp(S1, OUT4, 1000, 53, b"q"), P.udp(S2, OUT4, 1001, 53, b"q"))
 
 
 ONE_PORT_TCP = nat_table("ip", post(f'oifname "{OUT_DEV}" meta l4proto tcp snat to {OUT4}:40000'))
