@@ -352,6 +352,10 @@ def run_nat(
     assert k.host is not None and k.classes is not None and k.egress is not None
     assert k.events_lost == 0
     net = nfct.Net(dict(sysctl), host=k.host, seed=SEED)
+    # Net.feed and ip_rcv take no interface: a packet arrives on the host's first interface
+    # that is up and not loopback, which must be the TUN device every packet came in by.
+    first_up = next(name for _, name, _, up in net.interfaces if up and name != "lo")
+    assert first_up == kernel.TUN_NAME, net.interfaces
     net.listen_events(capacity=1 << 20)
     fed = net.feed([(ts, data) for data, ts in pkts], clock="capture")
     assert fed.per_packet is not None
