@@ -4,11 +4,7 @@ and redirect rules; packets through ``ip_rcv``/``ipv6_rcv``. Checked: every rewr
 checksums (IPv4 header, TCP, UDP, ICMP, ICMPv6, and an ICMP error's quoted header), the
 translated reply tuples the table lists, the status bits, the counters, and the refusals of
 what nfct does not model. tests/live/test_nat_kernel.py compares the same behaviour with the
-live kernel.
-
-``ip_rcv`` takes no interface: a packet arrives on the host's first interface that is up and
-not loopback (``lan`` here), whichever side it comes from; routing, conntrack and NAT do not
-depend on it except ``redirect`` (the incoming interface's address) and iif matches."""
+live kernel. Packets from the clients arrive on ``lan``, the others on ``wan``."""
 
 from __future__ import annotations
 
@@ -37,8 +33,14 @@ def router(family: str, **chains: list[str]) -> nfct.Net:
 
 
 def send(net: nfct.Net, data: bytes, t: float = T0) -> tuple[nfct.HookResult, bytes, nfct.Skb]:
+    """``data`` through ``ip_rcv``/``ipv6_rcv``, arriving on ``lan`` from a client's address,
+    else on ``wan``: the result, the bytes as they left and the skb."""
     skb = nfct.Skb(data, t)
-    res = (nfct.ipv6_rcv if data[0] >> 4 == 6 else nfct.ip_rcv)(net, skb)
+    src = ipaddress.ip_address(addrs(data)[0])
+    lan = src in ipaddress.ip_network("192.168.1.0/24") or src in ipaddress.ip_network(
+        "fd00:1::/64"
+    )
+    res = (nfct.ipv6_rcv if data[0] >> 4 == 6 else nfct.ip_rcv)(net, skb, "lan" if lan else "wan")
     return res, skb.data, skb
 
 
@@ -264,6 +266,8 @@ def test_redirect_delivers_to_the_incoming_interfaces_address() -> None:
     net = router("ip", pre=["redirect"])
     res, out, skb = send(net, P.udp(S, "198.51.100.99", 1000, 53, b"q"))
     assert res.path == "local"
+    assert (addrs(out)[1], ports(out)[1]) == (H.WAN4, 5353)
+    _, out, _ = send(net, P.udp(C, "198.51.100.99", 1000, 53, b"q"))
     assert (addrs(out)[1], ports(out)[1]) == (H.LAN4, 5353)
     assert not bad_checksums(out)
     assert skb.ctstate == "new"

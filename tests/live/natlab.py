@@ -21,23 +21,27 @@ out of its veth. Here it becomes a NAT router:
   it, so only the injected packets touch the table.
 
 The kernel's packets that left are captured (``run_packets(capture=True)``); nfct's are the
-bytes of each forwarded packet after ``nfct.ip_rcv``/``nfct.ipv6_rcv`` (``skb.data``). nfct's
-``skb.data`` does not carry the forwarding's TTL/hop limit decrement (``ip_forward`` ->
-``ip_decrease_ttl``); :func:`forwarded_bytes` applies it with the kernel's checksum arithmetic
-so the bytes can be compared whole.
+bytes of each forwarded packet after ``nfct.ip_rcv``/``nfct.ipv6_rcv`` (``skb.data``), and the
+packets ``Net.replay(write_path=...)`` (``nfct replay --write``) writes. A known divergence:
+neither carries the forwarding's TTL/hop limit decrement (``ip_forward`` ->
+``ip_decrease_ttl``); :func:`as_forwarded` applies it with the kernel's checksum arithmetic
+where it is missing (and counts it), so that the rest of the bytes are compared whole.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import struct
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import nfct
 from helpers import count_run
-from nfct import kernel
+from nfct import kernel, pcap
 from nfct.compare import (
     Comparison,
     compare_classes,
@@ -253,6 +257,12 @@ class NatRun:
     #: Packets nfct calls "dropped" (its confirmation dropped them) where the kernel's forward
     #: hook saw them as new (see :func:`run_nat`).
     confirm_drops: int = 0
+    #: Forwarded packets whose TTL nfct's ``skb.data`` (``ttl_kept``) or ``replay --write``
+    #: (``written_ttl_kept``) left undecremented.
+    ttl_kept: int = 0
+    written_ttl_kept: int = 0
+    #: How ``replay --write``'s packets differ from the kernel's (in order).
+    written_diffs: list[str] = field(default_factory=list)
 
     @property
     def kernel_out(self) -> list[tuple[int, bytes]]:
@@ -288,6 +298,9 @@ class NatRun:
             text += "\npackets that left differently (kernel -> nfct):\n  " + "\n  ".join(
                 self.byte_diffs[:20]
             )
+        if self.written_diffs:
+            text += "\npackets replay --write wrote differently (kernel -> nfct):\n  "
+            text += "\n  ".join(self.written_diffs[:20])
         return text
 
 
@@ -303,20 +316,53 @@ def _complete(frags: Sequence[bytes]) -> bool:
     return last
 
 
+def _ttl(data: bytes) -> int:
+    return data[7] if data[0] >> 4 == 6 else data[8]
+
+
+def as_forwarded(data: bytes, sent_ttl: int) -> tuple[bytes, bool]:
+    """nfct's bytes of a forwarded packet as they leave: ``forwarded_bytes`` applied where the
+    TTL (hop limit) is still the one the packet was sent with (nfct does not decrement it:
+    a known divergence, see the module docstring), and whether it had to be."""
+    if _ttl(data) == sent_ttl:
+        return forwarded_bytes(data), True
+    return data, False
+
+
 def nfct_out(
     host: dict[str, Any], pkts: Seq, sysctl: dict[str, int]
-) -> tuple[list[tuple[int, bytes]], list[str]]:
-    """Each packet through ``ip_rcv``/``ipv6_rcv`` of a fresh Net of ``host``: the bytes of
-    those forwarded, as they leave (TTL decremented), and the table afterwards."""
+) -> tuple[list[tuple[int, bytes]], list[str], int]:
+    """Each packet through ``ip_rcv``/``ipv6_rcv`` (arriving on the TUN device) of a fresh Net
+    of ``host``: the bytes of those forwarded, as they leave, the table afterwards, and how
+    many had their TTL left as it was."""
     net = nfct.Net(dict(sysctl), host=host, seed=SEED)
     out: list[tuple[int, bytes]] = []
+    kept = 0
     for i, (data, ts) in enumerate(pkts):
         skb = nfct.Skb(data, ts)
         rcv = nfct.ipv6_rcv if data[0] >> 4 == 6 else nfct.ip_rcv
-        res = rcv(net, skb)
+        res = rcv(net, skb, kernel.TUN_NAME)
         if res.path == "forward" and res.verdict == nfct.NF_ACCEPT:
-            out.append((i, forwarded_bytes(skb.data)))
-    return out, net.dump("extended").splitlines()
+            left, was_kept = as_forwarded(skb.data, _ttl(data))
+            out.append((i, left))
+            kept += was_kept
+    return out, net.dump("extended").splitlines(), kept
+
+
+def nfct_written(
+    host: dict[str, Any], pkts: Seq, sysctl: dict[str, int]
+) -> tuple[list[bytes], int]:
+    """The packets ``Net.replay(..., write_path=...)`` (``nfct replay --write``) writes for a
+    capture of ``pkts`` arriving on the TUN device, as they leave (see :func:`as_forwarded`:
+    every packet here is sent with TTL 64), and how many had their TTL left as it was."""
+    net = nfct.Net(dict(sysctl), host=host, seed=SEED)
+    with tempfile.TemporaryDirectory(prefix="nfct-nat-") as tmp:
+        cap, written = Path(tmp) / "in.pcap", Path(tmp) / "out.pcap"
+        pcap.write_pcap(cap, [(ts, data) for data, ts in pkts], nanosecond=True)
+        net.replay([cap], clock="capture", iif=kernel.TUN_NAME, write_path=written)
+        records = [data for _, data in pcap.iter_records(written)]
+    out = [as_forwarded(data, 64) for data in records]
+    return [data for data, _ in out], sum(kept for _, kept in out)
 
 
 def run_nat(
@@ -363,7 +409,7 @@ def run_nat(
     lines = net.dump("extended").splitlines()
     stats = dict(net.stats)
     events = net.read_events()
-    out, out_lines = nfct_out(k.host, pkts, sysctl)
+    out, out_lines, ttl_kept = nfct_out(k.host, pkts, sysctl)
     cmp = Comparison()
     # A known divergence outside NAT (rust/ip: Outcome::class): a packet its confirmation
     # drops (a clash it cannot resolve) went through the forward hook, where the kernel's
@@ -387,8 +433,16 @@ def run_nat(
         compare_events(k.events, events, result=cmp)
     run = NatRun([p for p, _ in pkts], k, net, lines, stats, classes, events, out, out_lines, cmp)
     run.confirm_drops = confirm_drops
+    run.ttl_kept = ttl_kept
     if compare_bytes:
         run.byte_diffs = diff_packets(run.kernel_out, out)
+        written, run.written_ttl_kept = nfct_written(k.host, pkts, sysctl)
+        kern = [data for _, data in run.kernel_out]
+        run.written_diffs = [
+            f"{j + 1}: {describe(a) if a else '(none)'} -> {describe(b) if b else '(none)'}"
+            for j, (a, b) in enumerate(itertools.zip_longest(kern, written))
+            if a != b
+        ]
     count_run(packets=k.sent, classes=cmp.packets, entries=cmp.kernel_entries)
     return run
 
