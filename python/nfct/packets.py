@@ -26,6 +26,111 @@ import struct
 from collections.abc import Iterable
 from typing import NamedTuple
 
+__all__ = [
+    "ICMPV6_DEST_UNREACH",
+    "ICMPV6_ECHO_REPLY",
+    "ICMPV6_ECHO_REQUEST",
+    "ICMPV6_PKT_TOOBIG",
+    "ICMPV6_PORT_UNREACH",
+    "ICMPV6_TIME_EXCEED",
+    "ICMP_DEST_UNREACH",
+    "ICMP_ECHO",
+    "ICMP_ECHOREPLY",
+    "ICMP_PORT_UNREACH",
+    "ICMP_TIMESTAMP",
+    "ICMP_TIMESTAMPREPLY",
+    "ICMP_TIME_EXCEEDED",
+    "IPPROTO_ESP",
+    "IPPROTO_FRAGMENT",
+    "IPPROTO_GRE",
+    "IPPROTO_ICMP",
+    "IPPROTO_ICMPV6",
+    "IPPROTO_NONE",
+    "IPPROTO_SCTP",
+    "IPPROTO_TCP",
+    "IPPROTO_UDP",
+    "IPPROTO_UDPLITE",
+    "LINKTYPE_ETHERNET",
+    "LINKTYPE_RAW",
+    "NDISC_NEIGHBOUR_SOLICITATION",
+    "NDISC_REDIRECT",
+    "SCTP_ABORT",
+    "SCTP_COOKIE_ACK",
+    "SCTP_COOKIE_ECHO",
+    "SCTP_DATA",
+    "SCTP_ERROR",
+    "SCTP_FLAG_T",
+    "SCTP_HEARTBEAT",
+    "SCTP_HEARTBEAT_ACK",
+    "SCTP_INIT",
+    "SCTP_INIT_ACK",
+    "SCTP_SACK",
+    "SCTP_SHUTDOWN",
+    "SCTP_SHUTDOWN_ACK",
+    "SCTP_SHUTDOWN_COMPLETE",
+    "TCP_ACK",
+    "TCP_CWR",
+    "TCP_ECE",
+    "TCP_FIN",
+    "TCP_PSH",
+    "TCP_RST",
+    "TCP_SYN",
+    "TCP_URG",
+    "crc32c",
+    "describe",
+    "esp",
+    "ethernet",
+    "fix_checksum",
+    "fragments",
+    "generic",
+    "gre",
+    "icmp",
+    "icmp6",
+    "icmp6_echo",
+    "icmp6_error",
+    "icmp6_neighbour_solicitation",
+    "icmp6_redirect",
+    "icmp_echo",
+    "icmp_error",
+    "icmp_message",
+    "inet_checksum",
+    "ip",
+    "ip_addresses",
+    "ipv4",
+    "ipv4_fragment",
+    "ipv6",
+    "ipv6_fragment",
+    "l4_checksum",
+    "l4_offset",
+    "ones_complement_sum",
+    "pcap",
+    "pseudo_header",
+    "replace_l4",
+    "sctp",
+    "sctp_chunk",
+    "sctp_data_chunk",
+    "sctp_heartbeat_info",
+    "sctp_init_body",
+    "sctp_sack_chunk",
+    "sctp_segment",
+    "set_ttl",
+    "tcp",
+    "tcp_flags",
+    "tcp_opt_eol",
+    "tcp_opt_mss",
+    "tcp_opt_nop",
+    "tcp_opt_sack",
+    "tcp_opt_sack_perm",
+    "tcp_opt_timestamps",
+    "tcp_opt_wscale",
+    "tcp_segment",
+    "tcp_syn_options",
+    "udp",
+    "udp_segment",
+    "udplite",
+    "verify_ipv4_header",
+]
+
 IPPROTO_ICMP = 1
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
@@ -842,7 +947,8 @@ def set_ttl(packet: bytes, ttl: int) -> bytes:
     return bytes(out)
 
 
-def _addr_text(packet: bytes) -> tuple[str, str]:
+def ip_addresses(packet: bytes) -> tuple[str, str]:
+    """(source, destination) of an IPv4 or IPv6 packet, as strings."""
     if packet[0] >> 4 == 4:
         return str(ipaddress.IPv4Address(packet[12:16])), str(ipaddress.IPv4Address(packet[16:20]))
     return str(ipaddress.IPv6Address(packet[8:24])), str(ipaddress.IPv6Address(packet[24:40]))
@@ -855,7 +961,7 @@ def fix_checksum(packet: bytes) -> bytes:
     are returned unchanged."""
     proto, off = l4_offset(packet)
     seg = bytearray(packet[off:])
-    src, dst = _addr_text(packet)
+    src, dst = ip_addresses(packet)
     if proto == IPPROTO_TCP and len(seg) >= 18:
         seg[16:18] = b"\x00\x00"
         seg[16:18] = struct.pack("!H", l4_checksum(src, dst, proto, bytes(seg)))
