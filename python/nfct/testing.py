@@ -180,9 +180,9 @@ class Divergence(AssertionError):
             )
         else:
             head = f"the model's table and {self.against}'s differ after the {n} packets"
-        columns: list[tuple[str, Sequence[str]]] = [(self.against, [str(v) for v in self.verdicts])]
+        columns: list[tuple[str, Sequence[str]]] = [(self.against, [v.cls for v in self.verdicts])]
         if reasons is not None:
-            columns.append(("nfct", [str(v) for v in reasons]))
+            columns.append(("nfct", [v.cls for v in reasons]))
         columns.append(("model", self.answers))
         lines = [head]
         if self.sysctl:
@@ -193,6 +193,10 @@ class Divergence(AssertionError):
         if self.trace.title:
             lines.append(f"scenario: {self.trace.title}")
         lines.append(describe_records(self.trace.packets, columns, mark=self.index))
+        why = [(i, v) for i, v in enumerate(reasons or self.verdicts) if v.reason]
+        if why:
+            lines.append("nfct's reasons:")
+            lines += [f"  {i:>3}  {v.cls}: {v.reason}" for i, v in why]
         if self.table_diff:
             lines.append(self.table_diff)
         where = self.pcap_path or "divergence.pcap"
