@@ -1188,8 +1188,10 @@ def _m_truncate(draw: DrawFn, flow: Flow, pkts: list[Packet], i: int) -> str:
     data = pkts[i].data
     _, off = P.l4_offset(data)
     longest = max(0, len(data) - off - 1)
-    # Often within the headers, where the length checks are.
-    keep = min(draw(st.one_of(st.integers(0, 40), st.integers(0, longest))), longest)
+    # Often within the headers, where the length checks are: each of their first 8 bytes and
+    # the ends of the usual headers (UDP 8, SCTP common 12, TCP 20, SCTP INIT 32, ...).
+    near = st.sampled_from([0, 1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 16, 19, 20, 24, 31, 32, 40])
+    keep = min(draw(st.one_of(near, st.integers(0, longest))), longest)
     # The checksum is right for what is left (a sender's bug, not a transmission error).
     cut = P.fix_checksum(P.replace_l4(data, data[off : off + keep]))
     pkts[i] = replace(pkts[i], data=cut, note=f"{pkts[i].note}, cut to {keep} B of L4")
@@ -1295,7 +1297,7 @@ def _m_rst(draw: DrawFn, flow: Flow, pkts: list[Packet], i: int) -> str:
     sport, dport = struct.unpack("!HH", data[off : off + 4])
     state = _tcp_next(pkts, i + 1, src)
     mine, peers = state if state is not None else (0, 0)
-    which = draw(st.sampled_from(["exact", "behind", "ahead", "random"]))
+    which = draw(st.sampled_from(["behind", "exact", "behind", "ahead", "random"]))
     if which == "exact":
         seq = mine
     elif which == "behind":
@@ -1423,9 +1425,12 @@ def _sctp_inject_chunk(draw: DrawFn) -> tuple[bytes, str]:
     return P.sctp_chunk(typ, flags=flags), name + (" T" if flags else "")
 
 
+# INIT and INIT_ACK twice: they have the most ways to go wrong.
 _SCTP_RECIPES: Final = (
     "chunks",
     "collision",
+    "INIT",
+    "INIT_ACK",
     "INIT",
     "INIT_ACK",
     "foreign HEARTBEAT",
