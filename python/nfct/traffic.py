@@ -189,9 +189,10 @@ class Flow(_Records):
 @dataclass(frozen=True, eq=False)
 class Trace(_Records):
     """Several flows interleaved on one monotone clock: a :class:`Sequence` of ``(tstamp,
-    bytes)`` pairs, like a capture. ``flows`` are the flows it was made of (their packets'
-    ``flow`` field is their index here), ``packets`` the interleaved :class:`Packet` s and
-    ``title`` what made it (a scenario's name, for instance)."""
+    bytes)`` pairs, like a capture. ``flows`` are the flows it was made of, as they were
+    drawn (the trace's packets carry their flow's index in ``flow``, and their own times:
+    a trace may have moved them, to interleave them or to add idle gaps), ``packets`` the
+    interleaved :class:`Packet` s and ``title`` what made it (a scenario's name, say)."""
 
     packets: tuple[Packet, ...]
     flows: tuple[Flow, ...] = field(default=())
