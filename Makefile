@@ -2,18 +2,27 @@
 # machine it first installs what it needs (Python packages from PyPI, and as root the Debian
 # packages the kernel tests use), so it works from a clean clone.
 #
-#   make test     everything: Rust fmt/clippy/tests, wheel build+install, ruff, mypy, stubtest, pytest
+#   make test     everything: Rust fmt/clippy/tests, wheels+sdist build and install, ruff, mypy,
+#                 stubtest, the docs site, pytest
+#   make wheels   the manylinux2014 abi3 wheel (zig as the linker) and the sdist, in target/wheels
+#   make docs     the documentation site (mkdocs build --strict) into target/site
 #   make dev      editable install (python/ is live; rerun after changing Rust)
 #   make lint     the static checks only (no build of the wheel)
 #   make fmt      rewrite Rust and Python sources into the checked formatting (ruff --fix too)
 #   make bench    cargo bench, then benches/replay_bench.py if present
-#   make deps     Python packages: maturin, numpy and the `test` extras of pyproject.toml
+#   make deps     Python packages: maturin and the `test`, `docs` and `dist` extras of pyproject.toml
 
 PYTHON ?= python3
 CARGO ?= cargo
 PIP := $(PYTHON) -m pip
-# The wheel `make test` builds once, installs, and hands to tests/test_wheel.py.
+# The wheels and sdist `make test` builds once, installs, and hands to tests/test_wheel.py.
 WHEEL_DIR ?= target/wheels
+# Rust targets to build wheels for: gnu targets give manylinux2014 (glibc 2.17) wheels, musl
+# targets musllinux_1_2 ones, all linked by zig. Each must be installed (`rustup target add`);
+# this machine has only its own. The README says how a release machine adds the others.
+WHEEL_TARGETS ?= $(shell uname -m)-unknown-linux-gnu
+# The extras of pyproject.toml that `make deps` installs.
+DEV_EXTRAS := test docs dist
 PYTEST_ARGS ?=
 # CI checks that Cargo.lock is up to date instead of silently updating it.
 CARGO_LOCKED := $(if $(filter true 1,$(CI)),--locked,)
@@ -25,6 +34,8 @@ STUBTEST_ALLOWLIST := $(wildcard .stubtest-allowlist)
 
 export PATH := $(PATH):/usr/local/sbin:/usr/sbin:/sbin
 export PYO3_PYTHON := $(shell $(PYTHON) -c 'import sys; print(sys.executable)')
+# maturin --zig runs `python3 -m ziglang` from PATH unless told which Python has ziglang.
+export CARGO_ZIGBUILD_PYTHON_PATH := $(PYO3_PYTHON)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_ROOT_USER_ACTION := ignore
 export PIP_NO_INPUT := 1
@@ -33,21 +44,19 @@ export PIP_NO_INPUT := 1
 .NOTPARALLEL:
 .DEFAULT_GOAL := test
 .PHONY: test deps python-deps system-deps ensure-system-deps dev lint fmt rust-fmt clippy \
-	cargo-test wheel install py-lint typecheck stubtest pytest bench clean
+	cargo-test wheels install py-lint typecheck stubtest docs pytest bench clean
 
-test: deps rust-fmt py-lint clippy cargo-test install typecheck stubtest pytest
+test: deps rust-fmt py-lint clippy cargo-test install typecheck stubtest docs pytest
 
 # --- Dependencies ---------------------------------------------------------------------------
 
 deps: python-deps ensure-system-deps
 
-# One list, in pyproject.toml: the build backend, the runtime dependencies and the `test`
-# extras, installed without building nfct itself.
+# One list, in pyproject.toml: the build backend, the runtime dependencies and the extras of
+# DEV_EXTRAS (tests, docs, wheel tools), installed without building nfct itself.
 python-deps:
 	@mkdir -p target
-	@$(PYTHON) -c 'import tomllib; d = tomllib.load(open("pyproject.toml", "rb")); \
-	print(*d["build-system"]["requires"], *d["project"]["dependencies"], \
-	*d["project"]["optional-dependencies"]["test"], sep="\n")' > target/requirements-dev.txt
+	@$(PYTHON) tools/dev_requirements.py $(DEV_EXTRAS) > target/requirements-dev.txt
 	$(PIP) install -q -r target/requirements-dev.txt
 
 # Unconditional (.ci/run uses it); needs root and apt.
@@ -102,15 +111,31 @@ cargo-test:
 
 # --- Python ---------------------------------------------------------------------------------
 
-wheel:
+# One abi3 wheel per target (for every CPython >= 3.11), linked by zig (`ziglang` from PyPI)
+# against the oldest glibc manylinux2014 allows, whatever the glibc of this machine; then the
+# sdist; then `auditwheel show` on each wheel (it fails on a wheel whose tag its libraries
+# break).
+wheels:
+	@installed="$$(rustup target list --installed 2>/dev/null || rustc -vV | sed -n 's/^host: //p')"; \
+	for t in $(WHEEL_TARGETS); do \
+		echo "$$installed" | grep -qx "$$t" || { echo "make wheels: Rust target $$t is not" \
+			"installed (rustup target add $$t); installed: $$installed" >&2; exit 1; }; done
 	@mkdir -p $(WHEEL_DIR)
-	rm -f $(WHEEL_DIR)/nfct-*.whl
-	$(PYTHON) -m maturin build --release $(CARGO_LOCKED) -i $(PYTHON) -o $(WHEEL_DIR)
+	rm -f $(WHEEL_DIR)/nfct-*.whl $(WHEEL_DIR)/nfct-*.tar.gz
+	@set -e; for t in $(WHEEL_TARGETS); do \
+		case $$t in *-musl*) compat=musllinux_1_2;; *) compat=manylinux2014;; esac; \
+		echo "$(PYTHON) -m maturin build --release $(CARGO_LOCKED) --zig --target $$t" \
+			"--compatibility $$compat -i $(PYTHON) -o $(WHEEL_DIR)"; \
+		$(PYTHON) -m maturin build --release $(CARGO_LOCKED) --zig --target $$t \
+			--compatibility $$compat -i $(PYTHON) -o $(WHEEL_DIR); done
+	$(PYTHON) -m maturin sdist -o $(WHEEL_DIR)
+	@set -e; for w in $(WHEEL_DIR)/nfct-*.whl; do \
+		echo "auditwheel show $$w"; $(PYTHON) -m auditwheel show "$$w"; done
 
-# Replaces whatever nfct is installed (an editable one too) with the wheel just built.
-install: wheel
-	$(PIP) install -q --force-reinstall --no-deps $(WHEEL_DIR)/nfct-*.whl
-	$(PIP) install -q $(WHEEL_DIR)/nfct-*.whl
+# Replaces whatever nfct is installed (an editable one too) with this machine's wheel.
+install: wheels
+	$(PIP) install -q --force-reinstall --no-deps $(WHEEL_DIR)/nfct-*-manylinux*_$$(uname -m).whl
+	$(PIP) install -q $(WHEEL_DIR)/nfct-*-manylinux*_$$(uname -m).whl
 
 py-lint:
 	$(PYTHON) -m ruff check $(RUFF_PATHS)
@@ -123,6 +148,11 @@ typecheck:
 stubtest:
 	$(PYTHON) -m mypy.stubtest --mypy-config-file pyproject.toml \
 		$(if $(STUBTEST_ALLOWLIST),--allowlist $(STUBTEST_ALLOWLIST)) nfct._nfct
+
+# The documentation site, as CI builds it: any warning (a broken link, a reference that does
+# not resolve) fails. Fonts are not fetched (mkdocs.yml: theme.font false).
+docs:
+	$(PYTHON) -m mkdocs build --strict --site-dir target/site
 
 pytest:
 	NFCT_WHEEL_DIR=$(abspath $(WHEEL_DIR)) $(PYTHON) -m pytest $(PYTEST_ARGS)

@@ -8,7 +8,6 @@ Usage: ``python benches/batch_bench.py [--packets N] [--chunk C] [--repeat R]``.
 from __future__ import annotations
 
 import argparse
-import struct
 import sys
 import tempfile
 import time
@@ -17,19 +16,15 @@ from pathlib import Path
 import numpy as np
 
 import nfct
+from nfct.pcap import iter_records
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from replay_bench import write_short
 
 
 def ip_packets(path: Path) -> list[bytes]:
-    data = path.read_bytes()
-    out, off = [], 24
-    while off + 16 <= len(data):
-        incl = struct.unpack_from("<I", data, off + 8)[0]
-        out.append(data[off + 16 + 14 : off + 16 + incl])  # past the Ethernet header
-        off += 16 + incl
-    return out
+    """The IP packets of the capture's Ethernet frames."""
+    return [frame[14:] for _ts, frame in iter_records(path)]
 
 
 def main() -> int:

@@ -1,13 +1,12 @@
 //! Criterion benchmarks of the conntrack core: `conntrack_in` at PRE_ROUTING, `confirm`, then
-//! `release`, on one shared `Net`, as a forwarding router runs them for every packet.
+//! `release`, on one shared `Conntrack`, as a forwarding router runs them for every packet.
 //!
-//! When this was written TCP was not tracked (TCP packets came back "unsupported" without
-//! touching the table), so every flow here is IPv4 UDP: 60-byte DNS-like datagrams (20 IP + 8 UDP + 32 payload) built in
-//! memory with correct IP and UDP checksums. The table runs with `nf_conntrack_max = 0`
+//! Every flow here is IPv4 UDP (the table's cost, not a tracker's): 60-byte DNS-like datagrams
+//! (20 IP + 8 UDP + 32 payload) built in memory with correct IP and UDP checksums. The table runs with `nf_conntrack_max = 0`
 //! (unlimited, no early drop), `nf_conntrack_buckets = max(262144, table size)`, a fixed hash
 //! seed, and a frozen clock (nothing expires while measuring).
 //!
-//! Groups, one `Net` each (built on first use, so a filter skips the pre-fill too):
+//! Groups, one `Conntrack` each (built on first use, so a filter skips the pre-fill too):
 //!
 //! * `udp_{10k,100k,1M}_csum1`: `nf_conntrack_checksum = 1` (the kernel default: the UDP checksum
 //!   is verified at PRE_ROUTING). Benchmarks:
@@ -17,11 +16,11 @@
 //!     untimed, so the table stays between size and size + 10%.
 //!   - `existing/{1,2}t`: every element is a packet (either direction at random) of a flow chosen
 //!     at random among the pre-filled ones (all already seen both ways).
-//!   - With 2 threads, both share one `&Net`; each takes half of the flows (its own new flows;
+//!   - With 2 threads, both share one `&Conntrack`; each takes half of the flows (its own new flows;
 //!     the even or the odd pre-filled flows, as RSS would steer them), and the time is the wall
 //!     time of both (the rate is the aggregate).
 //!   - `existing_pf32/{1,2}t`: the same packets, but each window of 32 is first handed to
-//!     `Net::prefetch_packets` (parse, hash, prefetch bucket heads and first slots), then
+//!     `Conntrack::prefetch_packets` (parse, hash, prefetch bucket heads and first slots), then
 //!     processed one by one as above.
 //!   - `lookup/{single,bulk32}`: the table alone: hash a tuple of a random pre-filled flow
 //!     (either direction) and `Table::find` it, one at a time, or 32 at a time through
@@ -39,12 +38,15 @@
 //! `cargo bench --bench conntrack` runs everything (a few minutes). Under `cargo test --benches`
 //! (criterion's test mode) the tables are tiny and the memory report is skipped.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark program: a failed setup should stop it
+
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
-use nfct::core::{Class, Hook, Net, NetOptions, Nfct, SkbCt, NF_DROP};
-use nfct::sysctl::{Sx, Sysctl};
-use nfct::table::entry::Entry;
+use nfct::conn::Conn;
+use nfct::core::{Conntrack as Net, CtOptions, CtRef, CtState, SkbCt};
+use nfct::sysctl::{Sysctl, SysctlKey};
 use nfct::table::{Found, Key, Slot, BULK};
-use nfct::tuple::{Tuple, Zone, AF_INET, IPPROTO_UDP};
+use nfct::tuple::{Tuple, Zone};
+use nfct::uapi::{Hook, AF_INET, IPPROTO_UDP, NF_DROP};
 use nfct::wire::checksum::internet_checksum;
 use std::cell::OnceCell;
 use std::hint::black_box;
@@ -158,15 +160,15 @@ impl Rng {
 /// One packet through a forwarding router's conntrack: `in` at PRE_ROUTING, confirm, release.
 /// Returns its class and, if it holds an entry, the entry's (slot, gen).
 #[inline]
-fn process(net: &Net, pkt: &[u8]) -> (Class, Option<(u32, u32)>) {
+fn process(net: &Net, pkt: &[u8]) -> (Option<CtState>, Option<(u32, u32)>) {
     let mut skb = SkbCt::default();
     let mut verdict = net.conntrack_in(pkt, TSTAMP, Hook::PreRouting, AF_INET, &mut skb);
-    let class = skb.class(verdict);
+    let class = (verdict != NF_DROP).then(|| skb.state());
     if verdict != NF_DROP {
-        verdict = net.confirm(&mut skb);
+        verdict = net.confirm(&mut skb, TSTAMP);
     }
     let handle = match skb.nfct {
-        Nfct::Ct { slot, gen, .. } if verdict != NF_DROP => Some((slot, gen)),
+        CtRef::Ct { slot, gen, .. } if verdict != NF_DROP => Some((slot, gen)),
         _ => None,
     };
     net.release(&mut skb);
@@ -191,10 +193,10 @@ fn batch_for(size: usize) -> usize {
 
 fn new_net(size: usize, checksum: u64) -> Net {
     let sysctl = Sysctl::default();
-    sysctl.set(Sx::Max, 0);
-    sysctl.set(Sx::Buckets, buckets_for(size));
-    sysctl.set(Sx::Checksum, checksum);
-    Net::new(NetOptions { seed: Some(SEED), ..NetOptions::default() }, sysctl)
+    sysctl.set(SysctlKey::Max, 0);
+    sysctl.set(SysctlKey::Buckets, buckets_for(size));
+    sysctl.set(SysctlKey::Checksum, checksum);
+    Net::new(CtOptions { seed: Some(SEED), ..CtOptions::default() }, sysctl)
 }
 
 /// Creates flows `0..n` and answers each, so every one is seen both ways (ESTABLISHED).
@@ -204,7 +206,7 @@ fn fill(net: &Net, n: usize) {
         for reply in [false, true] {
             write_packet(&mut pkt, i, reply);
             let (class, handle) = process(net, &pkt[..PKT_LEN]);
-            let want = if reply { Class::Established } else { Class::New };
+            let want = Some(if reply { CtState::Established } else { CtState::New });
             assert!(class == want && handle.is_some(), "pre-fill flow {i} reply={reply}: {class:?}");
         }
     }
@@ -272,14 +274,14 @@ impl State {
         let mut handles = Vec::new();
         for k in 0..st.fresh.len() {
             let (class, h) = process(&st.net, st.fresh.get(k));
-            assert_eq!(class, Class::New);
+            assert_eq!(class, Some(CtState::New));
             handles.push(h.expect("new entry"));
         }
         for (slot, gen) in handles {
-            assert!(st.net.delete(slot, gen));
+            assert!(st.net.delete(slot, gen, TSTAMP));
         }
         for k in 0..st.trace.len().min(1000) {
-            assert_eq!(process(&st.net, st.trace.get(k)).0, Class::Established);
+            assert_eq!(process(&st.net, st.trace.get(k)).0, Some(CtState::Established));
         }
         st.check();
         if bench_mode {
@@ -367,7 +369,7 @@ fn run_new(st: &State, threads: usize, iters: u64) -> Duration {
             }
             assert_eq!(handles.len(), mine, "a new connection was not created");
             for (slot, gen) in handles.drain(..) {
-                st.net.delete(slot, gen);
+                st.net.delete(slot, gen, TSTAMP);
             }
         }
         total
@@ -476,7 +478,7 @@ fn run_lookup(st: &State, bulk: usize, iters: u64) -> Duration {
     let n = st.lookups.len();
     let mut c = st.lookup_cursor.load(Ordering::Relaxed) % n;
     let net = &st.net;
-    let now = net.now();
+    let now = TSTAMP;
     let mut keys = Vec::with_capacity(bulk);
     let mut hits = 0u64;
     let t0 = Instant::now();
@@ -521,18 +523,18 @@ fn rss() -> u64 {
 
 fn memory_report() {
     const N: usize = 1_000_000;
-    let entry = std::mem::size_of::<Entry>();
-    let mutex = std::mem::size_of::<parking_lot::Mutex<Entry>>();
+    let entry = std::mem::size_of::<Conn>();
+    let mutex = std::mem::size_of::<parking_lot::Mutex<Conn>>();
     let slot = std::mem::size_of::<Slot>();
     println!("memory per entry (IPv4 UDP entries; TCP/SCTP state and acct/tstamp are out of line)");
-    println!("  size_of::<Entry>()                     = {entry} B");
-    println!("  size_of::<Mutex<Entry>>()              = {mutex} B (lock + padding = {} B)", mutex - entry);
+    println!("  size_of::<Conn>()                     = {entry} B");
+    println!("  size_of::<Mutex<Conn>>()              = {mutex} B (lock + padding = {} B)", mutex - entry);
     println!("  size_of::<Slot>() (+ both chain links) = {slot} B (links {} B)", slot - mutex);
     println!(
         "  out of line when used: TcpState {} B, SctpState {} B, Ext (acct+tstamp) {} B (heap)",
         std::mem::size_of::<nfct::proto::tcp::TcpState>(),
         std::mem::size_of::<nfct::proto::sctp::SctpState>(),
-        std::mem::size_of::<nfct::table::entry::Ext>()
+        std::mem::size_of::<nfct::conn::CtExt>()
     );
     for buckets in [KERNEL_BUCKETS as usize, N] {
         let heads = 4.0 * buckets as f64 / N as f64;
@@ -544,9 +546,9 @@ fn memory_report() {
     for buckets in [KERNEL_BUCKETS, N as u64] {
         let r0 = rss();
         let sysctl = Sysctl::default();
-        sysctl.set(Sx::Max, 0);
-        sysctl.set(Sx::Buckets, buckets);
-        let net = Net::new(NetOptions { seed: Some(SEED), ..NetOptions::default() }, sysctl);
+        sysctl.set(SysctlKey::Max, 0);
+        sysctl.set(SysctlKey::Buckets, buckets);
+        let net = Net::new(CtOptions { seed: Some(SEED), ..CtOptions::default() }, sysctl);
         let r1 = rss();
         fill(&net, N);
         let r2 = rss();

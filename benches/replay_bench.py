@@ -11,15 +11,16 @@ Both captures are IPv4 over Ethernet, with correct IP, UDP and TCP checksums:
 Each capture is timed with:
 
 * ``nfct replay --clock frozen --output stats`` as a subprocess (wall time: interpreter start,
-  import, replay, and the CLI's dump of the table for its summary line);
+  import, replay, and the CLI's count of the table's entries for its summary line);
 * ``nfct.Net(...).replay([path], clock="frozen")`` in process (the call only), on one thread
   and on two (``threads=2``: a reading thread and two tracking workers on the one table);
-* a bare Python loop over the pcap records (no parsing: the ceiling of any Python-side loop);
+* a bare Python loop over the pcap records as ``nfct.pcap`` reads them (record headers only,
+  no packet parsing: about the ceiling of any Python-side loop);
 * dpkt parsing every packet to its 5-tuple;
 * nfstream's ``NFStreamer`` (if importable), iterating the flows it exports.
 
 Usage: ``python benches/replay_bench.py [--packets N] [--long-flows F] [--repeat R] [--dir D]``.
-The pcap writer is the one below (no scapy); dpkt is only used for its own timing loop.
+Captures are written with ``nfct.pcap`` (no scapy); dpkt is only used for its own timing loop.
 """
 
 from __future__ import annotations
@@ -35,12 +36,12 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-# --- A small pcap writer -------------------------------------------------------------------
+from nfct.pcap import LINKTYPE_ETHERNET, PcapWriter, iter_records
 
-PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)  # LINKTYPE_ETHERNET
+# --- The captures --------------------------------------------------------------------------
+
 ETH = bytes.fromhex("0200000000020200000000010800")
 ETH_REPLY = bytes.fromhex("0200000000010200000000020800")
 NATIVE_H = struct.Struct("=H")
@@ -106,29 +107,6 @@ def tcp_flow(i: int) -> list[tuple[bool, bytes]]:
     ]
 
 
-class PcapWriter:
-    """Writes a classic microsecond pcap with Ethernet frames, buffered."""
-
-    def __init__(self, path: Path) -> None:
-        self.f = open(path, "wb")  # closed in close()
-        self.f.write(PCAP_HEADER)
-        self.buf: list[bytes] = []
-        self.count = 0
-
-    def write(self, ts_us: int, frame: bytes) -> None:
-        n = len(frame)
-        self.buf.append(struct.pack("<IIII", ts_us // 1_000_000, ts_us % 1_000_000, n, n))
-        self.buf.append(frame)
-        self.count += 1
-        if len(self.buf) >= 65536:
-            self.f.write(b"".join(self.buf))
-            self.buf.clear()
-
-    def close(self) -> None:
-        self.f.write(b"".join(self.buf))
-        self.f.close()
-
-
 def client_addr(i: int) -> tuple[bytes, int]:
     """Client address and port of flow ``i``: 10.x.y.z port 20000..20015."""
     return struct.pack("!I", 0x0A000000 | ((i >> 4) & 0xFFFFFF)), 20000 + (i & 15)
@@ -160,8 +138,8 @@ def dns_flow(i: int) -> list[tuple[bool, bytes]]:
 
 def write_short(path: Path, packets: int) -> tuple[int, int]:
     """Short flows, 256 interleaved at a time, until ``packets``. Returns (packets, flows)."""
-    w = PcapWriter(path)
-    ts = 1_700_000_000_000_000
+    w = PcapWriter(path, linktype=LINKTYPE_ETHERNET)
+    ts_us = 1_700_000_000_000_000
     i = 0
     while w.count < packets:
         group = [(tcp_flow if (i + k) % 2 else dns_flow)(i + k) for k in range(256)]
@@ -171,16 +149,16 @@ def write_short(path: Path, packets: int) -> tuple[int, int]:
             for f in group:
                 if step < len(f) and w.count < packets:
                     reply, pkt = f[step]
-                    w.write(ts, (ETH_REPLY if reply else ETH) + pkt)
-                    ts += 2
+                    w.write(ts_us / 1e6, (ETH_REPLY if reply else ETH) + pkt)
+                    ts_us += 2
     w.close()
     return w.count, i
 
 
 def write_long(path: Path, packets: int, flows: int) -> tuple[int, int]:
     """``flows`` long RTP-like flows, round robin, two packets out for one back."""
-    w = PcapWriter(path)
-    ts = 1_700_000_000_000_000
+    w = PcapWriter(path, linktype=LINKTYPE_ETHERNET)
+    ts_us = 1_700_000_000_000_000
     templates = []
     for f in range(flows):
         c, cport = client_addr(1_000_000 + f)
@@ -197,8 +175,8 @@ def write_long(path: Path, packets: int, flows: int) -> tuple[int, int]:
                 pkt = udp_packet(s, c, sport, cport, rtp, seq)
             else:
                 pkt = udp_packet(c, s, cport, sport, rtp, seq)
-            w.write(ts, (ETH_REPLY if reply else ETH) + pkt)
-            ts += 5
+            w.write(ts_us / 1e6, (ETH_REPLY if reply else ETH) + pkt)
+            ts_us += 5
         seq += 1
     w.close()
     return w.count, flows
@@ -238,22 +216,10 @@ def time_inprocess(
     return dt, {**summary, "entries": net.count, "early_drop": net.stats["early_drop"]}
 
 
-def pcap_records(data: bytes) -> Iterator[tuple[int, int]]:
-    """(offset, length) of each record's data in a classic little-endian pcap."""
-    off = 24
-    hdr = struct.Struct("<IIII")
-    end = len(data)
-    while off + 16 <= end:
-        _, _, incl, _ = hdr.unpack_from(data, off)
-        yield off + 16, incl
-        off += 16 + incl
-
-
 def time_bare_loop(path: Path) -> tuple[float, int]:
     t0 = time.perf_counter()
-    data = path.read_bytes()
     n = 0
-    for _ in pcap_records(data):
+    for _ in iter_records(path):
         n += 1
     return time.perf_counter() - t0, n
 
@@ -315,7 +281,7 @@ def main() -> int:
     ):
         path = d / f"{name}-{args.packets}.pcap"
         if path.exists():
-            n, flows = sum(1 for _ in pcap_records(path.read_bytes())), -1
+            n, flows = sum(1 for _ in iter_records(path)), -1
             print(f"reusing {path} ({n} packets)")
             caps.append((name, path, n, flows))
             continue
@@ -370,7 +336,7 @@ def main() -> int:
             report(cap, label, statistics.median(times), n, note)
 
         times = [time_bare_loop(path)[0] for _ in range(args.repeat)]
-        report(cap, "bare Python pcap record loop (no parsing)", statistics.median(times), n)
+        report(cap, "bare Python loop over nfct.pcap records", statistics.median(times), n)
 
         if args.skip_slow:
             continue

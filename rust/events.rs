@@ -3,7 +3,8 @@
 //! once. Messages wait in a bounded queue for a reader; when it is full they are counted as
 //! lost, as netlink's ENOBUFS is, and memory stays bounded.
 
-use crate::format::{self, ConnView};
+use crate::conn::ConnView;
+use crate::format;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

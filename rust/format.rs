@@ -1,108 +1,18 @@
 //! The text conntrack-tools and the kernel print: `conntrack -L` (default and `-o extended`),
 //! `/proc/net/nf_conntrack`, `conntrack -S` and `/proc/net/stat/nf_conntrack` (spec §12, §14).
 
+use crate::conn::{ConnView, ProtoView};
 use crate::stats::Stats;
-use crate::tuple::{Tuple, Zone};
-
-/// The protocol-private part of an entry, as the listings print it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProtoView {
-    None,
-    /// TCP state name as conntrack prints it (`ESTABLISHED`, `SYN_SENT2`, ...).
-    Tcp(&'static str),
-    /// SCTP state name.
-    Sctp(&'static str),
-    /// GRE: the timeouts copied into the entry on its first packet, in seconds.
-    Gre {
-        timeout: u32,
-        stream_timeout: u32,
-    },
-}
-
-/// Packet and byte counters of one direction (`nf_conntrack_acct`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counter {
-    pub packets: u64,
-    pub bytes: u64,
-}
-
-/// The timestamp extension (`nf_conntrack_timestamp`) as the printers need it, in nanoseconds on
-/// the table's clock.
-///
-/// The kernel and the tool derive `delta-time=` differently, and the live 6.18 kernel shows it
-/// (an entry started at x.6 s and listed 2.7 s later): `/proc` prints the whole seconds of
-/// `now - start` (2), while libnetfilter_conntrack gets only the start over netlink and prints
-/// `time(NULL) - start / 10^9`, whole seconds of each (3). A DESTROY event carries the stop
-/// timestamp too, and the tool prints `stop / 10^9 - start / 10^9`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Tstamp {
-    /// When the entry was confirmed.
-    pub start: u64,
-    /// The stop timestamp of a destroyed entry (`nf_ct_delete`), else the time of the listing.
-    pub stop: u64,
-}
-
-impl Tstamp {
-    const NS: u64 = 1_000_000_000;
-
-    /// `delta-time=` as `/proc/net/nf_conntrack` prints it: whole seconds of the difference.
-    #[inline]
-    pub fn delta_proc(&self) -> u64 {
-        self.stop.saturating_sub(self.start) / Self::NS
-    }
-
-    /// `delta-time=` as libnetfilter_conntrack prints it (`conntrack -L`, `conntrack -E`): the
-    /// difference of the whole seconds of each.
-    #[inline]
-    pub fn delta_tool(&self) -> u64 {
-        (self.stop / Self::NS).saturating_sub(self.start / Self::NS)
-    }
-}
-
-/// A snapshot of one confirmed entry, everything the listings need.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConnView {
-    pub orig: Tuple,
-    pub reply: Tuple,
-    /// IPS_* bits.
-    pub status: u32,
-    /// Whole seconds left (already truncated).
-    pub timeout: u64,
-    pub proto: ProtoView,
-    pub mark: u32,
-    pub zone: Zone,
-    /// Per-direction counters when the accounting extension exists.
-    pub acct: Option<[Counter; 2]>,
-    /// The start timestamp and the instant the listing is taken at (or, in a DESTROY event, the
-    /// stop timestamp), when the timestamp extension exists.
-    pub tstamp: Option<Tstamp>,
-    /// The refcount shown as `use=`.
-    pub use_count: u32,
-    /// The opaque 32-bit id `-o id` prints.
-    pub id: u32,
-}
+use crate::tuple::{L4Kind, Tuple, Zone};
+use crate::uapi::{
+    AF_INET, AF_INET6, IPPROTO_DCCP, IPPROTO_GRE, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP,
+    IPPROTO_UDP, IPPROTO_UDPLITE, IPS_ASSURED, IPS_HW_OFFLOAD, IPS_OFFLOAD, IPS_SEEN_REPLY,
+};
 
 // ---------------------------------------------------------------------------------------
 // Printing. Everything appends to a caller-owned `String`; numbers and addresses are written
 // digit by digit (no `format!`, no temporary allocation), so a replay can print millions of
 // lines with one reused buffer.
-
-use crate::tuple::{
-    L4Kind, AF_INET, AF_INET6, IPPROTO_GRE, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP,
-    IPPROTO_UDP, IPPROTO_UDPLITE,
-};
-
-/// `IPS_SEEN_REPLY`.
-const IPS_SEEN_REPLY: u32 = 1 << 1;
-/// `IPS_ASSURED`.
-const IPS_ASSURED: u32 = 1 << 2;
-/// `IPS_OFFLOAD`.
-const IPS_OFFLOAD: u32 = 1 << 14;
-/// `IPS_HW_OFFLOAD`.
-const IPS_HW_OFFLOAD: u32 = 1 << 15;
-
-/// DCCP: no tracker in the modelled kernel (6.18, generic tracker), but the tool knows the name.
-const IPPROTO_DCCP: u8 = 33;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
@@ -410,6 +320,47 @@ fn trim_one_space(out: &mut String, start: usize) {
     }
 }
 
+/// The listings of the table: `conntrack -L -o extended`, `conntrack -L`, and
+/// `/proc/net/nf_conntrack`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListFormat {
+    Extended,
+    Conntrack,
+    Proc,
+}
+
+/// The `use=` a /proc reader sees on an idle entry: the table's reference and its own.
+pub const PROC_USE: u32 = 2;
+
+impl ListFormat {
+    /// The format of a name: "extended", "conntrack" or "proc".
+    pub fn from_name(name: &str) -> Option<ListFormat> {
+        match name {
+            "extended" => Some(ListFormat::Extended),
+            "conntrack" => Some(ListFormat::Conntrack),
+            "proc" => Some(ListFormat::Proc),
+            _ => None,
+        }
+    }
+
+    /// One entry's line (no newline).
+    pub fn line(self, v: &ConnView, out: &mut String) {
+        match self {
+            ListFormat::Extended => conntrack_line(v, true, out),
+            ListFormat::Conntrack => conntrack_line(v, false, out),
+            ListFormat::Proc => proc_line(&ConnView { use_count: PROC_USE, ..*v }, out),
+        }
+    }
+
+    /// A whole listing, one line per entry, each ending in a newline.
+    pub fn listing<'a>(self, rows: impl IntoIterator<Item = &'a ConnView>, out: &mut String) {
+        for v in rows {
+            self.line(v, out);
+            out.push('\n');
+        }
+    }
+}
+
 /// One `conntrack -L` line (extended = `-o extended`: adds the L3 columns). No trailing
 /// whitespace, no newline.
 pub fn conntrack_line(v: &ConnView, extended: bool, out: &mut String) {
@@ -560,7 +511,7 @@ pub fn proc_stat_lines(s: &Stats, count: u64, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tuple::{IPPROTO_GRE, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
+    use crate::conn::{Counter, Tstamp};
 
     const SEEN: u32 = IPS_SEEN_REPLY;
     const ASSURED: u32 = IPS_SEEN_REPLY | IPS_ASSURED;

@@ -20,7 +20,8 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// The counters in `conntrack -S` order, with their names.
+    /// The counters `conntrack -S` prints, in its order, with their names (the three
+    /// expectation counters are not among them).
     pub fn fields(&self) -> [(&'static str, u64); 10] {
         [
             ("found", self.found),
@@ -34,22 +35,5 @@ impl Stats {
             ("clash_resolve", self.clash_resolve),
             ("chaintoolong", self.chaintoolong),
         ]
-    }
-
-    /// Adds another set (threads, or several tables).
-    pub fn add(&mut self, o: &Stats) {
-        self.found += o.found;
-        self.invalid += o.invalid;
-        self.insert += o.insert;
-        self.insert_failed += o.insert_failed;
-        self.drop += o.drop;
-        self.early_drop += o.early_drop;
-        self.error += o.error;
-        self.search_restart += o.search_restart;
-        self.clash_resolve += o.clash_resolve;
-        self.chaintoolong += o.chaintoolong;
-        self.expect_new += o.expect_new;
-        self.expect_create += o.expect_create;
-        self.expect_delete += o.expect_delete;
     }
 }

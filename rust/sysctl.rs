@@ -10,10 +10,10 @@ macro_rules! sysctls {
         /// One sysctl, named as in `/proc/sys/net/netfilter` without the prefix path.
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         #[allow(non_camel_case_types)]
-        pub enum Sx { $($variant),* }
+        pub enum SysctlKey { $($variant),* }
 
         /// Every sysctl: (name, default, writable).
-        pub const SYSCTLS: &[(Sx, &str, u64, bool)] = &[$((Sx::$variant, $name, $default, $writable)),*];
+        pub const SYSCTLS: &[(SysctlKey, &str, u64, bool)] = &[$((SysctlKey::$variant, $name, $default, $writable)),*];
     };
 }
 
@@ -101,29 +101,29 @@ impl Clone for Sysctl {
 impl Sysctl {
     /// The current value.
     #[inline]
-    pub fn get(&self, s: Sx) -> u64 {
+    pub fn get(&self, s: SysctlKey) -> u64 {
         self.values[s as usize].load(Ordering::Relaxed)
     }
 
     /// A timeout sysctl in nanoseconds.
     #[inline]
-    pub fn timeout_ns(&self, s: Sx) -> u64 {
+    pub fn timeout_ns(&self, s: SysctlKey) -> u64 {
         self.get(s).saturating_mul(1_000_000_000)
     }
 
     /// Sets a value without the range checks (for the table itself).
-    pub fn set(&self, s: Sx, v: u64) {
+    pub fn set(&self, s: SysctlKey, v: u64) {
         self.values[s as usize].store(v, Ordering::Relaxed);
     }
 
     /// Looks a sysctl up by its `/proc/sys/net/netfilter` name.
-    pub fn lookup(name: &str) -> Option<Sx> {
+    pub fn lookup(name: &str) -> Option<SysctlKey> {
         let name = name.strip_prefix("net.netfilter.").unwrap_or(name);
         SYSCTLS.iter().find(|s| s.1 == name).map(|s| s.0)
     }
 
     /// The name of a sysctl.
-    pub fn name(s: Sx) -> &'static str {
+    pub fn name(s: SysctlKey) -> &'static str {
         SYSCTLS[s as usize].1
     }
 
@@ -133,7 +133,7 @@ impl Sysctl {
     }
 
     /// Checks a value a user wants to write, as the kernel's proc handlers would.
-    pub fn validate(name: &str, value: i128) -> Result<(Sx, u64), SysctlError> {
+    pub fn validate(name: &str, value: i128) -> Result<(SysctlKey, u64), SysctlError> {
         let s = Sysctl::lookup(name).ok_or_else(|| SysctlError::Unknown(name.to_string()))?;
         if !SYSCTLS[s as usize].3 {
             return Err(SysctlError::ReadOnly(name.to_string()));
@@ -143,23 +143,23 @@ impl Sysctl {
             return Err(bad("must not be negative"));
         }
         let limit: i128 = match s {
-            Sx::Checksum
-            | Sx::Acct
-            | Sx::Timestamp
-            | Sx::TcpLoose
-            | Sx::TcpBeLiberal
-            | Sx::TcpIgnoreInvalidRst => 1,
-            Sx::Events => 2,
-            Sx::LogInvalid => 255,
-            Sx::Buckets => i128::from(u32::MAX / 2),
-            Sx::Max | Sx::ExpectMax | Sx::TcpMaxRetrans => i128::from(i32::MAX),
+            SysctlKey::Checksum
+            | SysctlKey::Acct
+            | SysctlKey::Timestamp
+            | SysctlKey::TcpLoose
+            | SysctlKey::TcpBeLiberal
+            | SysctlKey::TcpIgnoreInvalidRst => 1,
+            SysctlKey::Events => 2,
+            SysctlKey::LogInvalid => 255,
+            SysctlKey::Buckets => i128::from(u32::MAX / 2),
+            SysctlKey::Max | SysctlKey::ExpectMax | SysctlKey::TcpMaxRetrans => i128::from(i32::MAX),
             // Timeouts are stored as 32-bit jiffies at HZ=250 in the kernel.
             _ => i128::from(u32::MAX / 250),
         };
         if value > limit {
             return Err(bad("out of range"));
         }
-        if s == Sx::Buckets && value == 0 {
+        if s == SysctlKey::Buckets && value == 0 {
             return Err(bad("must be at least 1"));
         }
         Ok((s, value as u64))
@@ -178,7 +178,7 @@ mod tests {
     #[test]
     fn defaults_and_names() {
         let s = Sysctl::default();
-        assert_eq!(s.get(Sx::UdpTimeout), 30);
+        assert_eq!(s.get(SysctlKey::UdpTimeout), 30);
         assert_eq!(s.get_by_name("nf_conntrack_udp_timeout_stream").unwrap(), 120);
         assert_eq!(s.get_by_name("net.netfilter.nf_conntrack_max").unwrap(), 262_144);
         for (i, e) in SYSCTLS.iter().enumerate() {
@@ -192,6 +192,6 @@ mod tests {
         assert!(Sysctl::validate("nf_conntrack_checksum", 2).is_err());
         assert!(Sysctl::validate("nf_conntrack_udp_timeout", -1).is_err());
         assert!(Sysctl::validate("nf_conntrack_buckets", 0).is_err());
-        assert_eq!(Sysctl::validate("nf_conntrack_max", 0).unwrap(), (Sx::Max, 0));
+        assert_eq!(Sysctl::validate("nf_conntrack_max", 0).unwrap(), (SysctlKey::Max, 0));
     }
 }

@@ -1,22 +1,18 @@
-//! `nf_conntrack_tuple`: the 5-tuple conntrack keys entries on, its inversion, and the keyed
-//! hash that places it in a bucket (spec §4.1, §4.2).
+//! `nf_conntrack_tuple`: the 5-tuple conntrack keys entries on, how a packet's tuple is read
+//! (`nf_ct_get_tuple`), its inversion, zones, and the keyed hash that places it in a bucket
+//! (spec §4.1, §4.2).
+//!
+//! Depends on `uapi` and `wire` only.
 
+use crate::uapi::{
+    AF_INET, AF_INET6, IPPROTO_GRE, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP,
+    IPPROTO_UDPLITE,
+};
+use crate::wire::ip::L3;
+use crate::wire::l4;
 use siphasher::sip::SipHasher24;
 use std::hash::Hasher;
 use std::net::{Ipv4Addr, Ipv6Addr};
-
-/// AF_INET, as `nf_conntrack_tuple.src.l3num` stores it.
-pub const AF_INET: u8 = 2;
-/// AF_INET6.
-pub const AF_INET6: u8 = 10;
-
-pub const IPPROTO_ICMP: u8 = 1;
-pub const IPPROTO_TCP: u8 = 6;
-pub const IPPROTO_UDP: u8 = 17;
-pub const IPPROTO_GRE: u8 = 47;
-pub const IPPROTO_ICMPV6: u8 = 58;
-pub const IPPROTO_SCTP: u8 = 132;
-pub const IPPROTO_UDPLITE: u8 = 136;
 
 /// `enum ip_conntrack_dir`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -168,6 +164,46 @@ impl Tuple {
     pub fn dst_addr(&self) -> std::net::IpAddr {
         addr(self.l3num, &self.dst)
     }
+}
+
+/// `nf_ct_get_tuple`: the tuple of a packet whose L3 header was parsed into `l3`, with `l4b`
+/// its L4 bytes. None where the protocol's part cannot be read (short header, GRE version 1
+/// that is not PPTP).
+pub fn get_tuple(l3: &L3, l4b: &[u8]) -> Option<Tuple> {
+    let mut t =
+        Tuple { src: l3.src, dst: l3.dst, l3num: l3.l3num, protonum: l3.protonum, src_u: 0, dst_u: 0 };
+    match l4_kind(l3.protonum) {
+        L4Kind::Ports => {
+            let (s, d) = l4::ports(l4b)?;
+            t.src_u = s;
+            t.dst_u = d;
+        }
+        L4Kind::Icmp | L4Kind::Icmpv6 => {
+            let h = l4::icmp(l4b)?;
+            t.src_u = h.id;
+            t.dst_u = (u16::from(h.typ) << 8) | u16::from(h.code);
+        }
+        L4Kind::Gre => {
+            if let Some(h) = l4::gre(l4b) {
+                if h.version == 1 {
+                    if h.protocol != 0x880b {
+                        return None;
+                    }
+                    // PPTP: destination key is the call id; the source key would come from the
+                    // PPTP helper's keymap, which nfct does not have yet.
+                    t.dst_u = h.key? as u16;
+                }
+            }
+        }
+        L4Kind::Generic => {}
+    }
+    Some(t)
+}
+
+/// The tuple of an IP packet of family `l3num` starting at its L3 header, if it has one.
+pub fn packet_tuple(l3num: u8, pkt: &[u8]) -> Option<Tuple> {
+    let l3 = crate::wire::ip::get_l4proto(l3num, pkt).ok()?;
+    get_tuple(&l3, pkt.get(l3.l4_off..).unwrap_or(&[]))
 }
 
 /// An address stored in a 16-byte tuple field, for the given family.

@@ -5,6 +5,8 @@
 - Paths: `repo_root`, `examples_dir`, and `shared_pcaps`, the developer capture set kept in
   <repo>/../shared/pcaps (beside the clone, as CI lays it out); tests that need it skip with a
   reason where it is absent. NFCT_SHARED_PCAPS overrides the location.
+- `capture` and `ether_capture`: a small known capture (helpers.small_capture_records) as a
+  raw-IP and as an Ethernet pcap.
 - The `kernel` marker: such a test needs root, network namespaces, nft, conntrack and ip. Where
   these are missing it is skipped, except under CI=true, where it fails: CI installs them, so a
   skip there would hide a broken install step.
@@ -19,8 +21,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+# The shared checks assert; show their operands on failure as in test modules.
+pytest.register_assert_rewrite("helpers", "scenarios", "verdicts")
+
+import packets as P  # noqa: E402
+from helpers import IN_CI, REPO_ROOT, shared_pcaps_dir, small_capture_records  # noqa: E402
 
 # --- Hypothesis -------------------------------------------------------------------------------
 
@@ -37,13 +42,6 @@ HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if IN_CI else
 settings.load_profile(HYPOTHESIS_PROFILE)
 
 # --- Paths ------------------------------------------------------------------------------------
-
-
-def shared_pcaps_dir() -> Path | None:
-    """The shared capture directory, or None where this checkout has none beside it."""
-    override = os.environ.get("NFCT_SHARED_PCAPS")
-    candidate = Path(override) if override else REPO_ROOT.parent / "shared" / "pcaps"
-    return candidate if candidate.is_dir() else None
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +66,23 @@ def shared_pcaps() -> Path:
             "shared capture set not found: expected ../shared/pcaps beside the repository "
             f"({REPO_ROOT.parent / 'shared' / 'pcaps'}) or NFCT_SHARED_PCAPS"
         )
+    return path
+
+
+@pytest.fixture
+def capture(tmp_path: Path) -> Path:
+    """helpers.small_capture_records as a raw-IP pcap."""
+    path = tmp_path / "small.pcap"
+    path.write_bytes(P.pcap(small_capture_records()))
+    return path
+
+
+@pytest.fixture
+def ether_capture(tmp_path: Path) -> Path:
+    """helpers.small_capture_records as an Ethernet pcap."""
+    path = tmp_path / "small-ether.pcap"
+    records = [(t, P.ethernet(p)) for t, p in small_capture_records()]
+    path.write_bytes(P.pcap(records, linktype=P.LINKTYPE_ETHERNET))
     return path
 
 

@@ -1,14 +1,14 @@
 """Both ends of a TCP connection, for tests: tracks each side's next sequence number so that
-segments acknowledge exactly what the other side sent (used by tests/test_tcp.py and
-tests/kernel/test_tcp_kernel.py)."""
+segments acknowledge exactly what the other side sent (used by the TCP scenarios,
+tests/scenarios/tcp.py, and other tests)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import packets as P
+from helpers import C, S
 
-C, S = "10.1.0.2", "10.2.0.2"
 HTTP = 80
 
 

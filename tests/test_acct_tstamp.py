@@ -1,6 +1,6 @@
 """Accounting and timestamps (spec §15, §11.2, §11.3, §13.3): `packets= bytes=` and
 `delta-time=` in the listings and in DESTROY events, from Python and from `nfct replay
---sysctl ...`. The live kernel's own lines are compared in tests/kernel/test_tstamp_kernel.py."""
+--sysctl ...`. The live kernel's own lines are compared in tests/live/test_tstamp.py."""
 
 from __future__ import annotations
 
@@ -15,17 +15,11 @@ import dpkt
 import pytest
 
 import packets as P
-from nfct import Net, Skb, ipv4_confirm, ipv4_conntrack_in
+from helpers import EXAMPLES_DIR, C, S, forward
+from nfct import Net
 from nfct.verify import write_pcap
 
-C, S = "10.1.0.2", "10.2.0.2"
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def send(net: Net, pkt: bytes, t: float) -> None:
-    skb = Skb(pkt, tstamp=t)
-    ipv4_conntrack_in(net, skb)
-    ipv4_confirm(net, skb)
+EXAMPLES = EXAMPLES_DIR
 
 
 def delta(line: str) -> int:
@@ -38,7 +32,7 @@ def test_listings_compute_delta_time_as_the_tool_and_proc_do() -> None:
     """Seen on 6.18: an entry confirmed at x.607 s and listed 2.7 s later shows delta-time=3 in
     `conntrack -L` (whole seconds of each instant) and 2 in /proc (whole seconds elapsed)."""
     net = Net({"nf_conntrack_timestamp": 1})
-    send(net, P.udp(C, S, 5000, 53, b"q"), 1000.607)
+    forward(net, P.udp(C, S, 5000, 53, b"q"), 1000.607)
     net.advance(1003.307)
     (ext,) = net.dump("extended").splitlines()
     (conntrack,) = net.dump("conntrack").splitlines()
@@ -48,7 +42,7 @@ def test_listings_compute_delta_time_as_the_tool_and_proc_do() -> None:
     assert proc.endswith(" mark=0 zone=0 delta-time=2 use=2"), proc
     # Within the same second of the clock: 0 in both.
     net = Net({"nf_conntrack_timestamp": 1})
-    send(net, P.udp(C, S, 5000, 53, b"q"), 1000.1)
+    forward(net, P.udp(C, S, 5000, 53, b"q"), 1000.1)
     net.advance(1000.9)
     assert delta(net.dump("extended")) == delta(net.dump("proc")) == 0
 
@@ -59,8 +53,8 @@ def test_destroy_of_an_entry_reaped_late_is_backdated_to_its_expiry() -> None:
     delta-time=30, not 100, with its counters."""
     net = Net({"nf_conntrack_timestamp": 1, "nf_conntrack_acct": 1})
     net.listen_events()
-    send(net, P.udp(C, S, 5000, 53, b"q"), 1000.6)
-    send(net, P.udp(S, C, 53, 5000, b"ans"), 1000.7)
+    forward(net, P.udp(C, S, 5000, 53, b"q"), 1000.6)
+    forward(net, P.udp(S, C, 53, 5000, b"ans"), 1000.7)
     net.advance(1100.9)
     assert net.gc() == 1
     new, update, destroy = net.read_events(timestamps=True)
@@ -79,8 +73,8 @@ def test_destroy_of_a_killed_entry_stops_at_the_kill() -> None:
     net = Net({"nf_conntrack_timestamp": 1})
     net.listen_events()
     syn = P.tcp(C, S, 4001, 80, seq=1000, flags="S")
-    send(net, syn, 1000.6)
-    send(net, P.tcp(S, C, 80, 4001, seq=0, ack=1001, flags="RA", window=0), 1003.3)
+    forward(net, syn, 1000.6)
+    forward(net, P.tcp(S, C, 80, 4001, seq=0, ack=1001, flags="RA", window=0), 1003.3)
     new, destroy = net.read_events()
     assert new.startswith("    [NEW] ipv4     2 tcp      6 120 SYN_SENT ")
     assert destroy == (
@@ -92,7 +86,7 @@ def test_destroy_of_a_killed_entry_stops_at_the_kill() -> None:
 def test_without_the_sysctls_nothing_is_printed() -> None:
     net = Net()
     net.listen_events()
-    send(net, P.udp(C, S, 5000, 53, b"q"), 1000.6)
+    forward(net, P.udp(C, S, 5000, 53, b"q"), 1000.6)
     net.advance(1100.0)
     net.gc()
     for fmt in ("extended", "proc"):
@@ -103,10 +97,10 @@ def test_without_the_sysctls_nothing_is_printed() -> None:
 def test_the_sysctl_applies_to_entries_created_afterwards() -> None:
     """Like the kernel's extensions, decided when the entry is created."""
     net = Net()
-    send(net, P.udp(C, S, 5000, 53, b"q"), 1000.0)
+    forward(net, P.udp(C, S, 5000, 53, b"q"), 1000.0)
     net.sysctl["nf_conntrack_timestamp"] = 1
     net.sysctl["nf_conntrack_acct"] = 1
-    send(net, P.udp(C, S, 5001, 53, b"q"), 1001.0)
+    forward(net, P.udp(C, S, 5001, 53, b"q"), 1001.0)
     net.advance(1002.0)
     lines = {int(x.split("sport=")[1].split()[0]): x for x in net.dump().splitlines()}
     assert "delta-time" not in lines[5000] and "packets=" not in lines[5000]

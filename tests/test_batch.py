@@ -9,15 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import nfct
 import packets as P
+from helpers import EXAMPLES_DIR, C, S, traffic
 from nfct import Net
 from nfct.verify import write_pcap
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-C, S, X = "10.1.0.2", "10.2.0.2", "10.3.0.9"
+EXAMPLES = EXAMPLES_DIR
 
 # ctinfo -> the class the replay prints (ctinfo -1: no conntrack).
 CLASS = {-1: "invalid", 0: "established", 1: "related", 2: "new", 3: "established", 4: "related"}
@@ -79,30 +78,6 @@ def test_batch_equals_replay_on_shipped_captures(name: str, tmp_path: Path) -> N
     assert batched(pkts) == replayed(pkts, tmp_path)
 
 
-@st.composite
-def traffic(draw: st.DrawFn) -> list[tuple[bytes, float]]:
-    hosts = [C, S, X]
-    out = []
-    t = 100.0
-    for _ in range(draw(st.integers(1, 30))):
-        a, b = draw(st.permutations(hosts))[:2]
-        kind = draw(st.sampled_from(["udp", "echo", "reply", "bad", "ttl1", "syn", "ack"]))
-        if kind == "udp":
-            pkt = P.udp(a, b, draw(st.sampled_from([53, 1000])), draw(st.sampled_from([53, 1000])))
-        elif kind in ("echo", "reply"):
-            pkt = P.icmp_echo(a, b, draw(st.integers(1, 2)), reply=kind == "reply")
-        elif kind == "bad":
-            pkt = P.udp(a, b, 1, 2, b"x", checksum=0xBAD)
-        elif kind == "ttl1":
-            pkt = P.udp(a, b, 3, 4, ttl=1)
-        else:
-            flags = "S" if kind == "syn" else "A"
-            pkt = P.tcp(a, b, 40000, 80, flags=flags, seq=draw(st.integers(0, 3)), ack=1)
-        t += draw(st.sampled_from([0.0, 0.001, 1.0, 40.0]))
-        out.append((pkt, t))
-    return out
-
-
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -120,8 +95,13 @@ def test_batch_runs_registered_operations_and_checks_its_arguments() -> None:
     pkts = [(P.udp(C, S, 1, 2), 1.0), (P.udp(C, S, 1, 2, b"x", checksum=0xBAD), 1.0)]
     v, c = net.conntrack_batch(*batch_of(pkts))
     assert v.tolist() == [nfct.NF_ACCEPT, nfct.NF_DROP] and c.tolist() == [2, -1]
-    seen = []
-    hook = nfct.NfHookOps(lambda skb, st: seen.append(skb.ctinfo) or 1, nfct.NFPROTO_INET, 2, 5)
+    seen: list[int | None] = []
+
+    def note(skb: nfct.Skb, state: nfct.HookState) -> int:
+        seen.append(skb.ctinfo)
+        return nfct.NF_ACCEPT
+
+    hook = nfct.NfHookOps(note, nfct.NFPROTO_INET, 2, 5)
     nfct.nf_register_net_hook(net, hook)
     buf, offsets, _ = batch_of(pkts)
     v, _ = net.conntrack_batch(buf, offsets)

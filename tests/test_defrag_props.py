@@ -19,19 +19,18 @@ from __future__ import annotations
 import struct
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import packets as P
+from helpers import C6, S6, T0, C, S
 from nfct import Net
 from nfct.verify import write_pcap
-from test_sctp import INIT, chunk, init_body, sctp_segment
+from scenarios.sctp import INIT, chunk, init_body, sctp_segment
 
-C, S = "10.1.0.2", "10.2.0.2"
-C6, S6 = "fd00:1::2", "fd00:2::2"
 IPPROTO_SCTP = 132
-T0 = 1_000_000.0
 HELD = "nf_defrag: fragment held for reassembly"
 OVER = "nf_defrag: fragment memory over high_thresh"
 DUP = "nf_defrag: duplicate fragment"
@@ -55,7 +54,9 @@ def fragment(v6: bool, seg: bytes, off: int, size: int, ident: int) -> bytes:
     return P.ipv4(C, S, IPPROTO_SCTP, data, ident=ident, frag_off=off // 8, more_fragments=more)
 
 
-def run(pkts: list[tuple[bytes, float]], sysctl: dict[str, int]) -> tuple[dict, list[str], Net]:
+def run(
+    pkts: list[tuple[bytes, float]], sysctl: dict[str, int]
+) -> tuple[dict[str, Any], list[str], Net]:
     """Replays the packets; returns the summary, the per-packet lines and the table."""
     net = Net(sysctl)
     with tempfile.TemporaryDirectory(prefix="nfct-defrag-") as tmp:

@@ -1,6 +1,6 @@
 """Conntrack events (spec §13): the `conntrack -E -o extended` lines a listener sees, when they
 are sent, and the `nf_conntrack_events` semantics. The live kernel's event logs are compared
-with nfct's in tests/kernel/ (nfct verify-kernel compares event sequences)."""
+with nfct's in tests/live/ (nfct verify-kernel compares event sequences)."""
 
 from __future__ import annotations
 
@@ -9,18 +9,16 @@ import sys
 from pathlib import Path
 
 import packets as P
-from nfct import Net, Skb, ipv4_confirm, ipv4_conntrack_in
+from helpers import EXAMPLES_DIR, C, S, feed, timed
+from nfct import Net
 from tcp_conv import Conv
 
-C, S = "10.1.0.2", "10.2.0.2"
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = EXAMPLES_DIR
 
 
-def send(net: Net, pkts: list[bytes], t0: float = 100.0, gap: float = 0.001) -> None:
-    for i, p in enumerate(pkts):
-        skb = Skb(p, tstamp=t0 + i * gap)
-        ipv4_conntrack_in(net, skb)
-        ipv4_confirm(net, skb)
+def send(net: Net, pkts: list[bytes], t0: float = 100.0) -> None:
+    """The packets 1 ms apart from `t0` through a forwarding router."""
+    feed(net, timed(*pkts, t0=t0))
 
 
 def test_full_tcp_life_udp_and_icmp_as_the_kernel_reports_them() -> None:

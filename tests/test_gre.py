@@ -1,28 +1,22 @@
 """GRE tracking (spec §10.2) from Python: version 0 keys are always 0, version 1 (PPTP) keys
 the call id as the destination key with source key 0 (nfct has no PPTP helper, and the live
-kernel without one does the same: tests/kernel/test_gre_kernel.py), version 1 carrying
-anything but PPP is INVALID, the unreplied and stream timeouts are copied into the entry on its
-first packet, and the listings print the keys (and /proc the timeouts) as the kernel does."""
+kernel without one does the same: the GRE scenarios, tests/scenarios/gre.py), version 1
+carrying anything but PPP is INVALID, the unreplied and stream timeouts are copied into the
+entry on its first packet, and the listings print the keys (and /proc the timeouts) as the
+kernel does, text for text."""
 
 from __future__ import annotations
 
 import packets as P
-from nfct import Net, Skb, ipv4_confirm, ipv4_conntrack_in, ipv6_confirm, ipv6_conntrack_in
-
-C, S = "10.1.0.2", "10.2.0.2"
-C6, S6 = "fd00:1::2", "fd00:2::2"
-PPTP = 0x880B
-
-
-def send(net: Net, pkt: bytes, t: float, *, v6: bool = False) -> str:
-    skb = Skb(pkt, tstamp=t)
-    (ipv6_conntrack_in if v6 else ipv4_conntrack_in)(net, skb)
-    (ipv6_confirm if v6 else ipv4_confirm)(net, skb)
-    return skb.ctstate
+from helpers import C, S, forward
+from nfct import Net
+from scenarios.base import play
+from scenarios.gre import SCENARIOS
 
 
-def pptp(src: str, dst: str, call_id: int) -> bytes:
-    return P.gre(src, dst, version=1, protocol=PPTP, key=call_id)
+def send(net: Net, pkt: bytes, t: float) -> str:
+    """The packet through a forwarding router; its class."""
+    return forward(net, pkt, t)[1].ctstate
 
 
 def test_version_0_flow_life_and_timeouts() -> None:
@@ -57,15 +51,11 @@ def test_unreplied_entry_expires_after_the_gre_timeout() -> None:
     assert len(net) == 0
 
 
-def test_version_1_pptp_directions_are_separate_entries() -> None:
-    net = Net()
-    assert send(net, pptp(C, S, 0x1111), 1.0) == "new"
-    # The peer's packets carry its own call id: no match with the reply tuple (0x1111, 0).
-    assert send(net, pptp(S, C, 0x2222), 1.1) == "new"
-    # Another packet of an unreplied entry is still "new" (IP_CT_NEW), on the same entry.
-    assert send(net, pptp(C, S, 0x1111), 1.2) == "new"
-    assert len(net) == 2
-    assert sorted(net.dump("extended").splitlines()) == [
+def test_version_1_pptp_listing() -> None:
+    played = play(SCENARIOS["GRE v1 (PPTP): each direction is an entry of its own"])
+    assert len(played.net) == 2
+    assert played.skbs[2].nfct == played.skbs[0].nfct
+    assert sorted(played.net.dump("extended").splitlines()) == [
         "ipv4     2 gre      47 29 src=10.1.0.2 dst=10.2.0.2 srckey=0x0 dstkey=0x1111 [UNREPLIED] "
         "src=10.2.0.2 dst=10.1.0.2 srckey=0x1111 dstkey=0x0 mark=0 use=1",
         "ipv4     2 gre      47 29 src=10.2.0.2 dst=10.1.0.2 srckey=0x0 dstkey=0x2222 [UNREPLIED] "
@@ -73,22 +63,18 @@ def test_version_1_pptp_directions_are_separate_entries() -> None:
     ]
 
 
-def test_version_1_not_ppp_is_invalid_and_short_or_other_versions_key_0() -> None:
-    net = Net()
-    assert send(net, P.gre(C, S, version=1, protocol=0x0800, key=7), 1.0) == "invalid"
-    assert net.stats["invalid"] == 1
-    assert send(net, P.gre(C, S, version=1, protocol=PPTP), 1.1) == "new"  # no call id
-    assert send(net, P.gre(C, "10.2.0.3", version=5, key=9), 1.2) == "new"
-    assert all(" srckey=0x0 dstkey=0x0 [UNREPLIED] " in x for x in net.dump().splitlines())
-    assert len(net) == 2
+def test_version_1_not_ppp_and_other_versions_listing() -> None:
+    played = play(
+        SCENARIOS["GRE v1 not carrying PPP is invalid; no call id or another version: keys 0"]
+    )
+    lines = played.net.dump().splitlines()
+    assert len(lines) == 2
+    assert all(" srckey=0x0 dstkey=0x0 [UNREPLIED] " in x for x in lines)
 
 
-def test_gre_over_ipv6() -> None:
-    net = Net()
-    assert send(net, P.ipv6(C6, S6, 47, b"\x20\x01\x88\x0b\x00\x00\x44\x44"), 1.0, v6=True) == "new"
-    assert send(net, P.ipv6(C6, S6, 47, b"\x00\x00\x08\x00"), 1.1, v6=True) == "new"
-    assert send(net, P.ipv6(S6, C6, 47, b"\x00\x00\x08\x00"), 1.2, v6=True) == "established"
-    assert sorted(net.dump().splitlines()) == [
+def test_gre_over_ipv6_listing() -> None:
+    played = play(SCENARIOS["GRE over IPv6"])
+    assert sorted(played.net.dump().splitlines()) == [
         "ipv6     10 gre      47 29 src=fd00:1::2 dst=fd00:2::2 srckey=0x0 dstkey=0x0 "
         "src=fd00:2::2 dst=fd00:1::2 srckey=0x0 dstkey=0x0 mark=0 use=1",
         "ipv6     10 gre      47 29 src=fd00:1::2 dst=fd00:2::2 srckey=0x0 dstkey=0x4444 "

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,11 +17,11 @@ from hypothesis import strategies as st
 
 import nfct
 import packets as P
+from helpers import C6, S6, C, S
 from nfct import NF_ACCEPT, NF_DROP, NF_REPEAT, NF_STOLEN, Net, NfHookOps, Skb
 from nfct.verify import write_pcap
 
-C, S, LOCAL = "10.1.0.2", "10.2.0.2", "192.0.2.1"
-C6, S6, LOCAL6 = "fd00:1::2", "fd00:2::2", "2001:db8::1"
+LOCAL, LOCAL6 = "192.0.2.1", "2001:db8::1"
 PRE, IN, FWD, OUT, POST = (
     nfct.NF_INET_PRE_ROUTING,
     nfct.NF_INET_LOCAL_IN,
@@ -36,10 +37,20 @@ def q(src: str = C, dst: str = S, sport: int = 4000, **kw: int) -> bytes:
     return P.udp(src, dst, sport, 53, b"query", **kw)
 
 
-def register(net: Net, hook: object, hooknum: int, prio: int, pf: int = V4, **kw: str) -> NfHookOps:
+def register(net: Net, hook: Any, hooknum: int, prio: int, pf: int = V4, **kw: str) -> NfHookOps:
     ops = NfHookOps(hook=hook, pf=pf, hooknum=hooknum, priority=prio, **kw)
     nfct.nf_register_net_hook(net, ops)
     return ops
+
+
+def noting(into: list[Any], what: Callable[[Skb, nfct.HookState], Any]) -> Any:
+    """A hook that appends what(skb, state) to `into` and accepts the packet."""
+
+    def hook(skb: Skb, state: nfct.HookState) -> int:
+        into.append(what(skb, state))
+        return NF_ACCEPT
+
+    return hook
 
 
 def test_constants_have_the_kernels_values() -> None:
@@ -241,8 +252,8 @@ def test_local_delivery_forwarding_martians_and_ttl() -> None:
     net = Net(local_addrs=[LOCAL, LOCAL6])
     assert net.local_addrs == [LOCAL, LOCAL6]
     where: list[str] = []
-    register(net, lambda skb, st: where.append("in") or NF_ACCEPT, IN, 0, pf=INET, name="in")
-    register(net, lambda skb, st: where.append("fwd") or NF_ACCEPT, FWD, 0, pf=INET, name="fwd")
+    register(net, noting(where, lambda skb, st: "in"), IN, 0, pf=INET, name="in")
+    register(net, noting(where, lambda skb, st: "fwd"), FWD, 0, pf=INET, name="fwd")
     # To our address: delivered whatever the TTL; elsewhere: forwarded, unless TTL 1.
     assert nfct.ip_rcv(net, Skb(q(dst=LOCAL, ttl=1))).path == "local"
     assert nfct.ip_rcv(net, Skb(q(sport=1))).path == "forward"
@@ -270,8 +281,8 @@ def test_local_delivery_forwarding_martians_and_ttl() -> None:
 def test_local_out_and_the_loopback_second_pass() -> None:
     net = Net(local_addrs=[LOCAL])
     passes: list[tuple[int, int | None]] = []
-    register(net, lambda skb, st: passes.append((st.hook, skb.ctinfo)) or NF_ACCEPT, PRE, -300)
-    register(net, lambda skb, st: passes.append((st.hook, skb.ctinfo)) or NF_ACCEPT, OUT, -300)
+    register(net, noting(passes, lambda skb, st: (st.hook, skb.ctinfo)), PRE, -300)
+    register(net, noting(passes, lambda skb, st: (st.hook, skb.ctinfo)), OUT, -300)
     out = nfct.ip_local_out(net, Skb(q(src=LOCAL, dst=S)))
     assert out.path == "output"
     assert passes == [(OUT, None)]
@@ -426,7 +437,7 @@ def test_replay_runs_builtin_and_python_hooks(tmp_path: Path) -> None:
     register(net, nfct.BuiltinHook.drop_invalid(), PRE, 0)
     register(net, nfct.BuiltinHook.ct_mark_set(7), POST, 0)
     seen: list[tuple[int, str]] = []
-    register(net, lambda skb, st: seen.append((st.hook, skb.ctstate)) or NF_ACCEPT, IN, 0)
+    register(net, noting(seen, lambda skb, st: (st.hook, skb.ctstate)), IN, 0)
     lines = tmp_path / "p.txt"
     summary = net.replay([cap], packets_path=lines)
     assert summary["dropped"] == 1 and summary["dropped_by"] == {"ct state invalid drop": 1}

@@ -1,162 +1,54 @@
-"""SCTP tracking (spec §10.3, `nf_conntrack_proto_sctp.c`) through the Python API: the
-association setup and shutdown, INIT retransmission, ABORT, verification tags, the chunk
-rules, what may open an entry, the CRC32c check and HEARTBEAT.
-
-Also the SCTP packet builders the live-kernel suite (tests/kernel/test_sctp_kernel.py) uses:
-`sctp(src, dst, sport, dport, vtag, chunks)` builds an IPv4/IPv6 packet with a correct CRC32c
-(or a forced one)."""
+"""SCTP tracking (spec §10.3, `nf_conntrack_proto_sctp.c`) through the Python API, beyond what
+the SCTP scenarios (tests/scenarios/sctp.py: every packet's class, the table at the end and the
+counters, as the live kernel has them) check: the state and the time left after every packet
+of an association's setup and shutdown, INIT retransmission, ABORT, verification tags, the
+chunk rules, what may open an entry, the CRC32c check and HEARTBEAT, and the reasons nfct gives
+for INVALID packets. The packet builders are tests/scenarios/sctp.py's."""
 
 from __future__ import annotations
 
-import struct
-
 import pytest
 
+import helpers
 import nfct
-import packets as P
-from nfct import (
-    NF_ACCEPT,
-    Net,
-    Skb,
-    ipv4_confirm,
-    ipv4_conntrack_in,
-    ipv6_confirm,
-    ipv6_conntrack_in,
+from helpers import C6, S6, C, S, only
+from nfct import NF_ACCEPT, Net, Skb
+from scenarios.sctp import (
+    ABORT,
+    COOKIE_ACK,
+    COOKIE_ECHO,
+    CP,
+    DATA,
+    FLAG_T,
+    HEARTBEAT,
+    HEARTBEAT_ACK,
+    INIT,
+    SACK,
+    SHUTDOWN_ACK,
+    SHUTDOWN_COMPLETE,
+    SP,
+    TAG_C,
+    TAG_S,
+    Assoc,
+    chunk,
+    crc32c,
+    heartbeat_info,
+    init_body,
+    sctp,
 )
-
-IPPROTO_SCTP = 132
-
-# Chunk types (RFC 9260 §3.2).
-DATA, INIT, INIT_ACK, SACK, HEARTBEAT, HEARTBEAT_ACK, ABORT = 0, 1, 2, 3, 4, 5, 6
-SHUTDOWN, SHUTDOWN_ACK, ERROR, COOKIE_ECHO, COOKIE_ACK, SHUTDOWN_COMPLETE = 7, 8, 9, 10, 11, 14
-FLAG_T = 0x01
-
-C, S = "10.1.0.2", "10.2.0.2"
-C6, S6 = "fd00:1::2", "fd00:2::2"
-CP, SP = 5000, 2905
-TAG_C, TAG_S = 0x0A0B0C0D, 0x11223344
-
-# --- builders ------------------------------------------------------------------------------------
-
-
-def _crc32c_table() -> list[int]:
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-_CRC_TABLE = _crc32c_table()
-
-
-def crc32c(data: bytes) -> int:
-    """CRC32c (Castagnoli), as SCTP uses it."""
-    crc = 0xFFFFFFFF
-    for b in data:
-        crc = _CRC_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
-Chunk = tuple[int, int, bytes]
-
-
-def chunk(ty: int, value: bytes = b"", flags: int = 0, *, length: int | None = None) -> bytes:
-    """One chunk, padded to 4 bytes; `length` forces the length field."""
-    n = 4 + len(value) if length is None else length
-    raw = struct.pack("!BBH", ty, flags, n) + value
-    return raw + b"\0" * (-len(raw) % 4)
-
-
-def init_body(tag: int, tsn: int = 1) -> bytes:
-    """The fixed part of INIT/INIT_ACK: initiate tag, a_rwnd, streams out/in, initial TSN."""
-    return struct.pack("!IIHHI", tag, 65536, 10, 10, tsn)
-
-
-def sctp_segment(
-    sport: int, dport: int, vtag: int, chunks: bytes, *, crc: int | None = None
-) -> bytes:
-    """The SCTP common header and chunks, with the CRC32c (stored little-endian) or `crc`."""
-    head = struct.pack("!HHI", sport, dport, vtag)
-    value = crc32c(head + b"\0\0\0\0" + chunks) if crc is None else crc
-    return head + struct.pack("<I", value) + chunks
-
-
-def sctp(
-    src: str, dst: str, sport: int, dport: int, vtag: int, *chunks: bytes, crc: int | None = None
-) -> bytes:
-    """An IPv4/IPv6 packet carrying SCTP with the given chunks."""
-    return P.ip(src, dst, IPPROTO_SCTP, sctp_segment(sport, dport, vtag, b"".join(chunks), crc=crc))
-
-
-class Assoc:
-    """Packets of one association between client `c` and server `s` (tags TAG_C for packets to
-    the client, TAG_S for packets to the server)."""
-
-    def __init__(self, c: str = C, s: str = S, cp: int = CP, sp: int = SP) -> None:
-        self.c, self.s, self.cp, self.sp = c, s, cp, sp
-
-    def out(self, vtag: int, *chunks: bytes, crc: int | None = None) -> bytes:
-        return sctp(self.c, self.s, self.cp, self.sp, vtag, *chunks, crc=crc)
-
-    def back(self, vtag: int, *chunks: bytes, crc: int | None = None) -> bytes:
-        return sctp(self.s, self.c, self.sp, self.cp, vtag, *chunks, crc=crc)
-
-    def init(self, tag: int = TAG_C, vtag: int = 0) -> bytes:
-        return self.out(vtag, chunk(INIT, init_body(tag)))
-
-    def init_ack(self, tag: int = TAG_S) -> bytes:
-        return self.back(TAG_C, chunk(INIT_ACK, init_body(tag, 7) + b"\x00\x07\x00\x08cookie!!"))
-
-    def cookie_echo(self) -> bytes:
-        return self.out(TAG_S, chunk(COOKIE_ECHO, b"cookie!!"))
-
-    def cookie_ack(self) -> bytes:
-        return self.back(TAG_C, chunk(COOKIE_ACK))
-
-    def handshake(self) -> list[bytes]:
-        return [self.init(), self.init_ack(), self.cookie_echo(), self.cookie_ack()]
-
-    def data(self, vtag: int = TAG_S) -> bytes:
-        return self.out(vtag, chunk(DATA, struct.pack("!IHHI", 1, 0, 0, 0) + b"payload", flags=3))
-
-    def sack(self) -> bytes:
-        return self.back(TAG_C, chunk(SACK, struct.pack("!IIHH", 1, 65536, 0, 0)))
-
-    def shutdown(self) -> list[bytes]:
-        return [
-            self.out(TAG_S, chunk(SHUTDOWN, struct.pack("!I", 1))),
-            self.back(TAG_C, chunk(SHUTDOWN_ACK)),
-            self.out(TAG_S, chunk(SHUTDOWN_COMPLETE)),
-        ]
-
-
-def heartbeat_info() -> bytes:
-    return struct.pack("!HH", 1, 12) + b"hbinfo\0\0"
-
 
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def forward(net: Net, pkt: bytes, t: float = 1.0) -> Skb:
-    skb = Skb(pkt, tstamp=t)
-    hook_in, confirm = (
-        (ipv6_conntrack_in, ipv6_confirm) if pkt[0] >> 4 == 6 else (ipv4_conntrack_in, ipv4_confirm)
-    )
-    if hook_in(net, skb) == NF_ACCEPT:
-        assert confirm(net, skb) == NF_ACCEPT
+def send(net: Net, pkt: bytes, t: float = 1.0) -> Skb:
+    """The packet through a forwarding router (helpers.forward), which accepts it."""
+    verdict, skb = helpers.forward(net, pkt, t)
+    assert verdict == NF_ACCEPT, skb.invalid_reason
     return skb
 
 
 def run(net: Net, pkts: list[bytes], t: float = 1.0) -> list[str]:
-    return [forward(net, p, t).ctstate for p in pkts]
-
-
-def only(net: Net) -> nfct.Conn:
-    (conn,) = list(net)
-    return conn
+    return [send(net, p, t).ctstate for p in pkts]
 
 
 def ttl(net: Net) -> int:
@@ -190,7 +82,7 @@ def test_association_setup_and_shutdown(c: str, s: str) -> None:
         (shutdown[2], "established", "CLOSED", 10),
     ]
     for pkt, ctstate, state, timeout in steps:
-        skb = forward(net, pkt)
+        skb = send(net, pkt)
         assert (skb.ctstate, skb.invalid_reason) == (ctstate, None)
         conn = only(net)
         assert conn.proto == "sctp"
@@ -209,8 +101,8 @@ def test_init_retransmission_does_not_refresh() -> None:
     a, net = Assoc(), Net()
     assert run(net, [a.init()], t=1.0) == ["new"]
     # Same INIT 4 s later (still unreplied: NEW), and one with a new tag: no refresh.
-    assert forward(net, a.init(), t=5.0).ctstate == "new"
-    assert forward(net, a.init(tag=0x5555), t=6.0).ctstate == "new"
+    assert send(net, a.init(), t=5.0).ctstate == "new"
+    assert send(net, a.init(tag=0x5555), t=6.0).ctstate == "new"
     net.advance(6.0)
     conn = only(net)
     assert conn.state == "CLOSED"
@@ -221,11 +113,11 @@ def test_abort_closes_and_checks_its_tag() -> None:
     a, net = Assoc(), Net()
     run(net, a.handshake())
     # ABORT from the client must carry the server's tag (no T flag) ...
-    skb = forward(net, a.out(TAG_C, chunk(ABORT)))
+    skb = send(net, a.out(TAG_C, chunk(ABORT)))
     assert skb.ctstate == "invalid" and "ABORT" in (skb.invalid_reason or "")
     assert only(net).state == "ESTABLISHED"
     # ... or the client's own with the T flag.
-    assert forward(net, a.out(TAG_C, chunk(ABORT, flags=FLAG_T))).ctstate == "established"
+    assert send(net, a.out(TAG_C, chunk(ABORT, flags=FLAG_T))).ctstate == "established"
     assert (only(net).state, ttl(net)) == ("CLOSED", 10)
     assert net.stats["invalid"] == 1
 
@@ -233,21 +125,21 @@ def test_abort_closes_and_checks_its_tag() -> None:
 def test_bad_vtag_is_invalid() -> None:
     a, net = Assoc(), Net()
     run(net, a.handshake())
-    skb = forward(net, a.data(vtag=0xDEAD))
+    skb = send(net, a.data(vtag=0xDEAD))
     assert skb.ctstate == "invalid"
     assert skb.invalid_reason == "nf_ct_sctp: verification tag check failed"
-    assert forward(net, a.data()).ctstate == "established"
+    assert send(net, a.data()).ctstate == "established"
     assert net.stats["invalid"] == 1
 
 
 def test_init_with_nonzero_vtag() -> None:
     a, net = Assoc(), Net()
-    skb = forward(net, a.init(vtag=7))
+    skb = send(net, a.init(vtag=7))
     assert skb.ctstate == "invalid" and skb.invalid_reason is not None
     assert skb.invalid_reason.startswith("nf_ct_sctp: ")
     assert net.count == 0
     run(net, a.handshake())
-    assert forward(net, a.init(vtag=7)).ctstate == "invalid"
+    assert send(net, a.init(vtag=7)).ctstate == "invalid"
     assert only(net).state == "ESTABLISHED"
     assert net.stats["invalid"] == 2
 
@@ -270,7 +162,7 @@ def test_init_with_nonzero_vtag() -> None:
 def test_invalid_first_packets(chunks: list[bytes]) -> None:
     net = Net()
     vtag = 0 if chunks and chunks[0][0] == INIT else TAG_S
-    skb = forward(net, sctp(C, S, CP, SP, vtag, *chunks))
+    skb = send(net, sctp(C, S, CP, SP, vtag, *chunks))
     assert skb.ctstate == "invalid"
     assert (skb.invalid_reason or "").startswith("nf_ct_sctp: ")
     assert net.count == 0
@@ -280,7 +172,7 @@ def test_invalid_first_packets(chunks: list[bytes]) -> None:
 def test_invalid_chunk_combination_on_an_entry() -> None:
     a, net = Assoc(), Net()
     run(net, a.handshake())
-    skb = forward(net, a.out(TAG_S, chunk(SACK, b"\0" * 12), chunk(COOKIE_ACK)))
+    skb = send(net, a.out(TAG_S, chunk(SACK, b"\0" * 12), chunk(COOKIE_ACK)))
     assert skb.ctstate == "invalid"
     assert "do_basic_checks" in (skb.invalid_reason or "")
 
@@ -288,7 +180,7 @@ def test_invalid_chunk_combination_on_an_entry() -> None:
 @pytest.mark.parametrize("checksum", [1, 0])
 def test_bad_crc(checksum: int) -> None:
     a, net = Assoc(), Net({"nf_conntrack_checksum": checksum})
-    skb = forward(net, a.out(0, chunk(INIT, init_body(TAG_C)), crc=0x12345678))
+    skb = send(net, a.out(0, chunk(INIT, init_body(TAG_C)), crc=0x12345678))
     if checksum:
         assert (skb.ctstate, skb.invalid_reason) == ("invalid", "nf_ct_sctp: bad CRC")
         assert net.count == 0
@@ -299,17 +191,15 @@ def test_bad_crc(checksum: int) -> None:
 
 def test_heartbeat_opens_and_heartbeat_ack_establishes() -> None:
     a, net = Assoc(), Net()
-    assert forward(net, a.out(TAG_S, chunk(HEARTBEAT, heartbeat_info()))).ctstate == "new"
+    assert send(net, a.out(TAG_S, chunk(HEARTBEAT, heartbeat_info()))).ctstate == "new"
     assert (only(net).state, ttl(net)) == ("HEARTBEAT_SENT", 30)
-    assert (
-        forward(net, a.back(TAG_C, chunk(HEARTBEAT_ACK, heartbeat_info()))).ctstate == "established"
-    )
+    assert send(net, a.back(TAG_C, chunk(HEARTBEAT_ACK, heartbeat_info()))).ctstate == "established"
     conn = only(net)
     assert (conn.state, ttl(net)) == ("ESTABLISHED", 210)
     assert conn.status & nfct.IPS_ASSURED
     # Now DATA must carry the learned tags.
-    assert forward(net, a.data()).ctstate == "established"
-    assert forward(net, a.data(vtag=1)).ctstate == "invalid"
+    assert send(net, a.data()).ctstate == "established"
+    assert send(net, a.data(vtag=1)).ctstate == "invalid"
 
 
 def test_heartbeat_on_a_secondary_path() -> None:
@@ -318,44 +208,44 @@ def test_heartbeat_on_a_secondary_path() -> None:
     a, net = Assoc(), Net()
     run(net, a.handshake(), t=1.0)
     assert (
-        forward(net, a.out(0x7777, chunk(HEARTBEAT, heartbeat_info())), t=51.0).ctstate
+        send(net, a.out(0x7777, chunk(HEARTBEAT, heartbeat_info())), t=51.0).ctstate
         == "established"
     )
     net.advance(51.0)
     assert ttl(net) == 160
     assert (
-        forward(net, a.back(0x8888, chunk(HEARTBEAT_ACK, heartbeat_info())), t=52.0).ctstate
+        send(net, a.back(0x8888, chunk(HEARTBEAT_ACK, heartbeat_info())), t=52.0).ctstate
         == "established"
     )
     net.advance(52.0)
     assert ttl(net) == 210
     # The reply direction now expects 0x8888.
-    assert forward(net, a.back(TAG_C, chunk(SACK, b"\0" * 12)), t=53.0).ctstate == "invalid"
-    assert forward(net, a.back(0x8888, chunk(SACK, b"\0" * 12)), t=53.0).ctstate == "established"
+    assert send(net, a.back(TAG_C, chunk(SACK, b"\0" * 12)), t=53.0).ctstate == "invalid"
+    assert send(net, a.back(0x8888, chunk(SACK, b"\0" * 12)), t=53.0).ctstate == "established"
 
 
 def test_heartbeat_ack_with_foreign_tag_is_invalid() -> None:
     a, net = Assoc(), Net()
     run(net, a.handshake())
-    assert forward(net, a.back(0x9999, chunk(HEARTBEAT_ACK, heartbeat_info()))).ctstate == "invalid"
+    assert send(net, a.back(0x9999, chunk(HEARTBEAT_ACK, heartbeat_info()))).ctstate == "invalid"
 
 
 def test_shutdown_ack_out_of_the_blue() -> None:
     a, net = Assoc(), Net()
-    assert forward(net, a.out(0x4242, chunk(SHUTDOWN_ACK))).ctstate == "new"
+    assert send(net, a.out(0x4242, chunk(SHUTDOWN_ACK))).ctstate == "new"
     assert (only(net).state, ttl(net)) == ("SHUTDOWN_ACK_SENT", 3)
     # The kernel files the OOTB SHUTDOWN_ACK's tag as the reply direction's own tag: the
     # answering SHUTDOWN_COMPLETE passes with that tag and no T flag (with T it would have to
     # carry the original direction's tag, still 0).
-    assert forward(net, a.back(0x4242, chunk(SHUTDOWN_COMPLETE, flags=FLAG_T))).ctstate == "invalid"
-    assert forward(net, a.back(0x4242, chunk(SHUTDOWN_COMPLETE))).ctstate == "established"
+    assert send(net, a.back(0x4242, chunk(SHUTDOWN_COMPLETE, flags=FLAG_T))).ctstate == "invalid"
+    assert send(net, a.back(0x4242, chunk(SHUTDOWN_COMPLETE))).ctstate == "established"
     assert only(net).state == "CLOSED"
 
 
 def test_reply_init_on_heartbeat_entry_is_an_invalid_transition() -> None:
     a, net = Assoc(), Net()
-    forward(net, a.out(TAG_S, chunk(HEARTBEAT, heartbeat_info())))
-    skb = forward(net, a.back(0, chunk(INIT, init_body(TAG_S))))
+    send(net, a.out(TAG_S, chunk(HEARTBEAT, heartbeat_info())))
+    skb = send(net, a.back(0, chunk(INIT, init_body(TAG_S))))
     assert (skb.ctstate, skb.invalid_reason) == ("invalid", "nf_ct_sctp: invalid state transition")
 
 
@@ -364,7 +254,7 @@ def test_sctp_timeouts_follow_the_sysctls() -> None:
     net = Net(
         {"nf_conntrack_sctp_timeout_established": 1000, "nf_conntrack_sctp_timeout_closed": 20}
     )
-    forward(net, a.init())
+    send(net, a.init())
     assert ttl(net) == 20
     run(net, a.handshake()[1:])
     assert (only(net).state, ttl(net)) == ("ESTABLISHED", 1000)

@@ -1,17 +1,17 @@
 """Capture-level numbers of the captures shipped in examples/, pinned: entries per protocol and
 state, packets per class, and the INVALID reasons. The entries themselves are checked against
-the kernel's own tables in test_api.py (examples/*.conntrack) and, live, in tests/kernel/."""
+the kernel's own tables in test_cli.py (examples/*.conntrack) and, live, in tests/live/."""
 
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 import nfct
+from helpers import EXAMPLES_DIR
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = EXAMPLES_DIR
 
 # capture -> ({(proto, state): entries}, {class: packets}, {reason: packets})
 PINNED: dict[str, tuple[dict[tuple[str, str | None], int], dict[str, int], dict[str, int]]] = {

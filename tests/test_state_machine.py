@@ -14,7 +14,6 @@ lookup finds the connection (RELATED) without changing its state, timeout or cou
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from hypothesis import event, settings
@@ -23,6 +22,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 import nfct
 import packets as P
+from helpers import hooks
 from nfct import NF_ACCEPT, NF_DROP, Conn, Net, Skb
 
 NS = 1_000_000_000
@@ -83,12 +83,6 @@ def key_of(t: nfct.Tuple) -> Key:
         return (UDP, t.src, t.dst, t.sport, t.dport)
     assert t.type is not None and t.id is not None and t.code == 0
     return (t.protonum, t.src, t.dst, t.type, t.id)
-
-
-def hooks(pkt: bytes) -> tuple[Callable[[Net, Skb], int], Callable[[Net, Skb], int]]:
-    if pkt[0] >> 4 == 6:
-        return nfct.ipv6_conntrack_in, nfct.ipv6_confirm
-    return nfct.ipv4_conntrack_in, nfct.ipv4_confirm
 
 
 @dataclass

@@ -5,6 +5,7 @@ kernel's CPUs would (no full table, no clashes)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,15 +15,16 @@ from hypothesis import HealthCheck, given, settings
 
 import nfct
 import packets as P
+from helpers import traffic
 from nfct import Net
 from nfct.verify import write_pcap
-from test_batch import traffic
 
 
 def run(paths: list[Path], threads: int, clock: str, tmp: Path) -> tuple[object, ...]:
     lines = tmp / f"p{threads}.txt"
     net = Net(seed=11)
-    summary = net.replay(paths, clock=clock, packets_path=lines, threads=threads)
+    captures: list[str | os.PathLike[str]] = [*paths]
+    summary = net.replay(captures, clock=clock, packets_path=lines, threads=threads)
     return (
         sorted(net.dump().splitlines()),
         net.stats,
@@ -96,7 +98,7 @@ def test_a_bad_capture_keeps_what_was_done(tmp_path: Path) -> None:
     net = Net()
     with pytest.raises(nfct.CaptureError) as ei:
         net.replay([cap], threads=2)
-    assert ei.value.summary["packets"] == 299  # type: ignore[index]
+    assert ei.value.summary["packets"] == 299
     assert len(net) == 299
 
 

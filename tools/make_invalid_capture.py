@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "python"))
 
 import packets as P  # noqa: E402
-from nfct.verify import write_pcap  # noqa: E402
+from nfct.pcap import write_pcap  # noqa: E402
 
 C, S = "192.0.2.1", "198.51.100.7"
 ISN_C, ISN_S = 1000, 5000
@@ -57,7 +57,7 @@ def conversation() -> list[bytes]:
 
 def main() -> None:
     out = ROOT / "examples" / "invalid.pcap"
-    write_pcap(out, [(p, T0 + i * 0.01) for i, p in enumerate(conversation())])
+    write_pcap(out, [(T0 + i * 0.01, p) for i, p in enumerate(conversation())], nanosecond=True)
     print(f"wrote {out}")
 
 

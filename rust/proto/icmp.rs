@@ -1,9 +1,9 @@
 //! ICMP and ICMPv6 (`nf_conntrack_proto_icmp.c`, `nf_conntrack_proto_icmpv6.c`, spec §9).
 
 use super::{PacketCtx, PacketVerdict};
-use crate::sysctl::{Sx, Sysctl};
-use crate::table::entry::Entry;
-use crate::tuple::{IPPROTO_ICMP, IPPROTO_ICMPV6};
+use crate::conn::Conn;
+use crate::sysctl::{Sysctl, SysctlKey};
+use crate::uapi::{IPPROTO_ICMP, IPPROTO_ICMPV6};
 use crate::wire::{checksum, l4};
 
 /// What the error pre-processing (`nf_conntrack_icmpv4_error` / `icmpv6_error`) decided,
@@ -90,7 +90,7 @@ fn icmpv6_valid_new(t: u8) -> bool {
 
 /// `nf_conntrack_icmp_packet` / `icmpv6_packet`: only requests create entries; every accepted
 /// packet refreshes the timeout; never ASSURED.
-pub fn icmp_packet(e: &mut Entry, ctx: &PacketCtx<'_>, sysctl: &Sysctl) -> PacketVerdict {
+pub fn icmp_packet(e: &mut Conn, ctx: &PacketCtx<'_>, sysctl: &Sysctl) -> PacketVerdict {
     let v6 = e.orig.protonum == IPPROTO_ICMPV6;
     if !e.confirmed() {
         let t = e.orig.icmp_type();
@@ -103,7 +103,7 @@ pub fn icmp_packet(e: &mut Entry, ctx: &PacketCtx<'_>, sysctl: &Sysctl) -> Packe
             });
         }
     }
-    let timeout = sysctl.timeout_ns(if v6 { Sx::Icmpv6Timeout } else { Sx::IcmpTimeout });
+    let timeout = sysctl.timeout_ns(if v6 { SysctlKey::Icmpv6Timeout } else { SysctlKey::IcmpTimeout });
     e.refresh(ctx.dir, ctx.len, timeout, ctx.now);
     PacketVerdict::Accept
 }

@@ -5,66 +5,20 @@
 //! Every INVALID verdict carries a reason in the kernel's `nf_ct_sctp:` message family.
 
 use super::{PacketCtx, PacketVerdict, ProtoState};
-use crate::sysctl::{Sx, Sysctl};
-use crate::table::entry::{Entry, IPCT_ASSURED, IPCT_PROTOINFO, IPS_ASSURED};
+pub use crate::conn::state::sctp::*;
+use crate::conn::Conn;
+use crate::sysctl::{Sysctl, SysctlKey};
 use crate::tuple::Direction;
+use crate::uapi::{IPCT_ASSURED, IPCT_PROTOINFO, IPS_ASSURED};
 use crate::wire::checksum;
+use crate::wire::sctp::{
+    self, chunks, init_tag, CHUNK_FLAG_T, CID_ABORT, CID_COOKIE_ACK, CID_COOKIE_ECHO, CID_DATA, CID_ERROR,
+    CID_HEARTBEAT, CID_HEARTBEAT_ACK, CID_INIT, CID_INIT_ACK, CID_SHUTDOWN, CID_SHUTDOWN_ACK,
+    CID_SHUTDOWN_COMPLETE,
+};
 
-/// `enum sctp_conntrack`.
-pub const NONE: u8 = 0;
-pub const CLOSED: u8 = 1;
-pub const COOKIE_WAIT: u8 = 2;
-pub const COOKIE_ECHOED: u8 = 3;
-pub const ESTABLISHED: u8 = 4;
-pub const SHUTDOWN_SENT: u8 = 5;
-pub const SHUTDOWN_RECD: u8 = 6;
-pub const SHUTDOWN_ACK_SENT: u8 = 7;
-pub const HEARTBEAT_SENT: u8 = 8;
-/// `SCTP_CONNTRACK_HEARTBEAT_ACKED`: kept in the enum, never entered.
-pub const HEARTBEAT_ACKED: u8 = 9;
 /// `SCTP_CONNTRACK_MAX`, used as "invalid" in the table.
 const IV: u8 = 10;
-
-/// The names conntrack prints (`sctp_conntrack_names`).
-pub const STATE_NAMES: [&str; 9] = [
-    "NONE",
-    "CLOSED",
-    "COOKIE_WAIT",
-    "COOKIE_ECHOED",
-    "ESTABLISHED",
-    "SHUTDOWN_SENT",
-    "SHUTDOWN_RECD",
-    "SHUTDOWN_ACK_SENT",
-    "HEARTBEAT_SENT",
-];
-
-/// Chunk types (`SCTP_CID_*`).
-pub const CID_DATA: u8 = 0;
-pub const CID_INIT: u8 = 1;
-pub const CID_INIT_ACK: u8 = 2;
-pub const CID_SACK: u8 = 3;
-pub const CID_HEARTBEAT: u8 = 4;
-pub const CID_HEARTBEAT_ACK: u8 = 5;
-pub const CID_ABORT: u8 = 6;
-pub const CID_SHUTDOWN: u8 = 7;
-pub const CID_SHUTDOWN_ACK: u8 = 8;
-pub const CID_ERROR: u8 = 9;
-pub const CID_COOKIE_ECHO: u8 = 10;
-pub const CID_COOKIE_ACK: u8 = 11;
-pub const CID_SHUTDOWN_COMPLETE: u8 = 14;
-
-/// `SCTP_CHUNK_FLAG_T`: the sender reflected the peer's tag (ABORT, SHUTDOWN_COMPLETE).
-pub const CHUNK_FLAG_T: u8 = 0x01;
-
-/// `SCTP_FLAG_HEARTBEAT_VTAG_FAILED`.
-pub const FLAG_HEARTBEAT_VTAG_FAILED: u8 = 1;
-
-/// Length of the common header (`struct sctphdr`).
-const COMMON_HDR: usize = 12;
-/// Length of a chunk header (`struct sctp_chunkhdr`).
-const CHUNK_HDR: usize = 4;
-/// Length of the INIT/INIT_ACK fixed part (`struct sctp_inithdr`).
-const INIT_HDR: usize = 16;
 
 // Abbreviations of the spec's tables (§10.3).
 const CL: u8 = CLOSED;
@@ -124,66 +78,21 @@ const TRANSITIONS: [[[u8; 9]; 11]; 2] = [
 ];
 
 /// The timeout sysctl of each state from CLOSED on (index = state - 1).
-const STATE_TIMEOUTS: [Sx; 8] = [
-    Sx::SctpTimeoutClosed,
-    Sx::SctpTimeoutCookieWait,
-    Sx::SctpTimeoutCookieEchoed,
-    Sx::SctpTimeoutEstablished,
-    Sx::SctpTimeoutShutdownSent,
-    Sx::SctpTimeoutShutdownRecd,
-    Sx::SctpTimeoutShutdownAckSent,
-    Sx::SctpTimeoutHeartbeatSent,
+const STATE_TIMEOUTS: [SysctlKey; 8] = [
+    SysctlKey::SctpTimeoutClosed,
+    SysctlKey::SctpTimeoutCookieWait,
+    SysctlKey::SctpTimeoutCookieEchoed,
+    SysctlKey::SctpTimeoutEstablished,
+    SysctlKey::SctpTimeoutShutdownSent,
+    SysctlKey::SctpTimeoutShutdownRecd,
+    SysctlKey::SctpTimeoutShutdownAckSent,
+    SysctlKey::SctpTimeoutHeartbeatSent,
 ];
 
 /// `timeouts[SCTP_CONNTRACK_NONE]`: set once at netns init to CLOSED's default (10 s) and not
 /// tied to any sysctl. No accepted packet leaves an entry in NONE, so this is never used in
 /// practice.
 const NONE_TIMEOUT_NS: u64 = 10_000_000_000;
-
-/// `struct ip_ct_sctp`. Tags are kept as the numbers the wire carries (big-endian read).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SctpState {
-    pub state: u8,
-    /// The tag each direction's packets must carry.
-    pub vtag: [u32; 2],
-    /// Whether an INIT was seen from each direction (cleared by COOKIE_ACK).
-    pub init: [bool; 2],
-    /// `SCTP_FLAG_HEARTBEAT_VTAG_FAILED`.
-    pub flags: u8,
-    /// The direction of the HEARTBEAT whose tag failed.
-    pub last_dir: u8,
-}
-
-impl SctpState {
-    /// The state name conntrack prints.
-    pub fn name(&self) -> &'static str {
-        STATE_NAMES.get(usize::from(self.state)).copied().unwrap_or("NONE")
-    }
-}
-
-/// One chunk header and where it sits in the L4 bytes.
-#[derive(Clone, Copy, Debug)]
-struct Chunk {
-    off: usize,
-    ty: u8,
-    flags: u8,
-    len: u16,
-}
-
-/// `for_each_sctp_chunk`: walks chunk headers from the end of the common header while a whole
-/// 4-byte header fits, advancing by the length rounded up to 4 (a zero length is caught by
-/// `basic_checks` before any other walk).
-fn chunks(l4: &[u8]) -> impl Iterator<Item = Chunk> + '_ {
-    let mut off = COMMON_HDR;
-    std::iter::from_fn(move || {
-        let h = l4.get(off..off.checked_add(CHUNK_HDR)?)?;
-        let c = Chunk { off, ty: h[0], flags: h[1], len: u16::from_be_bytes([h[2], h[3]]) };
-        // A zero length would never advance; stop instead (basic_checks rejects it first).
-        let step = (usize::from(c.len) + 3) & !3;
-        off = if step == 0 { usize::MAX } else { off + step };
-        Some(c)
-    })
-}
 
 /// The set of chunk types a packet carries (the kernel's 256-bit `map`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -258,21 +167,10 @@ fn new_state(dir: usize, cur: u8, ty: u8) -> u8 {
     }
 }
 
-fn be32(b: &[u8], off: usize) -> Option<u32> {
-    b.get(off..off + 4).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-}
-
-/// The initiate tag of an INIT/INIT_ACK chunk at `off` (needs the whole `sctp_inithdr`).
-fn init_tag(l4: &[u8], off: usize) -> Option<u32> {
-    let start = off + CHUNK_HDR;
-    l4.get(start..start + INIT_HDR)?;
-    be32(l4, start)
-}
-
 /// `sctp_error`: the common header is there, and the CRC32c is right when checksums are
 /// verified for this packet.
 pub fn sctp_error(ctx: &PacketCtx<'_>) -> Result<(), &'static str> {
-    if ctx.l4.len() < COMMON_HDR {
+    if sctp::vtag(ctx.l4).is_none() {
         return Err("nf_ct_sctp: short packet");
     }
     if ctx.verify_checksum && !checksum::sctp_ok(ctx.l4) {
@@ -311,12 +209,12 @@ fn sctp_new(l4: &[u8], vtag: u32) -> Result<SctpState, &'static str> {
 }
 
 /// `nf_conntrack_sctp_packet`.
-pub fn sctp_packet(e: &mut Entry, ctx: &PacketCtx<'_>, sysctl: &Sysctl) -> PacketVerdict {
+pub fn sctp_packet(e: &mut Conn, ctx: &PacketCtx<'_>, sysctl: &Sysctl) -> PacketVerdict {
     if let Err(why) = sctp_error(ctx) {
         return PacketVerdict::Invalid(why);
     }
     let l4 = ctx.l4;
-    let Some(vtag) = be32(l4, 4) else { return PacketVerdict::Invalid("nf_ct_sctp: short packet") };
+    let Some(vtag) = sctp::vtag(l4) else { return PacketVerdict::Invalid("nf_ct_sctp: short packet") };
     let map = match basic_checks(l4) {
         Ok(m) => m,
         Err(why) => return PacketVerdict::Invalid(why),
@@ -343,7 +241,7 @@ pub fn sctp_packet(e: &mut Entry, ctx: &PacketCtx<'_>, sysctl: &Sysctl) -> Packe
 }
 
 fn sctp_state_machine(
-    e: &mut Entry,
+    e: &mut Conn,
     st: &mut SctpState,
     map: &ChunkMap,
     vtag: u32,
@@ -498,7 +396,8 @@ fn sctp_state_machine(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::entry::IPS_CONFIRMED;
+    use crate::uapi::IPS_CONFIRMED;
+    use crate::wire::sctp::CID_SACK;
 
     const O: usize = 0;
     const R: usize = 1;
@@ -585,10 +484,10 @@ mod tests {
 
     const Z: [u8; 16] = [0; 16];
 
-    fn run(e: &mut Entry, p: &[u8], dir: Direction, now_s: u64, verify: bool) -> PacketVerdict {
+    fn run(e: &mut Conn, p: &[u8], dir: Direction, now_s: u64, verify: bool) -> PacketVerdict {
         let ctx = PacketCtx {
             l4: p,
-            l3num: crate::tuple::AF_INET,
+            l3num: crate::uapi::AF_INET,
             src: &Z,
             dst: &Z,
             len: 20 + p.len(),
@@ -599,22 +498,22 @@ mod tests {
         sctp_packet(e, &ctx, &Sysctl::default())
     }
 
-    fn state(e: &Entry) -> SctpState {
+    fn state(e: &Conn) -> SctpState {
         match &e.proto {
             ProtoState::Sctp(st) => **st,
             _ => panic!("no sctp state"),
         }
     }
 
-    fn secs_left(e: &Entry, now_s: u64) -> u64 {
+    fn secs_left(e: &Conn, now_s: u64) -> u64 {
         (e.timeout - now_s * 1_000_000_000) / 1_000_000_000
     }
 
     const TA: u32 = 0x1111_1111;
     const TB: u32 = 0x2222_2222;
 
-    fn established() -> Entry {
-        let mut e = Entry::default();
+    fn established() -> Conn {
+        let mut e = Conn::default();
         assert_eq!(
             run(&mut e, &pkt(0, &[(CID_INIT, 0, &init_body(TA))]), Direction::Original, 0, true),
             PacketVerdict::Accept
@@ -637,7 +536,7 @@ mod tests {
 
     #[test]
     fn association_setup_and_shutdown() {
-        let mut e = Entry::default();
+        let mut e = Conn::default();
         let init = pkt(0, &[(CID_INIT, 0, &init_body(TA))]);
         assert_eq!(run(&mut e, &init, Direction::Original, 0, true), PacketVerdict::Accept);
         assert_eq!(state(&e).state, CLOSED);
@@ -701,7 +600,7 @@ mod tests {
 
     #[test]
     fn init_retransmission_in_closed_does_not_refresh() {
-        let mut e = Entry::default();
+        let mut e = Conn::default();
         let init = pkt(0, &[(CID_INIT, 0, &init_body(TA))]);
         assert_eq!(run(&mut e, &init, Direction::Original, 0, true), PacketVerdict::Accept);
         e.status |= IPS_CONFIRMED;
@@ -713,7 +612,7 @@ mod tests {
 
     #[test]
     fn new_entry_rules() {
-        let mut e = Entry::default();
+        let mut e = Conn::default();
         for bad in [
             pkt(7, &[(CID_INIT, 0, &init_body(TA))]),
             pkt(7, &[(CID_COOKIE_ACK, 0, &[])]),
@@ -726,7 +625,7 @@ mod tests {
             assert!(matches!(run(&mut e, &bad, Direction::Original, 0, true), PacketVerdict::Invalid(_)));
         }
         // HEARTBEAT opens an entry in HEARTBEAT_SENT and learns the original tag.
-        let mut e = Entry::default();
+        let mut e = Conn::default();
         assert_eq!(
             run(
                 &mut e,
@@ -783,12 +682,12 @@ mod tests {
     fn checksum_only_when_verified() {
         let mut p = pkt(0, &[(CID_INIT, 0, &init_body(TA))]);
         p[8] ^= 1;
-        let mut e = Entry::default();
+        let mut e = Conn::default();
         assert_eq!(
             run(&mut e, &p, Direction::Original, 0, true),
             PacketVerdict::Invalid("nf_ct_sctp: bad CRC")
         );
-        let mut e = Entry::default();
+        let mut e = Conn::default();
         assert_eq!(run(&mut e, &p, Direction::Original, 0, false), PacketVerdict::Accept);
         assert_eq!(
             run(&mut e, &p[..11], Direction::Original, 0, false),
@@ -847,7 +746,7 @@ mod tests {
         ));
         // Invalid transitions: COOKIE_ACK in reply on NONE cannot happen; HEARTBEAT in reply on
         // a HEARTBEAT_SENT entry goes to HEARTBEAT_SENT; INIT in reply on HEARTBEAT_SENT is IV.
-        let mut e = Entry::default();
+        let mut e = Conn::default();
         assert_eq!(
             run(&mut e, &pkt(TA, &[(CID_HEARTBEAT, 0, &[0; 8])]), Direction::Original, 0, true),
             PacketVerdict::Accept

@@ -4,41 +4,19 @@
 //! Every INVALID verdict carries the message the kernel logs for it.
 
 use super::{PacketCtx, PacketVerdict, ProtoState};
-use crate::sysctl::{Sx, Sysctl};
-use crate::table::entry::{
-    Entry, IPCT_ASSURED, IPCT_PROTOINFO, IPS_ASSURED, IPS_FIXED_TIMEOUT, IPS_SEEN_REPLY,
-};
-use crate::tuple::{Direction, IPPROTO_TCP};
+pub use crate::conn::state::tcp::*;
+use crate::conn::Conn;
+use crate::sysctl::{Sysctl, SysctlKey};
+use crate::tuple::Direction;
+use crate::uapi::IPPROTO_TCP;
+use crate::uapi::{IPCT_ASSURED, IPCT_PROTOINFO, IPS_ASSURED, IPS_FIXED_TIMEOUT, IPS_SEEN_REPLY};
+use crate::wire::l4::{after, before};
 use crate::wire::{checksum, l4};
 
-/// `enum tcp_conntrack`, and the names conntrack prints.
-pub const NONE: u8 = 0;
-pub const SYN_SENT: u8 = 1;
-pub const SYN_RECV: u8 = 2;
-pub const ESTABLISHED: u8 = 3;
-pub const FIN_WAIT: u8 = 4;
-pub const CLOSE_WAIT: u8 = 5;
-pub const LAST_ACK: u8 = 6;
-pub const TIME_WAIT: u8 = 7;
-pub const CLOSE: u8 = 8;
-pub const SYN_SENT2: u8 = 9;
 /// `TCP_CONNTRACK_MAX`, used as "invalid" in the table.
 const IV: u8 = 10;
 /// `TCP_CONNTRACK_IGNORE`.
 const IG: u8 = 11;
-
-pub const STATE_NAMES: [&str; 10] = [
-    "NONE",
-    "SYN_SENT",
-    "SYN_RECV",
-    "ESTABLISHED",
-    "FIN_WAIT",
-    "CLOSE_WAIT",
-    "LAST_ACK",
-    "TIME_WAIT",
-    "CLOSE",
-    "SYN_SENT2",
-];
 
 /// Packet classes (`enum tcp_bit_set`), the table's middle index.
 const SYN_SET: u8 = 0;
@@ -47,16 +25,6 @@ const FIN_SET: u8 = 2;
 const ACK_SET: u8 = 3;
 const RST_SET: u8 = 4;
 const NONE_SET: u8 = 5;
-
-/// Per-direction flags (`IP_CT_TCP_FLAG_*`).
-pub const FLAG_WINDOW_SCALE: u8 = 0x01;
-pub const FLAG_SACK_PERM: u8 = 0x02;
-pub const FLAG_CLOSE_INIT: u8 = 0x04;
-pub const FLAG_BE_LIBERAL: u8 = 0x08;
-pub const FLAG_DATA_UNACKNOWLEDGED: u8 = 0x10;
-pub const FLAG_MAXACK_SET: u8 = 0x20;
-pub const FLAG_EXP_CHALLENGE_ACK: u8 = 0x40;
-pub const FLAG_SIMULTANEOUS_OPEN: u8 = 0x80;
 
 // Abbreviations of the spec's table (§7.3).
 
@@ -95,17 +63,17 @@ const TRANSITIONS: [[[u8; 10]; 6]; 2] = [
 ];
 
 /// The timeout sysctl of each state (NONE uses SYN_SENT's slot, SYN_SENT2 too: 120 s).
-const STATE_TIMEOUTS: [Sx; 10] = [
-    Sx::TcpTimeoutSynSent,
-    Sx::TcpTimeoutSynSent,
-    Sx::TcpTimeoutSynRecv,
-    Sx::TcpTimeoutEstablished,
-    Sx::TcpTimeoutFinWait,
-    Sx::TcpTimeoutCloseWait,
-    Sx::TcpTimeoutLastAck,
-    Sx::TcpTimeoutTimeWait,
-    Sx::TcpTimeoutClose,
-    Sx::TcpTimeoutSynSent,
+const STATE_TIMEOUTS: [SysctlKey; 10] = [
+    SysctlKey::TcpTimeoutSynSent,
+    SysctlKey::TcpTimeoutSynSent,
+    SysctlKey::TcpTimeoutSynRecv,
+    SysctlKey::TcpTimeoutEstablished,
+    SysctlKey::TcpTimeoutFinWait,
+    SysctlKey::TcpTimeoutCloseWait,
+    SysctlKey::TcpTimeoutLastAck,
+    SysctlKey::TcpTimeoutTimeWait,
+    SysctlKey::TcpTimeoutClose,
+    SysctlKey::TcpTimeoutSynSent,
 ];
 
 /// Which kernel's behaviour to follow where 6.12 and 6.18 differ (spec §7.10): the timeout an
@@ -117,50 +85,6 @@ pub enum RstTimeout {
     Close,
     /// Linux 6.12 (source): the UNACK timeout (300 s).
     Unack,
-}
-
-/// `struct ip_ct_tcp_state`: what window tracking knows of one direction's sender.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TcpDir {
-    pub td_end: u32,
-    pub td_maxend: u32,
-    pub td_maxwin: u32,
-    pub td_maxack: u32,
-    pub td_scale: u8,
-    pub flags: u8,
-}
-
-/// `struct ip_ct_tcp`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TcpState {
-    pub seen: [TcpDir; 2],
-    pub state: u8,
-    pub last_dir: u8,
-    pub retrans: u8,
-    pub last_index: u8,
-    pub last_seq: u32,
-    pub last_ack: u32,
-    pub last_end: u32,
-    pub last_win: u16,
-    pub last_wscale: u8,
-    pub last_flags: u8,
-}
-
-impl TcpState {
-    /// The state name conntrack prints.
-    pub fn name(&self) -> &'static str {
-        STATE_NAMES.get(usize::from(self.state)).copied().unwrap_or("NONE")
-    }
-}
-
-#[inline]
-fn before(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) < 0
-}
-
-#[inline]
-fn after(a: u32, b: u32) -> bool {
-    before(b, a)
 }
 
 /// `get_conntrack_index`.
@@ -253,7 +177,7 @@ fn tcp_new(st: &mut TcpState, s: &Seg, sysctl: &Sysctl) -> Result<(), &'static s
         d.td_maxwin = win.max(1);
         d.td_maxend = s.end;
         apply_options(d, s);
-    } else if sysctl.get(Sx::TcpLoose) == 0 {
+    } else if sysctl.get(SysctlKey::TcpLoose) == 0 {
         return Err("nf_ct_tcp: invalid new (mid-stream pickup off: nf_conntrack_tcp_loose=0)");
     } else {
         // Mid-stream pickup: both directions are liberal for good.
@@ -368,7 +292,7 @@ fn tcp_in_window(st: &mut TcpState, dir: usize, index: u8, s: &Seg, sysctl: &Sys
 
     // Liberal mode turns a failed check into ACCEPT at once: the state machine goes on, but
     // the window data below is not updated (observed on 6.18; spec §7.7 step 9 reads broader).
-    let liberal = sender.flags & FLAG_BE_LIBERAL != 0 || sysctl.get(Sx::TcpBeLiberal) != 0;
+    let liberal = sender.flags & FLAG_BE_LIBERAL != 0 || sysctl.get(SysctlKey::TcpBeLiberal) != 0;
     let verdict = |w: Window| if liberal { Window::Accept } else { w };
 
     // I: upper bound of the sequence.
@@ -461,7 +385,7 @@ fn tcp_in_window(st: &mut TcpState, dir: usize, index: u8, s: &Seg, sysctl: &Sys
 /// `nf_tcp_handle_invalid`: two out-of-window FIN/RSTs from both sides shrink a dead assured
 /// entry's timeout to the UNACK value.
 fn handle_invalid(
-    e: &mut Entry,
+    e: &mut Conn,
     st: &mut TcpState,
     dir: usize,
     index: u8,
@@ -479,7 +403,7 @@ fn handle_invalid(
         if expires < 120 * 1_000_000_000 {
             return;
         }
-        let unack = sysctl.timeout_ns(Sx::TcpTimeoutUnacknowledged);
+        let unack = sysctl.timeout_ns(SysctlKey::TcpTimeoutUnacknowledged);
         if expires > unack {
             e.timeout = ctx.now.saturating_add(unack);
         }
@@ -491,7 +415,7 @@ fn handle_invalid(
 
 /// `nf_conntrack_tcp_packet` (spec §7.6).
 pub fn tcp_packet(
-    e: &mut Entry,
+    e: &mut Conn,
     ctx: &PacketCtx<'_>,
     sysctl: &Sysctl,
     rst_timeout: RstTimeout,
@@ -515,7 +439,7 @@ pub fn tcp_packet(
 }
 
 fn tcp_state_machine(
-    e: &mut Entry,
+    e: &mut Conn,
     st: &mut TcpState,
     s: &Seg,
     ctx: &PacketCtx<'_>,
@@ -621,7 +545,8 @@ fn tcp_state_machine(
                     let seq = h.seq;
                     if seq == 0 && !assured_established {
                         done = true;
-                    } else if before(seq, other.td_maxack) && sysctl.get(Sx::TcpIgnoreInvalidRst) == 0 {
+                    } else if before(seq, other.td_maxack) && sysctl.get(SysctlKey::TcpIgnoreInvalidRst) == 0
+                    {
                         return PacketVerdict::Invalid("nf_ct_tcp: invalid RST");
                     } else if !assured_established
                         || seq == other.td_maxack
@@ -675,9 +600,11 @@ fn tcp_state_machine(
 
     // (j) The timeout.
     let t = |state: u8| sysctl.timeout_ns(STATE_TIMEOUTS[usize::from(state.min(SYN_SENT2))]);
-    let t_retrans = sysctl.timeout_ns(Sx::TcpTimeoutMaxRetrans);
-    let t_unack = sysctl.timeout_ns(Sx::TcpTimeoutUnacknowledged);
-    let mut timeout = if u64::from(st.retrans) >= sysctl.get(Sx::TcpMaxRetrans) && t(new_state) > t_retrans {
+    let t_retrans = sysctl.timeout_ns(SysctlKey::TcpTimeoutMaxRetrans);
+    let t_unack = sysctl.timeout_ns(SysctlKey::TcpTimeoutUnacknowledged);
+    let mut timeout = if u64::from(st.retrans) >= sysctl.get(SysctlKey::TcpMaxRetrans)
+        && t(new_state) > t_retrans
+    {
         t_retrans
     } else if index == RST_SET && new_state == ESTABLISHED && t(ESTABLISHED) > t_unack {
         match rst_timeout {

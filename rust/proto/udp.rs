@@ -1,9 +1,10 @@
 //! UDP and UDPLITE (`nf_conntrack_proto_udp.c`, spec §8).
 
 use super::{PacketCtx, PacketVerdict, ProtoState};
-use crate::sysctl::{Sx, Sysctl};
-use crate::table::entry::{Entry, IPCT_ASSURED, IPS_ASSURED, IPS_NAT_CLASH, IPS_SEEN_REPLY};
-use crate::tuple::IPPROTO_UDP;
+use crate::conn::Conn;
+use crate::sysctl::{Sysctl, SysctlKey};
+use crate::uapi::IPPROTO_UDP;
+use crate::uapi::{IPCT_ASSURED, IPS_ASSURED, IPS_NAT_CLASH, IPS_SEEN_REPLY};
 use crate::wire::{checksum, l4};
 
 /// Nanoseconds a replied UDP flow must live before it counts as a stream (the kernel's 2*HZ).
@@ -49,14 +50,14 @@ pub fn udplite_error(ctx: &PacketCtx<'_>) -> Result<(), &'static str> {
 
 /// `nf_conntrack_udp_packet`: 30 s until a reply has been seen and the flow has lived 2 s,
 /// then the stream timeout and ASSURED.
-pub fn udp_packet(e: &mut Entry, ctx: &PacketCtx<'_>, sysctl: &Sysctl) -> PacketVerdict {
+pub fn udp_packet(e: &mut Conn, ctx: &PacketCtx<'_>, sysctl: &Sysctl) -> PacketVerdict {
     if let Err(why) = udp_error(ctx) {
         return PacketVerdict::Invalid(why);
     }
     if !e.confirmed() {
         e.proto = ProtoState::Udp { stream_ts: ctx.now.saturating_add(STREAM_AFTER_NS) };
     }
-    let mut extra = sysctl.timeout_ns(Sx::UdpTimeout);
+    let mut extra = sysctl.timeout_ns(SysctlKey::UdpTimeout);
     let mut stream = false;
     if e.status & IPS_SEEN_REPLY != 0 {
         let stream_ts = match e.proto {
@@ -64,7 +65,7 @@ pub fn udp_packet(e: &mut Entry, ctx: &PacketCtx<'_>, sysctl: &Sysctl) -> Packet
             _ => 0,
         };
         if ctx.now > stream_ts {
-            extra = sysctl.timeout_ns(Sx::UdpTimeoutStream);
+            extra = sysctl.timeout_ns(SysctlKey::UdpTimeoutStream);
             stream = e.status & IPS_ASSURED == 0;
         }
     }
@@ -76,17 +77,17 @@ pub fn udp_packet(e: &mut Entry, ctx: &PacketCtx<'_>, sysctl: &Sysctl) -> Packet
 }
 
 /// `nf_conntrack_udplite_packet`: the stream timeout and ASSURED as soon as a reply was seen.
-pub fn udplite_packet(e: &mut Entry, ctx: &PacketCtx<'_>, sysctl: &Sysctl) -> PacketVerdict {
+pub fn udplite_packet(e: &mut Conn, ctx: &PacketCtx<'_>, sysctl: &Sysctl) -> PacketVerdict {
     if let Err(why) = udplite_error(ctx) {
         return PacketVerdict::Invalid(why);
     }
     if e.status & IPS_SEEN_REPLY != 0 {
-        e.refresh(ctx.dir, ctx.len, sysctl.timeout_ns(Sx::UdpTimeoutStream), ctx.now);
+        e.refresh(ctx.dir, ctx.len, sysctl.timeout_ns(SysctlKey::UdpTimeoutStream), ctx.now);
         if e.status & IPS_NAT_CLASH == 0 {
             e.set_status(IPS_ASSURED, IPCT_ASSURED);
         }
     } else {
-        e.refresh(ctx.dir, ctx.len, sysctl.timeout_ns(Sx::UdpTimeout), ctx.now);
+        e.refresh(ctx.dir, ctx.len, sysctl.timeout_ns(SysctlKey::UdpTimeout), ctx.now);
     }
     PacketVerdict::Accept
 }

@@ -38,6 +38,8 @@ pub struct Record<'a> {
     pub linktype: u32,
     /// The captured bytes (possibly shorter than the original frame if snapped).
     pub data: &'a [u8],
+    /// The interface it was captured on, where a pcapng file names it (`if_name`).
+    pub iface: Option<&'a str>,
 }
 
 /// A capture file that cannot be read further: names the file and the byte offset.
@@ -81,7 +83,7 @@ impl<R: Read> Read for FillReader<R> {
 }
 
 /// One pcapng interface (from an Interface Description Block).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Interface {
     linktype: u32,
     snaplen: u32,
@@ -89,6 +91,8 @@ struct Interface {
     units_per_sec: u64,
     /// Seconds added to every timestamp (`if_tsoffset`).
     offset_s: i64,
+    /// `if_name`, when given.
+    name: Option<String>,
 }
 
 /// What the file header said.
@@ -376,7 +380,7 @@ fn handle_block<F: FnMut(&Record<'_>)>(
             *index += 1;
             *last_ts = ts_ns;
             let data = b.data.get(..b.caplen as usize).unwrap_or(b.data);
-            f(&Record { index: *index, ts_ns, linktype, data });
+            f(&Record { index: *index, ts_ns, linktype, data, iface: None });
             Ok(())
         }
         PcapBlockOwned::NG(block) => {
@@ -391,9 +395,15 @@ fn handle_block<F: FnMut(&Record<'_>)>(
                 Block::InterfaceDescription(idb) => {
                     let mut resol: u8 = 6;
                     let mut offset_s: i64 = 0;
+                    let mut name = None;
                     for opt in &idb.options {
                         let Ok(v) = opt.as_bytes() else { continue };
                         match opt.code.0 {
+                            2 => {
+                                let n = v.split(|&b| b == 0).next().unwrap_or_default();
+                                name =
+                                    std::str::from_utf8(n).ok().filter(|n| !n.is_empty()).map(str::to_string);
+                            }
                             9 => {
                                 if let Some(&r) = v.first() {
                                     resol = r;
@@ -418,6 +428,7 @@ fn handle_block<F: FnMut(&Record<'_>)>(
                         snaplen: idb.snaplen,
                         units_per_sec,
                         offset_s,
+                        name,
                     });
                 }
                 Block::EnhancedPacket(epb) => {
@@ -429,7 +440,13 @@ fn handle_block<F: FnMut(&Record<'_>)>(
                     let data = epb.data.get(..epb.caplen as usize).unwrap_or(epb.data);
                     *index += 1;
                     *last_ts = ts_ns;
-                    f(&Record { index: *index, ts_ns, linktype: iface.linktype, data });
+                    f(&Record {
+                        index: *index,
+                        ts_ns,
+                        linktype: iface.linktype,
+                        data,
+                        iface: iface.name.as_deref(),
+                    });
                 }
                 Block::SimplePacket(spb) => {
                     let iface = interfaces
@@ -441,13 +458,47 @@ fn handle_block<F: FnMut(&Record<'_>)>(
                     }
                     let data = spb.data.get(..len).unwrap_or(spb.data);
                     *index += 1;
-                    f(&Record { index: *index, ts_ns: *last_ts, linktype: iface.linktype, data });
+                    f(&Record {
+                        index: *index,
+                        ts_ns: *last_ts,
+                        linktype: iface.linktype,
+                        data,
+                        iface: iface.name.as_deref(),
+                    });
                 }
                 _ => {}
             }
             Ok(())
         }
     }
+}
+
+/// `LINKTYPE_RAW`: records that start at the IP header.
+pub const LINKTYPE_RAW: u32 = 101;
+
+/// The header of a pcap file of raw IP packets with nanosecond timestamps (what
+/// `nfct replay --write` produces; tcpdump and Wireshark read it).
+pub fn write_pcap_header(w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut h = Vec::with_capacity(24);
+    h.extend_from_slice(&0xa1b2_3c4du32.to_le_bytes());
+    h.extend_from_slice(&2u16.to_le_bytes());
+    h.extend_from_slice(&4u16.to_le_bytes());
+    h.extend_from_slice(&[0; 8]);
+    h.extend_from_slice(&0x0004_0000u32.to_le_bytes());
+    h.extend_from_slice(&LINKTYPE_RAW.to_le_bytes());
+    w.write_all(&h)
+}
+
+/// One record of that file: `pkt` at `ts_ns` (ns since the epoch).
+pub fn write_pcap_record(w: &mut dyn std::io::Write, ts_ns: u64, pkt: &[u8]) -> std::io::Result<()> {
+    let len = u32::try_from(pkt.len()).unwrap_or(u32::MAX);
+    let mut h = [0u8; 16];
+    h[..4].copy_from_slice(&((ts_ns / 1_000_000_000) as u32).to_le_bytes());
+    h[4..8].copy_from_slice(&((ts_ns % 1_000_000_000) as u32).to_le_bytes());
+    h[8..12].copy_from_slice(&len.to_le_bytes());
+    h[12..16].copy_from_slice(&len.to_le_bytes());
+    w.write_all(&h)?;
+    w.write_all(pkt)
 }
 
 #[cfg(test)]

@@ -1,16 +1,21 @@
-//! Replaying captures: every IP packet of a pcap/pcapng file goes through the host's hook
-//! pipeline (the IP stack's receive checks, PRE_ROUTING with defrag and conntrack, routing,
-//! FORWARD or LOCAL_IN, POST_ROUTING with confirmation, and any operations registered), as on
-//! a forwarding router by default, on a clock taken from the capture (or frozen at its first
+//! Replaying captures: every IP packet of a pcap/pcapng file goes through a namespace's IP
+//! layer (`ip`: the receive checks, PRE_ROUTING with defrag and conntrack, routing, FORWARD or
+//! LOCAL_IN, POST_ROUTING with confirmation, and any operations registered), as on a
+//! forwarding router by default, on a clock taken from the capture (or frozen at its first
 //! packet).
+//!
+//! [`Feeder`] is the one per-packet driver: the replay loop, the threaded workers
+//! ([`threads`]) and the Python binding's batch call all feed packets through it. This module
+//! keeps capture reading ([`capture`]), batching, threads and the clock policy; it depends on
+//! `ip`, `net` and `wire`, never the other way round.
 
 pub mod capture;
-pub mod route;
 pub mod threads;
 
-use crate::core::{Class, Net};
 use crate::defrag::DefragCounters;
-use crate::hooks::{self, Entry, ExtError, HookTable, Op};
+use crate::ip::{self, Class, Ingress, Outcome, PacketClock, PacketRun};
+use crate::net::Net;
+use crate::netfilter::HookTable;
 use crate::wire::link;
 use capture::{Capture, CaptureError};
 use std::collections::BTreeMap;
@@ -57,14 +62,17 @@ pub struct Summary {
 
 impl Summary {
     /// Adds the defrag counters' growth from `from` to `to`.
-    fn add_defrag(&mut self, from: DefragCounters, to: DefragCounters) {
+    pub fn add_defrag(&mut self, from: DefragCounters, to: DefragCounters) {
         self.fragments += to.fragments.saturating_sub(from.fragments);
         self.reassembled += to.reassembled.saturating_sub(from.reassembled);
         self.frag_timed_out += to.timed_out.saturating_sub(from.timed_out);
         self.frag_dropped += to.dropped.saturating_sub(from.dropped);
     }
 
-    fn count(&mut self, class: Class, reason: Option<&'static str>) {
+    /// Counts one packet's outcome: its class, its reason when INVALID or dropped, and the
+    /// rule that dropped it.
+    pub fn record(&mut self, out: &Outcome) {
+        let (class, reason) = out.class();
         match class {
             Class::New => self.new += 1,
             Class::Established => self.established += 1,
@@ -78,6 +86,62 @@ impl Summary {
                 *self.reasons.entry(r).or_insert(0) += 1;
             }
         }
+        if let Some(name) = out.dropped_by_name() {
+            *self.dropped_by.entry(name).or_insert(0) += 1;
+        }
+    }
+
+    /// Adds another summary's packet counts (a threaded replay's workers).
+    fn merge(&mut self, o: Summary) {
+        self.new += o.new;
+        self.established += o.established;
+        self.related += o.related;
+        self.invalid += o.invalid;
+        self.untracked += o.untracked;
+        self.dropped += o.dropped;
+        for (k, v) in o.reasons {
+            *self.reasons.entry(k).or_insert(0) += v;
+        }
+        for (k, v) in o.dropped_by {
+            *self.dropped_by.entry(k).or_insert(0) += v;
+        }
+    }
+
+    /// Counts a capture record and returns the IP packet it carries for the IP stack, if any.
+    /// IP inside MPLS is label-switched, not seen by the IP hooks of a router that does not
+    /// terminate MPLS (the kernel harness does not feed it either).
+    fn ip_packet<'a>(&mut self, rec: &capture::Record<'a>) -> Option<&'a [u8]> {
+        self.frames += 1;
+        let Some((pkt, _)) =
+            link::ip_payload_encap(rec.linktype, rec.data).filter(|(_, e)| e.mpls_labels == 0)
+        else {
+            self.non_ip += 1;
+            return None;
+        };
+        self.packets += 1;
+        Some(pkt)
+    }
+}
+
+/// One per-packet line of `nfct replay --output packets`: `[NAME:]FRAME CLASS`, then
+/// ` by RULE[: REASON]`, ` REASON` (INVALID or dropped) or nothing, and the newline.
+pub fn write_line(
+    w: &mut dyn Write,
+    name: Option<&str>,
+    frame: u64,
+    class: Class,
+    reason: Option<&str>,
+    dropped_by: Option<&str>,
+) -> std::io::Result<()> {
+    match name {
+        Some(n) => write!(w, "{n}:{frame} {}", class.name())?,
+        None => write!(w, "{frame} {}", class.name())?,
+    }
+    match (dropped_by, class, reason) {
+        (Some(by), _, Some(why)) => writeln!(w, " by {by}: {why}"),
+        (Some(by), _, None) => writeln!(w, " by {by}"),
+        (None, Class::Invalid | Class::Dropped, Some(why)) => writeln!(w, " {why}"),
+        _ => writeln!(w),
     }
 }
 
@@ -94,6 +158,41 @@ pub struct Replay<'w> {
     pub event_timestamps: bool,
     /// Which way packets go through the host.
     pub path: ReplayPath,
+    /// The interface every packet from the wire arrives on (`--iif`), if one is fixed.
+    pub iif: Option<u32>,
+    /// Where the packets that leave the host (forwarded or sent, as NAT rewrote them) go, as
+    /// a pcap file of raw IP packets (`--write`), if anywhere.
+    pub sent_out: Option<&'w mut dyn Write>,
+    /// What to do at capture times (ns), in time order: each runs before the first packet
+    /// captured at or after its time (the rest after the last packet), on a clock moved to
+    /// its time; the replay then sees the hooks as the action left them.
+    pub actions: Vec<(u64, Action<'w>)>,
+}
+
+/// Something done to the namespace at a capture time during a replay (`conntrack -D`, a new
+/// ruleset, ...): an error stops the replay, as a raising hook does.
+pub type Action<'a> = Box<dyn FnMut(&Net) -> Result<(), ip::ExtError> + Send + 'a>;
+
+/// The bytes of a packet as it left the host, if it did (forwarded or sent out, not delivered
+/// or dropped): the stack's own copy when it made one (NAT, reassembly), else the packet
+/// trimmed to its IP length.
+pub fn sent_bytes<'a>(out: &'a Outcome, pkt: &'a [u8]) -> Option<&'a [u8]> {
+    if out.verdict != crate::uapi::NF_ACCEPT
+        || !matches!(out.path, ip::PathKind::Forward | ip::PathKind::Output)
+    {
+        return None;
+    }
+    Some(match &out.data {
+        Some(d) => d,
+        None => {
+            let len = match crate::wire::ip::ip_version(pkt) {
+                Some(4) => crate::wire::ip::ipv4_rcv_check(pkt).ok(),
+                Some(6) => crate::wire::ip::ipv6_rcv_check(pkt).ok(),
+                _ => None,
+            };
+            len.and_then(|n| pkt.get(..n)).unwrap_or(pkt)
+        }
+    })
 }
 
 /// A replay stopped early: the capture error, with everything before it already applied.
@@ -102,7 +201,7 @@ pub enum ReplayError {
     Capture(CaptureError),
     Output(std::io::Error),
     /// An external operation raised (its error inside).
-    Hook(ExtError),
+    Hook(ip::ExtError),
     /// A bug of nfct's own (a worker thread panicked); what was done is kept.
     Internal(&'static str),
 }
@@ -135,146 +234,203 @@ pub enum ReplayPath {
     LocalOut,
 }
 
-/// How one replayed packet ended.
-#[derive(Debug)]
-pub struct Processed {
-    /// The final verdict (NF_ACCEPT, NF_DROP, NF_STOLEN).
-    pub verdict: u32,
-    /// The packet's ctinfo as it left the stack (IP_CT_UNTRACKED when untracked).
-    pub ctinfo: Option<u8>,
-    pub class: Class,
-    pub reason: Option<&'static str>,
-    /// The ruleset operation (not conntrack's own) that dropped or stole the packet.
-    pub dropped_by: Option<Arc<Op>>,
-}
-
-impl Processed {
-    /// What a replay keeps of a packet's outcome and final state; an external operation's
-    /// error instead.
-    pub fn of(out: hooks::Outcome, st: &hooks::PacketState) -> Result<Processed, ExtError> {
-        if let Some(e) = out.error {
-            return Err(e);
-        }
-        let (class, reason) = out.class(st);
-        let dropped_by = out.dropped_by_rule().cloned();
-        Ok(Processed { verdict: out.verdict, ctinfo: st.ct.ctinfo(), class, reason, dropped_by })
-    }
-}
-
-impl Summary {
-    /// Counts a capture record and returns the IP packet it carries for the IP stack, if any.
-    /// IP inside MPLS is label-switched, not seen by the IP hooks of a router that does not
-    /// terminate MPLS (the kernel harness does not feed it either).
-    fn ip_packet<'a>(&mut self, rec: &capture::Record<'a>) -> Option<&'a [u8]> {
-        self.frames += 1;
-        let Some((pkt, _)) =
-            link::ip_payload_encap(rec.linktype, rec.data).filter(|(_, e)| e.mpls_labels == 0)
-        else {
-            self.non_ip += 1;
-            return None;
-        };
-        self.packets += 1;
-        Some(pkt)
-    }
-}
-
-/// Runs each replayed packet through the stack. The replay's own driver runs built-in
-/// operations only; the Python binding supplies one that can call Python hooks.
-pub trait Driver {
-    fn packet(
-        &mut self,
-        net: &Net,
-        table: &HookTable,
-        entry: Entry,
-        all_local: bool,
-        pkt: &[u8],
-        tstamp: u64,
-    ) -> Result<Processed, ExtError>;
-}
-
-/// The driver for stacks whose operations are all built in.
-#[derive(Default)]
-pub struct Builtins {
-    /// Run each packet at its own time (a threaded replay's worker clock), with shared timers
-    /// firing only up to this horizon (the time every worker has reached).
-    pub horizon: Option<u64>,
-}
-
-impl Driver for Builtins {
-    fn packet(
-        &mut self,
-        net: &Net,
-        table: &HookTable,
-        entry: Entry,
-        all_local: bool,
-        pkt: &[u8],
-        tstamp: u64,
-    ) -> Result<Processed, ExtError> {
-        let (out, st) = hooks::run_packet_clocked(net, table, entry, all_local, pkt, tstamp, self.horizon);
-        Processed::of(out, &st)
-    }
-}
-
-/// The end of a per-packet line: ` by RULE[: REASON]`, ` REASON` or nothing, and the newline.
-fn write_reason(
-    w: &mut dyn Write,
-    class: Class,
-    reason: Option<&str>,
-    dropped_by: Option<&Op>,
-) -> std::io::Result<()> {
-    match (dropped_by, class, reason) {
-        (Some(op), _, Some(why)) => writeln!(w, " by {}: {why}", op.name),
-        (Some(op), _, None) => writeln!(w, " by {}", op.name),
-        (None, Class::Invalid | Class::Dropped, Some(why)) => writeln!(w, " {why}"),
-        _ => writeln!(w),
-    }
-}
-
 /// Where a replayed packet enters the stack.
-pub fn entry_for(path: ReplayPath, net: &Net, pkt: &[u8]) -> Entry {
+pub fn ingress_for(path: ReplayPath, net: &Net, pkt: &[u8]) -> Ingress {
     match path {
-        ReplayPath::LocalOut => Entry::LocalOut,
-        ReplayPath::Forward if src_is_local(net, pkt) => Entry::LocalOut,
-        _ => Entry::Rcv,
+        ReplayPath::LocalOut => Ingress::LocalOut,
+        ReplayPath::Forward if src_is_local(net, pkt) => Ingress::LocalOut,
+        _ => Ingress::Rcv,
     }
 }
 
 /// Whether an IP packet comes from one of the host's own addresses (its own packets in a
 /// capture).
 fn src_is_local(net: &Net, pkt: &[u8]) -> bool {
-    hooks::Family::of_packet(pkt)
-        .and_then(|f| hooks::addrs(f, pkt))
-        .is_some_and(|(src, _)| net.stack.local.contains(src))
+    crate::wire::ip::addrs(pkt).is_some_and(|(src, _)| net.local.contains(src))
+}
+
+/// The interface a packet arrives on: `fixed` (`--iif`), else the one its capture names (a
+/// pcapng `if_name` the host has), else the host's first interface that is up and not
+/// loopback.
+pub fn resolve_iif(net: &Net, fixed: Option<u32>, iface: Option<&str>) -> Option<u32> {
+    fixed
+        .or_else(|| iface.and_then(|n| net.devices().by_name(n)).map(|d| d.index))
+        .or_else(|| net.default_iif())
+}
+
+/// Runs one packet through the namespace: natively, or (the Python binding's) with external
+/// operations.
+pub trait Runner {
+    fn run(&mut self, net: &Net, hooks: &HookTable, run: PacketRun, pkt: &[u8]) -> Outcome;
+}
+
+/// The runner for namespaces whose operations all run in Rust.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Native;
+
+impl Runner for Native {
+    #[inline]
+    fn run(&mut self, net: &Net, hooks: &HookTable, run: PacketRun, pkt: &[u8]) -> Outcome {
+        ip::run_native(net, hooks, run, pkt)
+    }
+}
+
+/// The one per-packet driver: advances the clock, runs the collector when due, picks where
+/// the packet enters, runs it, and hands back its outcome. The hook registrations are taken
+/// once, when the feeder is made.
+pub struct Feeder<'n, R: Runner = Native> {
+    pub net: &'n Net,
+    hooks: Arc<HookTable>,
+    path: ReplayPath,
+    clock: Clock,
+    frozen_at: Option<u64>,
+    /// The interface every packet from the wire arrives on (`--iif`), if one is fixed.
+    iif_fixed: Option<u32>,
+    /// Where a packet arrives when neither `--iif` nor its capture says.
+    iif_default: Option<u32>,
+    pub runner: R,
+}
+
+impl<'n> Feeder<'n, Native> {
+    pub fn new(net: &'n Net, path: ReplayPath, clock: Clock) -> Self {
+        Feeder::with_runner(net, path, clock, Native)
+    }
+}
+
+impl<'n, R: Runner> Feeder<'n, R> {
+    pub fn with_runner(net: &'n Net, path: ReplayPath, clock: Clock, runner: R) -> Self {
+        let iif_default = net.default_iif();
+        Feeder {
+            net,
+            hooks: net.hooks.snapshot(),
+            path,
+            clock,
+            frozen_at: None,
+            iif_fixed: None,
+            iif_default,
+            runner,
+        }
+    }
+
+    /// Every packet from the wire arrives on this interface (ifindex), whatever its capture
+    /// says.
+    pub fn set_iif(&mut self, iif: Option<u32>) {
+        self.iif_fixed = iif;
+    }
+
+    /// The interface a packet arrives on (see [`resolve_iif`]).
+    fn iif_for(&self, iface: Option<&str>) -> Option<u32> {
+        self.iif_fixed.or_else(|| resolve_iif(self.net, None, iface)).or(self.iif_default)
+    }
+
+    /// Takes the hook registrations anew (after something changed them mid-replay).
+    pub fn refresh_hooks(&mut self) {
+        self.hooks = self.net.hooks.snapshot();
+    }
+
+    /// Whether the registrations need the caller's function (Python hooks).
+    pub fn has_external(&self) -> bool {
+        self.hooks.has_external()
+    }
+
+    /// The time a packet captured at `ts` (ns) runs at: its own, or the first packet's on a
+    /// frozen clock.
+    #[inline]
+    pub fn time(&mut self, ts: u64) -> u64 {
+        match self.clock {
+            Clock::Capture => ts,
+            Clock::Frozen => *self.frozen_at.get_or_insert(ts),
+        }
+    }
+
+    /// One packet captured at `ts` (ns) on the namespace's clock: on the capture clock the
+    /// collector's runs due before the packet's time happen first (the kernel's worker runs on
+    /// its own clock, not after packets).
+    #[inline]
+    pub fn feed(&mut self, pkt: &[u8], ts: u64) -> Outcome {
+        self.feed_on(pkt, ts, None)
+    }
+
+    /// As [`Feeder::feed`], for a packet its capture says arrived on interface `iface`.
+    #[inline]
+    pub fn feed_on(&mut self, pkt: &[u8], ts: u64, iface: Option<&str>) -> Outcome {
+        let t = self.time(ts);
+        if self.clock == Clock::Capture {
+            let now = self.net.advance_to(t);
+            self.net.ct.gc_if_due(now);
+        }
+        self.run_on(pkt, t, PacketClock::Shared, iface)
+    }
+
+    /// One packet at time `t` on clock `clock`, with no clock step of its own (a threaded
+    /// worker keeps its own clock).
+    #[inline]
+    pub fn run(&mut self, pkt: &[u8], t: u64, clock: PacketClock) -> Outcome {
+        self.run_on(pkt, t, clock, None)
+    }
+
+    /// As [`Feeder::run`], for a packet its capture says arrived on `iface`. A packet that
+    /// arrives on a loopback interface was sent by the host itself.
+    pub fn run_on(&mut self, pkt: &[u8], t: u64, clock: PacketClock, iface: Option<&str>) -> Outcome {
+        let iif = self.iif_for(iface);
+        self.run_via(pkt, t, clock, iif)
+    }
+
+    /// As [`Feeder::run`], for a packet arriving on interface `iif` (ifindex) when it comes
+    /// from the wire.
+    pub fn run_via(&mut self, pkt: &[u8], t: u64, clock: PacketClock, arrives: Option<u32>) -> Outcome {
+        let mut ingress = ingress_for(self.path, self.net, pkt);
+        let mut iif = None;
+        if ingress == Ingress::Rcv {
+            iif = arrives;
+            if iif.and_then(|i| self.net.devices().by_index(i)).is_some_and(|d| d.loopback) {
+                ingress = Ingress::LocalOut;
+                iif = None;
+            }
+        }
+        let run = PacketRun { ingress, all_local: self.path == ReplayPath::LocalIn, tstamp: t, clock, iif };
+        self.runner.run(self.net, &self.hooks, run, pkt)
+    }
+
+    /// Warms the cache lines the lookups of a window of packets will touch (a hint only).
+    #[inline]
+    pub fn prefetch<'p>(&self, pkts: impl Iterator<Item = &'p [u8]> + Clone) {
+        std::hint::black_box(self.net.ct.prefetch_window(pkts));
+    }
 }
 
 impl Replay<'_> {
     /// Replays the captures in order through `net`. On a capture error, what was read before
     /// it stays applied to the table and counted in the summary.
     pub fn run(&mut self, net: &Net, paths: &[&Path], summary: &mut Summary) -> Result<(), ReplayError> {
-        self.run_with(net, paths, summary, &mut Builtins::default())
+        let mut feeder = Feeder::new(net, self.path, self.clock);
+        feeder.set_iif(self.iif);
+        self.run_with(&mut feeder, paths, summary)
     }
 
-    /// As [`Replay::run`], each packet handed to `driver`. The hook registrations are taken
-    /// once, when the replay starts.
-    pub fn run_with(
+    /// As [`Replay::run`], each packet fed through `feeder`.
+    pub fn run_with<R: Runner>(
         &mut self,
-        net: &Net,
+        feeder: &mut Feeder<'_, R>,
         paths: &[&Path],
         summary: &mut Summary,
-        driver: &mut dyn Driver,
     ) -> Result<(), ReplayError> {
-        let table = net.stack.snapshot();
-        let all_local = self.path == ReplayPath::LocalIn;
-        let mut frozen_at: Option<u64> = None;
+        let net = feeder.net;
         if self.events_out.is_some() {
-            net.events.listen(true, crate::events::DEFAULT_CAPACITY);
+            net.ct.events.listen(true, crate::events::DEFAULT_CAPACITY);
         }
         let mut line = String::new();
+        if let Some(w) = self.sent_out.as_mut() {
+            capture::write_pcap_header(*w).map_err(ReplayError::Output)?;
+        }
+        self.actions.sort_by_key(|(t, _)| *t);
+        let mut next_action = 0usize;
         for path in paths {
             let mut cap = Capture::open(path).map_err(ReplayError::Capture)?;
             let name = path.display().to_string();
+            let name = self.name_prefix.then_some(name.as_str());
             let mut out_err: Option<std::io::Error> = None;
-            let mut hook_err: Option<ExtError> = None;
+            let mut hook_err: Option<ip::ExtError> = None;
             // The defrag counters are read around the capture, not per packet (they sit behind
             // the defrag lock, which non-fragments never take).
             let defrag_before = net.defrag.counters();
@@ -282,38 +438,24 @@ impl Replay<'_> {
                 if hook_err.is_some() {
                     return;
                 }
-                let Some(pkt) = summary.ip_packet(rec) else { return };
                 let ts = u64::try_from(rec.ts_ns).unwrap_or(0);
-                let t = match self.clock {
-                    Clock::Capture => ts,
-                    Clock::Frozen => *frozen_at.get_or_insert(ts),
-                };
-                if self.clock == Clock::Capture {
-                    // The collector's runs due before this packet's time happen before it (the
-                    // kernel's worker runs on its own clock, not after packets).
-                    net.advance(t);
-                    net.gc_if_due();
-                }
-                let entry = entry_for(self.path, net, pkt);
-                let p = match driver.packet(net, &table, entry, all_local, pkt, t) {
-                    Ok(p) => p,
-                    Err(e) => {
+                while next_action < self.actions.len() && self.actions[next_action].0 <= ts {
+                    let (t, act) = &mut self.actions[next_action];
+                    next_action += 1;
+                    if let Err(e) = run_action(feeder, *t, act) {
                         hook_err = Some(e);
                         return;
                     }
-                };
-                let (class, reason) = (p.class, p.reason);
-                summary.count(class, reason);
-                if let Some(op) = &p.dropped_by {
-                    match summary.dropped_by.get_mut(&*op.name) {
-                        Some(n) => *n += 1,
-                        None => {
-                            summary.dropped_by.insert(op.name.to_string(), 1);
-                        }
-                    }
                 }
+                let Some(pkt) = summary.ip_packet(rec) else { return };
+                let mut out = feeder.feed_on(pkt, ts, rec.iface);
+                if let Some(e) = out.error.take() {
+                    hook_err = Some(e);
+                    return;
+                }
+                summary.record(&out);
                 if let (Some(w), None) = (self.events_out.as_mut(), out_err.as_ref()) {
-                    net.events.drain(|ev| {
+                    net.ct.events.drain(|ev| {
                         line.clear();
                         ev.line(self.event_timestamps, &mut line);
                         line.push('\n');
@@ -322,14 +464,19 @@ impl Replay<'_> {
                         }
                     });
                 }
+                if let (Some(w), None) = (self.sent_out.as_mut(), out_err.as_ref()) {
+                    if let Some(bytes) = sent_bytes(&out, pkt) {
+                        if let Err(e) =
+                            capture::write_pcap_record(*w, u64::try_from(rec.ts_ns).unwrap_or(0), bytes)
+                        {
+                            out_err = Some(e);
+                        }
+                    }
+                }
                 if let (Some(w), None) = (self.packets_out.as_mut(), out_err.as_ref()) {
-                    let r = if self.name_prefix {
-                        write!(w, "{name}:{} {}", rec.index, class.name())
-                    } else {
-                        write!(w, "{} {}", rec.index, class.name())
-                    };
-                    let r = r.and_then(|_| write_reason(w, class, reason, p.dropped_by.as_deref()));
-                    if let Err(e) = r {
+                    let (class, reason) = out.class();
+                    let by = out.dropped_by_name();
+                    if let Err(e) = write_line(*w, name, rec.index, class, reason, by.as_deref()) {
                         out_err = Some(e);
                     }
                 }
@@ -341,6 +488,9 @@ impl Replay<'_> {
             if let Some(w) = self.events_out.as_mut() {
                 w.flush().map_err(ReplayError::Output)?;
             }
+            if let Some(w) = self.sent_out.as_mut() {
+                w.flush().map_err(ReplayError::Output)?;
+            }
             if let Some(e) = hook_err {
                 return Err(ReplayError::Hook(e));
             }
@@ -349,6 +499,28 @@ impl Replay<'_> {
             }
             res.map_err(ReplayError::Capture)?;
         }
+        // Actions after the last packet.
+        while let Some((t, act)) = self.actions.get_mut(next_action) {
+            next_action += 1;
+            run_action(feeder, *t, act).map_err(ReplayError::Hook)?;
+        }
         Ok(())
     }
+}
+
+/// Runs an action at capture time `t`: the namespace's clock first moves there (on the
+/// capture clock, with the collector's passes due by then), then the hooks are taken anew.
+fn run_action<R: Runner>(
+    feeder: &mut Feeder<'_, R>,
+    t: u64,
+    act: &mut Action<'_>,
+) -> Result<(), ip::ExtError> {
+    let net = feeder.net;
+    if feeder.clock == Clock::Capture {
+        let now = net.advance_to(t);
+        net.ct.gc_if_due(now);
+    }
+    let r = act(net);
+    feeder.refresh_hooks();
+    r
 }

@@ -18,11 +18,8 @@
 //! (Relaxed is enough). Outside a stripe lock they are only read as prefetch hints
 //! (`prefetch`), never trusted.
 
-mod bulk;
-pub mod entry;
-
+use crate::conn::Conn;
 use crate::tuple::{reciprocal_scale, Direction, Tuple, Zone};
-use entry::Entry;
 use parking_lot::{Mutex, MutexGuard};
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::OnceLock;
@@ -65,7 +62,7 @@ impl Default for Link {
 #[repr(C, align(64))]
 pub struct Slot {
     link0: Link,
-    entry: Mutex<Entry>,
+    entry: Mutex<Conn>,
     link1: Link,
 }
 
@@ -117,26 +114,21 @@ impl Expired {
 /// What a lookup found.
 pub enum Found<'a> {
     /// A confirmed, live entry whose tuple in `dir` equals the key; the entry is locked.
-    Hit {
-        slot: u32,
-        dir: Direction,
-        entry: MutexGuard<'a, Entry>,
-    },
+    Hit { slot: u32, dir: Direction, entry: MutexGuard<'a, Conn> },
     /// The walk met expired entries before any match: the caller reaps them (as the kernel's
     /// lookup does, `nf_ct_gc_expired`) and looks again.
     Reap(Expired),
+    /// No confirmed, live entry holds the key (and no expired one was met).
     Miss,
 }
 
 /// Result of linking a new entry at confirmation.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Insert {
+    /// Both nodes are linked: the entry is in the table.
     Inserted,
     /// A confirmed entry already holds the tuple of `dir` (`nf_ct_resolve_clash` decides).
-    Clash {
-        slot: u32,
-        dir: Direction,
-    },
+    Clash { slot: u32, dir: Direction },
     /// A chain was longer than the limit before a match was found.
     ChainTooLong,
 }
@@ -162,6 +154,8 @@ pub struct Table {
     heads: Box<[OnceLock<Box<[AtomicU32]>>]>,
     chunks: Box<[OnceLock<Chunk>]>,
     next_slot: AtomicU32,
+    /// Entries linked by their reply node only (`nf_ct_resolve_clash_harder`).
+    reply_only: Mutex<Vec<u32>>,
 }
 
 impl std::fmt::Debug for Table {
@@ -208,6 +202,7 @@ impl Table {
             heads: (0..MAX_HEAD_CHUNKS).map(|_| OnceLock::new()).collect(),
             chunks: (0..MAX_CHUNKS).map(|_| OnceLock::new()).collect(),
             next_slot: AtomicU32::new(0),
+            reply_only: Mutex::new(Vec::new()),
         };
         t.alloc_heads(nbuckets);
         t
@@ -264,7 +259,7 @@ impl Table {
 
     /// The lock of a slab slot.
     #[inline]
-    pub fn slot(&self, slot: u32) -> Option<&Mutex<Entry>> {
+    pub fn slot(&self, slot: u32) -> Option<&Mutex<Conn>> {
         self.slot_ref(slot).map(|s| &s.entry)
     }
 
@@ -309,7 +304,7 @@ impl Table {
 
     /// Takes a free slot for a new entry (allocated near the bucket of `orig_hash`) and stores
     /// `e` in it. None when the slab is exhausted.
-    pub fn alloc(&self, orig_hash: u32, mut e: Entry) -> Option<u32> {
+    pub fn alloc(&self, orig_hash: u32, mut e: Conn) -> Option<u32> {
         let (mut stripe, _) = self.lock_bucket(orig_hash);
         if stripe.free_slots.is_empty() {
             let first = self.next_slot.fetch_add(REFILL, Relaxed);
@@ -345,7 +340,7 @@ impl Table {
                 return;
             }
             let gen = g.gen.wrapping_add(1);
-            *g = Entry { gen, ..Entry::default() };
+            *g = Conn { gen, ..Conn::default() };
         }
         let (mut stripe, _) = self.lock_bucket(s.link0.hash.load(Relaxed));
         stripe.free_slots.push(slot);
@@ -353,7 +348,23 @@ impl Table {
 
     /// `____nf_conntrack_find`: the confirmed entry whose tuple in some direction equals `t`,
     /// whose zone id for that direction equals `zone`'s id for that direction.
+    #[inline]
     pub fn find(&self, t: &Tuple, zone: Zone, hash: u32, now: u64) -> Found<'_> {
+        self.find_where(t, zone, hash, now, |_, _, _| false)
+    }
+
+    /// As [`Table::find`], passing over the matching entries `skip` says to (NAT's uniqueness
+    /// check ignores the entry asking, and one with the same origin). Always inlined: every
+    /// lookup of a packet runs it, and the plain `find`'s `skip` then folds away.
+    #[inline(always)]
+    pub fn find_where(
+        &self,
+        t: &Tuple,
+        zone: Zone,
+        hash: u32,
+        now: u64,
+        skip: impl Fn(u32, Direction, &Conn) -> bool,
+    ) -> Found<'_> {
         let (stripe, b) = self.lock_bucket(hash);
         let mut expired = Expired::default();
         for sd in self.chain(b) {
@@ -374,6 +385,7 @@ impl Table {
             if s.link(sd).hash.load(Relaxed) != hash
                 || e.zone.id_for(dir) != zone.id_for(dir)
                 || e.tuple(dir) != *t
+                || skip(slot, dir, &e)
             {
                 continue;
             }
@@ -477,12 +489,42 @@ impl Table {
         Insert::Inserted
     }
 
-    /// Unlinks both nodes of an entry.
+    /// Links only the reply node of an entry (`nf_ct_resolve_clash_harder`: the original node
+    /// is a fake, never findable, and the entry is hidden from listings). False when the
+    /// reply tuple is already there.
+    pub fn insert_reply_only(&self, slot: u32, t: &Tuple, zone_id: u16, hash: u32) -> bool {
+        let (_g, b) = self.lock_bucket(hash);
+        for sd in self.chain(b) {
+            let Some(s) = self.slot_ref(sd >> 1) else { continue };
+            if s.link(sd).hash.load(Relaxed) != hash {
+                continue;
+            }
+            let e = s.entry.lock();
+            let d = dir_of(sd);
+            if e.live && e.confirmed() && !e.dying() && e.zone.id_for(d) == zone_id && e.tuple(d) == *t {
+                return false;
+            }
+        }
+        self.link(b, (slot << 1) | 1, hash);
+        self.reply_only.lock().push(slot);
+        true
+    }
+
+    /// Unlinks both nodes of an entry (a reply-only entry has only its reply node).
     pub fn unlink(&self, slot: u32) {
         for dir in [Direction::Original, Direction::Reply] {
             let (_stripe, b) = self.lock_bucket(self.hash(slot, dir));
             self.unlink_node(b, (slot << 1) | dir as u32);
         }
+        let mut ro = self.reply_only.lock();
+        if !ro.is_empty() {
+            ro.retain(|s| *s != slot);
+        }
+    }
+
+    /// The entries linked by their reply node only (NAT clashes), for the collector.
+    pub fn reply_only_slots(&self) -> Vec<u32> {
+        self.reply_only.lock().clone()
     }
 
     /// The distinct slots linked in bucket `b` (either direction), in chain order.
@@ -506,6 +548,13 @@ impl Table {
             out.extend(self.chain(b).filter(|sd| sd & 1 == 0).map(|sd| sd >> 1));
         }
         out
+    }
+
+    /// Every slab slot ever handed out (live or free): for walks that must also meet the
+    /// unconfirmed entries no bucket links (the caller checks each slot's `live`).
+    pub fn allocated_slots(&self) -> std::ops::Range<u32> {
+        let n = self.next_slot.load(Relaxed).min((MAX_CHUNKS * CHUNK) as u32);
+        0..n
     }
 
     /// Number of nodes in each bucket's chain, for diagnostics and tests.
@@ -557,15 +606,15 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::entry::IPS_CONFIRMED;
+    use crate::uapi::IPS_CONFIRMED;
 
-    fn entry(t: Tuple) -> Entry {
-        Entry { orig: t, status: IPS_CONFIRMED, timeout: 100, ..Entry::default() }
+    fn entry(t: Tuple) -> Conn {
+        Conn { orig: t, status: IPS_CONFIRMED, timeout: 100, ..Conn::default() }
     }
 
     #[test]
     fn slot_is_two_cache_lines() {
-        assert_eq!(std::mem::size_of::<Entry>(), 104);
+        assert_eq!(std::mem::size_of::<Conn>(), 104);
         assert_eq!(std::mem::size_of::<Slot>(), 128);
         assert_eq!(std::mem::align_of::<Slot>(), 64);
     }

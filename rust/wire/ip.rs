@@ -1,7 +1,8 @@
 //! Network-layer header views: the IP stack's receive sanity checks (`ip_rcv_core`,
 //! `ip6_rcv_core`) and conntrack's `get_l4proto` (spec §2 step 2, §4.1).
 
-use crate::tuple::{AF_INET, AF_INET6};
+use crate::uapi::{AF_INET, AF_INET6};
+use std::net::IpAddr;
 
 use super::be16;
 use super::checksum;
@@ -169,6 +170,81 @@ pub fn ipv6_get_l4proto(pkt: &[u8]) -> Result<L3, L3Error> {
         l4_off: off,
         hop_limit: h[7],
     })
+}
+
+/// `get_l4proto` for a packet of family `l3num` (`AF_INET` or `AF_INET6`).
+#[inline]
+pub fn get_l4proto(l3num: u8, pkt: &[u8]) -> Result<L3, L3Error> {
+    if l3num == AF_INET6 {
+        ipv6_get_l4proto(pkt)
+    } else {
+        ipv4_get_l4proto(pkt)
+    }
+}
+
+/// The source and destination addresses of an IPv4 or IPv6 packet (by its version nibble),
+/// if its header has them.
+pub fn addrs(pkt: &[u8]) -> Option<(IpAddr, IpAddr)> {
+    match ip_version(pkt)? {
+        4 => {
+            let h = ipv4_fields(pkt)?;
+            Some((IpAddr::from(h.src), IpAddr::from(h.dst)))
+        }
+        6 => {
+            let h = ipv6_fields(pkt)?;
+            Some((IpAddr::from(h.src), IpAddr::from(h.dst)))
+        }
+        _ => None,
+    }
+}
+
+/// The fields of an IPv4 header that routing and forwarding read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv4Fields {
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub ttl: u8,
+    pub protocol: u8,
+    /// The Don't Fragment bit.
+    pub df: bool,
+    /// More Fragments set or a non-zero offset.
+    pub fragment: bool,
+}
+
+/// The fixed IPv4 header's fields, if its 20 bytes are there (the version is not checked).
+#[inline]
+pub fn ipv4_fields(pkt: &[u8]) -> Option<Ipv4Fields> {
+    let h = pkt.first_chunk::<20>()?;
+    let frag = u16::from_be_bytes([h[6], h[7]]);
+    Some(Ipv4Fields {
+        src: [h[12], h[13], h[14], h[15]],
+        dst: [h[16], h[17], h[18], h[19]],
+        ttl: h[8],
+        protocol: h[9],
+        df: frag & 0x4000 != 0,
+        fragment: frag & 0x3fff != 0,
+    })
+}
+
+/// The fields of an IPv6 header that routing and forwarding read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv6Fields {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub hop_limit: u8,
+    /// The first next-header field (extension headers not walked).
+    pub next_header: u8,
+}
+
+/// The fixed IPv6 header's fields, if its 40 bytes are there (the version is not checked).
+#[inline]
+pub fn ipv6_fields(pkt: &[u8]) -> Option<Ipv6Fields> {
+    let h = pkt.first_chunk::<40>()?;
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    src.copy_from_slice(&h[8..24]);
+    dst.copy_from_slice(&h[24..40]);
+    Some(Ipv6Fields { src, dst, hop_limit: h[7], next_header: h[6] })
 }
 
 /// The sanity checks of `ip_rcv_core` that drop a packet before PRE_ROUTING (so conntrack

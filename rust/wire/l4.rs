@@ -187,7 +187,7 @@ pub fn tcp_options(l4: &[u8], doff: usize) -> TcpOptions {
                 for block in body.chunks_exact(8) {
                     if let Some(right) = be32(block, 4) {
                         max = Some(match max {
-                            Some(m) if !seq_after(right, m) => m,
+                            Some(m) if !after(right, m) => m,
                             _ => right,
                         });
                     }
@@ -201,10 +201,16 @@ pub fn tcp_options(l4: &[u8], doff: usize) -> TcpOptions {
     out
 }
 
-/// `after(a, b)` of the TCP code: `a` is later than `b` in sequence space (mod 2^32).
+/// The kernel's `before(a, b)`: sequence number `a` comes before `b` (mod 2^32).
 #[inline]
-fn seq_after(a: u32, b: u32) -> bool {
-    (b.wrapping_sub(a) as i32) < 0
+pub fn before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+/// The kernel's `after(a, b)`: sequence number `a` comes after `b` (mod 2^32).
+#[inline]
+pub fn after(a: u32, b: u32) -> bool {
+    before(b, a)
 }
 
 /// The GRE header fields conntrack uses (`gre_pkt_to_tuple`).

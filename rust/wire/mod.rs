@@ -7,6 +7,8 @@ pub mod checksum;
 pub mod ip;
 pub mod l4;
 pub mod link;
+pub mod rss;
+pub mod sctp;
 
 /// Big-endian u16 at `off`, if the bytes are there.
 #[inline]
@@ -29,7 +31,7 @@ pub(crate) fn be32(b: &[u8], off: usize) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tuple::{AF_INET, IPPROTO_TCP, IPPROTO_UDP};
+    use crate::uapi::{AF_INET, IPPROTO_TCP, IPPROTO_UDP};
 
     // Ethernet / IPv4 10.1.0.2 -> 10.2.0.2 / TCP SYN 40000 -> 80, options mss 1460, sackOK,
     // nop, wscale 7, nop, nop; all checksums valid.

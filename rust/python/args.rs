@@ -1,0 +1,90 @@
+//! Arguments from Python converted, with one clear error each: addresses, sysctl values,
+//! replay paths and clocks, listing formats, capture paths.
+
+use super::errors::{Error, Result};
+use super::type_name;
+use crate::format::ListFormat;
+use crate::replay::{Clock, ReplayPath};
+use crate::sysctl::{Sysctl, SysctlError, SysctlKey};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyString};
+use std::path::PathBuf;
+
+/// One IP address given from Python: a `str` or an `ipaddress` object.
+pub(super) fn parse_addr(a: &Bound<'_, PyAny>, what: &str) -> Result<std::net::IpAddr> {
+    let text = match a.cast::<PyString>() {
+        Ok(s) => s.to_string(),
+        Err(_) if a.hasattr("packed").unwrap_or(false) && a.hasattr("version").unwrap_or(false) => {
+            a.str().map(|s| s.to_string()).map_err(|_| Error::type_(format!("{what} is not an address")))?
+        }
+        Err(_) => {
+            return Err(Error::type_(format!(
+                "{what} must be a str or an ipaddress address, not {}",
+                type_name(a)
+            )))
+        }
+    };
+    text.parse().map_err(|_| Error::value(format!("{what} {text:?} is not an IP address")))
+}
+
+/// A sequence of addresses (a single `str` is refused: it is a sequence of characters).
+pub(super) fn parse_addrs(v: &Bound<'_, PyAny>, what: &str) -> Result<Vec<std::net::IpAddr>> {
+    if v.is_instance_of::<PyString>() {
+        return Err(Error::type_(format!("{what} must be a sequence of addresses, not a str")));
+    }
+    let it = v.try_iter().map_err(|_| Error::type_(format!("{what} must be a sequence of addresses")))?;
+    let mut out = Vec::new();
+    for a in it {
+        let a = a.map_err(|_| Error::type_(format!("{what} must be a sequence of addresses")))?;
+        out.push(parse_addr(&a, "local address")?);
+    }
+    Ok(out)
+}
+
+/// A sysctl value given from Python: an int (not a bool) in the sysctl's range.
+pub(super) fn sysctl_value(name: &str, value: &Bound<'_, PyAny>) -> Result<(SysctlKey, u64)> {
+    if name.trim_start_matches("net.netfilter.") == "nf_conntrack_count" {
+        return Err(Error::Sysctl(SysctlError::ReadOnly(name.to_string())));
+    }
+    if value.is_instance_of::<PyBool>() {
+        return Err(Error::type_(format!("sysctl {name} takes an int, not bool")));
+    }
+    let v: i128 = value
+        .extract()
+        .map_err(|_| Error::type_(format!("sysctl {name} takes an int, not {}", type_name(value))))?;
+    Ok(Sysctl::validate(name, v)?)
+}
+
+/// The replay path of a name.
+pub(super) fn replay_path(path: &str) -> Result<ReplayPath> {
+    match path {
+        "forward" => Ok(ReplayPath::Forward),
+        "local-in" => Ok(ReplayPath::LocalIn),
+        "local-out" => Ok(ReplayPath::LocalOut),
+        _ => Err(Error::value(format!("path must be forward, local-in or local-out, not {path:?}"))),
+    }
+}
+
+/// The replay clock of a name.
+pub(super) fn replay_clock(clock: &str) -> Result<Clock> {
+    match clock {
+        "capture" => Ok(Clock::Capture),
+        "frozen" => Ok(Clock::Frozen),
+        _ => Err(Error::value(format!("clock must be 'capture' or 'frozen', not {clock:?}"))),
+    }
+}
+
+/// A listing format of a name.
+pub(super) fn list_format(fmt: &str) -> Result<ListFormat> {
+    ListFormat::from_name(fmt)
+        .ok_or_else(|| Error::value(format!("unknown format {fmt:?}: use extended, conntrack or proc")))
+}
+
+/// The captures argument: a sequence of paths (a single path is refused with a clear error).
+pub(super) fn paths_arg(v: &Bound<'_, PyAny>) -> Result<Vec<PathBuf>> {
+    if v.is_instance_of::<PyString>() || v.hasattr("__fspath__").unwrap_or(false) {
+        return Err(Error::type_("captures must be a list of paths, not a single path: use [path]"));
+    }
+    v.extract::<Vec<PathBuf>>()
+        .map_err(|_| Error::type_(format!("captures must be a list of paths, not {}", type_name(v))))
+}

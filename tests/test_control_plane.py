@@ -1,0 +1,201 @@
+"""The control plane offline: `Net.select/delete/update/flush` with conntrack's filters, the
+events they send, bad filters refused; actions at capture times during a replay
+(`replay(at=...)`, `nfct replay --at`), and a ruleset swapped mid-replay (`load_ruleset`).
+(tests/live/test_ctnetlink.py checks the filters against conntrack-tools on the kernel.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import nfct
+import packets as P
+from helpers import C6, S6, C, S, X, feed, timed
+from nfct.cli import main
+from nfct.pcap import write_pcap
+
+
+def _net() -> nfct.Net:
+    net = nfct.Net()
+    # With nf_conntrack_events=2, only entries made while someone listens send events.
+    net.listen_events()
+    feed(
+        net,
+        timed(
+            P.udp(C, S, 4000, 53, b"q"),
+            P.udp(S, C, 53, 4000, b"a"),
+            P.udp(X, S, 4002, 123, b"ntp"),
+            P.tcp(C, S, 40000, 80, flags="S", seq=1),
+            P.udp(C6, S6, 5000, 53, b"q6"),
+        ),
+    )
+    return net
+
+
+def test_select_delete_update_flush() -> None:
+    net = _net()
+    assert len(net) == 4
+    assert {c.proto for c in net.select(proto="udp")} == {"udp"}
+    assert len(net.select(proto="udp")) == 3
+    assert len(net.select(family="ipv6")) == 1
+    assert len(net.select(src="10.1.0.0/16")) == 2
+    assert len(net.select(reply_dst=C, reply_sport=53)) == 1
+    assert len(net.select(status="SEEN_REPLY")) == 1
+    assert len(net.select(proto=6, state="syn_sent")) == 1
+    net.read_events()
+    assert net.update(set_mark=0x10, dport=53) == 2
+    assert net.update(set_mark=0x10, dport=53) == 0, "unchanged entries are not updated"
+    events = net.read_events()
+    assert len(events) == 2 and all(e.split()[0] == "[UPDATE]" and "mark=16" in e for e in events)
+    assert net.update(timeout=5, proto="tcp") == 1
+    assert [e.split()[0] for e in net.read_events()] == ["[UPDATE]"]
+    (tcp,) = net.select(proto="tcp")
+    # Listed an instant after the change, as conntrack -L after conntrack -U -t 5 shows it.
+    assert tcp.timeout == 4
+    assert net.delete(mark=0x10, mask=0xF0) == 2
+    assert [e.split()[0] for e in net.read_events()] == ["[DESTROY]", "[DESTROY]"]
+    assert net.flush() == 2
+    assert len(net) == 0
+
+
+def test_flush_kills_packets_in_flight() -> None:
+    net = nfct.Net()
+    skb = nfct.Skb(P.udp(C, S, 1, 2, b"x"), 1.0)
+    nfct.ipv4_conntrack_in(net, skb)
+    net.flush()
+    assert nfct.ipv4_confirm(net, skb) == nfct.NF_DROP
+    assert net.stats["insert_failed"] == 1
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"proto": "tcpp"}, "not a protocol name"),
+        ({"src": "10.0.0.0/33"}, "prefix length"),
+        ({"src": "nowhere"}, "not an address"),
+        ({"status": "ASSURD"}, "not a status flag"),
+        ({"family": "ipx"}, "family must be"),
+        ({"mask": 1}, "mask needs mark"),
+    ],
+)
+def test_bad_filters(kw: dict[str, object], match: str) -> None:
+    with pytest.raises(nfct.NfctValueError, match=match):
+        nfct.Net().delete(**kw)  # type: ignore[arg-type]
+
+
+def test_update_needs_a_change_and_delete_one_or_the_other() -> None:
+    net = _net()
+    with pytest.raises(nfct.NfctValueError, match="set_mark or timeout"):
+        net.update(proto="udp")
+    with pytest.raises(nfct.NfctValueError, match="not both"):
+        net.delete(next(iter(net)), proto="udp")
+
+
+def _capture(tmp_path: Path) -> Path:
+    """DNS queries every second for 10 s, from two ports."""
+    recs = []
+    for i in range(10):
+        recs.append((100.0 + i, P.udp(C, S, 4000 + i % 2, 53, b"q")))
+        recs.append((100.0 + i + 0.01, P.udp(S, C, 53, 4000 + i % 2, b"a")))
+    path = tmp_path / "dns.pcap"
+    write_pcap(path, recs)
+    return path
+
+
+def test_actions_at_capture_times(tmp_path: Path) -> None:
+    cap = _capture(tmp_path)
+    seen: list[tuple[float, int]] = []
+    net = nfct.Net()
+    net.listen_events()
+
+    def wipe(n: nfct.Net) -> None:
+        seen.append((n.now, n.delete(dport=53)))
+
+    res = net.replay([cap], at=[(104.5, wipe), (200.0, lambda n: seen.append((n.now, len(n))))])
+    assert res["packets"] == 20
+    # At 104.5 the two flows were there and went; they came back with the next queries.
+    assert seen[0] == (104.5, 2)
+    assert seen[1][0] == 200.0, "after the capture's end, the clock moved to the action's time"
+    kinds = [e.split()[0] for e in net.read_events()]
+    assert kinds.count("[NEW]") == 4 and kinds.count("[DESTROY]") >= 2
+
+    def boom(n: nfct.Net) -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        nfct.Net().replay([cap], at=[(103.0, boom)])
+    with pytest.raises(nfct.NfctTypeError, match="not callable"):
+        nfct.Net().replay([cap], at=[(103.0, 5)])  # type: ignore[list-item]
+    with pytest.raises(nfct.NfctValueError, match="threads=1"):
+        nfct.Net().replay([cap], at=[(103.0, wipe)], threads=2)
+
+
+def test_cli_at(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cap = _capture(tmp_path)
+    assert (
+        main(["replay", str(cap), "--at", "8.5:delete:proto=udp,dport=53", "-o", "conntrack"]) == 0
+    )
+    out = capsys.readouterr().out
+    # Only the last query and answer, after the deletion, made the entry that is left.
+    assert out.count("\n") == 1 and "sport=4001" in out
+    assert (
+        main(["replay", str(cap), "--at", "@105:update:set_mark=3,sport=4000", "-o", "conntrack"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "sport=4000 dport=53" in out and "mark=3" in out
+    for bad in [
+        "5",
+        "x:delete",
+        "5:delete:port=1",
+        "5:update:proto=udp",
+        "5:ruleset:/nonexistent",
+        "5:reboot",
+    ]:
+        assert main(["replay", str(cap), "--at", bad]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("nfct: --at") and "Traceback" not in err, err
+
+
+def test_load_ruleset_mid_replay(tmp_path: Path) -> None:
+    """A ruleset that drops new connections replaces an empty one at 104.5 (the flows deleted at
+    the same moment): every packet after it starts a new connection and is dropped."""
+    drop = {
+        "nftables": [
+            {"table": {"family": "inet", "name": "f", "handle": 1}},
+            {"chain": {"family": "inet", "table": "f", "name": "fw", "handle": 1, "type": "filter",
+                       "hook": "forward", "prio": 0, "policy": "accept"}},
+            {"rule": {"family": "inet", "table": "f", "chain": "fw", "handle": 2, "expr": [
+                {"match": {"op": "==", "left": {"ct": {"key": "state"}}, "right": ["new"]}},
+                {"drop": None},
+            ]}},
+        ]
+    }  # fmt: skip
+    cap = _capture(tmp_path)
+    net = nfct.Net()
+
+    def swap(n: nfct.Net) -> None:
+        n.delete(proto="udp")
+        n.load_ruleset(drop)
+
+    res = net.replay([cap], at=[(104.5, swap)])
+    # The 5 queries after the swap are new connections, and so are their answers (the
+    # queries left no entry): all 10 dropped.
+    assert res["dropped"] == 10
+    assert len(net) == 0
+    (tmp_path / "rs.json").write_text(json.dumps(drop))
+    assert (
+        main(
+            [
+                "replay",
+                str(_capture(tmp_path)),
+                "--at",
+                f"4.5:ruleset:{tmp_path / 'rs.json'}",
+                "-o",
+                "stats",
+            ]
+        )
+        == 0
+    )
