@@ -3,7 +3,7 @@ INVALID for nfct; well formed; their tuple is the entry's), traces interleave th
 monotone clock and round-trip through a pcap and nfct's own replay, the scenarios do what
 their docstrings say, every strategy shrinks toward less, and the mutations reach every
 INVALID reason nfct knows (collected from rust/). The live kernel's side of "valid" is
-tests/kernel/test_strategies_kernel.py."""
+tests/live/test_strategies.py."""
 
 from __future__ import annotations
 
@@ -211,25 +211,16 @@ def test_tuple_args_are_what_a_first_packet_gives(a: TupleArgs) -> None:
         assert a.sport is None and a.type is None
 
 
-MISSING_CONSTRUCTOR = pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="nfct.Tuple(src, dst, protonum, sport, dport, *, type, code, id) is not in the "
-    "binding yet (issue #11): TypeError: cannot create 'nfct._nfct.Tuple' instances",
-)
-
-
-@MISSING_CONSTRUCTOR
-@settings(SOME, max_examples=5, phases=[Phase.generate])
-@given(nst.tuples(proto="tcp"))
+@SOME
+@given(nst.tuples())
 def test_tuples_are_nfct_tuples(t: nfct.Tuple) -> None:
     assert isinstance(t, nfct.Tuple)
-    assert t.invert().invert() == t  # type: ignore[attr-defined]
+    assert t.invert().invert() == t
     assert hash(t) == hash(args_of(t).to_tuple())
+    assert forwardable(t.src) and forwardable(t.dst)
 
 
-@MISSING_CONSTRUCTOR
-@settings(SOME, max_examples=5, phases=[Phase.generate])
+@SOME
 @given(st.from_type(nfct.Tuple))
 def test_from_type_gives_tuples(t: nfct.Tuple) -> None:
     assert isinstance(t, nfct.Tuple)

@@ -30,7 +30,7 @@ import ipaddress
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import Final
 
 try:
     from hypothesis import strategies as st
@@ -40,6 +40,7 @@ except ImportError as _e:  # pragma: no cover - exercised in a subprocess by the
         "nfct.strategies needs Hypothesis, which is not installed: pip install 'nfct[hypothesis]'"
     ) from _e
 
+import nfct
 from nfct import packets as P
 from nfct.traffic import US, Flow, Packet, Trace, TupleArgs
 
@@ -229,7 +230,7 @@ def tuple_args(
     return TupleArgs(src, dst, num)
 
 
-def tuples(family: int | None = None, proto: int | str | None = None) -> SearchStrategy[Any]:
+def tuples(family: int | None = None, proto: int | str | None = None) -> SearchStrategy[nfct.Tuple]:
     """``nfct.Tuple`` s: the original direction of a connection a router could see (see
     :func:`tuple_args` for what is drawn). `family` 4 or 6, `proto` a number or a name
     (``"tcp"``, ``"udp"``, ``"udplite"``, ``"sctp"``, ``"icmp"``, ``"icmpv6"``, ``"gre"``,
@@ -240,7 +241,7 @@ def tuples(family: int | None = None, proto: int | str | None = None) -> SearchS
     >>> @given(tuples(family=6, proto="tcp"))
     ... def test_invert_twice(t):
     ...     assert t.invert().invert() == t
-    >>> test_invert_twice()  # doctest: +SKIP
+    >>> test_invert_twice()
     """
     return tuple_args(family, proto).map(TupleArgs.to_tuple)
 
@@ -646,7 +647,7 @@ def udp_flows(
     clock = _Clock(draw)
     # The live kernel (6.18) verifies an IPv4 UDPLITE checksum against a pseudo-header whose
     # length is the low byte of the real one: over IPv4 it finds every correct UDPLITE datagram
-    # of 256 bytes or more INVALID. Valid flows stay below that (see tests/kernel/).
+    # of 256 bytes or more INVALID. Valid flows stay below that (see tests/live/test_strategies.py).
     size_max = _UDPLITE4_SEGMENT_MAX - 8 if is_lite and fam == 4 else _UDP_PAYLOAD_MAX[fam]
     steps = draw(
         st.lists(

@@ -12,8 +12,9 @@ a :class:`Trace` is several flows interleaved on one clock. Both are sequences o
 >>> a = P.udp("10.2.0.2", "10.1.0.2", 53, 40000, b"answer")
 >>> flow = Flow("udp", TupleArgs("10.1.0.2", "10.2.0.2", 17, 40000, 53),
 ...             (Packet(0.0, q, "original", "query"), Packet(0.01, a, "reply", "answer")))
->>> [t for t, _ in Trace.of(flow)]
-[0.0, 0.01]
+>>> trace = Trace.of(flow)
+>>> len(trace), trace.packets[1].tstamp
+(2, 0.01)
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import os
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple, cast, overload
+from typing import Any, NamedTuple, overload
 
+import nfct
 from nfct import packets as P
 
 __all__ = ["Flow", "Packet", "Trace", "TupleArgs", "describe_records"]
@@ -52,14 +54,9 @@ class TupleArgs(NamedTuple):
         b = (self.dst, self.dport if self.dport is not None else self.id)
         return (self.protonum, *sorted([a, b], key=repr))
 
-    def to_tuple(self) -> Any:
-        """The ``nfct.Tuple`` (needs the binding's constructor)."""
-        from nfct import Tuple
-
-        # The constructor arrives with the binding work of issue #11; until then this raises
-        # TypeError ("cannot create 'nfct._nfct.Tuple' instances").
-        make = cast(Any, Tuple)
-        return make(
+    def to_tuple(self) -> nfct.Tuple:
+        """The ``nfct.Tuple``."""
+        return nfct.Tuple(
             self.src,
             self.dst,
             self.protonum,
