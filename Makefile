@@ -27,8 +27,8 @@ PYTEST_ARGS ?=
 # CI checks that Cargo.lock is up to date instead of silently updating it.
 CARGO_LOCKED := $(if $(filter true 1,$(CI)),--locked,)
 # What the kernel differential tests need, as Debian packages and as the commands they give.
-APT_PACKAGES := nftables conntrack tcpdump iproute2
-KERNEL_TOOLS := nft conntrack tcpdump ip
+APT_PACKAGES := nftables conntrack tcpdump iproute2 valgrind
+KERNEL_TOOLS := nft conntrack tcpdump ip valgrind
 RUFF_PATHS := python tests tools $(wildcard benches/*.py)
 STUBTEST_ALLOWLIST := $(wildcard .stubtest-allowlist)
 

@@ -21,6 +21,7 @@ use crate::uapi::{
     NF_CT_STATE_RELATED_BIT, NF_CT_STATE_UNTRACKED_BIT, NF_DROP,
 };
 use crate::wire::ip::{self, L3};
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 const NS: u64 = 1_000_000_000;
@@ -153,6 +154,23 @@ pub struct Conntrack {
     pub events: EventSink,
     /// When the garbage collector runs next (`gc_worker` pacing, spec §11.4), ns.
     next_gc: AtomicU64,
+    /// The entries `early_drop` evicted, when someone asked to keep them (a report).
+    evictions: Mutex<Option<EvictionLog>>,
+}
+
+/// An entry `early_drop` evicted to make room: when, and the entry as it was.
+#[derive(Clone, Debug)]
+pub struct Eviction {
+    pub tstamp: u64,
+    pub view: ConnView,
+}
+
+/// The evictions kept (at most `cap`; the others only counted).
+#[derive(Debug, Default)]
+pub struct EvictionLog {
+    pub kept: Vec<Eviction>,
+    pub cap: usize,
+    pub more: u64,
 }
 
 /// Outcome of `init_conntrack`.
@@ -182,6 +200,22 @@ impl Conntrack {
             rst_timeout: opts.rst_timeout,
             events: EventSink::default(),
             next_gc: AtomicU64::new(0),
+            evictions: Mutex::new(None),
+        }
+    }
+
+    /// Starts keeping the entries `early_drop` evicts (at most `cap` of them; the rest are
+    /// counted), or stops with `cap` None. Returns what was kept so far.
+    pub fn keep_evictions(&self, cap: Option<usize>) -> Option<EvictionLog> {
+        let mut g = self.evictions.lock();
+        std::mem::replace(&mut *g, cap.map(|cap| EvictionLog { cap, ..EvictionLog::default() }))
+    }
+
+    /// Takes the evictions kept since the last call (keeping on).
+    pub fn take_evictions(&self) -> (Vec<Eviction>, u64) {
+        match self.evictions.lock().as_mut() {
+            Some(log) => (std::mem::take(&mut log.kept), std::mem::take(&mut log.more)),
+            None => (Vec::new(), 0),
         }
     }
 
@@ -549,6 +583,17 @@ impl Conntrack {
             }
             for (slot, gen) in expired.drain(..) {
                 self.delete(slot, gen, now);
+            }
+            if !victims.is_empty() {
+                if let Some(log) = self.evictions.lock().as_mut() {
+                    for &(slot, gen) in &victims {
+                        if log.kept.len() >= log.cap {
+                            log.more += 1;
+                        } else if let Some(view) = self.view(slot, gen, now, false) {
+                            log.kept.push(Eviction { tstamp: now, view });
+                        }
+                    }
+                }
             }
             let dropped = victims.iter().filter(|(slot, gen)| self.delete(*slot, *gen, now)).count() as u64;
             if dropped > 0 {

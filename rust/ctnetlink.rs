@@ -172,6 +172,61 @@ pub fn update(ct: &Conntrack, f: &Filter, u: Update, now: u64) -> usize {
     n
 }
 
+/// A census group: (l3num, protonum, state, zone).
+pub type StateKey = (u8, u8, &'static str, u16);
+
+/// What holds the table at one moment (a dump summarised): entries by family, protocol,
+/// state and zone, and the addresses holding the most entries as original source and as
+/// original destination.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Census {
+    /// ((l3num, protonum, state, zone), entries), most entries first.
+    pub by_state: Vec<(StateKey, u64)>,
+    pub sources: Vec<(IpAddr, u64)>,
+    pub destinations: Vec<(IpAddr, u64)>,
+    pub total: u64,
+}
+
+/// The state an entry is counted under: TCP's and SCTP's as listed; for the others the
+/// timeout class they are in (`ASSURED`, `REPLIED`, `UNREPLIED`).
+pub fn state_label(c: &Conn) -> &'static str {
+    use crate::uapi::{IPS_ASSURED, IPS_SEEN_REPLY};
+    match ProtoView::of(&c.proto) {
+        ProtoView::Tcp(n) | ProtoView::Sctp(n) => n,
+        _ if c.status & IPS_ASSURED != 0 => "ASSURED",
+        _ if c.status & IPS_SEEN_REPLY != 0 => "REPLIED",
+        _ => "UNREPLIED",
+    }
+}
+
+/// A census of the confirmed entries at `now`, with the `top` heaviest sources and
+/// destinations (expired entries met are reaped, as a dump does).
+pub fn census(ct: &Conntrack, now: u64, top: usize) -> Census {
+    use std::collections::HashMap;
+    let mut by: HashMap<StateKey, u64> = HashMap::new();
+    let mut src: HashMap<(u8, [u8; 16]), u64> = HashMap::new();
+    let mut dst: HashMap<(u8, [u8; 16]), u64> = HashMap::new();
+    let mut total = 0;
+    for (slot, gen, _) in ct.list(now) {
+        ct.with_conn(slot, gen, |c| {
+            total += 1;
+            *by.entry((c.orig.l3num, c.orig.protonum, state_label(c), c.zone.id)).or_default() += 1;
+            *src.entry((c.orig.l3num, c.orig.src)).or_default() += 1;
+            *dst.entry((c.orig.l3num, c.orig.dst)).or_default() += 1;
+        });
+    }
+    let heaviest = |m: HashMap<(u8, [u8; 16]), u64>| {
+        let mut v: Vec<(IpAddr, u64)> =
+            m.into_iter().map(|((l3, a), n)| (crate::tuple::addr(l3, &a), n)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.truncate(top);
+        v
+    };
+    let mut by_state: Vec<_> = by.into_iter().collect();
+    by_state.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    Census { by_state, sources: heaviest(src), destinations: heaviest(dst), total }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,5 +295,15 @@ mod tests {
         assert_eq!(ct.count(), 1);
         assert_eq!(flush(&ct, 3), 1);
         assert_eq!(ct.count(), 0);
+    }
+
+    #[test]
+    fn census_counts_states_and_heaviest_addresses() {
+        let ct = table();
+        let c = census(&ct, 2, 2);
+        assert_eq!(c.total, 3);
+        assert_eq!(c.by_state, vec![((AF_INET, 17, "UNREPLIED", 0), 3)]);
+        assert_eq!(c.destinations, vec![("192.0.2.1".parse().unwrap(), 3)]);
+        assert_eq!(c.sources.len(), 2, "the top 2 of 3 sources, one entry each");
     }
 }

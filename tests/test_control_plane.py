@@ -199,3 +199,64 @@ def test_load_ruleset_mid_replay(tmp_path: Path) -> None:
         )
         == 0
     )
+
+
+def _big_capture(path: Path, n: int) -> None:
+    """`n` copies of one UDP datagram, 1 µs apart: a capture large enough to interrupt."""
+    import struct
+
+    pkt = P.udp(C, S, 4000, 53, b"q")
+    hdr = struct.pack("<IHHiiII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 101)
+    recs = bytearray(hdr)
+    for i in range(n):
+        recs += struct.pack("<IIII", 100, i, len(pkt), len(pkt)) + pkt
+    path.write_bytes(bytes(recs))
+
+
+def test_progress_and_an_interrupted_replay_keeps_what_was_done(tmp_path: Path) -> None:
+    cap = tmp_path / "big.pcap"
+    _big_capture(cap, 40_000)
+    seen: list[tuple[int, int]] = []
+
+    def progress(frames: int, packets: int) -> None:
+        seen.append((frames, packets))
+        if frames > 10_000:
+            raise KeyboardInterrupt
+
+    net = nfct.Net()
+    with pytest.raises(KeyboardInterrupt) as e:
+        net.replay([cap], progress=progress)
+    assert seen[0] == (8191, 8191) and seen[-1] == (16383, 16383)
+    summary = e.value.summary  # type: ignore[attr-defined]
+    assert summary["packets"] == 16383 and len(net) == 1
+    ok: list[tuple[int, int]] = []
+    nfct.Net().replay([cap], progress=lambda f, p: ok.append((f, p)))
+    assert ok[-1] == (40_000, 40_000)
+
+
+def test_ctrl_c_stops_the_command_and_prints_what_was_done(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cap = tmp_path / "big.pcap"
+    _big_capture(cap, 3_000_000)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nfct", "replay", str(cap), "-o", "conntrack"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.4)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    took = time.monotonic() - t0
+    if proc.returncode == 0:
+        pytest.skip("the replay finished before the signal arrived")
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.rstrip().endswith("nfct: interrupted")
+    assert "packets" in err and out.count("sport=4000") == 1, (out, err)
+    assert took < 5, f"stopped {took:.1f} s after Ctrl-C"

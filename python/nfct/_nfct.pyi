@@ -602,6 +602,11 @@ class Net:
         iif: str | None = None,
         write_path: _StrPath | None = None,
         at: Sequence[tuple[float, Callable[[Net], object]]] | None = None,
+        observe: Callable[[str, Any], object] | None = None,
+        observe_batch: int = 65536,
+        census_every: float = 1.0,
+        keep_evictions: int = 100_000,
+        progress: Callable[[int, int], object] | None = None,
     ) -> ReplayResult:
         """Replays captures (pcap or pcapng) through this namespace, every IP packet through
         the hook pipeline as ``nfct replay`` does. ``packets_path`` receives one
@@ -614,6 +619,22 @@ class Net:
         cannot be read raises :class:`~nfct.CaptureError` after everything before the bad
         record was applied; its ``summary`` holds the result so far. ``threads > 1`` spreads
         packets over workers by a symmetric flow hash (built-in operations only, no events)."""
+    def explain(
+        self,
+        capture: _StrPath,
+        frame: int,
+        *,
+        clock: _Clock = "capture",
+        path: _ReplayPath = "forward",
+        iif: str | None = None,
+    ) -> dict[str, Any]:
+        """``nfct explain``: replays ``capture`` up to ``frame`` (numbered from 1, as
+        ``--output packets`` numbers them) and runs that frame traced: a dict with its
+        ``frame``, ``tstamp``, ``len``, ``tuple`` (family, proto, src, dst, sport, dport), every
+        ``steps`` of its way (hook number or None for the routing decision, priority, name,
+        verdict, the deciding ``rule``, ``reason``, the entry ``before`` and ``after`` as
+        ``conntrack -L -o extended`` lines, ``ctinfo``), then its ``verdict``, ``path``,
+        ``cls``, ``reason`` and ``dropped_by``. Built-in operations only."""
     def feed(
         self,
         records: Iterable[tuple[float, bytes | bytearray | memoryview]],
@@ -799,7 +820,9 @@ class HookResult:
 
 def nf_register_net_hook(net: Net, ops: NfHookOps) -> None:
     """``nf_register_net_hook``: adds ``ops`` to ``net``'s hooks (both families for
-    NFPROTO_INET). Equal priorities run in registration order."""
+    NFPROTO_INET). Among equal priorities the one registered last runs first, as in the
+    kernel (``nf_hook_entries_grow``): an operation at conntrack's own priority runs before
+    conntrack's."""
 
 def nf_unregister_net_hook(net: Net, ops: NfHookOps) -> None:
     """``nf_unregister_net_hook``."""

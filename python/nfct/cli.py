@@ -55,23 +55,8 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="nfct", description="Linux netfilter connection tracking in userspace."
-    )
-    p.add_argument("--version", action=_VersionAction, help="show the version and exit")
-    sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser(
-        "replay",
-        help="replay captures through conntrack and print the resulting table",
-        description=(
-            "Feed every IP packet of the captures, in order, through the netfilter hooks of a "
-            "Linux host (by default a forwarding router: PRE_ROUTING with defrag and "
-            "conntrack, routing, FORWARD, POST_ROUTING with confirmation), and print what "
-            "`conntrack -L -o extended` would print afterwards."
-        ),
-    )
-    r.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap or pcapng file")
+def _host_options(r: argparse.ArgumentParser) -> None:
+    """The options that say what host a capture goes through (replay and explain)."""
     r.add_argument(
         "--sysctl",
         action="append",
@@ -87,7 +72,6 @@ def _parser() -> argparse.ArgumentParser:
         help="capture: the capture's timestamps; frozen: no time passes (as a kernel fed "
         "the capture as fast as possible)",
     )
-    r.add_argument("--output", "-o", choices=OUTPUTS, default="extended")
     r.add_argument("--seed", type=int, default=None, help="fixed hash seed (reproducible order)")
     r.add_argument(
         "--path",
@@ -119,20 +103,6 @@ def _parser() -> argparse.ArgumentParser:
         "(`ct state invalid drop`)",
     )
     r.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        metavar="N",
-        help="track on N threads sharing one table, packets spread by a symmetric flow hash "
-        "as RSS does (1, the default, is exactly deterministic; not with --output events)",
-    )
-    r.add_argument(
-        "--event-timestamps",
-        action="store_true",
-        help="with --output events: prefix each line with [seconds.micros] from the capture "
-        "clock, as conntrack -E -o timestamp does",
-    )
-    r.add_argument(
         "--host",
         metavar="FILE",
         default=None,
@@ -145,6 +115,49 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="with --host: every packet from the wire arrives on this interface (default: "
         "the one a pcapng names for the packet, else the first interface up and not loopback)",
+    )
+    r.add_argument(
+        "--mtu",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the MTU of the way out: of the default route's interface with --host, of the "
+        "default router's otherwise (1500)",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nfct", description="Linux netfilter connection tracking in userspace."
+    )
+    p.add_argument("--version", action=_VersionAction, help="show the version and exit")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser(
+        "replay",
+        help="replay captures through conntrack and print the resulting table",
+        description=(
+            "Feed every IP packet of the captures, in order, through the netfilter hooks of a "
+            "Linux host (by default a forwarding router: PRE_ROUTING with defrag and "
+            "conntrack, routing, FORWARD, POST_ROUTING with confirmation), and print what "
+            "`conntrack -L -o extended` would print afterwards."
+        ),
+    )
+    r.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap or pcapng file")
+    _host_options(r)
+    r.add_argument("--output", "-o", choices=OUTPUTS, default="extended")
+    r.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="track on N threads sharing one table, packets spread by a symmetric flow hash "
+        "as RSS does (1, the default, is exactly deterministic; not with --output events)",
+    )
+    r.add_argument(
+        "--event-timestamps",
+        action="store_true",
+        help="with --output events: prefix each line with [seconds.micros] from the capture "
+        "clock, as conntrack -E -o timestamp does",
     )
     r.add_argument(
         "--at",
@@ -167,14 +180,25 @@ def _parser() -> argparse.ArgumentParser:
         help="write the packets that leave the host (forwarded or sent, as NAT rewrote "
         "them) to FILE, a pcap of raw IP packets (replays on one thread)",
     )
-    r.add_argument(
-        "--mtu",
-        type=int,
-        default=None,
-        metavar="N",
-        help="the MTU of the way out: of the default route's interface with --host, of the "
-        "default router's otherwise (1500)",
+    e = sub.add_parser(
+        "explain",
+        help="show one packet's way through the host, hook by hook",
+        description=(
+            "Replay a capture up to one frame, then show that frame's way through the host: "
+            "every operation and rule at every hook with its verdict, the routing decision, "
+            "the conntrack entry before and after, and the reason for an INVALID class or a "
+            "drop in the kernel's words."
+        ),
     )
+    e.add_argument("capture", metavar="CAPTURE", help="pcap or pcapng file")
+    e.add_argument(
+        "frame",
+        type=int,
+        metavar="FRAME",
+        help="the frame, numbered from 1 as --output packets numbers them",
+    )
+    e.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    _host_options(e)
     s = sub.add_parser(
         "host-snapshot",
         help="write this host's interfaces, routes, nftables ruleset and sysctls as a host file",
@@ -420,16 +444,88 @@ def _rules(net: Net, args: argparse.Namespace) -> None:
         nfct.nf_register_net_hook(net, ops)
 
 
+def _make_net(args: argparse.Namespace) -> Net:
+    """The host the options describe, with the built-in operations they ask for."""
+    net = Net(
+        dict(args.sysctl),
+        seed=args.seed,
+        local_addrs=args.local_addr,
+        host=args.host,
+        mtu=args.mtu,
+    )
+    _rules(net, args)
+    return net
+
+
+_HOOK_NAMES = ("PRE_ROUTING", "LOCAL_IN", "FORWARD", "LOCAL_OUT", "POST_ROUTING")
+_CTINFO_NAMES = (
+    "ESTABLISHED",
+    "RELATED",
+    "NEW",
+    "ESTABLISHED_REPLY",
+    "RELATED_REPLY",
+    "NEW_REPLY",
+    "?",
+    "UNTRACKED",
+)
+
+
+def explain_text(e: dict[str, Any]) -> str:
+    """An explanation (`Net.explain`) as `nfct explain` prints it."""
+    out = []
+    t = e["tuple"]
+    what = "not IP"
+    if t is not None:
+        ports = f" {t['sport']} -> {t['dport']}" if t["proto"] in (6, 17, 33, 132, 136) else ""
+        what = f"{t['family']} proto {t['proto']} {t['src']} -> {t['dst']}{ports}"
+    out.append(f"frame {e['frame']} at {e['tstamp']:.6f}: {what}, {e['len']} bytes")
+    for st in e["steps"]:
+        verdict = nfct.Verdict(st["verdict"]).name.removeprefix("NF_")
+        if st["hook"] is None:
+            line = f"  routing: {st['rule']}"
+        else:
+            prio = {2147483647: "INT_MAX", 2147483646: "INT_MAX-1"}.get(
+                st["priority"], str(st["priority"])
+            )
+            line = f"  {_HOOK_NAMES[st['hook']]:<12} {prio:>9}  {st['name']}: {verdict}"
+            if st["rule"] and st["rule"] != st["name"]:
+                line += f" ({st['rule']})"
+            if st["ctinfo"] is not None and st["name"].endswith(("_in", "_local")):
+                line += f", ctinfo {_CTINFO_NAMES[st['ctinfo']]}"
+        if st["reason"]:
+            line += f": {st['reason']}"
+        out.append(line)
+        if st["before"] != st["after"]:
+            out.append(f"      entry before: {st['before'] or '(none)'}")
+            out.append(f"      entry after:  {st['after'] or '(none)'}")
+    verdict = nfct.Verdict(e["verdict"]).name.removeprefix("NF_")
+    tail = f"result: {verdict}, path {e['path']}, class {e['cls']}"
+    if e["dropped_by"]:
+        tail += f", dropped by {e['dropped_by']}"
+    if e["reason"]:
+        tail += f": {e['reason']}"
+    out.append(tail)
+    return "\n".join(out) + "\n"
+
+
+def _explain(args: argparse.Namespace) -> int:
+    try:
+        net = _make_net(args)
+        e = net.explain(args.capture, args.frame, clock=args.clock, path=args.path, iif=args.iif)
+    except (NfctError, CaptureError) as err:
+        print(f"nfct: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        json.dump(e, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(explain_text(e))
+    return 0
+
+
 def _replay(args: argparse.Namespace) -> int:
     try:
-        net = Net(
-            dict(args.sysctl),
-            seed=args.seed,
-            local_addrs=args.local_addr,
-            host=args.host,
-            mtu=args.mtu,
-        )
-        _rules(net, args)
+        net = _make_net(args)
         at = _scheduled(args.at, args.captures)
     except (NfctError, CaptureError) as e:
         print(f"nfct: {e}", file=sys.stderr)
@@ -438,6 +534,7 @@ def _replay(args: argparse.Namespace) -> int:
         if name.startswith("net.netfilter."):
             print(f"nfct: host file: {name} is not modelled (ignored)", file=sys.stderr)
     error: CaptureError | None = None
+    interrupted = False
     summary: ReplayResult | None = None
     packets_path = events_path = None
     if args.output == "packets":
@@ -462,6 +559,11 @@ def _replay(args: argparse.Namespace) -> int:
     except CaptureError as e:
         error = e
         summary = e.summary
+    except KeyboardInterrupt as e:
+        # Stopped between two batches of frames: what was done is printed as for a
+        # truncated capture.
+        interrupted = True
+        summary = getattr(e, "summary", None)
     except NfctError as e:
         print(f"nfct: {e}", file=sys.stderr)
         return 2
@@ -498,6 +600,9 @@ def _replay(args: argparse.Namespace) -> int:
     if error is not None:
         print(f"nfct: {error}", file=sys.stderr)
         return 2
+    if interrupted:
+        print("nfct: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -520,6 +625,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "replay":
             return _replay(args)
+        if args.command == "explain":
+            return _explain(args)
         if args.command == "host-snapshot":
             from nfct.host import snapshot_cli
 

@@ -42,6 +42,20 @@ impl<C: Carrier> Pipeline<'_, C> {
                 None => route_of(own, self.family, data, len),
             }
         });
+        if self.trace.is_some() {
+            let dev = |i: Option<u32>| {
+                i.and_then(|i| net.devices().by_index(i)).map(|d| format!(" out {}", d.name))
+            };
+            match route {
+                Route::Drop(why) => self.trace_route("drop".into(), crate::uapi::NF_DROP, Some(why)),
+                Route::Local => self.trace_route("local delivery".into(), crate::uapi::NF_ACCEPT, None),
+                Route::Forward(oif) => self.trace_route(
+                    format!("forward{}", dev(oif).unwrap_or_default()),
+                    crate::uapi::NF_ACCEPT,
+                    None,
+                ),
+            }
+        }
         match route {
             Route::Drop(why) => {
                 self.release();

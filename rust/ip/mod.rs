@@ -17,6 +17,7 @@ pub mod input;
 pub mod output;
 pub mod route;
 
+use crate::conn::ConnView;
 use crate::core::{CtRef, CtState, SkbCt};
 use crate::defrag::{FragLimits, Gathered};
 use crate::nat::{self, Manip, NatEnv};
@@ -317,6 +318,24 @@ pub struct PacketRun {
     pub iif: Option<u32>,
 }
 
+/// One step of a packet's way through the stack, for `nfct explain`: an operation at a hook
+/// with its verdict (and the rule that decided, for nft chains; the entry before and after,
+/// for conntrack's own), or the routing decision (`hook` None).
+#[derive(Clone, Debug)]
+pub struct TraceStep {
+    pub hook: Option<Hook>,
+    pub priority: i32,
+    pub name: String,
+    pub verdict: u32,
+    /// The deciding rule (nft), or what routing decided.
+    pub rule: Option<String>,
+    pub reason: Option<&'static str>,
+    pub before: Option<ConnView>,
+    pub after: Option<ConnView>,
+    /// The packet's ctinfo after the step.
+    pub ctinfo: Option<u8>,
+}
+
 /// How the NAT core's operation ended.
 enum NatEnd {
     Verdict(u32, Option<&'static str>),
@@ -343,9 +362,101 @@ pub struct Pipeline<'a, C: Carrier> {
     oif: Option<u32>,
     carrier: &'a C,
     ext: &'a mut ExternalOp<'a>,
+    /// Where the steps go when the packet is traced (`nfct explain`).
+    trace: Option<&'a RefCell<Vec<TraceStep>>>,
 }
 
 impl<'a, C: Carrier> Pipeline<'a, C> {
+    /// The entry a conntrack operation will act on, before it does (traced packets only).
+    fn trace_before(&self, op: &Op) -> Option<ConnView> {
+        self.trace?;
+        let OpKind::Conntrack(c) = op.kind else { return None };
+        let net = self.net;
+        let now = net.now();
+        self.carrier.with(|st| match (c, st.ct.nfct) {
+            (_, CtRef::Ct { slot, gen, .. }) => net.ct.view(slot, gen, now, false),
+            (CtOp::In | CtOp::Local, CtRef::None) => {
+                let l3num = self.family.af();
+                let t = crate::tuple::packet_tuple(l3num, st.data(self.base))?;
+                let zone = st.ct.tmpl.unwrap_or_default();
+                let (slot, gen, _) = net.ct.find_get(&t, zone, self.run.tstamp.max(now))?;
+                let v = net.ct.view(slot, gen, now, false);
+                net.ct.put(slot, gen);
+                v
+            }
+            _ => None,
+        })
+    }
+
+    /// Records one operation's step (traced packets only).
+    fn trace_op(
+        &self,
+        hook: Hook,
+        op: &Op,
+        verdict: u32,
+        rule: Option<String>,
+        reason: Option<&'static str>,
+        before: Option<ConnView>,
+    ) {
+        let Some(tr) = self.trace else { return };
+        let net = self.net;
+        let (after, ctinfo) = self.carrier.with(|st| {
+            let v = match st.ct.nfct {
+                CtRef::Ct { slot, gen, .. } if op.is_conntrack() => net.ct.view(slot, gen, net.now(), false),
+                _ => None,
+            };
+            (v, st.ct.ctinfo())
+        });
+        // An INVALID packet keeps going with its reason and no entry; a drop says why.
+        let invalid = op.is_conntrack() && self.carrier.with(|st| st.ct.nfct == CtRef::None);
+        let reason = reason.or_else(|| {
+            (verdict != NF_ACCEPT || invalid).then(|| self.carrier.with(|st| st.ct.reason)).flatten()
+        });
+        tr.borrow_mut().push(TraceStep {
+            hook: Some(hook),
+            priority: op.priority,
+            name: op.name.to_string(),
+            verdict,
+            rule,
+            reason,
+            before,
+            after,
+            ctinfo,
+        });
+    }
+
+    /// Records the routing decision (traced packets only).
+    fn trace_route(&self, what: String, verdict: u32, reason: Option<&'static str>) {
+        let Some(tr) = self.trace else { return };
+        tr.borrow_mut().push(TraceStep {
+            hook: None,
+            priority: 0,
+            name: "routing".into(),
+            verdict,
+            rule: Some(what),
+            reason,
+            before: None,
+            after: None,
+            ctinfo: None,
+        });
+    }
+
+    /// The words for the rule of a chain's verdict.
+    fn rule_name(op: &Op, by: Decider) -> Option<String> {
+        let OpKind::Chain(c) = &op.kind else { return None };
+        if c.builtin {
+            return Some(op.name.to_string());
+        }
+        Some(match by {
+            Decider::Rule { chain, handle } => {
+                let t = c.table();
+                let name = t.chains.get(chain).map_or("?", |c| c.name.as_str());
+                format!("{} {} {name} handle {handle}", t.family.name(), t.name)
+            }
+            Decider::Policy => format!("{} policy", c.name()),
+        })
+    }
+
     /// The packet's whole path from its ingress; the outcome carries the packet's conntrack
     /// state as it left (the carrier still holds the reference on its entry).
     fn go(mut self) -> Outcome {
@@ -367,19 +478,23 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
         let call = HookCall { hook, family: self.family };
         for op in self.hooks.ops(self.family, hook) {
             let mut repeats = 0;
+            let before = self.trace_before(op);
+            let mut rule = None;
             let verdict = loop {
                 let v = match &op.kind {
                     OpKind::Conntrack(CtOp::Nat) => match self.nat_op(hook) {
                         NatEnd::Verdict(v, reason) => {
                             if v != NF_ACCEPT {
+                                self.trace_op(hook, op, NF_DROP, None, reason, before);
                                 self.release();
                                 return HookEnd::Stop(Outcome::stopped(NF_DROP, op, reason, None));
                             }
                             v
                         }
                         NatEnd::Chain(chain_op, cv) => {
-                            self.release();
                             let v = if cv.verdict & 0xff == NF_STOLEN { NF_STOLEN } else { NF_DROP };
+                            self.trace_op(hook, op, v, Self::rule_name(&chain_op, cv.by), cv.reason, before);
+                            self.release();
                             let mut out = Outcome::stopped(v, &chain_op, cv.reason, None);
                             out.decider = Some(cv.by);
                             return HookEnd::Stop(out);
@@ -388,16 +503,16 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
                     OpKind::Conntrack(c) => self.carrier.with(|st| self.conntrack_op(*c, hook, st)),
                     OpKind::Chain(c) => {
                         let cv = self.carrier.with(|st| self.chain(c, hook, st));
+                        if self.trace.is_some() {
+                            rule = Self::rule_name(op, cv.by);
+                        }
                         match cv.verdict & 0xff {
                             NF_ACCEPT => cv.verdict,
                             v => {
+                                let v = if v == NF_STOLEN { NF_STOLEN } else { NF_DROP };
+                                self.trace_op(hook, op, v, rule, cv.reason, before);
                                 self.release();
-                                let mut out = Outcome::stopped(
-                                    if v == NF_STOLEN { NF_STOLEN } else { NF_DROP },
-                                    op,
-                                    cv.reason,
-                                    None,
-                                );
+                                let mut out = Outcome::stopped(v, op, cv.reason, None);
                                 out.decider = Some(cv.by);
                                 return HookEnd::Stop(out);
                             }
@@ -406,6 +521,7 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
                     OpKind::External(_) => match (self.ext)(op, call) {
                         Ok(v) => v,
                         Err(e) => {
+                            self.trace_op(hook, op, NF_DROP, None, Some("the hook raised"), before);
                             self.release();
                             return HookEnd::Stop(Outcome::stopped(NF_DROP, op, None, Some(e)));
                         }
@@ -417,17 +533,25 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
                     NF_REPEAT => break Err(Some("nf_hook: the operation kept answering NF_REPEAT")),
                     NF_ACCEPT => break Ok(false),
                     NF_STOP => break Ok(true),
-                    NF_STOLEN => return HookEnd::Stop(Outcome::stopped(NF_STOLEN, op, None, None)),
+                    NF_STOLEN => {
+                        self.trace_op(hook, op, NF_STOLEN, rule, None, before);
+                        return HookEnd::Stop(Outcome::stopped(NF_STOLEN, op, None, None));
+                    }
                     NF_QUEUE => break Err(Some("nf_queue: no userspace queue is bound")),
                     NF_DROP => break Err(None),
                     _ => break Err(Some("nf_hook: unknown verdict")),
                 }
             };
             match verdict {
-                Ok(false) => {}
-                // NF_STOP: accepted, and the rest of this hook is skipped.
-                Ok(true) => return HookEnd::Continue,
+                Ok(stop) => {
+                    self.trace_op(hook, op, if stop { NF_STOP } else { NF_ACCEPT }, rule, None, before);
+                    if stop {
+                        // NF_STOP: accepted, and the rest of this hook is skipped.
+                        return HookEnd::Continue;
+                    }
+                }
                 Err(reason) => {
+                    self.trace_op(hook, op, NF_DROP, rule, reason, before);
                     self.release();
                     return HookEnd::Stop(Outcome::stopped(NF_DROP, op, reason, None));
                 }
@@ -661,7 +785,7 @@ pub fn run_with<'a, C: Carrier>(
     let Some(family) = Family::of_packet(pkt) else {
         return Outcome::dropped("ip_rcv: not an IP packet");
     };
-    Pipeline { net, hooks, base: pkt, family, run, oif: None, carrier, ext }.go()
+    Pipeline { net, hooks, base: pkt, family, run, oif: None, carrier, ext, trace: None }.go()
 }
 
 /// As [`run_with`] for a packet of a known family (`ip_rcv` is IPv4's entry point whatever
@@ -675,7 +799,7 @@ pub fn run_family<'a, C: Carrier>(
     carrier: &'a C,
     ext: &'a mut ExternalOp<'a>,
 ) -> Outcome {
-    Pipeline { net, hooks, base: pkt, family, run, oif: None, carrier, ext }.go()
+    Pipeline { net, hooks, base: pkt, family, run, oif: None, carrier, ext, trace: None }.go()
 }
 
 /// One hook's operations for a packet outside any path (the create/confirm split: a caller
@@ -692,7 +816,7 @@ pub fn run_hook_only<'a, C: Carrier>(
     carrier: &'a C,
     ext: &'a mut ExternalOp<'a>,
 ) -> Option<Outcome> {
-    let mut p = Pipeline { net, hooks, base: pkt, family, run, oif: None, carrier, ext };
+    let mut p = Pipeline { net, hooks, base: pkt, family, run, oif: None, carrier, ext, trace: None };
     match p.run_hook(hook) {
         HookEnd::Continue => None,
         HookEnd::Stop(mut o) => {
@@ -718,7 +842,7 @@ pub fn nat_hook<C: Carrier>(
 ) -> (u32, Option<String>) {
     let mut ext = no_external;
     let ext: &mut ExternalOp<'_> = &mut ext;
-    let mut p = Pipeline { net, hooks, base: pkt, family, run, oif, carrier, ext };
+    let mut p = Pipeline { net, hooks, base: pkt, family, run, oif, carrier, ext, trace: None };
     match p.nat_op(hook) {
         NatEnd::Verdict(v, why) => (v, why.map(str::to_string)),
         NatEnd::Chain(op, cv) => {
@@ -732,6 +856,24 @@ pub fn nat_hook<C: Carrier>(
             (NF_DROP, Some(cv.reason.map_or(by.clone(), |r| format!("{by}: {r}"))))
         }
     }
+}
+
+/// As [`run_with`] for a packet whose way is traced step by step into `trace` (`nfct
+/// explain`).
+#[allow(clippy::too_many_arguments)]
+pub fn run_traced<'a, C: Carrier>(
+    net: &'a Net,
+    hooks: &'a HookTable,
+    run: PacketRun,
+    pkt: &'a [u8],
+    carrier: &'a C,
+    ext: &'a mut ExternalOp<'a>,
+    trace: &'a RefCell<Vec<TraceStep>>,
+) -> Outcome {
+    let Some(family) = Family::of_packet(pkt) else {
+        return Outcome::dropped("ip_rcv: not an IP packet");
+    };
+    Pipeline { net, hooks, base: pkt, family, run, oif: None, carrier, ext, trace: Some(trace) }.go()
 }
 
 /// One packet through `net` with no external operations, its state held here: the replay's

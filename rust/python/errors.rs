@@ -35,6 +35,8 @@ pub(crate) enum Error {
     Hook(ExtError),
     /// A bug of nfct's own, with what was done kept.
     Internal(String),
+    /// The replay was stopped (Ctrl-C): the exception, with what was done.
+    Interrupted(ExtError, Box<Summary>),
 }
 
 pub(crate) type Result<T> = std::result::Result<T, Error>;
@@ -60,6 +62,7 @@ impl Error {
             ReplayError::Output(e) => Error::Output(what.to_string(), e),
             ReplayError::Hook(e) => Error::Hook(e),
             ReplayError::Internal(m) => Error::Internal(format!("replay failed: {m}")),
+            ReplayError::Interrupted(e) => Error::Interrupted(e, Box::new(summary)),
         }
     }
 }
@@ -99,6 +102,17 @@ impl From<Error> for PyErr {
             },
             Error::Hook(e) => hook_err(e),
             Error::Internal(m) => NfctError::new_err(m),
+            // The exception (KeyboardInterrupt) itself, carrying what was done as `summary`.
+            Error::Interrupted(e, summary) => {
+                let err = hook_err(e);
+                Python::attach(|py| {
+                    let result = super::result::ReplayResult::from_summary(*summary);
+                    if let Ok(r) = Py::new(py, result) {
+                        let _ = err.value(py).setattr("summary", r);
+                    }
+                });
+                err
+            }
         }
     }
 }

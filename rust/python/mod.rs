@@ -11,6 +11,7 @@ mod errors;
 mod filter;
 mod hooks;
 mod net;
+mod observe;
 mod result;
 mod skb;
 

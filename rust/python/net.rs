@@ -534,8 +534,18 @@ impl Net {
     /// list of `(tstamp, callable)`: each callable is called with this Net when the capture
     /// reaches its time (seconds; before the first packet at or after it, the clock moved
     /// there; after the last packet if the capture ends first), e.g. to `delete` entries or
-    /// `load_ruleset` a new one; an exception stops the replay and is raised.
-    #[pyo3(signature = (captures, *, clock="capture", packets_path=None, events_path=None, event_timestamps=false, path="forward", threads=1, iif=None, write_path=None, at=None))]
+    /// `load_ruleset` a new one; an exception stops the replay and is raised. `observe` is
+    /// called as `observe(kind, data)` with what a report or an export needs, in batches:
+    /// `("packets", columns)` every `observe_batch` packets (capture, frame, tstamp, cls,
+    /// reason, dropped_by, family, proto, src, dst, sport, dport, count: equal-length
+    /// lists), `("census", dict)` about every `census_every` seconds of capture time and at
+    /// the end (entries by family, protocol, state and zone; heaviest sources and
+    /// destinations), `("evictions", list)` the entries early drop evicted (the first
+    /// `keep_evictions`; `("evictions_more", n)` counts the rest). `progress(frames,
+    /// packets)` is called every 8192 frames and after each capture. Ctrl-C (or any signal
+    /// whose handler raises) stops the replay within 8192 frames: the exception is raised with
+    /// what was done as its `summary`, the table kept as it is.
+    #[pyo3(signature = (captures, *, clock="capture", packets_path=None, events_path=None, event_timestamps=false, path="forward", threads=1, iif=None, write_path=None, at=None, observe=None, observe_batch=65536, census_every=1.0, keep_evictions=100_000, progress=None))]
     #[allow(clippy::too_many_arguments)]
     fn replay(
         slf: &Bound<'_, Self>,
@@ -550,7 +560,43 @@ impl Net {
         iif: Option<&str>,
         write_path: Option<PathBuf>,
         at: Option<&Bound<'_, PyAny>>,
+        observe: Option<&Bound<'_, PyAny>>,
+        observe_batch: usize,
+        census_every: f64,
+        keep_evictions: usize,
+        progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<ReplayResult> {
+        if progress.is_some_and(|p| !p.is_callable()) {
+            return Err(Error::type_("progress must be callable").into());
+        }
+        let progress = progress.map(|p| p.clone().unbind());
+        // Signals (Ctrl-C) are looked at between batches of frames, with the GIL.
+        let mut tick = move |frames: u64, packets: u64| -> std::result::Result<(), crate::ip::ExtError> {
+            Python::attach(|py| {
+                py.check_signals()?;
+                if let Some(p) = &progress {
+                    p.call1(py, (frames, packets))?;
+                }
+                Ok(())
+            })
+            .map_err(|e: PyErr| crate::ip::ExtError(Box::new(e)))
+        };
+        let mut observer = match observe {
+            Some(f) if f.is_callable() => Some(super::observe::PyObserver::new(
+                f.clone().unbind(),
+                observe_batch,
+                seconds_to_ns(census_every)?,
+            )),
+            Some(f) => {
+                return Err(
+                    Error::type_(format!("observe must be callable, not {}", super::type_name(f))).into()
+                )
+            }
+            None => None,
+        };
+        if threads > 1 && observer.is_some() {
+            return Err(Error::value("observe= sees packets in capture order: use threads=1").into());
+        }
         let captures = paths_arg(captures)?;
         let mut scheduled: Vec<(u64, Py<PyAny>)> = Vec::new();
         if let Some(list) = at {
@@ -619,6 +665,10 @@ impl Net {
             )
             .into());
         }
+        let keep = observer.is_some().then_some(keep_evictions);
+        if keep.is_some() {
+            net.ct.keep_evictions(keep);
+        }
         let res = detached(py, move || -> Result<Summary> {
             let mut summary = Summary::default();
             let mut out = open_output(packets_path.as_deref())?;
@@ -637,6 +687,8 @@ impl Net {
                 iif,
                 sent_out: sent.as_mut().map(|f| &mut f.1 as &mut dyn Write),
                 actions,
+                observer: observer.as_mut().map(|o| o as &mut dyn crate::replay::Observer),
+                tick: Some(&mut tick),
             };
             let ran = match py_runner {
                 Some(r) => {
@@ -657,7 +709,117 @@ impl Net {
                 }
             }
         });
+        if keep.is_some() {
+            slf.get().inner.ct.keep_evictions(None);
+        }
         Ok(ReplayResult::from_summary(res?))
+    }
+
+    /// `nfct explain`: replays `capture` up to frame `frame` (numbered from 1, as
+    /// `--output packets` numbers them) and runs that frame traced: a dict with the frame's
+    /// `tstamp`, its `tuple` (family, proto, src, dst, sport, dport) and every `step` of its
+    /// way (hook, priority, name, verdict, the deciding rule, the reason, the entry before and
+    /// after as `conntrack -L -o extended` lines, the ctinfo), then the `verdict`, `path`,
+    /// `cls`, `reason` and `dropped_by` of the packet. Built-in operations only.
+    #[pyo3(signature = (capture, frame, *, clock="capture", path="forward", iif=None))]
+    fn explain<'py>(
+        &self,
+        py: Python<'py>,
+        capture: PathBuf,
+        frame: u64,
+        clock: &str,
+        path: &str,
+        iif: Option<&str>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        use crate::replay::capture::Capture;
+        let path = replay_path(path)?;
+        let clock = replay_clock(clock)?;
+        let iif = self.iif_arg(iif)?;
+        if self.inner.hooks.snapshot().has_external() {
+            return Err(
+                Error::value("explain runs built-in operations only (Python hooks are registered)").into()
+            );
+        }
+        let net = self.inner.clone();
+        let name = capture.display().to_string();
+        let found = detached(py, move || -> Result<Option<Traced>> {
+            let mut cap = Capture::open(&capture)
+                .map_err(|e| Error::replay(crate::replay::ReplayError::Capture(e), Summary::default(), ""))?;
+            let mut feeder = Feeder::new(&net, path, clock);
+            feeder.set_iif(iif);
+            let mut summary = Summary::default();
+            let mut hit = None;
+            let res = cap.for_each(|rec| {
+                if hit.is_some() || rec.index > frame {
+                    return;
+                }
+                let Some(pkt) = summary.ip_packet(rec) else { return };
+                let ts = u64::try_from(rec.ts_ns).unwrap_or(0);
+                if rec.index < frame {
+                    feeder.feed_on(pkt, ts, rec.iface);
+                } else {
+                    let trace = std::cell::RefCell::new(Vec::new());
+                    let out = feeder.feed_traced(pkt, ts, rec.iface, &trace);
+                    hit = Some((pkt.to_vec(), ts, trace.into_inner(), out));
+                }
+            });
+            if hit.is_none() {
+                res.map_err(|e| Error::replay(crate::replay::ReplayError::Capture(e), summary, ""))?;
+            }
+            Ok(hit)
+        })?;
+        let Some((pkt, ts, steps, out)) = found else {
+            return Err(Error::value(format!("{name} has no IP packet at frame {frame}")).into());
+        };
+        let d = PyDict::new(py);
+        d.set_item("frame", frame)?;
+        d.set_item("tstamp", ts as f64 / 1e9)?;
+        let l3 = match crate::wire::ip::ip_version(&pkt) {
+            Some(6) => crate::uapi::AF_INET6,
+            _ => crate::uapi::AF_INET,
+        };
+        if let Some(t) = crate::tuple::packet_tuple(l3, &pkt) {
+            let td = PyDict::new(py);
+            td.set_item("family", if l3 == crate::uapi::AF_INET { "ipv4" } else { "ipv6" })?;
+            td.set_item("proto", t.protonum)?;
+            td.set_item("src", t.src_addr().to_string())?;
+            td.set_item("dst", crate::tuple::addr(t.l3num, &t.dst).to_string())?;
+            td.set_item("sport", t.src_u)?;
+            td.set_item("dport", t.dst_u)?;
+            d.set_item("tuple", td)?;
+        } else {
+            d.set_item("tuple", py.None())?;
+        }
+        d.set_item("len", pkt.len())?;
+        let line = |v: &Option<crate::conn::ConnView>| {
+            v.as_ref().map(|v| {
+                let mut s = String::new();
+                format::conntrack_line(v, true, &mut s);
+                s
+            })
+        };
+        let list = PyList::empty(py);
+        for st in &steps {
+            let sd = PyDict::new(py);
+            sd.set_item("hook", st.hook.map(|h| h as u32))?;
+            sd.set_item("priority", st.priority)?;
+            sd.set_item("name", &st.name)?;
+            sd.set_item("verdict", st.verdict)?;
+            sd.set_item("rule", &st.rule)?;
+            sd.set_item("reason", st.reason)?;
+            sd.set_item("before", line(&st.before))?;
+            sd.set_item("after", line(&st.after))?;
+            sd.set_item("ctinfo", st.ctinfo)?;
+            list.append(sd)?;
+        }
+        d.set_item("steps", list)?;
+        let (class, reason) = out.class();
+        d.set_item("verdict", out.verdict)?;
+        d.set_item("path", out.path.name())?;
+        d.set_item("cls", class.name())?;
+        d.set_item("reason", reason)?;
+        d.set_item("dropped_by", out.dropped_by_name())?;
+        Ok(d)
     }
 
     /// Packets given in memory, as a capture would be replayed: `records` is an iterable of
@@ -746,6 +908,9 @@ impl Net {
         }
     }
 }
+
+/// A traced frame: its IP bytes, capture time, steps and outcome.
+type Traced = (Vec<u8>, u64, Vec<crate::ip::TraceStep>, crate::ip::Outcome);
 
 /// Opens where per-packet or event lines go, with the name errors use: "-" is this process's
 /// standard output, written through its own descriptor so a redirection (even in append mode)

@@ -110,7 +110,7 @@ impl Summary {
     /// Counts a capture record and returns the IP packet it carries for the IP stack, if any.
     /// IP inside MPLS is label-switched, not seen by the IP hooks of a router that does not
     /// terminate MPLS (the kernel harness does not feed it either).
-    fn ip_packet<'a>(&mut self, rec: &capture::Record<'a>) -> Option<&'a [u8]> {
+    pub(crate) fn ip_packet<'a>(&mut self, rec: &capture::Record<'a>) -> Option<&'a [u8]> {
         self.frames += 1;
         let Some((pkt, _)) =
             link::ip_payload_encap(rec.linktype, rec.data).filter(|(_, e)| e.mpls_labels == 0)
@@ -167,6 +167,33 @@ pub struct Replay<'w> {
     /// captured at or after its time (the rest after the last packet), on a clock moved to
     /// its time; the replay then sees the hooks as the action left them.
     pub actions: Vec<(u64, Action<'w>)>,
+    /// Who sees every packet after it ran, if anyone (the replay then runs on one thread).
+    pub observer: Option<&'w mut dyn Observer>,
+    /// Called every `TICK` frames and at the end of each capture with the frames and IP
+    /// packets read so far (progress, and the caller's chance to stop the replay: an error
+    /// ends it as interrupted, with everything done so far kept).
+    pub tick: Option<&'w mut dyn FnMut(u64, u64) -> Result<(), ip::ExtError>>,
+}
+
+/// How many frames pass between two calls of [`Replay::tick`].
+pub const TICK: u64 = 8192;
+
+/// Sees every IP packet of a replay after it ran (a report's or an export's collector), in
+/// capture order, on the replay's thread; an error stops the replay.
+pub trait Observer {
+    /// Packet `frame` of capture `capture` (index into the replay's list), captured at `ts`
+    /// (ns), with its bytes as read and what happened to it.
+    fn packet(
+        &mut self,
+        net: &Net,
+        capture: usize,
+        frame: u64,
+        ts: u64,
+        pkt: &[u8],
+        out: &Outcome,
+    ) -> Result<(), ip::ExtError>;
+    /// The replay has run every packet (also after a capture error, with what was done).
+    fn finish(&mut self, net: &Net) -> Result<(), ip::ExtError>;
 }
 
 /// Something done to the namespace at a capture time during a replay (`conntrack -D`, a new
@@ -204,6 +231,8 @@ pub enum ReplayError {
     Hook(ip::ExtError),
     /// A bug of nfct's own (a worker thread panicked); what was done is kept.
     Internal(&'static str),
+    /// The caller stopped the replay (Ctrl-C): what was done is kept.
+    Interrupted(ip::ExtError),
 }
 
 impl std::fmt::Display for ReplayError {
@@ -213,6 +242,7 @@ impl std::fmt::Display for ReplayError {
             ReplayError::Output(e) => write!(f, "writing output: {e}"),
             ReplayError::Hook(_) => f.write_str("a hook operation raised"),
             ReplayError::Internal(m) => f.write_str(m),
+            ReplayError::Interrupted(_) => f.write_str("interrupted"),
         }
     }
 }
@@ -379,6 +409,13 @@ impl<'n, R: Runner> Feeder<'n, R> {
     /// As [`Feeder::run`], for a packet arriving on interface `iif` (ifindex) when it comes
     /// from the wire.
     pub fn run_via(&mut self, pkt: &[u8], t: u64, clock: PacketClock, arrives: Option<u32>) -> Outcome {
+        let run = self.packet_run(pkt, t, clock, arrives);
+        self.runner.run(self.net, &self.hooks, run, pkt)
+    }
+
+    /// How a packet arriving on `arrives` runs: where it enters (one arriving on a loopback
+    /// interface was sent by the host), at `t` on `clock`.
+    fn packet_run(&self, pkt: &[u8], t: u64, clock: PacketClock, arrives: Option<u32>) -> PacketRun {
         let mut ingress = ingress_for(self.path, self.net, pkt);
         let mut iif = None;
         if ingress == Ingress::Rcv {
@@ -388,8 +425,32 @@ impl<'n, R: Runner> Feeder<'n, R> {
                 iif = None;
             }
         }
-        let run = PacketRun { ingress, all_local: self.path == ReplayPath::LocalIn, tstamp: t, clock, iif };
-        self.runner.run(self.net, &self.hooks, run, pkt)
+        PacketRun { ingress, all_local: self.path == ReplayPath::LocalIn, tstamp: t, clock, iif }
+    }
+
+    /// As [`Feeder::feed_on`], the packet's way recorded step by step into `trace` (built-in
+    /// operations only: `nfct explain`).
+    pub fn feed_traced(
+        &mut self,
+        pkt: &[u8],
+        ts: u64,
+        iface: Option<&str>,
+        trace: &std::cell::RefCell<Vec<ip::TraceStep>>,
+    ) -> Outcome {
+        let t = self.time(ts);
+        if self.clock == Clock::Capture {
+            let now = self.net.advance_to(t);
+            self.net.ct.gc_if_due(now);
+        }
+        let iif = self.iif_for(iface);
+        let run = self.packet_run(pkt, t, PacketClock::Shared, iif);
+        let cell = std::cell::RefCell::new(ip::Skb::default());
+        let mut ext = ip::no_external;
+        let mut out = ip::run_traced(self.net, &self.hooks, run, pkt, &cell, &mut ext, trace);
+        let mut st = cell.into_inner();
+        self.net.ct.release(&mut st.ct);
+        out.data = st.whole;
+        out
     }
 
     /// Warms the cache lines the lookups of a window of packets will touch (a hint only).
@@ -425,23 +486,48 @@ impl Replay<'_> {
         }
         self.actions.sort_by_key(|(t, _)| *t);
         let mut next_action = 0usize;
-        for path in paths {
+        let res = self.run_captures(feeder, paths, summary, &mut next_action, &mut line);
+        if let Some(o) = self.observer.as_mut() {
+            o.finish(net).map_err(ReplayError::Hook)?;
+        }
+        res
+    }
+
+    fn run_captures<R: Runner>(
+        &mut self,
+        feeder: &mut Feeder<'_, R>,
+        paths: &[&Path],
+        summary: &mut Summary,
+        next_action: &mut usize,
+        line: &mut String,
+    ) -> Result<(), ReplayError> {
+        let net = feeder.net;
+        for (ci, path) in paths.iter().enumerate() {
             let mut cap = Capture::open(path).map_err(ReplayError::Capture)?;
             let name = path.display().to_string();
             let name = self.name_prefix.then_some(name.as_str());
             let mut out_err: Option<std::io::Error> = None;
             let mut hook_err: Option<ip::ExtError> = None;
+            let mut stopped: Option<ip::ExtError> = None;
             // The defrag counters are read around the capture, not per packet (they sit behind
             // the defrag lock, which non-fragments never take).
             let defrag_before = net.defrag.counters();
             let res = cap.for_each(|rec| {
-                if hook_err.is_some() {
+                if hook_err.is_some() || stopped.is_some() {
                     return;
                 }
+                if rec.index % TICK == 0 {
+                    if let Some(t) = self.tick.as_mut() {
+                        if let Err(e) = t(summary.frames, summary.packets) {
+                            stopped = Some(e);
+                            return;
+                        }
+                    }
+                }
                 let ts = u64::try_from(rec.ts_ns).unwrap_or(0);
-                while next_action < self.actions.len() && self.actions[next_action].0 <= ts {
-                    let (t, act) = &mut self.actions[next_action];
-                    next_action += 1;
+                while *next_action < self.actions.len() && self.actions[*next_action].0 <= ts {
+                    let (t, act) = &mut self.actions[*next_action];
+                    *next_action += 1;
                     if let Err(e) = run_action(feeder, *t, act) {
                         hook_err = Some(e);
                         return;
@@ -454,10 +540,16 @@ impl Replay<'_> {
                     return;
                 }
                 summary.record(&out);
+                if let Some(o) = self.observer.as_mut() {
+                    if let Err(e) = o.packet(net, ci, rec.index, ts, pkt, &out) {
+                        hook_err = Some(e);
+                        return;
+                    }
+                }
                 if let (Some(w), None) = (self.events_out.as_mut(), out_err.as_ref()) {
                     net.ct.events.drain(|ev| {
                         line.clear();
-                        ev.line(self.event_timestamps, &mut line);
+                        ev.line(self.event_timestamps, line);
                         line.push('\n');
                         if let Err(e) = w.write_all(line.as_bytes()) {
                             out_err.get_or_insert(e);
@@ -494,14 +586,20 @@ impl Replay<'_> {
             if let Some(e) = hook_err {
                 return Err(ReplayError::Hook(e));
             }
+            if let Some(e) = stopped {
+                return Err(ReplayError::Interrupted(e));
+            }
+            if let Some(t) = self.tick.as_mut() {
+                t(summary.frames, summary.packets).map_err(ReplayError::Interrupted)?;
+            }
             if let Some(e) = out_err {
                 return Err(ReplayError::Output(e));
             }
             res.map_err(ReplayError::Capture)?;
         }
         // Actions after the last packet.
-        while let Some((t, act)) = self.actions.get_mut(next_action) {
-            next_action += 1;
+        while let Some((t, act)) = self.actions.get_mut(*next_action) {
+            *next_action += 1;
             run_action(feeder, *t, act).map_err(ReplayError::Hook)?;
         }
         Ok(())

@@ -136,7 +136,7 @@ impl super::Replay<'_> {
         summary: &mut Summary,
         threads: usize,
     ) -> Result<(), ReplayError> {
-        if threads <= 1 || self.sent_out.is_some() || !self.actions.is_empty() {
+        if threads <= 1 || self.sent_out.is_some() || !self.actions.is_empty() || self.observer.is_some() {
             // The packets that leave are written in capture order, and actions happen between
             // two packets: by one thread.
             return self.run(net, paths, summary);
@@ -147,6 +147,8 @@ impl super::Replay<'_> {
         let mut frozen_at: Option<u64> = None;
         let mut running = net.now();
         let mut read_err = None;
+        let mut stopped: Option<crate::ip::ExtError> = None;
+        let mut tick = self.tick.take();
         let clocks: Vec<WorkerClock> = (0..threads).map(|_| WorkerClock::default()).collect();
         let clocks = &clocks[..];
         let (done, lines, failed) = std::thread::scope(|s| {
@@ -168,6 +170,17 @@ impl super::Replay<'_> {
                     }
                 };
                 let res = cap.for_each(|rec| {
+                    if stopped.is_some() {
+                        return;
+                    }
+                    if rec.index % super::TICK == 0 {
+                        if let Some(t) = tick.as_mut() {
+                            if let Err(e) = t(summary.frames, summary.packets) {
+                                stopped = Some(e);
+                                return;
+                            }
+                        }
+                    }
                     let Some(pkt) = summary.ip_packet(rec) else { return };
                     let ts = u64::try_from(rec.ts_ns).unwrap_or(0);
                     // The time this packet has with one thread: the running maximum (the clock
@@ -200,6 +213,9 @@ impl super::Replay<'_> {
                 });
                 if let Err(e) = res {
                     read_err = Some(e);
+                    break;
+                }
+                if stopped.is_some() {
                     break;
                 }
             }
@@ -239,6 +255,9 @@ impl super::Replay<'_> {
                     .map_err(ReplayError::Output)?;
             }
             w.flush().map_err(ReplayError::Output)?;
+        }
+        if let Some(e) = stopped {
+            return Err(ReplayError::Interrupted(e));
         }
         match read_err {
             Some(e) => Err(ReplayError::Capture(e)),
