@@ -201,3 +201,34 @@ def test_event_rows() -> None:
     new = export.event_row(nfct_line + " [UNREPLIED] src=10.2.0.2 dst=10.1.0.2 sport=53 dport=9")
     assert new is not None and (new["timeout"], new["flags"], new["zone"]) == (30, "UNREPLIED", 0)
     json.dumps(row)
+
+
+def test_event_columns_equal_event_rows(tmp_path: Path) -> None:
+    """The batch parser (Arrow's regular expressions) against the line-by-line one, on the
+    events of every shipped capture and generated flows, with counters, a zone and a mark."""
+    lines: list[str] = []
+    small = {"nf_conntrack_acct": 1, "nf_conntrack_max": 6, "nf_conntrack_buckets": 4}
+    for path in [*sorted(EXAMPLES_DIR.glob("*.pcap")), _flows(tmp_path / "flows.pcap", 30)]:
+        # A small table: early drop's victims give DESTROY events with their counters.
+        net = nfct.Net(small, seed=1)
+        for hook, op in (
+            (nfct.NF_INET_PRE_ROUTING, nfct.BuiltinHook.ct_zone(3)),
+            (nfct.NF_INET_FORWARD, nfct.BuiltinHook.ct_mark_set(9)),
+        ):
+            prio = nfct.NF_IP_PRI_RAW if hook == nfct.NF_INET_PRE_ROUTING else 0
+            nfct.nf_register_net_hook(net, nfct.NfHookOps(op, nfct.NFPROTO_INET, hook, prio))
+        out = tmp_path / f"{path.stem}.events"
+        net.replay([path], events_path=out, event_timestamps=True)
+        lines += out.read_text().splitlines(keepends=True)
+        plain = tmp_path / f"{path.stem}.plain"
+        nfct.Net(seed=1).replay([path], events_path=plain, event_timestamps=True)
+        lines += plain.read_text().splitlines(keepends=True)
+    assert {"[NEW]", "[UPDATE]", "[DESTROY]"} <= {w for x in lines for w in x.split()}
+    assert any("zone=3" in x for x in lines) and any("mark=9" in x for x in lines)
+    assert any("type=8" in x for x in lines) and any(" TIME_WAIT " in x for x in lines)
+    lines.append("not an event\n")
+    cols = export.event_columns(pa, lines)
+    rows = [r for r in map(export.event_row, lines) if r is not None]
+    assert len(rows) == len(lines) - 1
+    for name, values in cols.items():
+        assert values.to_pylist() == [r[name] for r in rows], name

@@ -66,8 +66,10 @@ import math
 import multiprocessing
 import os
 import random
+import re
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -111,6 +113,8 @@ _PROTO_NAMES: Final = {
     136: "udplite",
 }
 _AGE_LIMITS: Final = (1.0, 10.0, 60.0, 300.0)
+# The time and kind of the events counted, from `conntrack -E -o timestamp` lines.
+_EVENT_TIME: Final = re.compile(r"^\[([0-9.]+)\]\t\s*\[(NEW|DESTROY)\]", re.MULTILINE)
 
 
 def _numpy() -> Any:
@@ -340,7 +344,6 @@ class Collector:
         self.evicted = 0
         self.evictions: list[dict[str, Any]] = []
         self.evicted_by_state: dict[str, int] = {}
-        self.ages: list[float] = []
         self.age_n = 0
         self.age_sum = 0.0
         self.age_min = math.inf
@@ -447,38 +450,38 @@ class Collector:
         if not victims:
             return
         self.evicted += len(victims)
-        ts = np.array([v["tstamp"] for v in victims], dtype=np.float64)
+        ts = np.fromiter((v["tstamp"] for v in victims), dtype=np.float64, count=len(victims))
         if self.bins.t0 is not None:
             self.bins.add("early_drops", self.bins.index(ts))
-        for v in victims:
-            label = f"{proto_name(int(v['proto']))} {v['state']}"
-            self.evicted_by_state[label] = self.evicted_by_state.get(label, 0) + 1
-            age = v.get("age")
-            if age is not None:
-                age = float(age)
-                self.age_n += 1
-                self.age_sum += age
-                self.age_min = min(self.age_min, age)
-                self.age_max = max(self.age_max, age)
-                for k, limit in enumerate(_AGE_LIMITS):
-                    if age < limit:
-                        self.age_under[k] += 1
-            if len(self.evictions) < self.keep_evictions:
-                self.evictions.append(
-                    {
-                        "tstamp": float(v["tstamp"]),
-                        "family": v["family"],
-                        "proto": proto_name(int(v["proto"])),
-                        "src": v["src"],
-                        "dst": v["dst"],
-                        "sport": v["sport"],
-                        "dport": v["dport"],
-                        "state": v["state"],
-                        "timeout": v["timeout"],
-                        "age": None if age is None else float(age),
-                        "line": v["line"],
-                    }
-                )
+        for (proto, state), n in Counter((v["proto"], v["state"]) for v in victims).items():
+            label = f"{proto_name(int(proto))} {state}"
+            self.evicted_by_state[label] = self.evicted_by_state.get(label, 0) + n
+        ages = np.array([v["age"] for v in victims if v["age"] is not None], dtype=np.float64)
+        if len(ages):
+            self.age_n += len(ages)
+            self.age_sum += float(ages.sum())
+            self.age_min = min(self.age_min, float(ages.min()))
+            self.age_max = max(self.age_max, float(ages.max()))
+            for k, limit in enumerate(_AGE_LIMITS):
+                self.age_under[k] += int((ages < limit).sum())
+        room = self.keep_evictions - len(self.evictions)
+        for v in victims[: max(0, room)]:
+            age = v["age"]
+            self.evictions.append(
+                {
+                    "tstamp": float(v["tstamp"]),
+                    "family": v["family"],
+                    "proto": proto_name(int(v["proto"])),
+                    "src": v["src"],
+                    "dst": v["dst"],
+                    "sport": v["sport"],
+                    "dport": v["dport"],
+                    "state": v["state"],
+                    "timeout": v["timeout"],
+                    "age": None if age is None else float(age),
+                    "line": v["line"],
+                }
+            )
 
     def _evictions_more(self, n: int) -> None:
         # Victims beyond what the replay kept: counted at the latest packet's time.
@@ -494,15 +497,8 @@ class Collector:
         np = self.np
         new: list[float] = []
         destroyed: list[float] = []
-        for line in lines:
-            end = line.find("]")
-            if not line.startswith("[") or end < 0:
-                continue
-            rest = line[end + 1 :].lstrip()
-            if rest.startswith("[NEW]"):
-                new.append(float(line[1:end]))
-            elif rest.startswith("[DESTROY]"):
-                destroyed.append(float(line[1:end]))
+        for ts, kind in _EVENT_TIME.findall("".join(lines)):
+            (new if kind == "NEW" else destroyed).append(float(ts))
         with self.lock:
             self.events += len(new) + len(destroyed)
             if self.bins.t0 is None:
