@@ -161,6 +161,24 @@ def test_demand_is_the_max_that_holds(capture: Path, small_figures: dict[str, An
     )
 
 
+def test_demand_where_a_dropped_packet_met_the_peak(examples_dir: Path) -> None:
+    """mixed.pcap has two packets that routing drops when the table holds its most: the
+    demand is settled by a replay at the peak, and it holds there and not one below."""
+    mixed = [examples_dir / "mixed.pcap"]
+    small = {"nf_conntrack_buckets": 4}
+    fig = report.compute(mixed, report.HostSetup(sysctl={**small, "nf_conntrack_max": 16}, seed=1))
+    assert fig["table"]["held"] and fig["dropped"]["total"] == 2
+    demand = fig["table"]["demand"]
+    assert demand == fig["table"]["peak"] == 10
+    for ct_max, held in ((demand, True), (demand - 1, False)):
+        setup = report.HostSetup(sysctl={**small, "nf_conntrack_max": ct_max}, seed=1)
+        assert report.compute(mixed, setup, demand=False)["table"]["held"] is held
+    overflow = report.compute(
+        mixed, report.HostSetup(sysctl={**small, "nf_conntrack_max": 6}, seed=1)
+    )
+    assert overflow["table"]["demand"] == demand
+
+
 def test_table_full_drops_when_early_drop_finds_nothing(capture: Path) -> None:
     """With the default bucket count the 8 buckets early drop looks at are empty: packets are
     dropped instead, each counted under the kernel's reason."""

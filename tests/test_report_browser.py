@@ -57,7 +57,7 @@ def test_report_page_renders_in_chromium(tmp_path: Path) -> None:
     fig = report.compute([cap], setup)
     assert fig["table"]["early_drops"] > 0 and fig["invalid"]["total"] > 0
     page = tmp_path / "report.html"
-    report.write_html(fig, page)
+    report.write_html(fig, page, title="nfct report: flows.pcap")
     shot = tmp_path / "shot.png"
     height = 2600
     _screenshot(page, shot, height, tmp_path / "profile")

@@ -832,6 +832,26 @@ def _host_setup(args: argparse.Namespace) -> Any:
     )
 
 
+def _sweep_text(runs: list[dict[str, Any]]) -> str:
+    """A sweep's runs side by side, one line each (the columns aligned)."""
+    from nfct.report import sweep_rows
+
+    rows = sweep_rows(runs)
+    names = list(runs[0].get("sweep", {})) if runs else []
+    head = [*names, "held", "peak", "early_drops", "dropped", "invalid", "demand"]
+    table = [head] + [
+        [str(r[n]) for n in names]
+        + ["yes" if r["held"] else "no"]
+        + [str(r[k]) for k in ("peak", "early_drops", "dropped", "invalid", "demand")]
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    return "".join(
+        "nfct: " + "  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) + "\n"
+        for row in table
+    )
+
+
 def _report(args: argparse.Namespace) -> int:
     from nfct import report
 
@@ -918,12 +938,10 @@ def _report(args: argparse.Namespace) -> int:
                 print(f"nfct: -o {output}: {e.strerror or e}", file=sys.stderr)
                 return 2
             print(f"nfct: report written to {output}", file=sys.stderr)
-        runs = figures if isinstance(figures, list) else [figures]
-        for fig in runs:
-            if "sweep" in fig:
-                which = ", ".join(f"{k}={v}" for k, v in fig["sweep"].items())
-                print(f"nfct: {which}:", file=sys.stderr)
-            for question, answer in fig["answers"].items():
+        if isinstance(figures, list):
+            sys.stderr.write(_sweep_text(figures))
+        else:
+            for question, answer in figures["answers"].items():
                 print(f"nfct: {question} {answer}", file=sys.stderr)
     if error is not None:
         print(f"nfct: {error}", file=sys.stderr)

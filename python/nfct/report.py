@@ -24,8 +24,9 @@ by doubling so that a capture of any length gives at most ``max_bins`` of them):
   evicted by early drop, no packet dropped because the table was full), ``early_drops``,
   ``table_full_drops``, ``demand`` (the smallest ``nf_conntrack_max`` under which no new
   entry would have met a full table: from this replay when it held, else from a second
-  replay with no limit; one more than needed where an INVALID or dropped packet may have held
-  a transient entry at the peak), ``demand_for_alert`` (the max that keeps the peak under
+  replay with no limit; where a packet that did not stay may have held a transient entry at
+  the peak, a plain replay at the peak settles it), ``demand_for_alert`` (the max that keeps
+  the peak under
   the 90 % at which operators page), ``seconds_over_50``/``seconds_over_90`` (how long the
   occupancy was at or over 50 % and 90 % of the max, to the bin);
 - ``timeline``: ``t`` (bin starts), ``packets``, the ct state classes (``new``,
@@ -733,7 +734,8 @@ def answers(fig: Mapping[str, Any]) -> dict[str, str]:
     states = fig["states"]
     if states:
         parts = [
-            f"{s['proto']} {s['state']}{' zone ' + str(s['zone']) if s['zone'] else ''} "
+            f"{s['family']} {s['proto']} {s['state']}"
+            f"{' zone ' + str(s['zone']) if s['zone'] else ''} "
             f"{s['share']:.0%} (kept by {s['timeout_sysctl']}"
             + (f" = {s['timeout']:,} s)" if s["timeout"] is not None else ")")
             for s in states[:3]
@@ -803,8 +805,9 @@ def compute(
     """Replays ``captures`` (plain or compressed files, ``-`` for standard input) through the
     host ``setup`` describes and returns the figures (see the module's description).
 
-    ``demand``: when the table did not hold, replay once more with no limit
-    (``nf_conntrack_max=0``, the same seed) to find the max that would have. ``events``:
+    ``demand``: find the max that would have held it, with one more replay where needed
+    (with no limit, ``nf_conntrack_max=0`` and the same seed, when the table did not hold; a
+    plain one at the peak when a transient entry may have needed one more). ``events``:
     count new and destroyed entries from the ``conntrack -E`` events. ``timestamps``: turn
     on ``nf_conntrack_timestamp`` (unless ``setup`` sets it) so that victims have an age.
     ``progress(frames, packets)`` as :meth:`~nfct.Net.replay` calls it. ``names``: how to
@@ -871,9 +874,13 @@ def compute(
         interrupted=interrupted,
         error=error,
     )
-    if not fig["table"]["held"] and demand and failure is None:
-        fig["table"]["demand"] = _demand(captures, setup, progress=progress, summary=summary)
-        fig["table"]["demand_for_alert"] = _for_alert(fig["table"]["demand"])
+    table = fig["table"]
+    if demand and failure is None:
+        if table["held"]:
+            table["demand"] = _held_demand(captures, setup, table)
+        else:
+            table["demand"] = _demand(captures, setup, progress=progress, summary=summary)
+        table["demand_for_alert"] = _for_alert(table["demand"])
     fig["answers"] = answers(fig)
     if failure is not None:
         setattr(failure, "figures", fig)  # noqa: B010 (an attribute exceptions do not declare)
@@ -911,7 +918,35 @@ def _demand(
             keep_evictions=0,
             progress=tick,
         )
-    return col.demand
+    return _refine(captures, setup, col.demand, col.peak)
+
+
+def _held_demand(
+    captures: Sequence[str | os.PathLike[str]], setup: HostSetup, table: Mapping[str, Any]
+) -> int:
+    """The exact demand of a run that held (``table``: its figures), whose count went as it
+    would have with no limit."""
+    if table["max"] == table["peak"]:
+        return int(table["peak"])  # it held at its very peak
+    return _refine(captures, setup, int(table["demand"]), int(table["peak"]))
+
+
+def _refine(
+    captures: Sequence[str | os.PathLike[str]], setup: HostSetup, bound: int, peak: int
+) -> int:
+    """The demand is the peak count after a packet, or one more where a packet that never
+    stayed (INVALID or dropped) may have held a transient entry at that peak: ``bound`` is
+    then ``peak + 1``, and a replay at ``nf_conntrack_max=peak`` (plain, fast) tells which."""
+    from nfct.inputs import CaptureInputs
+
+    if bound != peak + 1 or peak <= 0:
+        return bound
+    probe = setup.with_sysctl({"nf_conntrack_max": peak})
+    net = probe.build()
+    with CaptureInputs(captures) as inputs:
+        res = net.replay(inputs.paths, clock=probe.clock, path=probe.path, iif=probe.iif)
+    held = net.stats["early_drop"] == 0 and res.reasons.get(TABLE_FULL, 0) == 0
+    return peak if held else bound
 
 
 # --- what-if -------------------------------------------------------------------------------------
@@ -937,7 +972,11 @@ def _sweep_task(
     return compute(captures, setup, names=names, demand=False, **kw)
 
 
-def _demand_task(captures: Sequence[str], setup: HostSetup) -> int:
+def _demand_task(captures: Sequence[str], setup: HostSetup, table: Mapping[str, Any] | None) -> int:
+    """The demand of a group of a sweep: from its run that held (``table``), or from a
+    replay with no limit."""
+    if table is not None:
+        return _held_demand(captures, setup, table)
     return _demand(captures, setup, progress=None, summary=None)
 
 
@@ -955,11 +994,12 @@ def sweep(
     [values]}``, combined as nested loops in the order given) on top of ``setup``, in
     parallel processes (``workers``, default: as many as the machine has cores; each builds
     its own Net; captures that are not plain files are decompressed once, first). Every run
-    uses the same seed (``setup.seed``, or one picked here). ``demand``: for each combination
-    of the other settings whose runs all overflowed, one more replay with no limit finds the
-    max that would have held it. ``on_done(done, total, values)`` after each run. Returns
-    the figures in the grid's order, each with ``sweep`` set to its values. ``kw`` goes to
-    :func:`compute` (not ``progress``, ``names`` or ``demand``)."""
+    uses the same seed (``setup.seed``, or one picked here). ``demand``: the max that would
+    have held it, once for each combination of the other settings (from a run that held, else
+    from one more replay with no limit), for every run of that combination.
+    ``on_done(done, total, values)`` after each run. Returns the figures in the grid's
+    order, each with ``sweep`` set to its values. ``kw`` goes to :func:`compute` (not
+    ``progress``, ``names`` or ``demand``)."""
     from nfct.inputs import CaptureInputs
 
     _numpy()
@@ -1006,7 +1046,7 @@ def sweep(
         assert fig is not None
         fig["sweep"] = dict(c)
         key = _group_key(c)
-        if fig["table"]["demand"] is None and key in demands:
+        if key in demands:
             fig["table"]["demand"] = demands[key]
             fig["table"]["demand_for_alert"] = _for_alert(demands[key])
         fig["answers"] = answers(fig)
@@ -1028,30 +1068,22 @@ def _sweep_demands(
     demand: bool,
     pool: concurrent.futures.Executor | None,
 ) -> dict[tuple[tuple[str, int], ...], int]:
-    """The demand of each group of combinations: from a run of the group that held (exact),
-    else from one more replay with no limit."""
-    known: dict[tuple[tuple[str, int], ...], int] = {}
-    todo: dict[tuple[tuple[str, int], ...], Mapping[str, int]] = {}
+    """The demand of each group of combinations (runs that differ only in their max): from a
+    run of the group that held, else from one more replay with no limit."""
+    if not demand:
+        return {}
+    tasks: dict[tuple[tuple[str, int], ...], tuple[HostSetup, Mapping[str, Any] | None]] = {}
     for c, fig in zip(combos, results, strict=True):
         assert fig is not None
         key = _group_key(c)
-        if fig["table"]["demand"] is not None:
-            known[key] = fig["table"]["demand"]
-    for c in combos:
-        key = _group_key(c)
-        if key not in known and key not in todo:
-            todo[key] = c
-    if not demand or not todo:
-        return known
-    runs = {key: setup.with_sysctl(dict(c)) for key, c in todo.items()}
+        if fig["table"]["held"] and (key not in tasks or tasks[key][1] is None):
+            tasks[key] = (setup.with_sysctl(dict(c)), fig["table"])
+        elif key not in tasks:
+            tasks[key] = (setup.with_sysctl(dict(c)), None)
     if pool is None:
-        for key, s in runs.items():
-            known[key] = _demand_task(paths, s)
-    else:
-        futs = {key: pool.submit(_demand_task, paths, s) for key, s in runs.items()}
-        for key, fut in futs.items():
-            known[key] = fut.result()
-    return known
+        return {key: _demand_task(paths, s, t) for key, (s, t) in tasks.items()}
+    futs = {key: pool.submit(_demand_task, paths, s, t) for key, (s, t) in tasks.items()}
+    return {key: fut.result() for key, fut in futs.items()}
 
 
 def sweep_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -1634,9 +1666,12 @@ def _plot_sweep(runs: Sequence[Mapping[str, Any]]) -> str:
 
 
 def write_html(
-    figures: Mapping[str, Any] | Sequence[Mapping[str, Any]], path: str | os.PathLike[str]
+    figures: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    path: str | os.PathLike[str],
+    *,
+    title: str | None = None,
 ) -> None:
     """:func:`render_html` into a file."""
-    text = render_html(figures)
+    text = render_html(figures, title=title)
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
