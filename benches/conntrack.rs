@@ -45,7 +45,7 @@ use nfct::conn::Conn;
 use nfct::core::{Conntrack as Net, CtOptions, CtRef, CtState, SkbCt};
 use nfct::sysctl::{Sysctl, SysctlKey};
 use nfct::table::{Found, Key, Slot, BULK};
-use nfct::tuple::{Tuple, Zone};
+use nfct::tuple::{HashHint, Tuple, Zone};
 use nfct::uapi::{Hook, AF_INET, IPPROTO_UDP, NF_DROP};
 use nfct::wire::checksum::internet_checksum;
 use std::cell::OnceCell;
@@ -161,8 +161,13 @@ impl Rng {
 /// Returns its class and, if it holds an entry, the entry's (slot, gen).
 #[inline]
 fn process(net: &Net, pkt: &[u8]) -> (Option<CtState>, Option<(u32, u32)>) {
+    process_hinted(net, pkt, None)
+}
+
+/// As [`process`], with the tuple hash a prefetch computed.
+fn process_hinted(net: &Net, pkt: &[u8], hint: Option<&HashHint>) -> (Option<CtState>, Option<(u32, u32)>) {
     let mut skb = SkbCt::default();
-    let mut verdict = net.conntrack_in(pkt, TSTAMP, Hook::PreRouting, AF_INET, &mut skb);
+    let mut verdict = net.conntrack_in_hinted(pkt, TSTAMP, Hook::PreRouting, AF_INET, &mut skb, hint);
     let class = (verdict != NF_DROP).then(|| skb.state());
     if verdict != NF_DROP {
         verdict = net.confirm(&mut skb, TSTAMP);
@@ -431,11 +436,17 @@ fn run_existing(st: &State, threads: usize, iters: u64, prefetch: bool) -> Durat
         if prefetch {
             // Windows of BULK packets (cut at the end of the part): prefetch, then process.
             let mut left = n;
+            let mut hints = Vec::with_capacity(BULK);
             while left > 0 {
                 let m = left.min(BULK).min(part - c);
-                black_box(st.net.prefetch_packets(AF_INET, (c..c + m).map(|k| st.trace.get(base + k))));
-                for k in c..c + m {
-                    black_box(process(&st.net, st.trace.get(base + k)));
+                hints.clear();
+                st.net.prefetch_all((c..c + m).map(|k| Some(st.trace.get(base + k))), &mut hints);
+                for (i, k) in (c..c + m).enumerate() {
+                    black_box(process_hinted(
+                        &st.net,
+                        st.trace.get(base + k),
+                        hints.get(i).and_then(Option::as_ref),
+                    ));
                 }
                 left -= m;
                 c += m;

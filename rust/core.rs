@@ -11,7 +11,7 @@ use crate::proto::{self, PacketCtx, PacketVerdict};
 use crate::stats::Stats;
 use crate::sysctl::{Sysctl, SysctlKey};
 use crate::table::{Expired, Found, Insert, Table, BULK};
-use crate::tuple::{get_tuple, Direction, Tuple, TupleHasher, Zone};
+use crate::tuple::{get_tuple, Direction, HashHint, Tuple, TupleHasher, Zone};
 use crate::uapi::{
     Hook, AF_INET, AF_INET6, IPCT_MARK, IPCT_NEW, IPCT_PROTOINFO, IPCT_RELATED, IPCT_REPLY, IPPROTO_DCCP,
     IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPS_ASSURED, IPS_CONFIRMED, IPS_DYING,
@@ -269,6 +269,20 @@ impl Conntrack {
     /// find or create its entry, run its tracker, at time `now` (ns); attaches the result to
     /// `skb`. Returns the verdict.
     pub fn conntrack_in(&self, data: &[u8], now: u64, hook: Hook, pf: u8, skb: &mut SkbCt) -> u32 {
+        self.conntrack_in_hinted(data, now, hook, pf, skb, None)
+    }
+
+    /// As [`Conntrack::conntrack_in`], with the hash of the packet's tuple computed ahead
+    /// (`prefetch_hinted`), used when it is the hash of the tuple the packet turns out to have.
+    pub fn conntrack_in_hinted(
+        &self,
+        data: &[u8],
+        now: u64,
+        hook: Hook,
+        pf: u8,
+        skb: &mut SkbCt,
+        hint: Option<&HashHint>,
+    ) -> u32 {
         if skb.nfct != CtRef::None {
             return NF_ACCEPT;
         }
@@ -309,7 +323,7 @@ impl Conntrack {
                 return self.inet_error(&l3, l4b.get(inner_off..).unwrap_or(&[]), zone, now, skb);
             }
         }
-        self.resolve_normal_ct(&l3, l4b, zone, ctx0, skb)
+        self.resolve_normal_ct(&l3, l4b, zone, ctx0, skb, hint)
     }
 
     /// `nf_ct_gc_expired` on the entries a lookup met.
@@ -431,9 +445,14 @@ impl Conntrack {
         zone: Zone,
         mut ctx: PacketCtx<'_>,
         skb: &mut SkbCt,
+        hint: Option<&HashHint>,
     ) -> u32 {
         let Some(t) = get_tuple(l3, l4b) else { return self.invalid(skb, "nf_ct: cannot get the tuple") };
-        let hash = self.hash(&t, zone.id_for(Direction::Original));
+        let zone_id = zone.id_for(Direction::Original);
+        let hash = match hint {
+            Some(h) if zone_id == 0 && h.tuple == t => h.hash,
+            _ => self.hash(&t, zone_id),
+        };
         loop {
             match self.lookup(&t, zone, Some(hash), ctx.now) {
                 Found::Hit { slot, dir, mut entry } => {
@@ -981,50 +1000,59 @@ impl Conntrack {
         }
     }
 
-    /// Prefetches what the lookups of `pkts` (each starting at its L3 header, family `pf`) will
-    /// read, `BULK` packets at a time: parses each tuple, hashes it, then `Table::prefetch`.
-    /// Only a hint: it changes nothing, packets that do not parse are skipped, and the hash
-    /// assumes the default zone (a packet in another zone is simply not prefetched usefully).
-    /// The tuples are hashed again when the packets are processed; that costs less than the
-    /// cache misses it overlaps once the table outgrows the cache (benches/RESULTS.md).
-    pub fn prefetch_packets<'a, I>(&self, pf: u8, pkts: I) -> u32
-    where
-        I: IntoIterator<Item = &'a [u8]>,
-    {
+    /// Prefetches what the lookups of a window of records will read, once the table is large
+    /// enough for it to pay: parses each IP packet's tuple (each starting at its L3 header;
+    /// None for a record without one), hashes it, then `Table::prefetch`s `BULK` at a time.
+    /// Only a hint: it changes nothing in the table, and the hash assumes the default zone.
+    /// Each tuple and its hash are kept in `hints` (one element per record, None where nothing
+    /// was computed), so that the packet's lookup need not hash it again
+    /// (`conntrack_in_hinted` uses a hint only for that tuple in zone id 0).
+    pub fn prefetch_hinted<'a>(
+        &self,
+        pkts: impl Iterator<Item = Option<&'a [u8]>>,
+        hints: &mut Vec<Option<HashHint>>,
+    ) {
+        hints.clear();
+        if self.count() >= PREFETCH_MIN_ENTRIES {
+            self.prefetch_all(pkts, hints);
+        }
+    }
+
+    /// [`Conntrack::prefetch_hinted`] whatever the table's size (appending to `hints`).
+    pub fn prefetch_all<'a>(
+        &self,
+        pkts: impl Iterator<Item = Option<&'a [u8]>>,
+        hints: &mut Vec<Option<HashHint>>,
+    ) {
         let zone_id = Zone::default().id_for(Direction::Original);
         let mut hashes = [0u32; BULK];
         let mut n = 0;
-        let mut acc = 0;
         for data in pkts {
-            let Some(t) = crate::tuple::packet_tuple(pf, data) else { continue };
-            hashes[n] = self.hash(&t, zone_id);
+            let pf = match data.and_then(|d| d.first()).map(|b| b >> 4) {
+                Some(6) => AF_INET6,
+                _ => AF_INET,
+            };
+            let Some(t) = data.and_then(|d| crate::tuple::packet_tuple(pf, d)) else {
+                hints.push(None);
+                continue;
+            };
+            let hash = self.hash(&t, zone_id);
+            hints.push(Some(HashHint { tuple: t, hash }));
+            hashes[n] = hash;
             n += 1;
             if n == BULK {
-                acc ^= self.table.prefetch(&hashes);
+                std::hint::black_box(self.table.prefetch(&hashes));
                 n = 0;
             }
         }
-        acc ^ self.table.prefetch(&hashes[..n])
-    }
-
-    /// `prefetch_packets` for a window of packets of either family, when the table is large
-    /// enough for it to pay.
-    pub fn prefetch_window<'a>(&self, pkts: impl Iterator<Item = &'a [u8]> + Clone) -> u32 {
-        if self.count() < PREFETCH_MIN_ENTRIES {
-            return 0;
-        }
-        let v6 = pkts.clone().any(|p| p.first().is_some_and(|b| b >> 4 == 6));
-        let mut acc = self.prefetch_packets(AF_INET, pkts.clone());
-        if v6 {
-            acc ^= self.prefetch_packets(AF_INET6, pkts);
-        }
-        acc
+        std::hint::black_box(self.table.prefetch(&hashes[..n]));
     }
 }
 
 /// Entries beyond which a batch's lookups are prefetched: below it the table sits in the
-/// caches and the second parse and hash of each tuple cost more than they save
-/// (benches/RESULTS.md §0: −11% at 10k entries, +43% at 100k, +55% at 1M).
+/// caches and the second parse of each tuple costs more than it saves (benches/RESULTS.md
+/// §0, measured when the prefetch hashed each tuple a second time too: −11% at 10k entries,
+/// +43% at 100k, +55% at 1M).
 pub const PREFETCH_MIN_ENTRIES: u64 = 32_768;
 
 #[cfg(test)]
@@ -1084,6 +1112,48 @@ mod tests {
         let v = n.list(3 * NS + 1)[0].2;
         assert!(v.status & IPS_ASSURED != 0);
         assert_eq!(v.timeout, 119);
+    }
+
+    /// A prefetch's hints are the hashes the lookups would compute; a hint is used only for
+    /// its own tuple in zone id 0, so a wrong one changes nothing.
+    #[test]
+    fn hash_hints() {
+        let n = net(0, 1 << 16);
+        let flow = |i: u32| udp4([10, 1, (i >> 8) as u8, i as u8], [10, 0, 0, 2], 1000, 53);
+        for i in 0..PREFETCH_MIN_ENTRIES as u32 {
+            through(&n, &flow(i), NS);
+        }
+        let pkts: Vec<Vec<u8>> = (0..40).map(flow).collect();
+        let mut hints = Vec::new();
+        n.prefetch_hinted(
+            pkts.iter().map(|p| Some(p.as_slice())).chain([None, Some(&[0x45u8][..])]),
+            &mut hints,
+        );
+        assert_eq!(hints.len(), 42);
+        assert_eq!(hints[40..], [None, None], "no packet, no tuple: no hint");
+        for (p, h) in pkts.iter().zip(&hints) {
+            let t = crate::tuple::packet_tuple(AF_INET, p).unwrap();
+            assert_eq!(*h, Some(HashHint { tuple: t, hash: n.hash(&t, 0) }));
+        }
+        // The reply of flow 3 with flow 5's hint: the hint is not its tuple's, so it is hashed.
+        let r = udp4([10, 0, 0, 2], [10, 1, 0, 3], 53, 1000);
+        let mut skb = SkbCt::default();
+        n.conntrack_in_hinted(&r, 2 * NS, Hook::PreRouting, AF_INET, &mut skb, hints[5].as_ref());
+        assert_eq!(skb.state(), CtState::Established);
+        let first = skb.nfct;
+        n.release(&mut skb);
+        // With its own hint it finds the same entry.
+        let rt = crate::tuple::packet_tuple(AF_INET, &r).unwrap();
+        let own = HashHint { tuple: rt, hash: n.hash(&rt, 0) };
+        let mut skb2 = SkbCt::default();
+        n.conntrack_in_hinted(&r, 2 * NS, Hook::PreRouting, AF_INET, &mut skb2, Some(&own));
+        assert_eq!((skb2.state(), skb2.nfct), (CtState::Established, first));
+        n.release(&mut skb2);
+        // In another zone the hint (zone id 0) is not used: the entry of zone 0 is not found.
+        let mut skb3 = SkbCt { tmpl: Some(Zone { id: 4, dir: Zone::DIR_BOTH }), ..SkbCt::default() };
+        n.conntrack_in_hinted(&r, 2 * NS, Hook::PreRouting, AF_INET, &mut skb3, Some(&own));
+        assert_eq!(skb3.state(), CtState::New);
+        n.release(&mut skb3);
     }
 
     #[test]

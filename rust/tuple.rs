@@ -357,6 +357,15 @@ fn siphash13<const N: usize>(k0: u64, k1: u64, msg: &[u8; N]) -> u64 {
     v[0] ^ v[1] ^ v[2] ^ v[3]
 }
 
+/// A tuple's hash in zone id 0, computed ahead of the packet (when a window of packets is
+/// prefetched): conntrack uses it instead of hashing again when the packet's tuple and zone
+/// turn out to be these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashHint {
+    pub tuple: Tuple,
+    pub hash: u32,
+}
+
 /// `reciprocal_scale`: map a 32-bit hash onto `size` buckets.
 #[inline]
 pub fn reciprocal_scale(hash: u32, size: u32) -> u32 {

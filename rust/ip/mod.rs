@@ -25,7 +25,7 @@ use crate::net::Net;
 use crate::netfilter::nft::{ChainRef, ChainVerdict, Decider, PktCtx};
 use crate::netfilter::{CtOp, Family, HookTable, Op, OpKind, MAX_REPEAT};
 use crate::sysctl::SysctlKey;
-use crate::tuple::Direction;
+use crate::tuple::{Direction, HashHint};
 use crate::uapi::{
     Hook, IPPROTO_ICMP, IPPROTO_ICMPV6, IP_CT_IS_REPLY, IP_CT_NEW, IP_CT_RELATED, IP_CT_RELATED_REPLY,
     NF_ACCEPT, NF_DROP, NF_QUEUE, NF_REPEAT, NF_STOLEN, NF_STOP,
@@ -316,6 +316,9 @@ pub struct PacketRun {
     pub clock: PacketClock,
     /// The interface it arrives on (ifindex; none for a host without interfaces).
     pub iif: Option<u32>,
+    /// Its tuple's hash, computed ahead by a replay's prefetch (conntrack checks that the
+    /// tuple is the packet's before using it).
+    pub hint: Option<HashHint>,
 }
 
 /// One step of a packet's way through the stack, for `nfct explain`: an operation at a hook
@@ -624,7 +627,7 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
                     PacketClock::Shared => now,
                     PacketClock::Worker { .. } => self.run.tstamp,
                 };
-                net.ct.conntrack_in(data, now, hook, self.family.af(), ct)
+                net.ct.conntrack_in_hinted(data, now, hook, self.family.af(), ct, self.run.hint.as_ref())
             }
             CtOp::Confirm => {
                 let now = match self.run.clock {
@@ -941,7 +944,14 @@ mod tests {
     }
 
     fn run(n: &Net, ingress: Ingress, p: &[u8]) -> Outcome {
-        let r = PacketRun { ingress, all_local: false, tstamp: 1, clock: PacketClock::Shared, iif: None };
+        let r = PacketRun {
+            ingress,
+            all_local: false,
+            tstamp: 1,
+            clock: PacketClock::Shared,
+            iif: None,
+            hint: None,
+        };
         run_native(n, &n.hooks.snapshot(), r, p)
     }
 

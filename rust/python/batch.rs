@@ -167,8 +167,9 @@ pub(super) fn conntrack_batch<'py>(
             each(&mut |pkt, t| {
                 if i.is_multiple_of(BULK) {
                     let end = (i + BULK).min(n);
-                    feeder.prefetch((i..end).map(|j| &data[offs[j]..offs[j + 1]]));
+                    feeder.prefetch_hinted((i..end).map(|j| Some(&data[offs[j]..offs[j + 1]])));
                 }
+                feeder.take_hint(i % BULK);
                 i += 1;
                 feeder.feed(pkt, t)
             })

@@ -667,7 +667,14 @@ fn run(
     let swallowed = RefCell::new(None);
     let mut ext = python_ext(py, &net_obj, &skb_obj, &swallowed);
     let iif = (ingress == Ingress::Rcv).then(|| dev.or_else(|| n.inner.default_iif())).flatten();
-    let run = PacketRun { ingress, all_local: false, tstamp: s.tstamp_ns, clock: PacketClock::Shared, iif };
+    let run = PacketRun {
+        ingress,
+        all_local: false,
+        tstamp: s.tstamp_ns,
+        clock: PacketClock::Shared,
+        iif,
+        hint: None,
+    };
     let mut out = ip::run_family(&n.inner, &table, fam, run, base, &carrier, &mut ext);
     if let Some(e) = out.error.take() {
         return Err(super::errors::hook_err(e));
@@ -754,6 +761,7 @@ fn nat_fn(
         tstamp: skb.tstamp_ns,
         clock: PacketClock::Shared,
         iif,
+        hint: None,
     };
     let (verdict, _why) = ip::nat_hook(&net.inner, &table, fam, hook, run, oif, base, &carrier);
     if verdict != NF_ACCEPT {

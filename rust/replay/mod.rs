@@ -321,6 +321,10 @@ pub struct Feeder<'n, R: Runner = Native> {
     /// Where a packet arrives when neither `--iif` nor its capture says.
     iif_default: Option<u32>,
     pub runner: R,
+    /// The tuple hashes `prefetch_hinted` computed for the records of the window.
+    hints: Vec<Option<crate::tuple::HashHint>>,
+    /// The one the next packet run takes (`take_hint`).
+    hint: Option<crate::tuple::HashHint>,
 }
 
 impl<'n> Feeder<'n, Native> {
@@ -341,6 +345,8 @@ impl<'n, R: Runner> Feeder<'n, R> {
             iif_fixed: None,
             iif_default,
             runner,
+            hints: Vec::new(),
+            hint: None,
         }
     }
 
@@ -411,7 +417,8 @@ impl<'n, R: Runner> Feeder<'n, R> {
     /// As [`Feeder::run`], for a packet arriving on interface `iif` (ifindex) when it comes
     /// from the wire.
     pub fn run_via(&mut self, pkt: &[u8], t: u64, clock: PacketClock, arrives: Option<u32>) -> Outcome {
-        let run = self.packet_run(pkt, t, clock, arrives);
+        let mut run = self.packet_run(pkt, t, clock, arrives);
+        run.hint = self.hint.take();
         self.runner.run(self.net, &self.hooks, run, pkt)
     }
 
@@ -427,7 +434,7 @@ impl<'n, R: Runner> Feeder<'n, R> {
                 iif = None;
             }
         }
-        PacketRun { ingress, all_local: self.path == ReplayPath::LocalIn, tstamp: t, clock, iif }
+        PacketRun { ingress, all_local: self.path == ReplayPath::LocalIn, tstamp: t, clock, iif, hint: None }
     }
 
     /// As [`Feeder::feed_on`], the packet's way recorded step by step into `trace` (built-in
@@ -455,10 +462,17 @@ impl<'n, R: Runner> Feeder<'n, R> {
         out
     }
 
-    /// Warms the cache lines the lookups of a window of packets will touch (a hint only).
+    /// Warms the cache lines the lookups of a window of records will touch (None: a record
+    /// without an IP packet), keeping each packet's tuple hash for [`Feeder::take_hint`].
     #[inline]
-    pub fn prefetch<'p>(&self, pkts: impl Iterator<Item = &'p [u8]> + Clone) {
-        std::hint::black_box(self.net.ct.prefetch_window(pkts));
+    pub fn prefetch_hinted<'p>(&mut self, pkts: impl Iterator<Item = Option<&'p [u8]>>) {
+        self.net.ct.prefetch_hinted(pkts, &mut self.hints);
+    }
+
+    /// The next packet run uses the hash `prefetch_hinted` computed for record `i` of the window.
+    #[inline]
+    pub fn take_hint(&mut self, i: usize) {
+        self.hint = self.hints.get(i).copied().flatten();
     }
 }
 
@@ -574,8 +588,8 @@ impl Replay<'_> {
         st: &mut RunState,
     ) {
         let net = feeder.net;
-        feeder.prefetch(staged.items.iter().filter_map(|it| it.ip.map(|(a, b)| &staged.buf[a..b])));
-        for it in &staged.items {
+        feeder.prefetch_hinted(staged.items.iter().map(|it| it.ip.map(|(a, b)| &staged.buf[a..b])));
+        for (i, it) in staged.items.iter().enumerate() {
             if st.hook_err.is_some() || st.stopped.is_some() {
                 break;
             }
@@ -606,6 +620,7 @@ impl Replay<'_> {
             };
             summary.packets += 1;
             let pkt = &staged.buf[a..b];
+            feeder.take_hint(i);
             let mut out = feeder.feed_on(pkt, ts, it.iface.as_deref());
             if let Some(e) = out.error.take() {
                 st.hook_err = Some(e);

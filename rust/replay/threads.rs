@@ -96,8 +96,8 @@ fn worker(sh: &Shared<'_>, me: usize) -> WorkerResult {
     let mut buf: Vec<u8> = Vec::new();
     let mut own: Vec<Own> = Vec::new();
     let mut run = |buf: &mut Vec<u8>, own: &mut Vec<Own>, res: &mut WorkerResult| {
-        feeder.prefetch(own.iter().map(|o| &buf[o.start..o.end]));
-        for o in own.iter() {
+        feeder.prefetch_hinted(own.iter().map(|o| Some(&buf[o.start..o.end])));
+        for (i, o) in own.iter().enumerate() {
             let pkt = &buf[o.start..o.end];
             local = local.max(o.ts);
             let horizon = if sh.clock == Clock::Capture {
@@ -112,6 +112,7 @@ fn worker(sh: &Shared<'_>, me: usize) -> WorkerResult {
                 local
             };
             // Built-in operations only (the caller refuses Python hooks with threads).
+            feeder.take_hint(i);
             let out = feeder.run_via(pkt, local, PacketClock::Worker { horizon }, o.iif);
             if out.error.is_some() {
                 continue;

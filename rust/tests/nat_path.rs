@@ -164,6 +164,7 @@ fn rcv(net: &Net, iif: u32, t: u64, pkt: &[u8]) -> (Outcome, Vec<u8>) {
         tstamp: t,
         clock: PacketClock::Shared,
         iif: Some(iif),
+        hint: None,
     };
     let hooks = net.hooks.snapshot();
     let mut ext = nfct::ip::no_external;
@@ -298,6 +299,7 @@ fn dnat_to_random_backends_and_the_udp_clash_resolved_harder() {
         tstamp: t,
         clock: PacketClock::Shared,
         iif: Some(WAN),
+        hint: None,
     };
     // Drive the hooks by hand up to confirmation for both packets: the first packet's path is
     // run with a hook table without confirm, then confirm is run for each.
