@@ -7,7 +7,8 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import nfct
@@ -144,6 +145,18 @@ def _quiet_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _cluster_options(p: argparse.ArgumentParser, unit: str) -> None:
+    p.add_argument(
+        "--cluster",
+        metavar="local|ADDRESS",
+        default=None,
+        help=f"run {unit} as tasks on a Dask cluster: `local` starts one on this machine's "
+        "cores (--jobs worker processes) and stops it afterwards, ADDRESS (tcp://HOST:8786) "
+        "joins a running scheduler whose workers have nfct and reach the captures by the "
+        "names given; needs pip install 'nfct[cluster]'",
+    )
+
+
 def _sweep_spec(text: str) -> tuple[str, list[int]]:
     name, sep, values = text.partition("=")
     name = name.strip()
@@ -202,7 +215,8 @@ def _report_parser(sub: Any) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="with --sweep: at most N processes (default: as many as cores)",
+        help="with --sweep: at most N processes (default: as many as cores); with "
+        "--cluster local: N worker processes",
     )
     rep.add_argument(
         "--census-every",
@@ -226,6 +240,7 @@ def _report_parser(sub: Any) -> None:
         help="when the table overflowed, do not replay again without a limit to find the "
         "max that would have held it",
     )
+    _cluster_options(rep, "the report's replays (each run of a --sweep is a task)")
     _quiet_option(rep)
 
 
@@ -247,7 +262,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("captures", nargs="+", metavar="CAPTURE", help=CAPTURE_HELP)
     _host_options(r)
-    r.add_argument("--output", "-o", choices=OUTPUTS, default="extended")
+    r.add_argument(
+        "--output",
+        "-o",
+        choices=(*OUTPUTS, "units"),
+        default=None,
+        help="what to print (default: extended; with --cluster: units, one line per capture "
+        "and setting; --cluster takes units, json or extended)",
+    )
     r.add_argument(
         "--threads",
         type=int,
@@ -290,7 +312,26 @@ def _parser() -> argparse.ArgumentParser:
         help="also write the replay as Parquet files into DIR (created if needed): "
         "packets.parquet (one row per IP frame), events.parquet, entries.parquet (the final "
         "table), timeline.parquet (occupancy and censuses per second), evictions.parquet; "
-        "needs pyarrow (pip install 'nfct[report]'); one thread",
+        "needs pyarrow (pip install 'nfct[report]'); one thread; with --cluster also "
+        "units.parquet, every table keyed by unit, capture and setting",
+    )
+    _cluster_options(r, "each capture (under each --sweep setting)")
+    r.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --cluster local: N worker processes (default: as many as cores)",
+    )
+    r.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        type=_sweep_spec,
+        metavar="NAME=V1,V2,...",
+        help="with --cluster: replay every capture once per combination of these sysctl "
+        "values (repeatable; combined as nested loops), on top of --sysctl",
     )
     _quiet_option(r)
     e = sub.add_parser(
@@ -675,6 +716,18 @@ def _event_printer(timestamps: bool) -> Callable[[list[str]], None]:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    if args.cluster is not None:
+        return _replay_on_cluster(args)
+    if args.output is None:
+        args.output = "extended"
+    for flag, given in (
+        ("--output units", args.output == "units"),
+        ("--sweep", bool(args.sweep)),
+        ("--jobs", args.jobs is not None),
+    ):
+        if given:
+            print(f"nfct: {flag} needs --cluster", file=sys.stderr)
+            return 2
     if args.export is not None and args.threads > 1:
         print("nfct: --export sees packets in capture order: use --threads 1", file=sys.stderr)
         return 2
@@ -812,6 +865,156 @@ def _replay_inputs(args: argparse.Namespace, net: Net, inputs: CaptureInputs) ->
     return 0
 
 
+# --- replay --cluster ----------------------------------------------------------------------------
+
+_CLUSTER_OUTPUTS = ("units", "json", "extended")
+# The columns of --output units, after the capture and the setting.
+_UNIT_COUNTS = ("packets", "new", "established", "related", "invalid", "untracked", "dropped")
+
+
+def _replay_on_cluster(args: argparse.Namespace) -> int:
+    """`nfct replay --cluster`: every capture under every --sweep setting, one task each."""
+    from nfct import cluster
+    from nfct.report import _combinations
+
+    output = args.output or "units"
+    refused = [
+        (output not in _CLUSTER_OUTPUTS, f"--output {output} (units, json or extended)"),
+        (args.threads != 1, "--threads"),
+        (args.write is not None, "--write"),
+        (bool(args.at), "--at"),
+        (args.event_timestamps, "--event-timestamps"),
+    ]
+    for bad, what in refused:
+        if bad:
+            print(f"nfct: --cluster does not take {what}", file=sys.stderr)
+            return 2
+    if args.jobs is not None and (args.jobs < 1 or args.cluster != "local"):
+        print(
+            "nfct: --jobs is a number of workers, at least 1, for --cluster local", file=sys.stderr
+        )
+        return 2
+    grid: dict[str, list[int]] = {}
+    for name, values in args.sweep:
+        if name in grid:
+            print(f"nfct: --sweep {name} given twice", file=sys.stderr)
+            return 2
+        grid[name] = values
+    tables: list[str] = []
+    if args.export is not None:
+        from nfct.export import TABLES
+
+        tables = list(TABLES)
+    elif output == "extended":
+        tables = ["entries"]
+    show = progress_bar(quiet=args.quiet).enabled
+
+    def done(i: int, n: int, row: Mapping[str, Any]) -> None:
+        if not show:
+            return
+        what = " ".join(x for x in (row["capture"], row["setting"]) if x)
+        if row["error"] is not None:
+            print(f"nfct: [{i}/{n}] {what}: failed: {row['error']}", file=sys.stderr)
+        else:
+            print(
+                f"nfct: [{i}/{n}] {what}: {row['packets']} packets, {row['entries']} entries, "
+                f"{row['seconds']:.2f} s on {row['worker']}",
+                file=sys.stderr,
+            )
+
+    try:
+        if args.export is not None:
+            os.makedirs(args.export, exist_ok=True)
+        combos = _combinations(grid) if grid else [{}]
+        setup = _host_setup(args)
+        setup.build()  # the options' errors now, not in every worker
+        started = time.perf_counter()
+        out = cluster.replay_many(
+            args.captures,
+            host=setup,
+            sysctl=[{**dict(args.sysctl), **c} for c in combos],
+            cluster=args.cluster,
+            workers=args.jobs,
+            tables=tables,
+            on_done=done,
+        )
+        elapsed = time.perf_counter() - started
+    except (NfctError, CaptureError) as e:
+        print(f"nfct: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"nfct: --export {args.export}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    units = out.units
+    rows = units.to_pylist()
+    if args.export is not None:
+        import pyarrow.parquet as pq
+
+        try:
+            for name, table in out.items():
+                pq.write_table(table, os.path.join(args.export, f"{name}.parquet"))
+        except OSError as e:
+            print(f"nfct: --export {args.export}: {e.strerror or e}", file=sys.stderr)
+            return 2
+    if output == "units":
+        sys.stdout.write(_units_text(rows))
+    elif output == "json":
+        for row in rows:
+            row["reasons"] = dict(row["reasons"] or [])
+            row["dropped_by"] = dict(row["dropped_by"] or [])
+        json.dump({"cluster": args.cluster, "units": rows}, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        entries = out["entries"]
+        lines: dict[int, list[str]] = {}
+        for unit, line in zip(
+            entries["unit"].to_pylist(), entries["line"].to_pylist(), strict=True
+        ):
+            lines.setdefault(unit, []).append(line)
+        for row in rows:
+            what = " ".join(x for x in (row["capture"], row["setting"]) if x)
+            sys.stdout.write(f"# {what}\n")
+            sys.stdout.write("".join(f"{line}\n" for line in lines.get(row["unit"], [])))
+    sys.stdout.flush()
+    failed = out.failed()
+    packets = sum(r["packets"] or 0 for r in rows)
+    print(
+        f"nfct: {len(rows)} units ({len(args.captures)} captures x {len(combos)} settings) on "
+        f"--cluster {args.cluster}: {len(rows) - len(failed)} replayed, {len(failed)} failed, "
+        f"{packets} packets, {elapsed:.1f} s",
+        file=sys.stderr,
+    )
+    for capture, setting, error in failed:
+        where = f" ({setting})" if setting else ""
+        print(
+            f"nfct: {error}{where}" if capture in error else f"nfct: {capture}{where}: {error}",
+            file=sys.stderr,
+        )
+    return 2 if failed else 0
+
+
+def _units_text(rows: list[dict[str, Any]]) -> str:
+    """--output units: one line per unit, the columns aligned."""
+    settings = any(r["setting"] for r in rows)
+    head = ["capture", *(["setting"] if settings else []), *_UNIT_COUNTS, "entries", "error"]
+    table = [head]
+    for r in rows:
+        cells = [r["capture"], *([r["setting"]] if settings else [])]
+        cells += ["-" if r[c] is None else str(r[c]) for c in (*_UNIT_COUNTS, "entries")]
+        cells.append("" if r["error"] is None else "failed")
+        table.append(cells)
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    n_text = 1 + settings
+    return "".join(
+        "  ".join(
+            c.ljust(w) if i < n_text else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        + "\n"
+        for row in table
+    )
+
+
 # --- report ---------------------------------------------------------------------------------------
 
 
@@ -882,18 +1085,32 @@ def _report(args: argparse.Namespace) -> int:
         print(f"nfct: {e}", file=sys.stderr)
         return 2
     kw: dict[str, Any] = {"census_every": args.census_every, "keep_evictions": args.evictions}
+
     figures: Any = None
     error: BaseException | None = None
     interrupted = False
     bar = progress_bar(quiet=args.quiet, desc="nfct report")
     try:
-        if grid:
 
-            def done(i: int, n: int, values: Any) -> None:
-                if bar.enabled:
-                    which = ", ".join(f"{k}={v}" for k, v in values.items())
-                    print(f"nfct report: run {i}/{n} done ({which})", file=sys.stderr)
+        def done(i: int, n: int, values: Any) -> None:
+            if bar.enabled:
+                which = ", ".join(f"{k}={v}" for k, v in values.items())
+                print(f"nfct report: run {i}/{n} done ({which})", file=sys.stderr)
 
+        if args.cluster is not None:
+            from nfct.cluster import report_on
+
+            figures = report_on(
+                args.cluster,
+                args.captures,
+                setup,
+                grid,
+                workers=args.jobs,
+                demand=not args.no_demand,
+                on_done=done,
+                **kw,
+            )
+        elif grid:
             figures = report.sweep(
                 args.captures,
                 grid,

@@ -216,7 +216,7 @@ def units_of(
     return units
 
 
-# --- in a worker -----------------------------------------------------------------------------------
+# --- in a worker ------------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -229,7 +229,9 @@ def _local_file(source: str) -> Iterator[str]:
     try:
         import fsspec
     except ImportError:
-        raise MissingExtraError(f"{source}: reading URLs needs fsspec: pip install fsspec") from None
+        raise MissingExtraError(
+            f"{source}: reading URLs needs fsspec: pip install fsspec"
+        ) from None
     fd, tmp = tempfile.mkstemp(prefix="nfct-capture-")
     try:
         with os.fdopen(fd, "wb") as out, fsspec.open(source, "rb") as src:
@@ -248,7 +250,7 @@ def _message(e: BaseException, path: str, capture: str) -> str:
 
 def _summary_row(summary: ReplayResult | None) -> dict[str, Any]:
     if summary is None:
-        return {c: None for c in (*COUNTS, "reasons", "dropped_by")}
+        return dict.fromkeys((*COUNTS, "reasons", "dropped_by"))
     d = summary.to_dict()
     row = {c: d[c] for c in COUNTS}
     row["reasons"] = list(d["reasons"].items())
@@ -538,3 +540,43 @@ def _gather(pa: Any, results: list[dict[str, Any]], tables: Sequence[str]) -> Ma
         parts = [r[name] for r in results if name in r]
         out[name] = pa.concat_tables(parts) if parts else _empty(pa, name)
     return out
+
+
+def report_on(
+    cluster: Any,
+    captures: Sequence[str | os.PathLike[str]],
+    setup: HostSetup | None = None,
+    grid: Mapping[str, Sequence[int]] | None = None,
+    *,
+    workers: int | None = None,
+    demand: bool = True,
+    on_done: Callable[[int, int, Mapping[str, int]], object] | None = None,
+    timeout: float = 30.0,
+    **kw: Any,
+) -> Any:
+    """``nfct report --cluster``: the figures of :func:`nfct.report.compute` (one task), or
+    with a ``grid`` those of :func:`nfct.report.sweep` with every run (and every replay for
+    the demand) a task on ``cluster``. The captures are read by the workers."""
+    from nfct import report
+
+    units_of(captures)  # no standard input
+    with connect(cluster, workers=workers, timeout=timeout) as client:
+        if grid:
+            return report.sweep(
+                captures,
+                grid,
+                setup,
+                demand=demand,
+                on_done=on_done,
+                executor=client.get_executor(pure=False),
+                **kw,
+            )
+        names = [os.fspath(c) for c in captures]
+        paths = [u.source for u in units_of(names)]
+        fut = client.submit(
+            report.compute, paths, setup, names=names, demand=demand, pure=False, **kw
+        )
+        figures = fut.result()
+        if on_done is not None:
+            on_done(1, 1, {})
+        return figures

@@ -988,6 +988,7 @@ def sweep(
     workers: int | None = None,
     demand: bool = True,
     on_done: Callable[[int, int, Mapping[str, int]], object] | None = None,
+    executor: concurrent.futures.Executor | None = None,
     **kw: Any,
 ) -> list[dict[str, Any]]:
     """What-if: the figures of one replay per combination of ``grid``'s values (``{sysctl:
@@ -999,7 +1000,9 @@ def sweep(
     from one more replay with no limit), for every run of that combination.
     ``on_done(done, total, values)`` after each run. Returns the figures in the grid's
     order, each with ``sweep`` set to its values. ``kw`` goes to :func:`compute` (not
-    ``progress``, ``names`` or ``demand``)."""
+    ``progress``, ``names`` or ``demand``). ``executor``: run the replays there instead (a
+    Dask cluster's, from :mod:`nfct.cluster`), each reading the captures itself (files by
+    their absolute path, nothing decompressed here first)."""
     from nfct.inputs import CaptureInputs
 
     _numpy()
@@ -1010,16 +1013,20 @@ def sweep(
     if kw.get("timestamps", True) and "nf_conntrack_timestamp" not in setup.sysctl:
         setup = setup.with_sysctl({"nf_conntrack_timestamp": 1})
     kw = {k: v for k, v in kw.items() if k not in ("progress", "names", "demand")}
-    with CaptureInputs(captures, mode="spool") as inputs:
+    remote = executor is not None
+    with CaptureInputs([] if remote else captures, mode="spool") as inputs:
         err = inputs.error()
         if err is not None:
             raise err
         paths, names = list(inputs.paths), list(inputs.names)
+        if remote:
+            names = [os.fspath(c) for c in captures]
+            paths = [os.path.abspath(c) if os.path.exists(c) else c for c in names]
         setups = [setup.with_sysctl(c) for c in combos]
         n = min(len(setups), workers or os.cpu_count() or 1)
         results: list[dict[str, Any] | None] = [None] * len(setups)
         done = 0
-        if n <= 1:
+        if n <= 1 and not remote:
             for i, s in enumerate(setups):
                 results[i] = _sweep_task(paths, s, names, kw)
                 done += 1
@@ -1030,7 +1037,9 @@ def sweep(
             ctx = multiprocessing.get_context(
                 "forkserver" if sys.platform.startswith("linux") else "spawn"
             )
-            with concurrent.futures.ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
+            with executor or concurrent.futures.ProcessPoolExecutor(
+                max_workers=n, mp_context=ctx
+            ) as pool:
                 futures = {
                     pool.submit(_sweep_task, paths, s, names, kw): i for i, s in enumerate(setups)
                 }
