@@ -28,6 +28,27 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 
 
+def generated(tmp: Path, packets: int) -> list[str]:
+    """16 units over 4 generated captures (benches/replay_bench.py's short flows, TCP and
+    DNS, ``packets`` each, different address ranges), each listed 4 times under a name of
+    its own (a symbolic link)."""
+    sys.path.insert(0, str(REPO / "benches"))
+    from replay_bench import write_long, write_short
+
+    names = []
+    for i in range(4):
+        path = tmp / f"gen{i}.pcap"
+        if i % 2:
+            write_long(path, packets, 2000 * (i + 1))
+        else:
+            write_short(path, packets)
+        for k in range(4):
+            link = tmp / f"gen{i}-{k}.pcap"
+            link.symlink_to(path)
+            names.append(str(link))
+    return names
+
+
 def units(k: int) -> tuple[list[str], list[dict[str, int]]]:
     caps = sorted(str(p) for p in (REPO / "examples").glob("*.pcap"))
     shared = Path(os.environ.get("NFCT_SHARED_PCAPS", REPO.parent / "shared" / "pcaps"))
@@ -39,17 +60,14 @@ def units(k: int) -> tuple[list[str], list[dict[str, int]]]:
     return caps, settings
 
 
-def cpu_self() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
 def cpu_tree() -> float:
-    """CPU seconds of this process and of every descendant still running."""
+    """CPU seconds of this process, of every descendant still running and of the children
+    that ended and were waited for (a local cluster's worker processes, once stopped)."""
     import psutil
 
     me = psutil.Process()
-    total = 0.0
+    ended = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = ended.ru_utime + ended.ru_stime
     for p in [me, *me.children(recursive=True)]:
         try:
             t = p.cpu_times()
@@ -120,12 +138,24 @@ def main() -> None:
     ap.add_argument("--settings", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--json", default=None)
+    ap.add_argument(
+        "--generated",
+        type=int,
+        default=0,
+        metavar="PACKETS",
+        help="replay 16 units over 4 generated captures of PACKETS packets instead",
+    )
     a = ap.parse_args()
     import distributed
 
     from nfct import cluster
 
     caps, settings = units(a.settings)
+    if a.generated:
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix="nfct-cluster-bench-"))
+        caps = generated(tmp, a.generated)
     n = len(caps) * len(settings)
     print(
         f"# {n} units ({len(caps)} captures x {len(settings)} settings), "
@@ -151,7 +181,7 @@ def main() -> None:
         local = distributed.LocalCluster(
             n_workers=a.workers,
             threads_per_worker=1,
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",
             silence_logs=40,
         )
         client = distributed.Client(local)
@@ -170,7 +200,12 @@ def main() -> None:
         print(json.dumps(m), flush=True)
         assert warm.units.drop(drop).equals(serial.units.drop(drop))
         worker_s = sum(serial.units["seconds"].to_pylist())
-        print(f"# serial units' own time: {worker_s:.2f} s", flush=True)
+        packets = sum(serial.units["packets"].to_pylist())
+        print(f"# serial: {packets} packets, the units' own time {worker_s:.2f} s", flush=True)
+    if a.generated:
+        import shutil
+
+        shutil.rmtree(tmp)
     mem = entry_memory()
     print(json.dumps({"run": "memory per entry", **mem}), flush=True)
     results.append({"run": "memory per entry", **mem})

@@ -71,7 +71,7 @@ class Dask:
         from distributed import Client, LocalCluster
 
         self.cluster = LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
         )
         self.client = Client(self.cluster)
 

@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -928,7 +927,6 @@ def _replay_on_cluster(args: argparse.Namespace) -> int:
         combos = _combinations(grid) if grid else [{}]
         setup = _host_setup(args)
         setup.build()  # the options' errors now, not in every worker
-        started = time.perf_counter()
         out = cluster.replay_many(
             args.captures,
             host=setup,
@@ -938,7 +936,6 @@ def _replay_on_cluster(args: argparse.Namespace) -> int:
             tables=tables,
             on_done=done,
         )
-        elapsed = time.perf_counter() - started
     except (NfctError, CaptureError) as e:
         print(f"nfct: {e}", file=sys.stderr)
         return 2
@@ -981,7 +978,7 @@ def _replay_on_cluster(args: argparse.Namespace) -> int:
     print(
         f"nfct: {len(rows)} units ({len(args.captures)} captures x {len(combos)} settings) on "
         f"--cluster {args.cluster}: {len(rows) - len(failed)} replayed, {len(failed)} failed, "
-        f"{packets} packets, {elapsed:.1f} s",
+        f"{packets} packets",
         file=sys.stderr,
     )
     for capture, setting, error in failed:

@@ -202,7 +202,7 @@ def units_of(
         raise NfctValueError("no captures")
     if not settings:
         raise NfctValueError("no settings")
-    units = []
+    units: list[Unit] = []
     for c in captures:
         name = os.fspath(c)
         if name == "-":
@@ -306,7 +306,7 @@ def run_unit(
     error: str | None = None
     net: Net | None = None
     got: dict[str, Any] = {}
-    kw = {"clock": setup.clock, "path": setup.path, "iif": setup.iif}
+    kw: dict[str, Any] = {"clock": setup.clock, "path": setup.path, "iif": setup.iif}
     path = ""
     try:
         with _local_file(unit.source) as path:
@@ -389,7 +389,7 @@ def connect(
             n_workers=workers or os.cpu_count() or 1,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",  # the scheduler serves HTTP anyway: any free port
             silence_logs=40,  # logging.ERROR: no banner
         )
         try:
