@@ -942,6 +942,9 @@ def _replay_on_cluster(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"nfct: --export {args.export}: {e.strerror or e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("nfct: interrupted (the cluster's results are lost)", file=sys.stderr)
+        return 130
     units = out.units
     rows = units.to_pylist()
     if args.export is not None:

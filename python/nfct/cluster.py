@@ -50,7 +50,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from nfct.errors import CaptureError, MissingExtraError, NfctValueError
+from nfct.errors import CaptureError, MissingExtraError, NfctError, NfctValueError
 from nfct.export import TABLES, ReplayTables
 from nfct.report import HostSetup
 
@@ -385,13 +385,16 @@ def connect(
     if workers is not None and workers < 1:
         raise NfctValueError(f"workers must be at least 1, not {workers}")
     if cluster == "local":
-        local = distributed.LocalCluster(
-            n_workers=workers or os.cpu_count() or 1,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address="127.0.0.1:0",  # the scheduler serves HTTP anyway: any free port
-            silence_logs=40,  # logging.ERROR: no banner
-        )
+        try:
+            local = distributed.LocalCluster(
+                n_workers=workers or os.cpu_count() or 1,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address="127.0.0.1:0",  # the scheduler serves HTTP anyway: any port
+                silence_logs=40,  # logging.ERROR: no banner
+            )
+        except Exception as e:  # whatever stopped the processes from starting, in one line
+            raise NfctError(f"cluster local: could not start: {e}") from None
         try:
             client = distributed.Client(local)
             try:
