@@ -5,8 +5,12 @@ sweep against serial runs, and the command's HTML, JSON and bad inputs."""
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import re
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,10 +18,11 @@ from typing import Any
 import pytest
 
 import nfct
+import packets as P
 from helpers import S, run_cli, udp_flows
 from nfct import report
 from nfct.cli import main
-from nfct.pcap import iter_records
+from nfct.pcap import iter_records, write_pcap
 
 pytest.importorskip("numpy")
 
@@ -243,6 +248,44 @@ def test_interrupted_replay_keeps_what_was_done(capture: Path) -> None:
     assert "the replay did not finish" in fig["answers"]["What max would have held it?"]
 
 
+def _stdin(monkeypatch: pytest.MonkeyPatch, data: bytes) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+
+def test_standard_input_is_read_once_for_the_demand(
+    capture: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demand of a table that overflowed needs a second replay, and standard input can be
+    read once: it is spooled, and the figures are the file's (compressed or not)."""
+    want = report.compute([capture], report.HostSetup(sysctl=SMALL, seed=3))
+    assert not want["table"]["held"] and want["table"]["demand"] > 64
+    for data in (capture.read_bytes(), gzip.compress(capture.read_bytes())):
+        _stdin(monkeypatch, data)
+        fig = report.compute(["-"], report.HostSetup(sysctl=SMALL, seed=3))
+        assert fig == {**want, "captures": ["-"]}
+
+
+def test_truncated_standard_input_names_itself(
+    capture: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Spooled standard input that ends early: the error names standard input, not the
+    temporary file, and a decompression error says why it ended."""
+    setup = report.HostSetup(sysctl=SMALL, seed=3)
+    for data, start in (
+        (capture.read_bytes()[:9000], "standard input: truncated record"),
+        (gzip.compress(capture.read_bytes())[:3000], "standard input: gzip data is corrupt"),
+    ):
+        _stdin(monkeypatch, data)
+        with pytest.raises(nfct.CaptureError) as info:
+            report.compute(["-"], setup)
+        assert str(info.value).startswith(start) and info.value.path == "-"
+        fig = info.value.figures  # type: ignore[attr-defined]
+        assert fig["error"] == str(info.value) and fig["captures"] == ["-"]
+        assert fig["summary"]["packets"] > 0 and fig["table"]["demand"] is None
+        assert "did not finish" in fig["answers"]["What max would have held it?"]
+        assert info.value.summary is not None
+
+
 def _without(fig: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {k: v for k, v in fig.items() if k not in keys}
 
@@ -264,6 +307,88 @@ def test_sweep_equals_serial_runs(capture: Path) -> None:
     assert [r["held"] for r in rows] == [False, False, True, True]
     # The demand of a timeout is the same whatever the max: the overflowing runs learn it.
     assert rows[0]["demand"] == rows[2]["demand"] < rows[1]["demand"] == rows[3]["demand"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sweep_of_a_truncated_capture(capture: Path, tmp_path: Path, workers: int) -> None:
+    """Every run reads what there is; the error and the runs' figures come back (from the
+    worker processes too), each run as a run of its own would have ended."""
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(capture.read_bytes()[:5000])
+    setup = report.HostSetup(seed=1)
+    with pytest.raises(nfct.CaptureError) as info:
+        report.sweep([cut], {"nf_conntrack_max": [64, 1024]}, setup, workers=workers)
+    assert "truncated record" in str(info.value) and info.value.path == str(cut)
+    runs = info.value.figures  # type: ignore[attr-defined]
+    assert [r["sweep"] for r in runs] == [{"nf_conntrack_max": 64}, {"nf_conntrack_max": 1024}]
+    for run in runs:
+        with pytest.raises(nfct.CaptureError) as alone:
+            report.compute([cut], setup.with_sysctl(run["sweep"]), demand=False)
+        assert _without(run, "sweep") == alone.value.figures  # type: ignore[attr-defined]
+        assert run["error"] == str(info.value)
+    proc = run_cli("report", cut, "--json", "--sweep", "nf_conntrack_max=64,1024", "-j", "2")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines()[-1] == f"nfct: {info.value}"
+    assert len(json.loads(proc.stdout)) == 2
+
+
+SWEEP_CTRL_C = """
+import os, signal, sys, time
+from multiprocessing import forkserver
+from nfct import report
+
+t0 = time.monotonic()
+marks = {}
+
+def done(i, n, values):
+    if i == 1:
+        marks["run"] = time.monotonic() - t0
+        marks["kill"] = time.monotonic()
+        os.killpg(os.getpgrp(), signal.SIGINT)  # as Ctrl-C on a terminal: the workers too
+
+grid = {"nf_conntrack_max": [100, 200, 300, 400, 500, 600]}
+try:
+    report.sweep([sys.argv[1]], grid, report.HostSetup(seed=1), workers=2, on_done=done)
+    print("not interrupted")
+except KeyboardInterrupt as e:
+    stopped = time.monotonic() - marks["kill"]
+    server = forkserver._forkserver._forkserver_pid
+    workers = []
+    for stat in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{stat}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == server and fields[0] != "Z":
+            workers.append(stat)
+    print(len(e.figures), marks["run"], stopped, workers)
+"""
+
+
+def test_ctrl_c_stops_a_sweep_at_once(tmp_path: Path) -> None:
+    """Ctrl-C during a parallel sweep: the workers ignore it (no traceback of theirs), the
+    parent terminates them instead of waiting for the runs queued and running, and the runs
+    done come with the KeyboardInterrupt."""
+    path = tmp_path / "many.pcap"
+    recs = [
+        (T0 + i * 0.001, P.udp(f"10.{i % 7}.{i % 200}.{1 + i % 250}", S, 1024 + i % 60000, 53))
+        for i in range(60_000)
+    ]
+    write_pcap(path, recs)
+    proc = subprocess.run(
+        [sys.executable, "-c", SWEEP_CTRL_C, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        start_new_session=True,
+        check=False,
+    )
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    n, run, stopped, workers = proc.stdout.split(maxsplit=3)
+    assert 1 <= int(n) < 6
+    assert float(stopped) < float(run), "stopped well before another run could end"
+    assert workers.strip() == "[]", "no worker left running"
 
 
 def test_sweep_rejects_what_is_not_a_sysctl(capture: Path) -> None:

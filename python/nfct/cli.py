@@ -920,12 +920,11 @@ def _report(args: argparse.Namespace) -> int:
         return 2
     finally:
         bar.close()
-    if (
-        figures is not None
-        and error is not None
-        and not (figures.get("summary") or {}).get("frames")
+    runs = figures if isinstance(figures, list) else [figures] if figures is not None else []
+    if not runs or (
+        error is not None and not any((f.get("summary") or {}).get("frames") for f in runs)
     ):
-        figures = None  # nothing was read: the error says it all
+        figures = None  # nothing was read (or no run of a sweep was done): the error says it all
     if figures is not None:
         if args.json:
             json.dump(figures, sys.stdout, indent=1, allow_nan=False)
