@@ -28,8 +28,8 @@ PYTEST_ARGS ?=
 CARGO_LOCKED := $(if $(filter true 1,$(CI)),--locked,)
 # What the kernel differential tests need, and the headless browser the report's test renders
 # its page in (tests/test_report_browser.py), as Debian packages and as the commands they give.
-APT_PACKAGES := nftables conntrack tcpdump iproute2 chromium
-KERNEL_TOOLS := nft conntrack tcpdump ip chromium
+APT_PACKAGES := nftables conntrack tcpdump iproute2 valgrind chromium
+KERNEL_TOOLS := nft conntrack tcpdump ip valgrind chromium
 RUFF_PATHS := python tests tools $(wildcard benches/*.py)
 STUBTEST_ALLOWLIST := $(wildcard .stubtest-allowlist)
 

@@ -918,6 +918,28 @@ impl Conntrack {
         out
     }
 
+    /// How many entries [`Conntrack::list`] would list at `now`, without making their views:
+    /// expired entries met are reaped the same way. Walks the slab in memory order, not the
+    /// buckets (entries in by their reply direction only, NAT clashes, are not listed).
+    pub fn count_listed(&self, now: u64) -> usize {
+        let mut n = 0;
+        for slot in self.table.allocated_slots() {
+            let Some(lock) = self.table.slot(slot) else { continue };
+            let e = lock.lock();
+            if !e.live || e.dying() || !e.confirmed() || e.status & IPS_NAT_CLASH != 0 {
+                continue;
+            }
+            if e.expired(now) {
+                let gen = e.gen;
+                drop(e);
+                self.delete(slot, gen, now);
+                continue;
+            }
+            n += 1;
+        }
+        n
+    }
+
     /// `gc_worker`, one full pass at time `now`: reap every expired entry. Returns how many were
     /// reaped and schedules the next pass as the kernel paces it (the average remaining
     /// lifetime, clamped to 1 s .. 60 s).

@@ -104,7 +104,9 @@ def test_operations_before_conntrack_see_no_entry_and_after_see_new() -> None:
     assert seen == [("early", None, PRE, V4), ("late", nfct.IP_CT_NEW, PRE, V4)]
 
 
-def test_equal_priorities_run_in_registration_order_and_inet_covers_both() -> None:
+def test_equal_priorities_run_the_last_registered_first_and_inet_covers_both() -> None:
+    """As `nf_hook_entries_grow` inserts: a new operation goes before those of equal
+    priority (the live kernel runs a chain at conntrack's -200 before conntrack)."""
     net = Net()
     order: list[str] = []
 
@@ -118,11 +120,11 @@ def test_equal_priorities_run_in_registration_order_and_inet_covers_both() -> No
     register(net, mk("a"), FWD, 0, pf=INET, name="a")
     register(net, mk("b"), FWD, 0, name="b")
     register(net, mk("c"), FWD, -1, pf=V6, name="c")
-    assert net.hooks(V4, FWD) == [(0, "a"), (0, "b")]
+    assert net.hooks(V4, FWD) == [(0, "b"), (0, "a")]
     assert net.hooks(V6, FWD) == [(-1, "c"), (0, "a")]
     nfct.ip_rcv(net, Skb(q()))
     nfct.ipv6_rcv(net, Skb(P.udp(C6, S6, 1, 2)))
-    assert order == ["a/2", "b/2", "c/10", "a/10"]
+    assert order == ["b/2", "a/2", "c/10", "a/10"]
 
 
 def test_drop_in_forward_leaves_no_entry_accept_leaves_one() -> None:
@@ -401,12 +403,12 @@ def test_random_operations_run_in_priority_order_and_stop_at_drop(
     for pkt in range(n):
         before = len(runs)
         res = nfct.ip_rcv(net, Skb(q(sport=1000 + pkt)))
-        # The expected run: every operation on the path, by hook then priority, equal
-        # priorities in registration order; NF_REPEAT runs the same one again; the first
-        # NF_DROP or NF_STOLEN ends it.
+        # The expected run: every operation on the path, by hook then priority, among equal
+        # priorities the last registered first (as the kernel inserts); NF_REPEAT runs the
+        # same one again; the first NF_DROP or NF_STOLEN ends it.
         expected: list[int] = []
         stop: tuple[int, int, list[int]] | None = None
-        for j in sorted(range(len(ops)), key=lambda j: (path_order[ops[j][0]], ops[j][1])):
+        for j in sorted(range(len(ops)), key=lambda j: (path_order[ops[j][0]], ops[j][1], -j)):
             v = ops[j][2][pkt]
             expected += [j, j] if v == NF_REPEAT else [j]
             if v in (NF_DROP, NF_STOLEN):
@@ -415,9 +417,9 @@ def test_random_operations_run_in_priority_order_and_stop_at_drop(
         assert [j for j, p in runs[before:] if p == pkt] == expected
         assert res.verdict == (stop[2][pkt] if stop else NF_ACCEPT)
         assert res.path == ("drop" if stop else "forward")
-        # Confirmed iff nothing stopped it before conntrack's confirm, which runs first among
-        # the INT_MAX operations of POST_ROUTING (registered before any of them).
-        confirmed.append(stop is None or (stop[0] == POST and stop[1] == INT_MAX))
+        # Confirmed iff nothing stopped it: conntrack's confirm, registered before any of
+        # them, runs last among the INT_MAX operations of POST_ROUTING.
+        confirmed.append(stop is None)
     gc.collect()
     assert len(net) == sum(confirmed)
     assert net.count == len(net)

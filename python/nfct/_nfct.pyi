@@ -820,7 +820,9 @@ class HookResult:
 
 def nf_register_net_hook(net: Net, ops: NfHookOps) -> None:
     """``nf_register_net_hook``: adds ``ops`` to ``net``'s hooks (both families for
-    NFPROTO_INET). Equal priorities run in registration order."""
+    NFPROTO_INET). Among equal priorities the one registered last runs first, as in the
+    kernel (``nf_hook_entries_grow``): an operation at conntrack's own priority runs before
+    conntrack's."""
 
 def nf_unregister_net_hook(net: Net, ops: NfHookOps) -> None:
     """``nf_unregister_net_hook``."""

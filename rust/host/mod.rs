@@ -83,7 +83,10 @@ impl Host {
             sysctls(s, &mut host)?;
         }
         if let Some(r) = o.get("ruleset") {
-            host.ruleset = Some(nft::json::compile(r).map_err(|e| err("ruleset", e.to_string()))?);
+            let ifaces: Vec<(String, u32)> =
+                host.routing.devices.all().iter().map(|d| (d.name.clone(), d.index)).collect();
+            host.ruleset =
+                Some(nft::json::compile_for(r, &ifaces).map_err(|e| err("ruleset", e.to_string()))?);
         }
         Ok(host)
     }
@@ -109,8 +112,13 @@ impl Host {
     }
 }
 
-/// Registers a ruleset's base chains at their hooks (after conntrack's own operations, so
-/// equal priorities run conntrack first); returns the operations' ids.
+/// Registers a ruleset's base chains at their hooks, in the order `nft list ruleset` lists
+/// them (tables, and the chains of each, in the order they were made), after conntrack's own
+/// operations; returns the operations' ids. Among operations of equal priority the registry
+/// runs the one registered last first, as the kernel does: seen in the harness, where an `ip6`
+/// input chain at priority 0 loaded after the harness's own `inet` one dropped packets before
+/// the harness counted them, and a chain at conntrack's -200 ran before conntrack. A chain
+/// added later to an older table is listed with that table: for it the listing does not tell.
 pub fn install(net: &Net, ruleset: &Arc<Ruleset>) -> Vec<u64> {
     let mut ids = Vec::new();
     for (t, c) in ruleset.base_chains() {
@@ -435,5 +443,32 @@ mod tests {
         assert_eq!(at("10.0.0.7"), Some(RouteType::Unicast));
         assert_eq!(at("10.0.1.7"), None);
         assert_eq!(h.routing.devices.by_name("eth0").map(|d| d.mtu), Some(9000));
+    }
+
+    #[test]
+    fn equal_priorities_run_the_chain_listed_last_first() {
+        let chain = |t: &str, n: &str| {
+            format!(
+                r#"{{"chain": {{"family": "inet", "table": "{t}", "name": "{n}", "handle": 1, "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}}}}"#
+            )
+        };
+        let doc = format!(
+            r#"{{"ruleset": {{"nftables": [{{"table": {{"family": "inet", "name": "old", "handle": 1}}}}, {},
+                {{"table": {{"family": "inet", "name": "new", "handle": 2}}}}, {}, {}]}}}}"#,
+            chain("old", "a"),
+            chain("new", "b"),
+            chain("new", "c")
+        );
+        let h = Host::parse(&doc).unwrap();
+        let net = Net::new(crate::net::NetOptions::default(), crate::sysctl::Sysctl::default());
+        install(&net, &Arc::new(h.ruleset.unwrap()));
+        let names: Vec<String> = net
+            .hooks
+            .list(crate::netfilter::Family::V4, crate::uapi::Hook::Forward)
+            .into_iter()
+            .filter(|(p, _)| *p == 0)
+            .map(|(_, n)| n.to_string())
+            .collect();
+        assert_eq!(names, ["inet new c", "inet new b", "inet old a"]);
     }
 }

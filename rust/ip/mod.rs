@@ -368,8 +368,15 @@ pub struct Pipeline<'a, C: Carrier> {
 
 impl<'a, C: Carrier> Pipeline<'a, C> {
     /// The entry a conntrack operation will act on, before it does (traced packets only).
+    #[inline(always)]
     fn trace_before(&self, op: &Op) -> Option<ConnView> {
         self.trace?;
+        self.trace_before_slow(op)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn trace_before_slow(&self, op: &Op) -> Option<ConnView> {
         let OpKind::Conntrack(c) = op.kind else { return None };
         let net = self.net;
         let now = net.now();
@@ -388,8 +395,26 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
         })
     }
 
-    /// Records one operation's step (traced packets only).
+    /// Records one operation's step (traced packets only: a test and a jump otherwise).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn trace_op(
+        &self,
+        hook: Hook,
+        op: &Op,
+        verdict: u32,
+        rule: Option<String>,
+        reason: Option<&'static str>,
+        before: Option<ConnView>,
+    ) {
+        if self.trace.is_some() {
+            self.trace_op_slow(hook, op, verdict, rule, reason, before);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn trace_op_slow(
         &self,
         hook: Hook,
         op: &Op,
@@ -408,7 +433,8 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
             (v, st.ct.ctinfo())
         });
         // An INVALID packet keeps going with its reason and no entry; a drop says why.
-        let invalid = op.is_conntrack() && self.carrier.with(|st| st.ct.nfct == CtRef::None);
+        let invalid = matches!(op.kind, OpKind::Conntrack(CtOp::In | CtOp::Local))
+            && self.carrier.with(|st| st.ct.nfct == CtRef::None);
         let reason = reason.or_else(|| {
             (verdict != NF_ACCEPT || invalid).then(|| self.carrier.with(|st| st.ct.reason)).flatten()
         });

@@ -120,8 +120,10 @@ impl Op {
     }
 }
 
-/// The operations of every hook of both families, each list sorted by priority (equal
-/// priorities in registration order, as `nf_hook_entries_grow` inserts).
+/// The operations of every hook of both families, each list sorted by priority; among equal
+/// priorities the one registered last runs first, as `nf_hook_entries_grow` inserts a new
+/// operation before those of equal priority (observed: a ruleset's chain at conntrack's own
+/// -200 runs before conntrack, registered earlier).
 #[derive(Clone, Debug, Default)]
 pub struct HookTable {
     ops: [[Vec<Arc<Op>>; 5]; 2],
@@ -145,7 +147,7 @@ impl HookTable {
         let nat = matches!(&op.kind, OpKind::Chain(c) if c.is_nat());
         let lists = if nat { &mut self.nat } else { &mut self.ops };
         let list = &mut lists[fam as usize][op.hooknum as usize];
-        let at = list.iter().position(|o| op.priority < o.priority).unwrap_or(list.len());
+        let at = list.iter().position(|o| op.priority <= o.priority).unwrap_or(list.len());
         list.insert(at, op);
     }
 
@@ -373,14 +375,14 @@ mod tests {
     }
 
     #[test]
-    fn equal_priorities_run_in_registration_order() {
+    fn equal_priorities_run_the_last_registered_first() {
         let h = Hooks::with_conntrack();
         let v = |x| OpKind::Chain(nft::builtin::verdict(x));
         h.register(NFPROTO_INET, Hook::Forward, 0, "a".into(), v(NF_ACCEPT)).unwrap();
         h.register(NFPROTO_IPV4, Hook::Forward, -5, "b".into(), v(NF_ACCEPT)).unwrap();
         let c = h.register(NFPROTO_IPV4, Hook::Forward, 0, "c".into(), v(NF_ACCEPT)).unwrap();
         let order: Vec<String> = names(&h, Family::V4, Hook::Forward).into_iter().map(|x| x.1).collect();
-        assert_eq!(order, ["b", "a", "c"]);
+        assert_eq!(order, ["b", "c", "a"]);
         assert_eq!(h.list(Family::V6, Hook::Forward).len(), 1);
         assert!(h.unregister(c));
         assert!(!h.unregister(c));

@@ -104,7 +104,11 @@ pub(super) fn conntrack_batch<'py>(
     let path = replay_path(path)?;
     let data: Vec<u8> = buffer.to_vec(py)?;
     let offsets: PyReadonlyArray1<'py, i64> = offsets.extract().map_err(|_| {
-        Error::type_(format!("offsets must be a numpy int64 array, not {}", type_name(offsets)))
+        let what = match offsets.getattr("dtype") {
+            Ok(dt) => format!("an array of {}", dt.str().map(|s| s.to_string()).unwrap_or_default()),
+            Err(_) => type_name(offsets),
+        };
+        Error::type_(format!("offsets must be a one-dimensional numpy int64 array, not {what}"))
     })?;
     let offs = offsets.as_slice().map_err(|_| Error::value("offsets must be a contiguous int64 array"))?;
     let n = offs.len().saturating_sub(1);
@@ -123,7 +127,11 @@ pub(super) fn conntrack_batch<'py>(
     let ts: Vec<u64> = match tstamps {
         Some(t) => {
             let t: PyReadonlyArray1<'py, f64> = t.extract().map_err(|_| {
-                Error::type_(format!("tstamps must be a numpy float64 array, not {}", type_name(t)))
+                let what = match t.getattr("dtype") {
+                    Ok(dt) => format!("an array of {}", dt.str().map(|s| s.to_string()).unwrap_or_default()),
+                    Err(_) => type_name(t),
+                };
+                Error::type_(format!("tstamps must be a one-dimensional numpy float64 array, not {what}"))
             })?;
             let t = t.as_slice().map_err(|_| Error::value("tstamps must be a contiguous float64 array"))?;
             if t.len() != n {

@@ -302,7 +302,7 @@ impl Net {
     /// `conntrack -L` does); `count` is nf_conntrack_count, unconfirmed entries included.
     fn __len__(&self, py: Python<'_>) -> usize {
         let net = self.inner.clone();
-        detached(py, move || net.ct.list(net.now()).len())
+        detached(py, move || net.ct.count_listed(net.now()))
     }
 
     /// The table as text: fmt "extended" (`conntrack -L -o extended`), "conntrack"

@@ -16,6 +16,7 @@ use crate::defrag::DefragCounters;
 use crate::ip::{self, Class, Ingress, Outcome, PacketClock, PacketRun};
 use crate::net::Net;
 use crate::netfilter::HookTable;
+use crate::table::BULK;
 use crate::wire::link;
 use capture::{Capture, CaptureError};
 use std::collections::BTreeMap;
@@ -93,6 +94,9 @@ impl Summary {
 
     /// Adds another summary's packet counts (a threaded replay's workers).
     fn merge(&mut self, o: Summary) {
+        self.frames += o.frames;
+        self.packets += o.packets;
+        self.non_ip += o.non_ip;
         self.new += o.new;
         self.established += o.established;
         self.related += o.related;
@@ -112,9 +116,7 @@ impl Summary {
     /// terminate MPLS (the kernel harness does not feed it either).
     pub(crate) fn ip_packet<'a>(&mut self, rec: &capture::Record<'a>) -> Option<&'a [u8]> {
         self.frames += 1;
-        let Some((pkt, _)) =
-            link::ip_payload_encap(rec.linktype, rec.data).filter(|(_, e)| e.mpls_labels == 0)
-        else {
+        let Some(pkt) = ip_of(rec) else {
             self.non_ip += 1;
             return None;
         };
@@ -502,77 +504,28 @@ impl Replay<'_> {
         line: &mut String,
     ) -> Result<(), ReplayError> {
         let net = feeder.net;
+        // Records are staged BULK at a time (their IP bytes copied out of the reader's buffer)
+        // so that the lookups of a batch are prefetched before its packets run, as
+        // `conntrack_batch` and the threaded workers do; they then run one by one in order.
+        let mut staged = Staged::default();
         for (ci, path) in paths.iter().enumerate() {
             let mut cap = Capture::open(path).map_err(ReplayError::Capture)?;
             let name = path.display().to_string();
             let name = self.name_prefix.then_some(name.as_str());
-            let mut out_err: Option<std::io::Error> = None;
-            let mut hook_err: Option<ip::ExtError> = None;
-            let mut stopped: Option<ip::ExtError> = None;
+            let mut st = RunState::default();
             // The defrag counters are read around the capture, not per packet (they sit behind
             // the defrag lock, which non-fragments never take).
             let defrag_before = net.defrag.counters();
             let res = cap.for_each(|rec| {
-                if hook_err.is_some() || stopped.is_some() {
+                if st.hook_err.is_some() || st.stopped.is_some() {
                     return;
                 }
-                if rec.index % TICK == 0 {
-                    if let Some(t) = self.tick.as_mut() {
-                        if let Err(e) = t(summary.frames, summary.packets) {
-                            stopped = Some(e);
-                            return;
-                        }
-                    }
-                }
-                let ts = u64::try_from(rec.ts_ns).unwrap_or(0);
-                while *next_action < self.actions.len() && self.actions[*next_action].0 <= ts {
-                    let (t, act) = &mut self.actions[*next_action];
-                    *next_action += 1;
-                    if let Err(e) = run_action(feeder, *t, act) {
-                        hook_err = Some(e);
-                        return;
-                    }
-                }
-                let Some(pkt) = summary.ip_packet(rec) else { return };
-                let mut out = feeder.feed_on(pkt, ts, rec.iface);
-                if let Some(e) = out.error.take() {
-                    hook_err = Some(e);
-                    return;
-                }
-                summary.record(&out);
-                if let Some(o) = self.observer.as_mut() {
-                    if let Err(e) = o.packet(net, ci, rec.index, ts, pkt, &out) {
-                        hook_err = Some(e);
-                        return;
-                    }
-                }
-                if let (Some(w), None) = (self.events_out.as_mut(), out_err.as_ref()) {
-                    net.ct.events.drain(|ev| {
-                        line.clear();
-                        ev.line(self.event_timestamps, line);
-                        line.push('\n');
-                        if let Err(e) = w.write_all(line.as_bytes()) {
-                            out_err.get_or_insert(e);
-                        }
-                    });
-                }
-                if let (Some(w), None) = (self.sent_out.as_mut(), out_err.as_ref()) {
-                    if let Some(bytes) = sent_bytes(&out, pkt) {
-                        if let Err(e) =
-                            capture::write_pcap_record(*w, u64::try_from(rec.ts_ns).unwrap_or(0), bytes)
-                        {
-                            out_err = Some(e);
-                        }
-                    }
-                }
-                if let (Some(w), None) = (self.packets_out.as_mut(), out_err.as_ref()) {
-                    let (class, reason) = out.class();
-                    let by = out.dropped_by_name();
-                    if let Err(e) = write_line(*w, name, rec.index, class, reason, by.as_deref()) {
-                        out_err = Some(e);
-                    }
+                staged.push(rec);
+                if staged.items.len() >= BULK {
+                    self.run_staged(feeder, &mut staged, ci, name, summary, next_action, line, &mut st);
                 }
             });
+            self.run_staged(feeder, &mut staged, ci, name, summary, next_action, line, &mut st);
             summary.add_defrag(defrag_before, net.defrag.counters());
             if let Some(w) = self.packets_out.as_mut() {
                 w.flush().map_err(ReplayError::Output)?;
@@ -583,16 +536,16 @@ impl Replay<'_> {
             if let Some(w) = self.sent_out.as_mut() {
                 w.flush().map_err(ReplayError::Output)?;
             }
-            if let Some(e) = hook_err {
+            if let Some(e) = st.hook_err {
                 return Err(ReplayError::Hook(e));
             }
-            if let Some(e) = stopped {
+            if let Some(e) = st.stopped {
                 return Err(ReplayError::Interrupted(e));
             }
             if let Some(t) = self.tick.as_mut() {
                 t(summary.frames, summary.packets).map_err(ReplayError::Interrupted)?;
             }
-            if let Some(e) = out_err {
+            if let Some(e) = st.out_err {
                 return Err(ReplayError::Output(e));
             }
             res.map_err(ReplayError::Capture)?;
@@ -604,6 +557,145 @@ impl Replay<'_> {
         }
         Ok(())
     }
+
+    /// Runs the staged records in order (after prefetching their lookups) and empties the
+    /// stage: per record the tick, the actions due, the packet through the stack, and what the
+    /// replay writes or hands on about it. Stops at the first error, which `st` keeps.
+    #[allow(clippy::too_many_arguments)]
+    fn run_staged<R: Runner>(
+        &mut self,
+        feeder: &mut Feeder<'_, R>,
+        staged: &mut Staged,
+        ci: usize,
+        name: Option<&str>,
+        summary: &mut Summary,
+        next_action: &mut usize,
+        line: &mut String,
+        st: &mut RunState,
+    ) {
+        let net = feeder.net;
+        feeder.prefetch(staged.items.iter().filter_map(|it| it.ip.map(|(a, b)| &staged.buf[a..b])));
+        for it in &staged.items {
+            if st.hook_err.is_some() || st.stopped.is_some() {
+                break;
+            }
+            if it.index % TICK == 0 {
+                if let Some(t) = self.tick.as_mut() {
+                    if let Err(e) = t(summary.frames, summary.packets) {
+                        st.stopped = Some(e);
+                        break;
+                    }
+                }
+            }
+            let ts = it.ts;
+            while *next_action < self.actions.len() && self.actions[*next_action].0 <= ts {
+                let (t, act) = &mut self.actions[*next_action];
+                *next_action += 1;
+                if let Err(e) = run_action(feeder, *t, act) {
+                    st.hook_err = Some(e);
+                    break;
+                }
+            }
+            if st.hook_err.is_some() {
+                break;
+            }
+            summary.frames += 1;
+            let Some((a, b)) = it.ip else {
+                summary.non_ip += 1;
+                continue;
+            };
+            summary.packets += 1;
+            let pkt = &staged.buf[a..b];
+            let mut out = feeder.feed_on(pkt, ts, it.iface.as_deref());
+            if let Some(e) = out.error.take() {
+                st.hook_err = Some(e);
+                break;
+            }
+            summary.record(&out);
+            if let Some(o) = self.observer.as_mut() {
+                if let Err(e) = o.packet(net, ci, it.index, ts, pkt, &out) {
+                    st.hook_err = Some(e);
+                    break;
+                }
+            }
+            if let (Some(w), None) = (self.events_out.as_mut(), st.out_err.as_ref()) {
+                net.ct.events.drain(|ev| {
+                    line.clear();
+                    ev.line(self.event_timestamps, line);
+                    line.push('\n');
+                    if let Err(e) = w.write_all(line.as_bytes()) {
+                        st.out_err.get_or_insert(e);
+                    }
+                });
+            }
+            if let (Some(w), None) = (self.sent_out.as_mut(), st.out_err.as_ref()) {
+                if let Some(bytes) = sent_bytes(&out, pkt) {
+                    if let Err(e) = capture::write_pcap_record(*w, ts, bytes) {
+                        st.out_err = Some(e);
+                    }
+                }
+            }
+            if let (Some(w), None) = (self.packets_out.as_mut(), st.out_err.as_ref()) {
+                let (class, reason) = out.class();
+                let by = out.dropped_by_name();
+                if let Err(e) = write_line(*w, name, it.index, class, reason, by.as_deref()) {
+                    st.out_err = Some(e);
+                }
+            }
+        }
+        staged.clear();
+    }
+}
+
+/// What stopped a capture's replay, if anything.
+#[derive(Default)]
+struct RunState {
+    out_err: Option<std::io::Error>,
+    hook_err: Option<ip::ExtError>,
+    stopped: Option<ip::ExtError>,
+}
+
+/// Capture records waiting to run: their IP bytes (copied out of the reader's buffer).
+#[derive(Default)]
+struct Staged {
+    buf: Vec<u8>,
+    items: Vec<StagedRecord>,
+}
+
+struct StagedRecord {
+    index: u64,
+    ts: u64,
+    /// Where its IP packet is in the buffer; None for a record that carries none.
+    ip: Option<(usize, usize)>,
+    iface: Option<Box<str>>,
+}
+
+impl Staged {
+    fn push(&mut self, rec: &capture::Record<'_>) {
+        let ip = ip_of(rec).map(|pkt| {
+            let a = self.buf.len();
+            self.buf.extend_from_slice(pkt);
+            (a, self.buf.len())
+        });
+        self.items.push(StagedRecord {
+            index: rec.index,
+            ts: u64::try_from(rec.ts_ns).unwrap_or(0),
+            ip,
+            iface: rec.iface.map(Box::from),
+        });
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.items.clear();
+    }
+}
+
+/// The IP packet a capture record carries for the IP stack, if any. IP inside MPLS is
+/// label-switched, not seen by the IP hooks of a router that does not terminate MPLS (the
+/// kernel harness does not feed it either).
+fn ip_of<'a>(rec: &capture::Record<'a>) -> Option<&'a [u8]> {
+    link::ip_payload_encap(rec.linktype, rec.data).filter(|(_, e)| e.mpls_labels == 0).map(|(p, _)| p)
 }
 
 /// Runs an action at capture time `t`: the namespace's clock first moves there (on the

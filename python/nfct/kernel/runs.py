@@ -3,6 +3,7 @@ return, :class:`KernelResult`."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from nfct.kernel.capture import iter_capture_ip
-from nfct.kernel.lab import KernelLab, _sigterm_raises, check_available, global_sysctls
+from nfct.kernel.lab import Egress, KernelLab, _sigterm_raises, check_available, global_sysctls
 
 __all__ = ["KernelResult", "run_capture", "run_packets"]
 
@@ -48,6 +49,13 @@ class KernelResult:
     #: The namespace as a host file (``nfct host-snapshot`` run inside it before the first
     #: packet), with ``snapshot_host=True``.
     host: dict[str, Any] | None = None
+    #: ``nft -j list ruleset`` in the namespace after the run (its counters as they ended), with
+    #: ``ruleset_after=True``.
+    ruleset_after: dict[str, Any] | None = None
+    #: The packets that left the namespace's stack, in order, with ``capture=True``: each an
+    #: :class:`~nfct.kernel.lab.Egress` ``(data, packet, dev)``, ``packet`` being the position
+    #: in ``packets`` of the packet that made it leave (see :meth:`KernelLab.captured`).
+    egress: list[Egress] | None = None
 
 
 def run_packets(
@@ -60,6 +68,9 @@ def run_packets(
     after_each: Callable[[KernelLab], None] | None = None,
     ruleset: str | None = None,
     snapshot_host: bool = False,
+    setup: Callable[[KernelLab], None] | None = None,
+    ruleset_after: bool = False,
+    capture: bool = False,
 ) -> KernelResult:
     """Write IP packets (bytes starting at the IPv4/IPv6 header, timestamp in seconds) in order
     into a fresh namespace's TUN device and report the kernel's verdict.
@@ -77,16 +88,24 @@ def run_packets(
     been written (e.g. to list the table after every packet). ``ruleset``: more nft tables
     loaded into the namespace before the first packet (e.g. a raw chain setting ct zones;
     the harness's forward chain counts at the filter priority, so a chain that drops before
-    it makes those packets "dropped").
+    it makes those packets "dropped"). ``setup``: called with the live lab once the ruleset is
+    loaded, before the host snapshot and the first packet (e.g. to add addresses or routes, or
+    to change an IP sysctl with ``lab.write_sysctl``). ``snapshot_host``: take
+    :attr:`KernelResult.host` then. ``ruleset_after``: read :attr:`KernelResult.ruleset_after`
+    (``nft -j list ruleset``) once the run is over. ``capture``: keep the packets that leave
+    the namespace (forwarded out of the veth, where they are otherwise dropped, or routed back
+    out of the TUN device) in :attr:`KernelResult.egress`.
     """
     check_available()
     with (
         _sigterm_raises(),
         global_sysctls(global_sysctl),
-        KernelLab(sysctl) as lab,
+        KernelLab(sysctl, capture=capture) as lab,
     ):
         if ruleset:
             lab.nft_apply(ruleset)
+        if setup is not None:
+            setup(lab)
         host = lab.host_snapshot() if snapshot_host else None
         lab.events_start()
         sent = errors = 0
@@ -120,6 +139,8 @@ def run_packets(
         count = lab.count()
         lines = lab.lines()
         stats = lab.stats()
+        after = json.loads(lab.exec("nft", "-j", "list", "ruleset")) if ruleset_after else None
+        egress = lab.captured() if capture else None
         return KernelResult(
             lines=lines,
             stats=stats,
@@ -132,6 +153,8 @@ def run_packets(
             events_lost=lab.events_lost,
             sysctl=dict(lab.sysctl),
             host=host,
+            ruleset_after=after,
+            egress=egress,
         )
 
 
@@ -144,6 +167,10 @@ def run_capture(
     global_sysctl: Mapping[str, int] | None = None,
     ruleset: str | None = None,
     snapshot_host: bool = False,
+    setup: Callable[[KernelLab], None] | None = None,
+    ruleset_after: bool = False,
+    after_each: Callable[[KernelLab], None] | None = None,
+    capture: bool = False,
 ) -> KernelResult:
     """:func:`run_packets` on the IP packets of a pcap/pcapng file (:func:`iter_capture_ip`)."""
     check_available()
@@ -155,4 +182,8 @@ def run_capture(
         global_sysctl=global_sysctl,
         ruleset=ruleset,
         snapshot_host=snapshot_host,
+        setup=setup,
+        ruleset_after=ruleset_after,
+        after_each=after_each,
+        capture=capture,
     )

@@ -6,12 +6,13 @@ use super::types::{Datatype, Literal, Val};
 use super::{
     Base, BaseChain, BinOp, Chain, ChainType, CmpOp, Comp, Counter, CounterSite, CtKey, Data, Expr,
     FibResult, MangleKey, MetaKey, NatKind, NatStmt, Payload, Rhs, Rule, Ruleset, Set, Stmt, Table,
-    TableFamily, Verdict, FIB_DADDR, FIB_IIF, FIB_MARK, FIB_OIF, FIB_SADDR,
+    TableFamily, Verdict, FIB_DADDR, FIB_IIF, FIB_MARK, FIB_OIF, FIB_PRESENT, FIB_SADDR,
 };
 use crate::netfilter::Family;
 use crate::tuple::{Direction, Zone};
 use crate::uapi::{Hook, NF_ACCEPT, NF_DROP};
 use serde_json::Value;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -104,7 +105,23 @@ pub fn parse(text: &str) -> Result<Ruleset, NftError> {
     compile(&doc)
 }
 
-/// Compiles a parsed `nft -j` document.
+thread_local! {
+    /// The host's interfaces (name to ifindex) while [`compile_for`] runs: `nft -j` prints an
+    /// `iface_index` value (`meta iif "eth0"`, `fib saddr oif "eth0"`, a set of them) as the
+    /// interface's name, which the kernel resolved to its index when the rule was loaded.
+    static IFINDEX: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
+}
+
+/// Compiles a parsed `nft -j` document for a host with these interfaces (name, ifindex).
+pub fn compile_for(doc: &Value, ifaces: &[(String, u32)]) -> Result<Ruleset, NftError> {
+    IFINDEX.with(|m| *m.borrow_mut() = ifaces.iter().cloned().collect());
+    let out = compile(doc);
+    IFINDEX.with(|m| m.borrow_mut().clear());
+    out
+}
+
+/// Compiles a parsed `nft -j` document (interface names in `iface_index` values resolve only
+/// through [`compile_for`]).
 pub fn compile(doc: &Value) -> Result<Ruleset, NftError> {
     let top = |m: String| NftError { at: String::new(), message: m };
     let objs = doc
@@ -148,14 +165,9 @@ pub fn compile(doc: &Value) -> Result<Ruleset, NftError> {
                 t.chain_ix.insert(name.to_string(), t.chains.len());
                 t.chains.push(Chain { name: name.to_string(), base, rules: Vec::new() });
             }
-            "set" | "map" => {
-                let t = table_of(&mut tables, &by_key, body)?;
-                let at = format!("{} {}", t.family.name(), t.name);
-                let (name, set, types) =
-                    named_set(kind == "map", body, t).map_err(|m| NftError { at: at.clone(), message: m })?;
-                t.set_types.insert(name.clone(), types);
-                t.sets.insert(name, Arc::new(set));
-            }
+            // After every chain is known (below): a verdict map's elements jump to chains, and
+            // nft lists sets and maps before the chains of their table.
+            "set" | "map" => {}
             "counter" => {
                 let t = table_of(&mut tables, &by_key, body)?;
                 let name = str_field(body, "name").map_err(top)?;
@@ -186,6 +198,15 @@ pub fn compile(doc: &Value) -> Result<Ruleset, NftError> {
                 return Err(NftError { at, message: format!("{other} objects ({name}) are not modelled") });
             }
         }
+    }
+    for o in objs {
+        let Some((kind @ ("set" | "map"), body)) = single(o) else { continue };
+        let t = table_of(&mut tables, &by_key, body)?;
+        let at = format!("{} {}", t.family.name(), t.name);
+        let (name, set, types) =
+            named_set(kind == "map", body, t).map_err(|m| NftError { at: at.clone(), message: m })?;
+        t.set_types.insert(name.clone(), types);
+        t.sets.insert(name, Arc::new(set));
     }
     // Pass 2: rules, in order.
     for o in objs {
@@ -267,6 +288,13 @@ fn base_chain(family: TableFamily, o: &Value) -> Res<Option<BaseChain>> {
         "nat" => ChainType::Nat,
         t => return Err(format!("chain type {t} is not modelled")),
     };
+    if typ == ChainType::Nat && hook == Hook::Forward {
+        // nft_chain_nat hooks prerouting, input, output and postrouting only: nft's `type nat
+        // hook forward` fails with EOPNOTSUPP (observed on 6.18), so no host has one.
+        return Err("a nat chain at forward: the kernel has nat chains at prerouting, input, output and \
+             postrouting only"
+            .into());
+    }
     let prio = o
         .get("prio")
         .and_then(Value::as_i64)
@@ -387,6 +415,14 @@ fn prefix(p: &Value, d: Datatype) -> Res<(Val, Val)> {
 /// A literal (number, string, boolean, or a list of flags ORed) of datatype `d`.
 fn lit(v: &Value, d: Datatype) -> Res<Val> {
     let bad = || format!("{} is not a {d:?} value", show(v));
+    if let (Datatype::IfIndex, Value::String(name)) = (d, v) {
+        if super::types::parse_num(name).is_none() {
+            let index = IFINDEX.with(|m| m.borrow().get(name.as_str()).copied());
+            return index
+                .map(|i| Val::uint(u64::from(i), 4))
+                .ok_or_else(|| format!("interface {name:?} is not one of the host's (its \"addr\" part)"));
+        }
+    }
     match v {
         Value::Number(n) => d.literal(&Literal::Num(n.as_u64().ok_or_else(bad)?)).ok_or_else(bad),
         Value::String(s) => d.literal(&Literal::Str(s)).ok_or_else(bad),
@@ -765,8 +801,17 @@ fn stmt(v: &Value, t: &mut TableBuild, sites: &mut Vec<CounterSite>, chain: &str
     let Some((k, body)) = single(v) else { return Err("not a statement".into()) };
     Ok(match k {
         "match" => {
-            let (left, types) = expr(body.get("left").ok_or("match without left")?, t)?;
+            let (mut left, mut types) = expr(body.get("left").ok_or("match without left")?, t)?;
             let right = body.get("right").ok_or("match without right")?;
+            // `fib ... oif exists` / `oif missing` (firewalld's rpfilter): nft prints the
+            // comparison with a boolean and sets NFTA_FIB_F_PRESENT, so the expression yields
+            // whether a route (out of the interface asked for) was found, not the interface.
+            if let (Expr::Fib { result: r @ (FibResult::Oif | FibResult::OifName), flags }, Value::Bool(_)) =
+                (&left, right)
+            {
+                left = Expr::Fib { result: *r, flags: flags | FIB_PRESENT };
+                types = vec![Datatype::Boolean];
+            }
             let op = str_field(body, "op")?;
             let bits = types.len() == 1 && types[0].is_bitmask();
             let (op, right) = match op {
@@ -779,6 +824,11 @@ fn stmt(v: &Value, t: &mut TableBuild, sites: &mut Vec<CounterSite>, chain: &str
                 "in" => match rhs(right, &types, t)? {
                     Rhs::Val(m) if bits => (CmpOp::Eq, Rhs::Bits(m)),
                     r => (CmpOp::Eq, r),
+                },
+                // `ct status & seen-reply == 0` (`ct status ! seen-reply`): none of the bits.
+                "!" if bits => match rhs(right, &types, t)? {
+                    Rhs::Val(m) => (CmpOp::Ne, Rhs::Bits(m)),
+                    _ => return Err("! on other than flags".into()),
                 },
                 o => return Err(format!("match operator {o}")),
             };
@@ -929,8 +979,13 @@ fn nat_stmt(k: &str, body: &Value, t: &TableBuild) -> Res<NatStmt> {
             addr_hi = Some(Expr::Imm(lit(hi, addr_type)?));
         } else if let Some(m) = a.get("map") {
             addr = Some(nat_map(m, addr_type, t)?);
-        } else if a.get("prefix").is_some() {
-            return Err(format!("{k} to a prefix is not modelled"));
+        } else if let Some(p) = a.get("prefix") {
+            // Without the netmap flag (refused above) a prefix is the range of its addresses:
+            // nft lists `dnat to 10.0.0.16-10.0.0.31` as `dnat to 10.0.0.16/28`, and the kernel
+            // gets the range's first and last address (observed on 6.18 with nft 1.0.6).
+            let (lo, hi) = prefix(p, addr_type)?;
+            addr = Some(Expr::Imm(lo));
+            addr_hi = Some(Expr::Imm(hi));
         } else if a.is_string() {
             addr = Some(Expr::Imm(lit(a, addr_type)?));
         } else {
@@ -1024,5 +1079,51 @@ mod tests {
         .unwrap();
         assert_eq!(ok.tables[0].chains[0].rules.len(), 1);
         assert_eq!(ok.base_chains(), [(0, 0)]);
+    }
+
+    #[test]
+    fn interface_names_are_the_hosts() {
+        // `meta iif "eth1"` as nft -j prints it: the kernel resolved the name when it loaded the
+        // rule, nfct resolves it through the host's interfaces.
+        let doc: Value = serde_json::from_str(
+            r#"{"nftables": [{"table": {"family": "inet", "name": "f", "handle": 1}},
+            {"chain": {"family": "inet", "table": "f", "name": "fw", "handle": 1, "type": "filter",
+               "hook": "forward", "prio": 0, "policy": "accept"}},
+            {"rule": {"family": "inet", "table": "f", "chain": "fw", "handle": 4, "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iif"}}, "right": "eth1"}}, {"drop": null}]}}]}"#,
+        )
+        .unwrap();
+        let e = compile(&doc).unwrap_err();
+        assert_eq!(e.at, "inet f fw handle 4");
+        assert!(e.message.contains("interface \"eth1\" is not one of the host's"), "{e}");
+        let ok = compile_for(&doc, &[("eth0".into(), 2), ("eth1".into(), 3)]).unwrap();
+        let Stmt::Match { right: Rhs::Val(v), .. } = &ok.tables[0].chains[0].rules[0].stmts[0] else {
+            panic!("not a match")
+        };
+        assert_eq!(v.as_u64(), 3);
+        assert!(compile(&doc).is_err(), "the names do not outlive compile_for");
+    }
+
+    #[test]
+    fn verdict_maps_jump_to_chains_listed_after_them() {
+        // nft -j lists a table's sets and maps before its chains.
+        let doc = r#"{"nftables": [{"table": {"family": "inet", "name": "svc", "handle": 1}},
+            {"map": {"family": "inet", "name": "dispatch", "table": "svc", "type": "inet_service", "handle": 1, "map": "verdict",
+                     "elem": [[80, {"goto": {"target": "svc_web"}}]]}},
+            {"chain": {"family": "inet", "table": "svc", "name": "svc_web", "handle": 2}},
+            {"chain": {"family": "inet", "table": "svc", "name": "pre", "handle": 3, "type": "filter", "hook": "prerouting", "prio": 0, "policy": "accept"}},
+            {"rule": {"family": "inet", "table": "svc", "chain": "pre", "handle": 4, "expr": [{"vmap": {"key": {"payload": {"protocol": "tcp", "field": "dport"}}, "data": "@dispatch"}}]}}]}"#;
+        let rs = parse(doc).unwrap();
+        assert_eq!(rs.tables[0].chains.len(), 2);
+    }
+
+    #[test]
+    fn a_nat_chain_at_forward_is_refused() {
+        let e = parse(
+            r#"{"nftables": [{"table": {"family": "ip", "name": "n", "handle": 1}},
+            {"chain": {"family": "ip", "table": "n", "name": "f", "handle": 1, "type": "nat",
+               "hook": "forward", "prio": 0, "policy": "accept"}}]}"#,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("nat chain at forward"), "{e}");
     }
 }

@@ -15,7 +15,7 @@ pub mod json;
 pub mod types;
 
 use crate::core::{Conntrack, CtRef, SkbCt};
-use crate::fib::{Dev, Devices, Fib};
+use crate::fib::{Dev, Devices, Fib, RouteType};
 use crate::nat::{self, Manip, NatEnv, NatRange, NatState};
 use crate::netfilter::Family;
 use crate::tuple::{Direction, Zone};
@@ -176,6 +176,8 @@ pub const FIB_DADDR: u8 = 2;
 pub const FIB_MARK: u8 = 4;
 pub const FIB_IIF: u8 = 8;
 pub const FIB_OIF: u8 = 16;
+/// `NFTA_FIB_F_PRESENT`: `fib ... oif exists` / `missing`, a boolean instead of the interface.
+pub const FIB_PRESENT: u8 = 32;
 
 /// Binary operators of expressions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -893,7 +895,14 @@ fn payload(p: &Payload, ctx: &PktCtx<'_>) -> Option<Val> {
     let nbits = p.len_bits as usize;
     let first = bit0 / 8;
     let last = (bit0 + nbits).div_ceil(8);
-    let bytes = ctx.data.get(first..last)?;
+    let forwarded;
+    let bytes = match forwarded_header(ctx, first, last) {
+        Some(h) => {
+            forwarded = h;
+            forwarded.get(first..last)?
+        }
+        None => ctx.data.get(first..last)?,
+    };
     if bit0.is_multiple_of(8) && nbits.is_multiple_of(8) {
         return Some(Val::from_bytes(bytes));
     }
@@ -905,6 +914,35 @@ fn payload(p: &Payload, ctx: &PktCtx<'_>) -> Option<Val> {
     let tail = last * 8 - (bit0 + nbits);
     let v = (x >> tail) & ((1u128 << nbits) - 1);
     Some(Val::uint(v as u64, nbits.div_ceil(8)))
+}
+
+/// At FORWARD, and at POST_ROUTING of a packet the host forwards, rules see the header as
+/// `ip_forward` / `ip6_forward` left it before those hooks: the TTL (hop limit) one lower and
+/// the IPv4 header checksum updated to match (`ip_decrease_ttl`). Seen in the harness: `ip ttl
+/// 63` and `ip6 hoplimit 63` match packets sent with 64 in a forward chain. Returns the
+/// header so changed when bytes `first..last` touch it.
+fn forwarded_header(ctx: &PktCtx<'_>, first: usize, last: usize) -> Option<Vec<u8>> {
+    let forwarded = ctx.hook == Hook::Forward || (ctx.hook == Hook::PostRouting && ctx.iif.is_some());
+    if !forwarded {
+        return None;
+    }
+    let (ttl_at, end) = match ctx.family {
+        Family::V4 => (8, 12),
+        Family::V6 => (7, 8),
+    };
+    if first >= end || last <= ttl_at || ctx.data.len() < end || ctx.data[ttl_at] == 0 {
+        return None;
+    }
+    let mut h = ctx.data[..last.max(end).min(ctx.data.len())].to_vec();
+    h[ttl_at] -= 1;
+    if ctx.family == Family::V4 {
+        // `ip_decrease_ttl` as a little-endian machine computes it: the checksum word loaded
+        // as it lies in memory, plus htons(0x0100), with its end-around carry.
+        let check = u32::from(u16::from_le_bytes([h[10], h[11]])) + 1;
+        let check = (check + u32::from(check >= 0xffff)) as u16;
+        h[10..12].copy_from_slice(&check.to_le_bytes());
+    }
+    Some(h)
 }
 
 /// The name of an interface as a register holds it (16 bytes, NUL-padded).
@@ -922,11 +960,14 @@ fn meta(k: MetaKey, ctx: &PktCtx<'_>) -> Option<Val> {
         MetaKey::NfProto => Val::uint(u64::from(ctx.family.nfproto()), 1),
         MetaKey::Protocol => Val::uint(if ctx.family == Family::V4 { 0x0800 } else { 0x86dd }, 2),
         MetaKey::Mark => Val::uint(u64::from(*ctx.mark), 4),
-        MetaKey::Iif => Val::uint(u64::from(ctx.iif?.index), 4),
-        MetaKey::IifName => ifname(ctx.iif?),
+        // No interface (none in yet at LOCAL_OUT, none out yet at PRE_ROUTING and LOCAL_IN):
+        // index 0 and the empty name (`nft_meta_store_ifindex`, `nft_meta_store_ifname`); the
+        // type is no match.
+        MetaKey::Iif => Val::uint(u64::from(ctx.iif.map_or(0, |d| d.index)), 4),
+        MetaKey::IifName => ctx.iif.map_or(Val::from_bytes(&[0u8; 16]), ifname),
         MetaKey::IifType => Val::uint(u64::from(ctx.iif?.link_type), 2),
-        MetaKey::Oif => Val::uint(u64::from(ctx.oif?.index), 4),
-        MetaKey::OifName => ifname(ctx.oif?),
+        MetaKey::Oif => Val::uint(u64::from(ctx.oif.map_or(0, |d| d.index)), 4),
+        MetaKey::OifName => ctx.oif.map_or(Val::from_bytes(&[0u8; 16]), ifname),
         MetaKey::OifType => Val::uint(u64::from(ctx.oif?.link_type), 2),
         MetaKey::Length => Val::uint(ctx.data.len() as u64, 4),
         MetaKey::PktType => {
@@ -1007,6 +1048,16 @@ fn ct(k: CtKey, dir: Option<Direction>, ctx: &PktCtx<'_>) -> Option<Val> {
 }
 
 /// A `fib` expression (`nft_fib4_eval`, `nft_fib6_eval`, `nft_fib_eval_type`).
+///
+/// What the live kernel (6.18) was seen to do, and this follows: `oif` finds the interface of
+/// the route to the address, and nothing for a local route (IPv4 and IPv6), for a
+/// blackhole/unreachable/prohibit route or no route at all, or for a route out of another
+/// interface than the one asked for (`. iif`, `. oif`); broadcast and multicast routes give
+/// their interface. An IPv4 packet from 0.0.0.0 to the limited broadcast or to 224.0.0.0/24,
+/// an ICMPv6 one from :: to a link-local address at PRE_ROUTING, and a packet that came in on
+/// loopback at PRE_ROUTING give the input interface. IPv4 `type` asks the local table only (a
+/// blackhole destination is `unicast`); IPv6 `type` follows the route (`blackhole`,
+/// `prohibit`, `unreachable`), and is `unspec` for ::.
 fn fib(result: FibResult, flags: u8, ctx: &PktCtx<'_>) -> Option<Val> {
     let (src, dst) = ip::addrs(ctx.data)?;
     let a = if flags & FIB_SADDR != 0 { src } else { dst };
@@ -1014,6 +1065,7 @@ fn fib(result: FibResult, flags: u8, ctx: &PktCtx<'_>) -> Option<Val> {
         // No routing table (nfct's default router): every unicast address routes out.
         return Some(match result {
             FibResult::Type => Val::uint(if a.is_multicast() { 5 } else { 1 }, 4),
+            _ if flags & FIB_PRESENT != 0 => Val::uint(u64::from(!a.is_multicast()), 1),
             FibResult::Oif => Val::uint(0, 4),
             FibResult::OifName => Val::from_bytes(&[0u8; 16]),
         });
@@ -1025,19 +1077,83 @@ fn fib(result: FibResult, flags: u8, ctx: &PktCtx<'_>) -> Option<Val> {
     } else {
         None
     };
-    match result {
-        FibResult::Type => Some(Val::uint(u64::from(fib.addr_type(a, dev).rtn()), 4)),
-        FibResult::Oif | FibResult::OifName => {
-            let out = fib
-                .lookup(a, None)
-                .filter(|r| matches!(r.typ, crate::fib::RouteType::Unicast | crate::fib::RouteType::Local));
-            let idx = out.and_then(|r| r.dev).filter(|i| dev.is_none() || Some(*i) == dev);
-            let d = idx.and_then(|i| ctx.devs.by_index(i));
-            Some(match result {
-                FibResult::Oif => Val::uint(u64::from(d.map_or(0, |d| d.index)), 4),
-                _ => d.map_or(Val::from_bytes(&[0u8; 16]), ifname),
-            })
+    let store = |d: Option<&Dev>| -> Val {
+        if flags & FIB_PRESENT != 0 {
+            // `nft_fib_store_result` with NFTA_FIB_F_PRESENT: whether an interface was found.
+            return Val::uint(u64::from(d.is_some()), 1);
         }
+        match result {
+            FibResult::OifName => d.map_or(Val::from_bytes(&[0u8; 16]), ifname),
+            _ => Val::uint(u64::from(d.map_or(0, |d| d.index)), 4),
+        }
+    };
+    if result == FibResult::Type {
+        let t = match a {
+            IpAddr::V4(_) => fib.addr_type(a, dev).rtn(),
+            // RTN_UNSPEC for ::.
+            IpAddr::V6(v) if v.is_unspecified() => 0,
+            IpAddr::V6(_) => fib6_type(fib, a, dev).rtn(),
+        };
+        return Some(Val::uint(u64::from(t), 4));
+    }
+    // Answered with the input interface, without a lookup: a packet that came in on
+    // loopback, an IPv4 one from 0.0.0.0 to the limited broadcast or 224.0.0.0/24, and at
+    // PRE_ROUTING an ICMPv6 one from :: to a link-local address (duplicate address detection).
+    let shortcut = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            s.is_unspecified() && (d.is_broadcast() || d.octets()[..3] == [224, 0, 0])
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let o = d.octets();
+            let link_local = (o[0] == 0xfe && o[1] & 0xc0 == 0x80) || (o[0] == 0xff && o[1] & 0x0f == 2);
+            ctx.hook == Hook::PreRouting
+                && s.is_unspecified()
+                && link_local
+                && l4(ctx).is_some_and(|(proto, _)| proto == 58)
+        }
+        _ => false,
+    };
+    if shortcut || (ctx.hook == Hook::PreRouting && ctx.iif.is_some_and(|d| d.loopback)) {
+        return Some(store(ctx.iif));
+    }
+    // IPv6 link-local scope: the lookup is made out of the interface asked for.
+    let route = fib.lookup(a, if link_scope(a) { dev } else { None });
+    let out = route.filter(|r| match r.typ {
+        RouteType::Unicast | RouteType::Broadcast | RouteType::Multicast => true,
+        RouteType::Anycast => a.is_ipv4(),
+        _ => false,
+    });
+    let idx = out.and_then(|r| r.dev).filter(|i| dev.is_none() || Some(*i) == dev);
+    Some(store(idx.and_then(|i| ctx.devs.by_index(i))))
+}
+
+/// Whether an IPv6 address has link-local scope (unicast fe80::/10, or multicast of scope 1-2).
+fn link_scope(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V6(v) => {
+            let o = v.octets();
+            (o[0] == 0xfe && o[1] & 0xc0 == 0x80) || (o[0] == 0xff && o[1] & 0x0f <= 2)
+        }
+        IpAddr::V4(_) => false,
+    }
+}
+
+/// `fib ... type` of an IPv6 address (`__nft_fib6_eval_type`): local when it is one of the
+/// interface's own (with `. iif`/`. oif`), else what the route to it says.
+fn fib6_type(fib: &Fib, a: IpAddr, dev: Option<u32>) -> RouteType {
+    if dev.is_some() && fib.addr_type(a, dev) == RouteType::Local {
+        return RouteType::Local;
+    }
+    let typ = fib.lookup(a, if link_scope(a) { dev } else { None }).map(|r| r.typ);
+    match typ {
+        None | Some(RouteType::Unreachable | RouteType::Throw) => RouteType::Unreachable,
+        Some(RouteType::Blackhole) => RouteType::Blackhole,
+        Some(RouteType::Prohibit) => RouteType::Prohibit,
+        Some(RouteType::Anycast) => RouteType::Anycast,
+        Some(RouteType::Local) if dev.is_none() => RouteType::Local,
+        _ if a.is_multicast() => RouteType::Multicast,
+        _ if a.is_loopback() => RouteType::Local,
+        _ => RouteType::Unicast,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::core::CtOptions;
-use crate::fib::{IfAddr, Route, RouteType, RT_TABLE_LOCAL};
+use crate::fib::{IfAddr, Route, RouteType, RT_TABLE_LOCAL, RT_TABLE_MAIN};
 use crate::sysctl::Sysctl;
 use crate::uapi::{AF_INET, NF_DROP};
 
@@ -276,4 +276,239 @@ fn ct_state_and_templates() {
     assert_eq!(builtin::ct_mark(0, 0xff, NF_DROP, NF_ACCEPT).eval(&mut ctx).verdict, NF_DROP);
     assert_eq!(builtin::notrack().eval(&mut ctx).verdict, NF_ACCEPT);
     assert_eq!(ctx.skb.nfct, CtRef::None, "a template is not untracked by notrack");
+}
+
+/// A host with eth0 (2: 10.0.0.1/24, fd00:1::1/64) and eth1 (3, the default routes), a
+/// blackhole route each way, and the local table's local and broadcast routes.
+fn routed_env() -> Env {
+    let dev = |index: u32, name: &str| Dev {
+        index,
+        name: name.into(),
+        mtu: 1500,
+        up: true,
+        loopback: false,
+        link_type: 1,
+        addrs: Vec::new(),
+    };
+    let mut fib = Fib::default();
+    let routes: [(u32, &str, u8, RouteType, u32); 9] = [
+        (RT_TABLE_LOCAL, "10.0.0.1", 32, RouteType::Local, 2),
+        (RT_TABLE_LOCAL, "10.0.0.255", 32, RouteType::Broadcast, 2),
+        (RT_TABLE_LOCAL, "fd00:1::1", 128, RouteType::Local, 2),
+        (RT_TABLE_MAIN, "10.0.0.0", 24, RouteType::Unicast, 2),
+        (RT_TABLE_MAIN, "0.0.0.0", 0, RouteType::Unicast, 3),
+        (RT_TABLE_MAIN, "10.66.0.0", 16, RouteType::Blackhole, 0),
+        (RT_TABLE_MAIN, "fd00:1::", 64, RouteType::Unicast, 2),
+        (RT_TABLE_MAIN, "::", 0, RouteType::Unicast, 3),
+        (RT_TABLE_MAIN, "fd00:66::", 32, RouteType::Blackhole, 0),
+    ];
+    for (table, dst, prefix_len, typ, d) in routes {
+        let r = Route {
+            table,
+            dst: dst.parse().unwrap(),
+            prefix_len,
+            typ,
+            dev: (d != 0).then_some(d),
+            gateway: None,
+            prefsrc: None,
+            metric: 0,
+            mtu: None,
+        };
+        fib.add(r).unwrap();
+    }
+    Env {
+        ct: Conntrack::new(CtOptions { seed: Some(1), ..CtOptions::default() }, Sysctl::default()),
+        devs: Devices::new(vec![dev(2, "eth0"), dev(3, "eth1")]),
+        fib,
+    }
+}
+
+fn udp6(src: &str, dst: &str, proto: u8) -> Vec<u8> {
+    let mut p = vec![0x60, 0, 0, 0, 0, 8, proto, 64];
+    p.extend_from_slice(&src.parse::<std::net::Ipv6Addr>().unwrap().octets());
+    p.extend_from_slice(&dst.parse::<std::net::Ipv6Addr>().unwrap().octets());
+    p.extend_from_slice(&[0, 1, 0, 2, 0, 8, 0, 0]);
+    p
+}
+
+/// The fib expression on `pkt` arriving on eth0 at PRE_ROUTING: `oif` as an ifindex (0 for
+/// none), `type` as RTN_*.
+fn fib_on(env: &Env, pkt: &[u8], result: FibResult, flags: u8) -> u64 {
+    let family = if pkt[0] >> 4 == 6 { Family::V6 } else { Family::V4 };
+    let (random, mut mark, mut skb) = (|| 0u32, 0, SkbCt::default());
+    let ctx = PktCtx {
+        data: pkt,
+        nat: &crate::nat::NatState::default(),
+        family,
+        hook: Hook::PreRouting,
+        iif: env.devs.by_index(2),
+        oif: None,
+        mark: &mut mark,
+        skb: &mut skb,
+        ct: &env.ct,
+        devs: &env.devs,
+        fib: Some(&env.fib),
+        random: &random,
+        now: 0,
+    };
+    fib(result, flags, &ctx).unwrap().as_u64()
+}
+
+/// What the live 6.18 kernel answered (tests/kernel/test_host_kernel.py probes it).
+#[test]
+fn fib_as_the_kernel_answers() {
+    let e = routed_env();
+    let (oif, typ) = (FibResult::Oif, FibResult::Type);
+    let v4 = |s: [u8; 4], d: [u8; 4]| udp4(s, d, 1, 2, 0);
+    // A local destination has no output interface; a broadcast one has its route's.
+    assert_eq!(fib_on(&e, &v4([10, 0, 0, 7], [10, 0, 0, 1]), oif, FIB_DADDR), 0);
+    assert_eq!(fib_on(&e, &v4([10, 0, 0, 7], [10, 0, 0, 255]), oif, FIB_DADDR), 2);
+    assert_eq!(fib_on(&e, &v4([10, 0, 0, 7], [10, 66, 0, 1]), oif, FIB_DADDR), 0);
+    assert_eq!(fib_on(&e, &v4([10, 0, 0, 7], [10, 9, 0, 1]), oif, FIB_DADDR), 3);
+    // rpfilter: the way back must leave by the input interface.
+    assert_eq!(fib_on(&e, &v4([10, 0, 0, 7], [10, 9, 0, 1]), oif, FIB_SADDR | FIB_IIF), 2);
+    assert_eq!(fib_on(&e, &v4([10, 5, 0, 7], [10, 9, 0, 1]), oif, FIB_SADDR | FIB_IIF), 0);
+    let present = FIB_SADDR | FIB_IIF | FIB_PRESENT;
+    assert_eq!(fib_on(&e, &v4([10, 0, 0, 7], [10, 9, 0, 1]), oif, present), 1);
+    assert_eq!(fib_on(&e, &v4([10, 5, 0, 7], [10, 9, 0, 1]), oif, present), 0);
+    // From 0.0.0.0 to a broadcast or local multicast: the input interface, no lookup.
+    assert_eq!(fib_on(&e, &v4([0; 4], [255; 4]), oif, FIB_SADDR | FIB_IIF), 2);
+    assert_eq!(fib_on(&e, &v4([0; 4], [224, 0, 0, 1]), oif, FIB_DADDR), 2);
+    // IPv4 type: the local table only; IPv6 type: the route.
+    assert_eq!(fib_on(&e, &v4([10, 0, 0, 7], [10, 66, 0, 1]), typ, FIB_DADDR), 1);
+    assert_eq!(fib_on(&e, &v4([10, 0, 0, 7], [10, 0, 0, 1]), typ, FIB_DADDR), 2);
+    assert_eq!(fib_on(&e, &udp6("fd00:1::7", "fd00:66::1", 17), typ, FIB_DADDR), 6);
+    assert_eq!(fib_on(&e, &udp6("fd00:1::7", "fd00:1::1", 17), typ, FIB_DADDR), 2);
+    assert_eq!(fib_on(&e, &udp6("fd00:1::7", "fd00:1::1", 17), oif, FIB_DADDR), 0);
+    assert_eq!(fib_on(&e, &udp6("::", "ff02::1", 17), typ, FIB_SADDR), 0, "RTN_UNSPEC");
+    assert_eq!(fib_on(&e, &udp6("fd00:9::7", "fd00:1::1", 17), oif, FIB_SADDR | FIB_IIF), 0);
+    // Duplicate address detection (ICMPv6 from :: to link-local): the input interface.
+    assert_eq!(fib_on(&e, &udp6("::", "ff02::1:ff00:1", 58), oif, FIB_SADDR | FIB_IIF), 2);
+    assert_eq!(fib_on(&e, &udp6("::", "ff02::1:ff00:1", 17), oif, FIB_SADDR | FIB_IIF), 0);
+}
+
+#[test]
+fn oif_exists_and_interface_names() {
+    // nft prints `fib saddr . iif oif missing` as a comparison with false, and an iface_index
+    // value (`meta iif "eth0"`) as the interface's name.
+    let doc = r#"{"nftables": [{"table": {"family": "inet", "name": "t", "handle": 1}},
+        {"chain": {"family": "inet", "table": "t", "name": "pre", "handle": 1, "type": "filter", "hook": "prerouting", "prio": 10, "policy": "accept"}},
+        {"rule": {"family": "inet", "table": "t", "chain": "pre", "handle": 2, "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iif"}}, "right": "eth1"}}, {"accept": null}]}},
+        {"rule": {"family": "inet", "table": "t", "chain": "pre", "handle": 3, "expr": [{"match": {"op": "==", "left": {"fib": {"result": "oif", "flags": ["saddr", "mark", "iif"]}}, "right": false}}, {"drop": null}]}}]}"#;
+    let doc: serde_json::Value = serde_json::from_str(doc).unwrap();
+    let e = json::compile(&doc).unwrap_err();
+    assert_eq!(e.at, "inet t pre handle 2");
+    assert!(e.message.contains("interface \"eth1\""), "{e}");
+    let ifaces = [("eth0".to_string(), 2), ("eth1".to_string(), 3)];
+    let rs = Arc::new(json::compile_for(&doc, &ifaces).unwrap());
+    let env = routed_env();
+    let c = rs.tables[0].chains.iter().position(|c| c.name == "pre").unwrap();
+    let cr = ChainRef { ruleset: rs.clone(), table: 0, chain: c, builtin: false };
+    let verdict = |src: [u8; 4]| {
+        let pkt = udp4(src, [10, 9, 0, 1], 1, 2, 0);
+        let (random, mut mark, mut skb) = (|| 0u32, 0, SkbCt::default());
+        let mut ctx = PktCtx {
+            data: &pkt,
+            nat: &crate::nat::NatState::default(),
+            family: Family::V4,
+            hook: Hook::PreRouting,
+            iif: env.devs.by_index(2),
+            oif: None,
+            mark: &mut mark,
+            skb: &mut skb,
+            ct: &env.ct,
+            devs: &env.devs,
+            fib: Some(&env.fib),
+            random: &random,
+            now: 0,
+        };
+        cr.eval(&mut ctx).verdict
+    };
+    assert_eq!(verdict([10, 0, 0, 7]), NF_ACCEPT, "the way back is eth0");
+    assert_eq!(verdict([10, 5, 0, 7]), NF_DROP, "the way back is eth1: oif missing");
+}
+
+#[test]
+fn flags_none_of() {
+    // `ct status & seen-reply == 0`, which nft -j lists with the operator "!".
+    let rs = Arc::new(ruleset(
+        &[("fw", Some("forward"), "accept")],
+        &[(
+            "fw",
+            1,
+            r#"[{"match": {"op": "!", "left": {"ct": {"key": "status"}}, "right": "seen-reply"}}, {"drop": null}]"#,
+        )],
+        "",
+    ));
+    let e = env();
+    let pkt = udp4([10, 1, 0, 1], [10, 2, 0, 1], 1, 53, 0);
+    assert_eq!(run(&e, &rs, "fw", &pkt, &mut SkbCt::default(), &mut 0).verdict, NF_ACCEPT, "no ct");
+    let mut skb = SkbCt::default();
+    e.ct.conntrack_in(&pkt, 1, Hook::PreRouting, AF_INET, &mut skb);
+    assert_eq!(run(&e, &rs, "fw", &pkt, &mut skb, &mut 0).verdict, NF_DROP, "not replied yet");
+    e.ct.release(&mut skb);
+}
+
+#[test]
+fn forward_sees_the_ttl_decremented() {
+    let rs = Arc::new(ruleset(
+        &[("fw", Some("forward"), "accept")],
+        &[
+            (
+                "fw",
+                1,
+                r#"[{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "ttl"}}, "right": 64}}, {"accept": null}]"#,
+            ),
+            (
+                "fw",
+                2,
+                r#"[{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "ttl"}}, "right": 63}}, {"drop": null}]"#,
+            ),
+        ],
+        "",
+    ));
+    let e = env();
+    // udp4 sends TTL 64 with a zero checksum field.
+    let v = run(&e, &rs, "fw", &udp4([10, 1, 0, 1], [10, 2, 0, 1], 1, 53, 0), &mut SkbCt::default(), &mut 0);
+    assert_eq!((v.verdict, v.by), (NF_DROP, Decider::Rule { chain: 0, handle: 2 }));
+    // The checksum as ip_decrease_ttl leaves it on a little-endian machine.
+    let pkt = udp4([10, 1, 0, 1], [10, 2, 0, 1], 1, 53, 0);
+    let (random, mut mark, mut skb) = (|| 0u32, 0, SkbCt::default());
+    let ctx = PktCtx {
+        data: &pkt,
+        nat: &crate::nat::NatState::default(),
+        family: Family::V4,
+        hook: Hook::PostRouting,
+        iif: e.devs.by_index(2),
+        oif: None,
+        mark: &mut mark,
+        skb: &mut skb,
+        ct: &e.ct,
+        devs: &e.devs,
+        fib: Some(&e.fib),
+        random: &random,
+        now: 0,
+    };
+    let h = forwarded_header(&ctx, 8, 12).unwrap();
+    assert_eq!((h[8], &h[10..12]), (63, &[0x01, 0x00][..]));
+    let local = PktCtx { iif: None, ..ctx };
+    assert!(forwarded_header(&local, 8, 12).is_none(), "sent by the host: not forwarded");
+}
+
+#[test]
+fn no_interface_is_the_empty_name() {
+    // At FORWARD with no output interface known, and at PRE_ROUTING: `oifname != "eth0"`
+    // holds (the kernel compares the empty name), `meta oif 0` too.
+    let rs = Arc::new(ruleset(
+        &[("fw", Some("forward"), "accept")],
+        &[(
+            "fw",
+            1,
+            r#"[{"match": {"op": "!=", "left": {"meta": {"key": "oifname"}}, "right": "eth0"}}, {"match": {"op": "==", "left": {"meta": {"key": "oif"}}, "right": 0}}, {"drop": null}]"#,
+        )],
+        "",
+    ));
+    let e = env();
+    let v = run(&e, &rs, "fw", &udp4([10, 1, 0, 1], [10, 2, 0, 1], 1, 53, 0), &mut SkbCt::default(), &mut 0);
+    assert_eq!(v.verdict, NF_DROP);
 }
