@@ -391,6 +391,46 @@ def test_ctrl_c_stops_a_sweep_at_once(tmp_path: Path) -> None:
     assert workers.strip() == "[]", "no worker left running"
 
 
+def test_report_through_a_host_with_actions(examples_dir: Path) -> None:
+    """nfct report takes replay's host options and --at: the figures are those of the same
+    replay (the table at the end), a sweep's workers run the actions too, and an action a
+    worker cannot get is refused before any run."""
+    host, cap = examples_dir / "host-kube-proxy.json", examples_dir / "kube.pcapng"
+    args = [cap, "--host", host, "--iif", "eth0", "--seed", "1", "--at", "3:delete:proto=tcp"]
+    replayed = run_cli("replay", *args)
+    assert replayed.returncode == 0, replayed.stderr
+    entries = len(replayed.stdout.splitlines())
+    proc = run_cli("report", *args, "--json")
+    assert proc.returncode == 0, proc.stderr
+    fig = json.loads(proc.stdout)
+    without = run_cli("replay", *args[:-2])  # no --at
+    assert fig["table"]["final"] == entries < len(without.stdout.splitlines())
+    assert fig["settings"]["after_first"] == [[3.0, "delete:proto=tcp"]]
+    assert fig["settings"]["iif"] == "eth0" and fig["settings"]["host"] == str(host)
+    assert "host file: net.netfilter.nf_hooks_lwtunnel is not modelled" in proc.stderr
+    swept = run_cli("report", *args, "--json", "--sweep", "nf_conntrack_max=2,8", "-j", "2")
+    assert swept.returncode == 0, swept.stderr
+    runs = json.loads(swept.stdout)
+    for run in runs:
+        assert run["table"]["final"] == entries and run["settings"]["after_first"]
+    first = next(iter_records(cap))[0]
+    setup = report.HostSetup(
+        host=str(host), iif="eth0", seed=1, at=((first + 3, lambda n: n.delete(proto="tcp")),)
+    )
+    alone = report.compute([cap], setup)
+    assert alone["table"]["final"] == entries
+    with pytest.raises(nfct.NfctValueError, match="cannot go to a worker process"):
+        report.sweep([cap], {"nf_conntrack_max": [2, 8]}, setup, workers=2)
+    serial = report.sweep([cap], {"nf_conntrack_max": [2, 8]}, setup, workers=1)
+    assert [r["table"]["final"] for r in serial] == [entries, entries]
+    bad = run_cli("report", cap, "--json", "--at", "1:nope")
+    assert bad.returncode == 2 and bad.stdout == "" and "Traceback" not in bad.stderr
+    assert bad.stderr.splitlines() == [
+        "nfct: --at '1:nope': ACTION is delete[:FILTERS], flush, update:SETTINGS[,FILTERS] "
+        "or ruleset:FILE"
+    ]
+
+
 def test_sweep_rejects_what_is_not_a_sysctl(capture: Path) -> None:
     with pytest.raises(nfct.NfctValueError, match="not a conntrack sysctl"):
         report.sweep([capture], {"nf_conntrack_maxx": [1]}, workers=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import socket
@@ -135,6 +136,23 @@ def _host_options(r: argparse.ArgumentParser) -> None:
     )
 
 
+def _at_option(p: argparse.ArgumentParser) -> None:
+    """`--at TIME:ACTION` (replay and report)."""
+    p.add_argument(
+        "--at",
+        action="append",
+        default=[],
+        metavar="TIME:ACTION",
+        help="at TIME (seconds after the capture's first packet, or @EPOCH), do ACTION: "
+        "`delete[:FILTERS]` (conntrack -D), `flush` (conntrack -F), "
+        "`update:set_mark=N[,FILTERS]` or `update:timeout=S[,FILTERS]` (conntrack -U), "
+        "`ruleset:FILE` (a host file's or `nft -j` ruleset replaces the host's); FILTERS are "
+        "NAME=VALUE pairs separated by commas: proto, family, src, dst, sport, dport, "
+        "reply_src, reply_dst, reply_sport, reply_dport, mark, mask, zone, state, status "
+        "(repeatable)",
+    )
+
+
 def _quiet_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--quiet",
@@ -177,6 +195,7 @@ def _report_parser(sub: Any) -> None:
     )
     rep.add_argument("captures", nargs="+", metavar="CAPTURE", help=CAPTURE_HELP)
     _host_options(rep)
+    _at_option(rep)
     rep.add_argument(
         "-o",
         "--output",
@@ -262,19 +281,7 @@ def _parser() -> argparse.ArgumentParser:
         help="with --output events: prefix each line with [seconds.micros] from the capture "
         "clock, as conntrack -E -o timestamp does",
     )
-    r.add_argument(
-        "--at",
-        action="append",
-        default=[],
-        metavar="TIME:ACTION",
-        help="at TIME (seconds after the capture's first packet, or @EPOCH), do ACTION: "
-        "`delete[:FILTERS]` (conntrack -D), `flush` (conntrack -F), "
-        "`update:set_mark=N[,FILTERS]` or `update:timeout=S[,FILTERS]` (conntrack -U), "
-        "`ruleset:FILE` (a host file's or `nft -j` ruleset replaces the host's); FILTERS are "
-        "NAME=VALUE pairs separated by commas: proto, family, src, dst, sport, dport, "
-        "reply_src, reply_dst, reply_sport, reply_dport, mark, mask, zone, state, status "
-        "(repeatable)",
-    )
+    _at_option(r)
     r.add_argument(
         "--write",
         "-w",
@@ -489,51 +496,78 @@ def _action_args(text: str, allowed: frozenset[str]) -> dict[str, Any]:
     return kw
 
 
+@dataclasses.dataclass(frozen=True)
+class AtAction:
+    """One `--at` action, callable with a Net as `Net.replay(at=...)` calls it; plain data,
+    so that a sweep's worker processes get it too. ``verb``: delete, flush, update or
+    ruleset; ``kw``: its keyword arguments (filters, settings); ``path``: the ruleset file."""
+
+    verb: str
+    kw: tuple[tuple[str, Any], ...] = ()
+    path: str | None = None
+    spec: str = ""
+
+    def __call__(self, net: Net) -> object:
+        kw = dict(self.kw)
+        if self.verb == "delete":
+            return net.delete(**kw)
+        if self.verb == "flush":
+            return net.flush()
+        if self.verb == "update":
+            return net.update(**kw)
+        assert self.path is not None
+        net.load_ruleset(_json_file(self.path))
+        return None
+
+    def __str__(self) -> str:
+        return self.spec
+
+
+def parse_at(spec: str) -> tuple[float, bool, AtAction]:
+    """One `--at TIME:ACTION`: (time, whether it counts from the first packet, action)."""
+    when, sep, action = spec.partition(":")
+    if not sep:
+        raise NfctValueError(f"--at {spec!r}: expected TIME:ACTION")
+    try:
+        relative = not when.startswith("@")
+        t = float(when if relative else when[1:])
+    except ValueError:
+        raise NfctValueError(f"--at {spec!r}: {when!r} is not a time in seconds") from None
+    verb, _, rest = action.partition(":")
+    if verb == "delete":
+        act = AtAction("delete", tuple(_action_args(rest, _FILTER_KEYS).items()), spec=action)
+    elif verb == "flush" and not rest:
+        act = AtAction("flush", spec=action)
+    elif verb == "update":
+        kw = _action_args(rest, _FILTER_KEYS | {"set_mark", "set_mask", "timeout"})
+        if "set_mark" not in kw and "timeout" not in kw:
+            raise NfctValueError(f"--at {spec!r}: update needs set_mark=N or timeout=S")
+        act = AtAction("update", tuple(kw.items()), spec=action)
+    elif verb == "ruleset" and rest:
+        if not os.path.exists(rest):
+            raise NfctValueError(f"--at {spec!r}: no such file {rest!r}")
+        act = AtAction("ruleset", path=os.path.abspath(rest), spec=action)
+    else:
+        raise NfctValueError(
+            f"--at {spec!r}: ACTION is delete[:FILTERS], flush, "
+            "update:SETTINGS[,FILTERS] or ruleset:FILE"
+        )
+    return t, relative, act
+
+
 def _scheduled(
     specs: Sequence[str], first_tstamp: Callable[[], float | None]
 ) -> list[tuple[float, Any]]:
     """The `--at TIME:ACTION` options as `Net.replay(at=...)` takes them (relative times
     from ``first_tstamp()``, the first packet's time)."""
-    if not specs:
-        return []
     first: float | None = None
     out: list[tuple[float, Any]] = []
-    for spec in specs:
-        when, sep, action = spec.partition(":")
-        if not sep:
-            raise NfctValueError(f"--at {spec!r}: expected TIME:ACTION")
-        try:
-            if when.startswith("@"):
-                t = float(when[1:])
-            else:
-                if first is None:
-                    first = first_tstamp() or 0.0
-                t = first + float(when)
-        except ValueError:
-            raise NfctValueError(f"--at {spec!r}: {when!r} is not a time in seconds") from None
-        verb, _, rest = action.partition(":")
-        fn: Any
-        if verb == "delete":
-            kw = _action_args(rest, _FILTER_KEYS)
-            fn = lambda net, kw=kw: net.delete(**kw)  # noqa: E731
-        elif verb == "flush" and not rest:
-            fn = lambda net: net.flush()  # noqa: E731
-        elif verb == "update":
-            kw = _action_args(rest, _FILTER_KEYS | {"set_mark", "set_mask", "timeout"})
-            if "set_mark" not in kw and "timeout" not in kw:
-                raise NfctValueError(f"--at {spec!r}: update needs set_mark=N or timeout=S")
-            fn = lambda net, kw=kw: net.update(**kw)  # noqa: E731
-        elif verb == "ruleset" and rest:
-            path = rest
-            if not os.path.exists(path):
-                raise NfctValueError(f"--at {spec!r}: no such file {path!r}")
-            fn = lambda net, path=path: net.load_ruleset(_json_file(path))  # noqa: E731
-        else:
-            raise NfctValueError(
-                f"--at {spec!r}: ACTION is delete[:FILTERS], flush, "
-                "update:SETTINGS[,FILTERS] or ruleset:FILE"
-            )
-        out.append((t, fn))
+    for t, relative, act in map(parse_at, specs):
+        if relative:
+            if first is None:
+                first = first_tstamp() or 0.0
+            t += first
+        out.append((t, act))
     return out
 
 
@@ -674,6 +708,13 @@ def _event_printer(timestamps: bool) -> Callable[[list[str]], None]:
     return write
 
 
+def _warn_ignored(net: Net) -> None:
+    """The host file's conntrack settings that nfct does not model, named on stderr."""
+    for name in net.ignored_sysctls:
+        if name.startswith("net.netfilter."):
+            print(f"nfct: host file: {name} is not modelled (ignored)", file=sys.stderr)
+
+
 def _replay(args: argparse.Namespace) -> int:
     if args.export is not None and args.threads > 1:
         print("nfct: --export sees packets in capture order: use --threads 1", file=sys.stderr)
@@ -707,9 +748,7 @@ def _replay_inputs(args: argparse.Namespace, net: Net, inputs: CaptureInputs) ->
     except OSError as e:
         print(f"nfct: --export {args.export}: {e.strerror or e}", file=sys.stderr)
         return 2
-    for name in net.ignored_sysctls:
-        if name.startswith("net.netfilter."):
-            print(f"nfct: host file: {name} is not modelled (ignored)", file=sys.stderr)
+    _warn_ignored(net)
     error: CaptureError | None = None
     interrupted = False
     summary: ReplayResult | None = None
@@ -818,6 +857,10 @@ def _replay_inputs(args: argparse.Namespace, net: Net, inputs: CaptureInputs) ->
 def _host_setup(args: argparse.Namespace) -> Any:
     from nfct.report import HostSetup
 
+    at: list[tuple[float, AtAction]] = []
+    after_first: list[tuple[float, AtAction]] = []
+    for t, relative, act in map(parse_at, args.at):
+        (after_first if relative else at).append((t, act))
     return HostSetup(
         sysctl=dict(args.sysctl),
         seed=args.seed,
@@ -829,6 +872,8 @@ def _host_setup(args: argparse.Namespace) -> Any:
         clock=args.clock,
         path=args.path,
         iif=args.iif,
+        at=tuple(at),
+        after_first=tuple(after_first),
     )
 
 
@@ -877,10 +922,11 @@ def _report(args: argparse.Namespace) -> int:
             if not os.path.isdir(parent):
                 raise NfctValueError(f"-o {output}: no such directory {parent}")
         setup = _host_setup(args)
-        setup.build()  # the options' errors now, not after a replay
+        net = setup.build()  # the options' errors now, not after a replay
     except (NfctError, CaptureError) as e:
         print(f"nfct: {e}", file=sys.stderr)
         return 2
+    _warn_ignored(net)
     kw: dict[str, Any] = {"census_every": args.census_every, "keep_evictions": args.evictions}
     figures: Any = None
     error: BaseException | None = None

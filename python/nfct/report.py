@@ -66,6 +66,7 @@ import itertools
 import math
 import multiprocessing
 import os
+import pickle
 import random
 import re
 import signal
@@ -172,7 +173,11 @@ class HostSetup:
     """What host captures are replayed through, as plain data (so a worker process can build
     the same one): the options of ``nfct replay``. ``seed`` None picks one per computation
     (and records it in the figures), so that a second replay of the same computation meets
-    the same hashes."""
+    the same hashes. ``at``: control-plane actions ``(tstamp, fn(net))`` on the capture clock
+    as :meth:`~nfct.Net.replay` takes them, ``after_first`` the same at seconds after the
+    first packet of the first capture (``nfct report --at``); every replay of a computation
+    (the demand's too) runs them. A :func:`sweep` in worker processes needs them picklable (a
+    module-level function, ``functools.partial``, ``nfct.cli.AtAction``; not a lambda)."""
 
     sysctl: Mapping[str, int] = dataclasses.field(default_factory=dict)
     seed: int | None = None
@@ -184,6 +189,8 @@ class HostSetup:
     clock: Clock = "capture"
     path: ReplayPath = "forward"
     iif: str | None = None
+    at: tuple[tuple[float, Callable[[Net], object]], ...] = ()
+    after_first: tuple[tuple[float, Callable[[Net], object]], ...] = ()
 
     def with_sysctl(self, values: Mapping[str, int]) -> HostSetup:
         """The same host with ``values`` set on top of its sysctls."""
@@ -221,10 +228,30 @@ class HostSetup:
 
     def settings(self) -> dict[str, Any]:
         """As the figures record it."""
-        d = dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["sysctl"] = dict(self.sysctl)
         d["local_addrs"] = list(self.local_addrs)
+        d["at"] = [[t, _action_name(fn)] for t, fn in self.at]
+        d["after_first"] = [[t, _action_name(fn)] for t, fn in self.after_first]
         return d
+
+    def actions(self, first_tstamp: Callable[[], float | None]) -> list[tuple[float, Any]]:
+        """``at`` and ``after_first`` as :meth:`~nfct.Net.replay` takes them (``at=``), the
+        first packet's time from ``first_tstamp()`` where needed."""
+        out: list[tuple[float, Any]] = list(self.at)
+        if self.after_first:
+            first = first_tstamp() or 0.0
+            out += [(first + t, fn) for t, fn in self.after_first]
+        return out
+
+
+def _action_name(fn: Callable[..., object]) -> str:
+    """How the figures name an action: an `--at` action by its text, a function by name."""
+    own_str: object = type(fn).__str__
+    if own_str is not object.__str__:
+        return str(fn)
+    name: object = getattr(fn, "__qualname__", None)
+    return str(name or repr(fn))
 
 
 # --- binned series -------------------------------------------------------------------------------
@@ -879,6 +906,7 @@ def _compute(
                 clock=setup.clock,
                 path=setup.path,
                 iif=setup.iif,
+                at=setup.actions(lambda: first),
                 observe=col,
                 census_every=census_every,
                 keep_evictions=max(keep_evictions, 100_000),
@@ -952,6 +980,7 @@ def _demand(
             clock=unlimited.clock,
             path=unlimited.path,
             iif=unlimited.iif,
+            at=unlimited.actions(inputs.first_tstamp),
             observe=col,
             census_every=0.0,
             keep_evictions=0,
@@ -983,7 +1012,13 @@ def _refine(
     probe = setup.with_sysctl({"nf_conntrack_max": peak})
     net = probe.build()
     with CaptureInputs(captures) as inputs:
-        res = net.replay(inputs.paths, clock=probe.clock, path=probe.path, iif=probe.iif)
+        res = net.replay(
+            inputs.paths,
+            clock=probe.clock,
+            path=probe.path,
+            iif=probe.iif,
+            at=probe.actions(inputs.first_tstamp),
+        )
     held = net.stats["early_drop"] == 0 and res.reasons.get(TABLE_FULL, 0) == 0
     return peak if held else bound
 
@@ -1091,6 +1126,7 @@ def sweep(
                 _raise_first(errors, combos, results)
                 demands = _sweep_demands(paths, setup, combos, results, demand, None)
             else:
+                _check_picklable(setup)
                 ctx = multiprocessing.get_context(
                     "forkserver" if sys.platform.startswith("linux") else "spawn"
                 )
@@ -1153,6 +1189,18 @@ def _sweep_runs(
         fig["answers"] = answers(fig)
         out.append(fig)
     return out
+
+
+def _check_picklable(setup: HostSetup) -> None:
+    """The actions of ``setup`` go to worker processes: a clear error where they cannot."""
+    for _, fn in (*setup.at, *setup.after_first):
+        try:
+            pickle.dumps(fn)
+        except Exception as e:
+            raise NfctValueError(
+                f"sweep: the action {_action_name(fn)} cannot go to a worker process ({e}): "
+                "use a module-level function or functools.partial, or workers=1"
+            ) from None
 
 
 def _worker_init() -> None:
