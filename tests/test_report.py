@@ -126,6 +126,23 @@ def test_evictions_are_the_early_drop_victims(small_figures: dict[str, Any]) -> 
     assert first["line"].startswith("udp ")
 
 
+def test_victims_and_their_ages_from_the_capture(
+    capture: Path, small_figures: dict[str, Any]
+) -> None:
+    """Each query of udp_flows has a source port of its own (5000 + i, sent at T0 + i * 50 ms
+    from 10.0.{i % 7}.{1 + i % 50}): a victim's age is the time from its query to its
+    eviction, it was evicted when a packet arrived, and it is not in the table at the end of
+    a packet-by-packet loop."""
+    times = [ts for ts, _ in iter_records(capture)]
+    final = {(c.orig.src, c.orig.sport) for c in loop(capture, SMALL, seed=3)["net"]}
+    for v in small_figures["evictions"]["kept"]:
+        i = v["sport"] - 5000
+        assert 0 <= i < 400 and v["src"] == f"10.0.{i % 7}.{1 + i % 50}"
+        assert v["age"] == pytest.approx(v["tstamp"] - (T0 + i * 0.05), abs=1e-6)
+        assert min(abs(v["tstamp"] - t) for t in times) < 1e-6
+        assert (v["src"], v["sport"]) not in final
+
+
 def test_census_states_and_heaviest_addresses(small_figures: dict[str, Any]) -> None:
     fig = small_figures
     c = fig["census"]
@@ -509,6 +526,13 @@ def test_report_command_sweep(capture: Path, tmp_path: Path) -> None:
         (["-o", "/nonexistent/dir/r.html"], "no such directory"),
         (["--sysctl", "nf_conntrack_nope=1"], "nf_conntrack_nope"),
         (["--jobs", "0"], "--jobs at least 1"),
+        (["--census-every", "nan"], "--census-every must be a finite number"),
+        (["--seed", "-1"], "argument --seed: -1 is not in 0..18446744073709551615"),
+        (["--zone", "70000"], "argument --zone: 70000 is not in 0..65535"),
+        (["--mtu", "-5"], "argument --mtu: -5 is not in 0..65535"),
+        (["--evictions", "1e3"], "argument --evictions: '1e3' is not an integer"),
+        (["--at", "x:flush"], "--at 'x:flush': 'x' is not a time in seconds"),
+        (["--iif", "eth0"], "iif names an interface of a host: give the Net a host file"),
     ],
 )
 def test_report_bad_input_is_one_line(capture: Path, args: list[str], message: str) -> None:

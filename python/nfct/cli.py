@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import socket
 import sys
@@ -34,6 +35,23 @@ def _sysctl_pair(text: str) -> tuple[str, int]:
         return name.strip(), int(value, 0)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{name}: value {value!r} is not an integer") from None
+
+
+def _ranged(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type: an integer from ``lo`` to ``hi`` (a clear error, not an overflow
+    deep in the extension module)."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not lo <= n <= hi:
+            raise argparse.ArgumentTypeError(f"{n} is not in {lo}..{hi}")
+        return n
+
+    parse.__name__ = "integer"
+    return parse
 
 
 def _version() -> str:
@@ -82,7 +100,12 @@ def _host_options(r: argparse.ArgumentParser) -> None:
         help="capture: the capture's timestamps; frozen: no time passes (as a kernel fed "
         "the capture as fast as possible)",
     )
-    r.add_argument("--seed", type=int, default=None, help="fixed hash seed (reproducible order)")
+    r.add_argument(
+        "--seed",
+        type=_ranged(0, 2**64 - 1),
+        default=None,
+        help="fixed hash seed (reproducible order)",
+    )
     r.add_argument(
         "--path",
         choices=("forward", "local-in", "local-out"),
@@ -100,7 +123,7 @@ def _host_options(r: argparse.ArgumentParser) -> None:
     )
     r.add_argument(
         "--zone",
-        type=int,
+        type=_ranged(0, 65535),
         default=None,
         metavar="ID",
         help="put every entry in conntrack zone ID (a `ct zone set` template in the raw "
@@ -128,7 +151,7 @@ def _host_options(r: argparse.ArgumentParser) -> None:
     )
     r.add_argument(
         "--mtu",
-        type=int,
+        type=_ranged(0, 65535),
         default=None,
         metavar="N",
         help="the MTU of the way out: of the default route's interface with --host, of the "
@@ -234,7 +257,7 @@ def _report_parser(sub: Any) -> None:
     )
     rep.add_argument(
         "--evictions",
-        type=int,
+        type=_ranged(0, 2**32 - 1),
         default=1000,
         metavar="N",
         help="early-drop victims listed in the figures (all are counted)",
@@ -269,7 +292,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--output", "-o", choices=OUTPUTS, default="extended")
     r.add_argument(
         "--threads",
-        type=int,
+        type=_ranged(0, 65535),
         default=1,
         metavar="N",
         help="track on N threads sharing one table, packets spread by a symmetric flow hash "
@@ -313,7 +336,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("capture", metavar="CAPTURE", help=CAPTURE_HELP)
     e.add_argument(
         "frame",
-        type=int,
+        type=_ranged(0, 2**64 - 1),
         metavar="FRAME",
         help="the frame, numbered from 1 as --output packets numbers them",
     )
@@ -909,9 +932,14 @@ def _report(args: argparse.Namespace) -> int:
     output = args.output
     if output is None and not args.json:
         output = "report.html"
-    if args.evictions < 0 or args.census_every < 0 or (args.jobs is not None and args.jobs < 1):
+    if (
+        args.evictions < 0
+        or not 0 <= args.census_every < math.inf
+        or (args.jobs is not None and args.jobs < 1)
+    ):
         print(
-            "nfct: --evictions and --census-every must not be negative, --jobs at least 1",
+            "nfct: --evictions must not be negative, --census-every must be a finite number "
+            "not negative, --jobs at least 1",
             file=sys.stderr,
         )
         return 2
