@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import concurrent.futures.process
 import dataclasses
 import datetime
 import html
@@ -78,7 +79,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from nfct._pipes import LinePipe
 from nfct._types import Clock, ReplayPath
-from nfct.errors import CaptureError, MissingExtraError, NfctValueError
+from nfct.errors import CaptureError, MissingExtraError, NfctError, NfctValueError
 
 if TYPE_CHECKING:
     import numpy
@@ -1146,6 +1147,12 @@ def sweep(
                             on_done(done, len(setups), combos[i])
                     _raise_first(errors, combos, results)
                     demands = _sweep_demands(paths, setup, combos, results, demand, pool)
+                except concurrent.futures.process.BrokenProcessPool as e:
+                    _stop(pool)
+                    raise NfctError(
+                        f"sweep: a worker process ended abruptly ({e}): out of memory? "
+                        "Fewer workers (--jobs) need less"
+                    ) from None
                 except BaseException:
                     _stop(pool)
                     raise
