@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import os
 import socket
 import sys
@@ -33,6 +35,23 @@ def _sysctl_pair(text: str) -> tuple[str, int]:
         return name.strip(), int(value, 0)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{name}: value {value!r} is not an integer") from None
+
+
+def _ranged(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type: an integer from ``lo`` to ``hi`` (a clear error, not an overflow
+    deep in the extension module)."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not lo <= n <= hi:
+            raise argparse.ArgumentTypeError(f"{n} is not in {lo}..{hi}")
+        return n
+
+    parse.__name__ = "integer"
+    return parse
 
 
 def _version() -> str:
@@ -81,7 +100,12 @@ def _host_options(r: argparse.ArgumentParser) -> None:
         help="capture: the capture's timestamps; frozen: no time passes (as a kernel fed "
         "the capture as fast as possible)",
     )
-    r.add_argument("--seed", type=int, default=None, help="fixed hash seed (reproducible order)")
+    r.add_argument(
+        "--seed",
+        type=_ranged(0, 2**64 - 1),
+        default=None,
+        help="fixed hash seed (reproducible order)",
+    )
     r.add_argument(
         "--path",
         choices=("forward", "local-in", "local-out"),
@@ -99,7 +123,7 @@ def _host_options(r: argparse.ArgumentParser) -> None:
     )
     r.add_argument(
         "--zone",
-        type=int,
+        type=_ranged(0, 65535),
         default=None,
         metavar="ID",
         help="put every entry in conntrack zone ID (a `ct zone set` template in the raw "
@@ -127,11 +151,28 @@ def _host_options(r: argparse.ArgumentParser) -> None:
     )
     r.add_argument(
         "--mtu",
-        type=int,
+        type=_ranged(0, 65535),
         default=None,
         metavar="N",
         help="the MTU of the way out: of the default route's interface with --host, of the "
         "default router's otherwise (1500)",
+    )
+
+
+def _at_option(p: argparse.ArgumentParser) -> None:
+    """`--at TIME:ACTION` (replay and report)."""
+    p.add_argument(
+        "--at",
+        action="append",
+        default=[],
+        metavar="TIME:ACTION",
+        help="at TIME (seconds after the capture's first packet, or @EPOCH), do ACTION: "
+        "`delete[:FILTERS]` (conntrack -D), `flush` (conntrack -F), "
+        "`update:set_mark=N[,FILTERS]` or `update:timeout=S[,FILTERS]` (conntrack -U), "
+        "`ruleset:FILE` (a host file's or `nft -j` ruleset replaces the host's); FILTERS are "
+        "NAME=VALUE pairs separated by commas: proto, family, src, dst, sport, dport, "
+        "reply_src, reply_dst, reply_sport, reply_dport, mark, mask, zone, state, status "
+        "(repeatable)",
     )
 
 
@@ -189,6 +230,7 @@ def _report_parser(sub: Any) -> None:
     )
     rep.add_argument("captures", nargs="+", metavar="CAPTURE", help=CAPTURE_HELP)
     _host_options(rep)
+    _at_option(rep)
     rep.add_argument(
         "-o",
         "--output",
@@ -228,7 +270,7 @@ def _report_parser(sub: Any) -> None:
     )
     rep.add_argument(
         "--evictions",
-        type=int,
+        type=_ranged(0, 2**32 - 1),
         default=1000,
         metavar="N",
         help="early-drop victims listed in the figures (all are counted)",
@@ -271,7 +313,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--threads",
-        type=int,
+        type=_ranged(0, 65535),
         default=1,
         metavar="N",
         help="track on N threads sharing one table, packets spread by a symmetric flow hash "
@@ -283,19 +325,7 @@ def _parser() -> argparse.ArgumentParser:
         help="with --output events: prefix each line with [seconds.micros] from the capture "
         "clock, as conntrack -E -o timestamp does",
     )
-    r.add_argument(
-        "--at",
-        action="append",
-        default=[],
-        metavar="TIME:ACTION",
-        help="at TIME (seconds after the capture's first packet, or @EPOCH), do ACTION: "
-        "`delete[:FILTERS]` (conntrack -D), `flush` (conntrack -F), "
-        "`update:set_mark=N[,FILTERS]` or `update:timeout=S[,FILTERS]` (conntrack -U), "
-        "`ruleset:FILE` (a host file's or `nft -j` ruleset replaces the host's); FILTERS are "
-        "NAME=VALUE pairs separated by commas: proto, family, src, dst, sport, dport, "
-        "reply_src, reply_dst, reply_sport, reply_dport, mark, mask, zone, state, status "
-        "(repeatable)",
-    )
+    _at_option(r)
     r.add_argument(
         "--write",
         "-w",
@@ -346,7 +376,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("capture", metavar="CAPTURE", help=CAPTURE_HELP)
     e.add_argument(
         "frame",
-        type=int,
+        type=_ranged(0, 2**64 - 1),
         metavar="FRAME",
         help="the frame, numbered from 1 as --output packets numbers them",
     )
@@ -529,51 +559,78 @@ def _action_args(text: str, allowed: frozenset[str]) -> dict[str, Any]:
     return kw
 
 
+@dataclasses.dataclass(frozen=True)
+class AtAction:
+    """One `--at` action, callable with a Net as `Net.replay(at=...)` calls it; plain data,
+    so that a sweep's worker processes get it too. ``verb``: delete, flush, update or
+    ruleset; ``kw``: its keyword arguments (filters, settings); ``path``: the ruleset file."""
+
+    verb: str
+    kw: tuple[tuple[str, Any], ...] = ()
+    path: str | None = None
+    spec: str = ""
+
+    def __call__(self, net: Net) -> object:
+        kw = dict(self.kw)
+        if self.verb == "delete":
+            return net.delete(**kw)
+        if self.verb == "flush":
+            return net.flush()
+        if self.verb == "update":
+            return net.update(**kw)
+        assert self.path is not None
+        net.load_ruleset(_json_file(self.path))
+        return None
+
+    def __str__(self) -> str:
+        return self.spec
+
+
+def parse_at(spec: str) -> tuple[float, bool, AtAction]:
+    """One `--at TIME:ACTION`: (time, whether it counts from the first packet, action)."""
+    when, sep, action = spec.partition(":")
+    if not sep:
+        raise NfctValueError(f"--at {spec!r}: expected TIME:ACTION")
+    try:
+        relative = not when.startswith("@")
+        t = float(when if relative else when[1:])
+    except ValueError:
+        raise NfctValueError(f"--at {spec!r}: {when!r} is not a time in seconds") from None
+    verb, _, rest = action.partition(":")
+    if verb == "delete":
+        act = AtAction("delete", tuple(_action_args(rest, _FILTER_KEYS).items()), spec=action)
+    elif verb == "flush" and not rest:
+        act = AtAction("flush", spec=action)
+    elif verb == "update":
+        kw = _action_args(rest, _FILTER_KEYS | {"set_mark", "set_mask", "timeout"})
+        if "set_mark" not in kw and "timeout" not in kw:
+            raise NfctValueError(f"--at {spec!r}: update needs set_mark=N or timeout=S")
+        act = AtAction("update", tuple(kw.items()), spec=action)
+    elif verb == "ruleset" and rest:
+        if not os.path.exists(rest):
+            raise NfctValueError(f"--at {spec!r}: no such file {rest!r}")
+        act = AtAction("ruleset", path=os.path.abspath(rest), spec=action)
+    else:
+        raise NfctValueError(
+            f"--at {spec!r}: ACTION is delete[:FILTERS], flush, "
+            "update:SETTINGS[,FILTERS] or ruleset:FILE"
+        )
+    return t, relative, act
+
+
 def _scheduled(
     specs: Sequence[str], first_tstamp: Callable[[], float | None]
 ) -> list[tuple[float, Any]]:
     """The `--at TIME:ACTION` options as `Net.replay(at=...)` takes them (relative times
     from ``first_tstamp()``, the first packet's time)."""
-    if not specs:
-        return []
     first: float | None = None
     out: list[tuple[float, Any]] = []
-    for spec in specs:
-        when, sep, action = spec.partition(":")
-        if not sep:
-            raise NfctValueError(f"--at {spec!r}: expected TIME:ACTION")
-        try:
-            if when.startswith("@"):
-                t = float(when[1:])
-            else:
-                if first is None:
-                    first = first_tstamp() or 0.0
-                t = first + float(when)
-        except ValueError:
-            raise NfctValueError(f"--at {spec!r}: {when!r} is not a time in seconds") from None
-        verb, _, rest = action.partition(":")
-        fn: Any
-        if verb == "delete":
-            kw = _action_args(rest, _FILTER_KEYS)
-            fn = lambda net, kw=kw: net.delete(**kw)  # noqa: E731
-        elif verb == "flush" and not rest:
-            fn = lambda net: net.flush()  # noqa: E731
-        elif verb == "update":
-            kw = _action_args(rest, _FILTER_KEYS | {"set_mark", "set_mask", "timeout"})
-            if "set_mark" not in kw and "timeout" not in kw:
-                raise NfctValueError(f"--at {spec!r}: update needs set_mark=N or timeout=S")
-            fn = lambda net, kw=kw: net.update(**kw)  # noqa: E731
-        elif verb == "ruleset" and rest:
-            path = rest
-            if not os.path.exists(path):
-                raise NfctValueError(f"--at {spec!r}: no such file {path!r}")
-            fn = lambda net, path=path: net.load_ruleset(_json_file(path))  # noqa: E731
-        else:
-            raise NfctValueError(
-                f"--at {spec!r}: ACTION is delete[:FILTERS], flush, "
-                "update:SETTINGS[,FILTERS] or ruleset:FILE"
-            )
-        out.append((t, fn))
+    for t, relative, act in map(parse_at, specs):
+        if relative:
+            if first is None:
+                first = first_tstamp() or 0.0
+            t += first
+        out.append((t, act))
     return out
 
 
@@ -714,6 +771,13 @@ def _event_printer(timestamps: bool) -> Callable[[list[str]], None]:
     return write
 
 
+def _warn_ignored(net: Net) -> None:
+    """The host file's conntrack settings that nfct does not model, named on stderr."""
+    for name in net.ignored_sysctls:
+        if name.startswith("net.netfilter."):
+            print(f"nfct: host file: {name} is not modelled (ignored)", file=sys.stderr)
+
+
 def _replay(args: argparse.Namespace) -> int:
     if args.cluster is not None:
         return _replay_on_cluster(args)
@@ -759,9 +823,7 @@ def _replay_inputs(args: argparse.Namespace, net: Net, inputs: CaptureInputs) ->
     except OSError as e:
         print(f"nfct: --export {args.export}: {e.strerror or e}", file=sys.stderr)
         return 2
-    for name in net.ignored_sysctls:
-        if name.startswith("net.netfilter."):
-            print(f"nfct: host file: {name} is not modelled (ignored)", file=sys.stderr)
+    _warn_ignored(net)
     error: CaptureError | None = None
     interrupted = False
     summary: ReplayResult | None = None
@@ -1021,6 +1083,10 @@ def _units_text(rows: list[dict[str, Any]]) -> str:
 def _host_setup(args: argparse.Namespace) -> Any:
     from nfct.report import HostSetup
 
+    at: list[tuple[float, AtAction]] = []
+    after_first: list[tuple[float, AtAction]] = []
+    for t, relative, act in map(parse_at, args.at):
+        (after_first if relative else at).append((t, act))
     return HostSetup(
         sysctl=dict(args.sysctl),
         seed=args.seed,
@@ -1032,6 +1098,8 @@ def _host_setup(args: argparse.Namespace) -> Any:
         clock=args.clock,
         path=args.path,
         iif=args.iif,
+        at=tuple(at),
+        after_first=tuple(after_first),
     )
 
 
@@ -1067,9 +1135,14 @@ def _report(args: argparse.Namespace) -> int:
     output = args.output
     if output is None and not args.json:
         output = "report.html"
-    if args.evictions < 0 or args.census_every < 0 or (args.jobs is not None and args.jobs < 1):
+    if (
+        args.evictions < 0
+        or not 0 <= args.census_every < math.inf
+        or (args.jobs is not None and args.jobs < 1)
+    ):
         print(
-            "nfct: --evictions and --census-every must not be negative, --jobs at least 1",
+            "nfct: --evictions must not be negative, --census-every must be a finite number "
+            "not negative, --jobs at least 1",
             file=sys.stderr,
         )
         return 2
@@ -1080,10 +1153,11 @@ def _report(args: argparse.Namespace) -> int:
             if not os.path.isdir(parent):
                 raise NfctValueError(f"-o {output}: no such directory {parent}")
         setup = _host_setup(args)
-        setup.build()  # the options' errors now, not after a replay
+        net = setup.build()  # the options' errors now, not after a replay
     except (NfctError, CaptureError) as e:
         print(f"nfct: {e}", file=sys.stderr)
         return 2
+    _warn_ignored(net)
     kw: dict[str, Any] = {"census_every": args.census_every, "keep_evictions": args.evictions}
 
     figures: Any = None
@@ -1137,12 +1211,11 @@ def _report(args: argparse.Namespace) -> int:
         return 2
     finally:
         bar.close()
-    if (
-        figures is not None
-        and error is not None
-        and not (figures.get("summary") or {}).get("frames")
+    runs = figures if isinstance(figures, list) else [figures] if figures is not None else []
+    if not runs or (
+        error is not None and not any((f.get("summary") or {}).get("frames") for f in runs)
     ):
-        figures = None  # nothing was read: the error says it all
+        figures = None  # nothing was read (or no run of a sweep was done): the error says it all
     if figures is not None:
         if args.json:
             json.dump(figures, sys.stdout, indent=1, allow_nan=False)
