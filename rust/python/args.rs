@@ -7,7 +7,7 @@ use crate::format::ListFormat;
 use crate::replay::{Clock, ReplayPath};
 use crate::sysctl::{Sysctl, SysctlError, SysctlKey};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyString};
+use pyo3::types::{PyBool, PyInt, PyString};
 use std::path::PathBuf;
 
 /// One IP address given from Python: a `str` or an `ipaddress` object.
@@ -43,16 +43,50 @@ pub(super) fn parse_addrs(v: &Bound<'_, PyAny>, what: &str) -> Result<Vec<std::n
 
 /// A sysctl value given from Python: an int (not a bool) in the sysctl's range.
 pub(super) fn sysctl_value(name: &str, value: &Bound<'_, PyAny>) -> Result<(SysctlKey, u64)> {
+    Ok(Sysctl::validate(name, sysctl_int(name, value)?)?)
+}
+
+/// As `sysctl_value`, also checked against the other values of `current` (the frag6
+/// thresholds bound each other), for a write into a live table.
+pub(super) fn sysctl_write(
+    current: &Sysctl,
+    name: &str,
+    value: &Bound<'_, PyAny>,
+) -> Result<(SysctlKey, u64)> {
+    Ok(current.check_with(name, sysctl_int(name, value)?)?)
+}
+
+/// The low frag6 threshold at most the high one, once a whole `sysctl=` mapping is applied.
+pub(super) fn frag_thresholds(s: &Sysctl) -> Result<()> {
+    let low = s.get(SysctlKey::Frag6LowThresh);
+    s.check_with("nf_conntrack_frag6_high_thresh", i128::from(s.get(SysctlKey::Frag6HighThresh)))
+        .and_then(|_| s.check_with("nf_conntrack_frag6_low_thresh", i128::from(low)))
+        .map(|_| ())
+        .map_err(Error::from)
+}
+
+fn sysctl_int(name: &str, value: &Bound<'_, PyAny>) -> Result<i128> {
     if name.trim_start_matches("net.netfilter.") == "nf_conntrack_count" {
         return Err(Error::Sysctl(SysctlError::ReadOnly(name.to_string())));
     }
-    if value.is_instance_of::<PyBool>() {
-        return Err(Error::type_(format!("sysctl {name} takes an int, not bool")));
+    if Sysctl::lookup(name).is_none() {
+        return Err(Error::Sysctl(SysctlError::Unknown(name.to_string())));
     }
-    let v: i128 = value
-        .extract()
-        .map_err(|_| Error::type_(format!("sysctl {name} takes an int, not {}", type_name(value))))?;
-    Ok(Sysctl::validate(name, v)?)
+    if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
+        return Err(Error::type_(format!("sysctl {name} takes an int, not {}", type_name(value))));
+    }
+    value.extract::<i128>().map_err(|_| {
+        // An int too large for any sysctl: out of its range, whatever the range is.
+        let beyond = if value.gt(0).unwrap_or(false) { i128::MAX } else { i128::MIN };
+        match Sysctl::validate(name, beyond) {
+            Err(SysctlError::Invalid { name, why, .. }) => {
+                let text = value.str().map(|s| s.to_string()).unwrap_or_default();
+                Error::value(format!("invalid value {text} for {name}: {why}"))
+            }
+            Err(e) => e.into(),
+            Ok(_) => Error::value(format!("sysctl {name}: value out of range")),
+        }
+    })
 }
 
 /// The replay path of a name.

@@ -1,7 +1,10 @@
 //! `nfct.Net` (one network namespace: its conntrack table, hooks, defrag, addresses and
 //! clock) and its `sysctl` mapping.
 
-use super::args::{list_format, parse_addrs, paths_arg, replay_clock, replay_path, sysctl_value};
+use super::args::{
+    frag_thresholds, list_format, parse_addrs, paths_arg, replay_clock, replay_path, sysctl_value,
+    sysctl_write,
+};
 use super::batch;
 use super::conn::{Conn, Tuple};
 use super::errors::{Error, Result};
@@ -133,6 +136,7 @@ impl Net {
                 let (s, v) = sysctl_value(&name, &v)?;
                 net.set_sysctl(s, v);
             }
+            frag_thresholds(net.sysctl())?;
         }
         Ok(Net { inner: Arc::new(net), registry: Mutex::default(), ruleset: Mutex::new(ruleset), ignored })
     }
@@ -951,7 +955,7 @@ impl SysctlMap {
     }
 
     fn __setitem__(&self, name: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let (s, v) = sysctl_value(name, value)?;
+        let (s, v) = sysctl_write(self.net.sysctl(), name, value)?;
         self.net.set_sysctl(s, v);
         Ok(())
     }
