@@ -26,9 +26,10 @@ DEV_EXTRAS := test docs dist
 PYTEST_ARGS ?=
 # CI checks that Cargo.lock is up to date instead of silently updating it.
 CARGO_LOCKED := $(if $(filter true 1,$(CI)),--locked,)
-# What the kernel differential tests need, as Debian packages and as the commands they give.
-APT_PACKAGES := nftables conntrack tcpdump iproute2 valgrind
-KERNEL_TOOLS := nft conntrack tcpdump ip valgrind
+# What the kernel differential tests need, and the headless browser the report's test renders
+# its page in (tests/test_report_browser.py), as Debian packages and as the commands they give.
+APT_PACKAGES := nftables conntrack tcpdump iproute2 valgrind chromium
+KERNEL_TOOLS := nft conntrack tcpdump ip valgrind chromium
 RUFF_PATHS := python tests tools $(wildcard benches/*.py)
 STUBTEST_ALLOWLIST := $(wildcard .stubtest-allowlist)
 
@@ -76,7 +77,8 @@ ensure-system-deps:
 		echo "missing:$$missing; installing $(APT_PACKAGES)"; \
 		$(MAKE) --no-print-directory system-deps; \
 	else \
-		echo "warning: missing:$$missing; kernel tests will skip (sudo make system-deps)" >&2; \
+		echo "warning: missing:$$missing; kernel and browser tests will skip" \
+			"(sudo make system-deps)" >&2; \
 	fi
 
 # --- Development ----------------------------------------------------------------------------

@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from replay_bench import ETH, ETH_REPLY, nfct_command, tcp_packet, udp_packet  # noqa: E402
+from replay_bench import ETH, ETH_REPLY, nfct_command, tcp_packet, udp_packet
 
-from nfct.pcap import LINKTYPE_ETHERNET, PcapWriter  # noqa: E402
+from nfct.pcap import LINKTYPE_ETHERNET, PcapWriter
 
 TCP_FLOWS, UDP_FLOWS = 100_000, 200_000
 DURATION = 10.0
@@ -59,8 +59,14 @@ def udp_pair(i: int) -> list[tuple[bool, bytes]]:
     c = struct.pack("!I", 0x0B000000 | (i & 0xFFFFFF))
     s = bytes((198, 51, 100, 1 + i % 200))
     cport = 30000 + (i >> 24) % 30000
-    q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03www\x07example\x03com\x00\x00\x01\x00\x01"
-    return [(False, udp_packet(c, s, cport, 53, q, i)), (True, udp_packet(s, c, 53, cport, q, i + 1))]
+    q = (
+        b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+        b"\x03www\x07example\x03com\x00\x00\x01\x00\x01"
+    )
+    return [
+        (False, udp_packet(c, s, cport, 53, q, i)),
+        (True, udp_packet(s, c, 53, cport, q, i + 1)),
+    ]
 
 
 def write_capture(path: Path) -> int:

@@ -128,6 +128,29 @@ def traffic(draw: st.DrawFn) -> Seq:
     return out
 
 
+def udp_flows(path: Path, n: int = 400, *, invalid: bool = True, t0: float = 1.7e9) -> Path:
+    """A pcap of DNS-like UDP queries from 350 addresses to S, one every 50 ms from `t0`, a
+    third of them answered; with `invalid`, a bad UDP checksum every 40th query and a TCP
+    packet with SYN and FIN every 60th (the report's tests: a small nf_conntrack_max
+    overflows within seconds)."""
+
+    def client(i: int) -> str:
+        return f"10.0.{i % 7}.{1 + i % 50}"
+
+    recs = []
+    for i in range(n):
+        t = t0 + i * 0.05
+        recs.append((t, P.udp(client(i), S, 5000 + i, 53, b"q")))
+        if i % 3 == 0:
+            recs.append((t + 0.01, P.udp(S, client(i), 53, 5000 + i, b"a")))
+        if invalid and i % 40 == 7:
+            recs.append((t + 0.02, P.udp(client(i), S, 7000 + i, 53, b"x", checksum=0xBAD)))
+        if invalid and i % 60 == 11:
+            recs.append((t + 0.03, P.tcp(client(i), S, 9000 + i, 80, flags="SF", seq=1)))
+    path.write_bytes(P.pcap(recs))
+    return path
+
+
 # --- the table --------------------------------------------------------------------------------
 
 

@@ -652,6 +652,75 @@ def test_without_host_nothing_changes() -> None:
     assert res.per_packet[0].reason is not None and "MTU" in res.per_packet[0].reason
 
 
+# --- the shipped kube-proxy node --------------------------------------------------------------
+
+
+def test_kube_proxy_example(capfd: pytest.CaptureFixture[str]) -> None:
+    """examples/kube.pcapng replayed on the node of examples/host-kube-proxy.json with the seed
+    tools/kube_example.py made it with: the pod's DNS and HTTP reach endpoints of the
+    services (DNATed, the service port 80 to the endpoint's 8080), the NodePort connection from
+    outside is DNATed and masqueraded to the node's address, and the three connections to no
+    endpoint or an unserved port are rejected by the rules kube-proxy writes for them. Each
+    packet arrives on the interface the pcapng names. tests/live/test_host_kernel.py checks
+    the same ruleset and conversations against the kernel."""
+    host = EXAMPLES / "host-kube-proxy.json"
+    cap = EXAMPLES / "kube.pcapng"
+    assert main(["replay", str(cap), "--host", str(host), "--seed", "1"]) == 0
+    captured = capfd.readouterr()
+    assert captured.err.splitlines()[-1] == (
+        "nfct: 20 packets (20 frames, 0 not IP), 3 entries, 0 invalid, 3 dropped"
+    )
+    entries = captured.out.splitlines()
+    assert len(entries) == 3, entries
+    (nodeport,) = [x for x in entries if "dport=30080" in x]
+    (dns,) = [x for x in entries if " udp " in x]
+    (http,) = [x for x in entries if "dport=80 " in x]
+    assert " CLOSE src=198.51.100.7 dst=192.168.0.2 sport=51000 dport=30080 " in nodeport
+    # DNATed to an endpoint of svc1 and masqueraded to the node's address on the way there.
+    assert " sport=8080 " in nodeport and "[ASSURED]" in nodeport
+    back = nodeport.split("src=")[2]
+    assert back.split()[0] in ("10.180.0.11", "10.180.1.11")
+    masq = "10.180.0.1" if back.startswith("10.180.0.") else "192.168.0.2"
+    assert f"dst={masq} " in back, nodeport
+    assert "dst=172.30.0.10 sport=40001 dport=53 src=10.180.0.13 " in dns
+    assert " TIME_WAIT src=10.180.0.21 dst=172.30.0.41 sport=48000 dport=80 " in http
+    assert "sport=8080 dport=48000 [ASSURED]" in http
+    assert (
+        main(["replay", str(cap), "--host", str(host), "--seed", "1", "--output", "packets"]) == 0
+    )
+    lines = capfd.readouterr().out.splitlines()
+    assert [x.split(":")[0] for x in lines[-3:]] == [
+        "18 dropped by ip kube-proxy reject-chain handle 45",
+        "19 dropped by ip kube-proxy cluster-ips-check handle 44",
+        "20 dropped by ip kube-proxy reject-chain handle 45",
+    ]
+    assert not any("invalid" in x or "dropped" in x for x in lines[:-3]), lines
+    # From another interface than the one the pcapng names (all on eth0): the pod's packets
+    # still pass (the loose reverse-path filter), the same three are rejected.
+    assert main(["replay", str(cap), "--host", str(host), "--seed", "1", "--iif", "eth0"]) == 0
+    assert capfd.readouterr().err.splitlines()[-1].endswith("3 entries, 0 invalid, 3 dropped")
+
+
+def test_write_pcapng_names_interfaces(tmp_path: Path) -> None:
+    """nfct.pcap.write_pcapng: records read back in order with their times, and each packet's
+    interface name is the one a replay takes as its incoming interface."""
+    from nfct.pcap import iter_records, write_pcapng
+
+    h = router(sysctl={"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "1"})
+    pkt = udp("198.51.100.9", "203.0.113.7")
+    cap = tmp_path / "w.pcapng"
+    n = write_pcapng(cap, [(1.5, 0, pkt), (2.25, 1, pkt)], ["eth0", "eth1"])
+    assert n == 2
+    assert list(iter_records(cap)) == [(1.5, pkt), (2.25, pkt)]
+    lines = tmp_path / "packets.txt"
+    nfct.Net(host=h).replay([cap], packets_path=lines)
+    got = lines.read_text().splitlines()
+    assert got[0].startswith("1 dropped ip_route_input: reverse path filter"), got
+    assert got[1] == "2 new", got
+    with pytest.raises(nfct.NfctValueError, match="interface 2 is not one of the 2 given"):
+        write_pcapng(tmp_path / "x.pcapng", [(0.0, 2, pkt)], ["eth0", "eth1"])
+
+
 # --- the shipped firewalld host ----------------------------------------------------------------
 
 

@@ -7,12 +7,21 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import nfct
 from nfct import CaptureError, Conn, Net, NfctError, NfctValueError, ReplayResult, Tuple
+from nfct.inputs import CaptureInputs
+from nfct.progress import progress_bar
 
+if TYPE_CHECKING:
+    from nfct.export import Exporter
+
+CAPTURE_HELP = (
+    "pcap or pcapng file, also compressed (gzip, bzip2, xz, zstd: recognised by its first "
+    "bytes); - reads standard input"
+)
 OUTPUTS = ("extended", "conntrack", "proc", "stats", "json", "packets", "events", "counters")
 
 
@@ -126,6 +135,100 @@ def _host_options(r: argparse.ArgumentParser) -> None:
     )
 
 
+def _quiet_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="no progress display (shown only when standard error is a terminal)",
+    )
+
+
+def _sweep_spec(text: str) -> tuple[str, list[int]]:
+    name, sep, values = text.partition("=")
+    name = name.strip()
+    if not sep or not name or not values.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE,VALUE,..., got {text!r}")
+    if name not in nfct.SYSCTL_NAMES:
+        raise argparse.ArgumentTypeError(f"{name!r} is not a conntrack sysctl")
+    out: list[int] = []
+    for v in values.split(","):
+        try:
+            out.append(int(v.strip(), 0))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}: value {v!r} is not an integer") from None
+    return name, out
+
+
+def _report_parser(sub: Any) -> None:
+    rep = sub.add_parser(
+        "report",
+        help="a capacity report: did the table hold, what filled it, what got dropped, what "
+        "max would have held it (HTML with plots, or JSON)",
+        description=(
+            "Replay the captures as `nfct replay` does and answer an operator's questions: "
+            "entries over time by protocol and state, new connections per second, the peak "
+            "against nf_conntrack_max and the headroom, early drops (who was evicted) and "
+            "drops over time, INVALID packets by reason, the heaviest sources and "
+            "destinations, the states (and timeouts) holding the table, and the max that "
+            "would have held it. One self-contained HTML page (-o), or the figures as JSON "
+            "(--json). With --sweep, one replay per combination of values, side by side."
+        ),
+    )
+    rep.add_argument("captures", nargs="+", metavar="CAPTURE", help=CAPTURE_HELP)
+    _host_options(rep)
+    rep.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        default=None,
+        help="write the HTML report here (default: report.html, unless --json is given)",
+    )
+    rep.add_argument(
+        "--json", action="store_true", help="print the figures as JSON on standard output"
+    )
+    rep.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        type=_sweep_spec,
+        metavar="NAME=V1,V2,...",
+        help="what-if: replay once per combination of these sysctl values (repeatable; "
+        "combined as nested loops), in parallel processes, and report them side by side",
+    )
+    rep.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --sweep: at most N processes (default: as many as cores)",
+    )
+    rep.add_argument(
+        "--census-every",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="count the table by protocol, state and address about this often (capture "
+        "time; spaced further apart where counting would cost more than a quarter of the "
+        "replay)",
+    )
+    rep.add_argument(
+        "--evictions",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="early-drop victims listed in the figures (all are counted)",
+    )
+    rep.add_argument(
+        "--no-demand",
+        action="store_true",
+        help="when the table overflowed, do not replay again without a limit to find the "
+        "max that would have held it",
+    )
+    _quiet_option(rep)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="nfct", description="Linux netfilter connection tracking in userspace."
@@ -142,7 +245,7 @@ def _parser() -> argparse.ArgumentParser:
             "`conntrack -L -o extended` would print afterwards."
         ),
     )
-    r.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap or pcapng file")
+    r.add_argument("captures", nargs="+", metavar="CAPTURE", help=CAPTURE_HELP)
     _host_options(r)
     r.add_argument("--output", "-o", choices=OUTPUTS, default="extended")
     r.add_argument(
@@ -180,6 +283,16 @@ def _parser() -> argparse.ArgumentParser:
         help="write the packets that leave the host (forwarded or sent, as NAT rewrote "
         "them) to FILE, a pcap of raw IP packets (replays on one thread)",
     )
+    r.add_argument(
+        "--export",
+        metavar="DIR",
+        default=None,
+        help="also write the replay as Parquet files into DIR (created if needed): "
+        "packets.parquet (one row per IP frame), events.parquet, entries.parquet (the final "
+        "table), timeline.parquet (occupancy and censuses per second), evictions.parquet; "
+        "needs pyarrow (pip install 'nfct[report]'); one thread",
+    )
+    _quiet_option(r)
     e = sub.add_parser(
         "explain",
         help="show one packet's way through the host, hook by hook",
@@ -190,7 +303,7 @@ def _parser() -> argparse.ArgumentParser:
             "drop in the kernel's words."
         ),
     )
-    e.add_argument("capture", metavar="CAPTURE", help="pcap or pcapng file")
+    e.add_argument("capture", metavar="CAPTURE", help=CAPTURE_HELP)
     e.add_argument(
         "frame",
         type=int,
@@ -199,6 +312,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--json", action="store_true", help="print the explanation as JSON")
     _host_options(e)
+    _report_parser(sub)
     s = sub.add_parser(
         "host-snapshot",
         help="write this host's interfaces, routes, nftables ruleset and sysctls as a host file",
@@ -375,8 +489,11 @@ def _action_args(text: str, allowed: frozenset[str]) -> dict[str, Any]:
     return kw
 
 
-def _scheduled(specs: Sequence[str], captures: Sequence[str]) -> list[tuple[float, Any]]:
-    """The `--at TIME:ACTION` options as `Net.replay(at=...)` takes them."""
+def _scheduled(
+    specs: Sequence[str], first_tstamp: Callable[[], float | None]
+) -> list[tuple[float, Any]]:
+    """The `--at TIME:ACTION` options as `Net.replay(at=...)` takes them (relative times
+    from ``first_tstamp()``, the first packet's time)."""
     if not specs:
         return []
     first: float | None = None
@@ -390,9 +507,7 @@ def _scheduled(specs: Sequence[str], captures: Sequence[str]) -> list[tuple[floa
                 t = float(when[1:])
             else:
                 if first is None:
-                    from nfct.pcap import iter_records
-
-                    first = next((ts for ts, _ in iter_records(captures[0])), 0.0)
+                    first = first_tstamp() or 0.0
                 t = first + float(when)
         except ValueError:
             raise NfctValueError(f"--at {spec!r}: {when!r} is not a time in seconds") from None
@@ -511,7 +626,13 @@ def explain_text(e: dict[str, Any]) -> str:
 def _explain(args: argparse.Namespace) -> int:
     try:
         net = _make_net(args)
-        e = net.explain(args.capture, args.frame, clock=args.clock, path=args.path, iif=args.iif)
+        with CaptureInputs([args.capture]) as inputs:
+            try:
+                e = net.explain(
+                    inputs.paths[0], args.frame, clock=args.clock, path=args.path, iif=args.iif
+                )
+            except CaptureError as err:
+                raise inputs.rename(err) from None
     except (NfctError, CaptureError) as err:
         print(f"nfct: {err}", file=sys.stderr)
         return 2
@@ -523,12 +644,68 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _renaming_printer(inputs: CaptureInputs) -> Callable[[list[str]], None]:
+    """`--output packets` lines with the captures' own names in front, not the pipes' or
+    temporary files' the replay read."""
+    prefixes = [(p + ":", inputs.name_of(p) + ":") for p in inputs.paths if inputs.name_of(p) != p]
+
+    def write(lines: list[str]) -> None:
+        out = []
+        for line in lines:
+            for old, new in prefixes:
+                if line.startswith(old):
+                    line = new + line[len(old) :]
+                    break
+            out.append(line)
+        sys.stdout.write("".join(out))
+
+    return write
+
+
+def _event_printer(timestamps: bool) -> Callable[[list[str]], None]:
+    """`--output events` lines from the export's event stream (which has the timestamps)."""
+
+    def write(lines: list[str]) -> None:
+        if timestamps:
+            sys.stdout.write("".join(lines))
+        else:
+            sys.stdout.write("".join(line.partition("\t")[2] or line for line in lines))
+
+    return write
+
+
 def _replay(args: argparse.Namespace) -> int:
+    if args.export is not None and args.threads > 1:
+        print("nfct: --export sees packets in capture order: use --threads 1", file=sys.stderr)
+        return 2
     try:
         net = _make_net(args)
-        at = _scheduled(args.at, args.captures)
+        inputs = CaptureInputs(args.captures)
+        inputs.open()
     except (NfctError, CaptureError) as e:
         print(f"nfct: {e}", file=sys.stderr)
+        return 2
+    try:
+        return _replay_inputs(args, net, inputs)
+    finally:
+        inputs.close()
+
+
+def _replay_inputs(args: argparse.Namespace, net: Net, inputs: CaptureInputs) -> int:
+    from nfct._pipes import LinePipe
+
+    exporter: Exporter | None = None
+    try:
+        at = _scheduled(args.at, inputs.first_tstamp)
+        if args.export is not None:
+            from nfct.export import Exporter
+
+            exporter = Exporter(args.export, inputs.names)
+    except (NfctError, CaptureError) as e:
+        print(f"nfct: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"nfct: --export {args.export}: {e.strerror or e}", file=sys.stderr)
         return 2
     for name in net.ignored_sysctls:
         if name.startswith("net.netfilter."):
@@ -537,27 +714,40 @@ def _replay(args: argparse.Namespace) -> int:
     interrupted = False
     summary: ReplayResult | None = None
     packets_path = events_path = None
+    pipes: list[LinePipe] = []
     if args.output == "packets":
         sys.stdout.flush()
         packets_path = "-"
+        if inputs.substituted and len(inputs.paths) > 1:
+            pipes.append(LinePipe(_renaming_printer(inputs), "nfct-packets"))
+            packets_path = pipes[-1].path
+    if exporter is not None:
+        if args.output == "events":
+            sys.stdout.flush()
+            exporter.tee = _event_printer(args.event_timestamps)
+        pipes.append(LinePipe(exporter.event_lines, "nfct-events"))
+        events_path = pipes[-1].path
     elif args.output == "events":
         sys.stdout.flush()
         events_path = "-"
+    bar = progress_bar(quiet=args.quiet)
     try:
         summary = net.replay(
-            args.captures,
+            inputs.paths,
             clock=args.clock,
             packets_path=packets_path,
             events_path=events_path,
-            event_timestamps=args.event_timestamps,
+            event_timestamps=args.event_timestamps or exporter is not None,
             path=args.path,
             threads=args.threads,
             iif=args.iif,
             write_path=args.write,
             at=at,
+            observe=exporter,
+            progress=bar if bar.enabled else None,
         )
     except CaptureError as e:
-        error = e
+        error = inputs.rename(e)
         summary = e.summary
     except KeyboardInterrupt as e:
         # Stopped between two batches of frames: what was done is printed as for a
@@ -565,8 +755,24 @@ def _replay(args: argparse.Namespace) -> int:
         interrupted = True
         summary = getattr(e, "summary", None)
     except NfctError as e:
+        for pipe in pipes:
+            pipe.close()
+        if exporter is not None:
+            exporter.finish(net)
         print(f"nfct: {e}", file=sys.stderr)
         return 2
+    finally:
+        bar.close()
+    for pipe in pipes:
+        pipe.close()
+    inputs.close()
+    error = inputs.error() or error
+    if exporter is not None:
+        try:
+            exporter.finish(net)
+        except OSError as e:
+            print(f"nfct: --export {args.export}: {e.strerror or e}", file=sys.stderr)
+            return 2
     if args.output in ("extended", "conntrack", "proc"):
         text = net.dump(args.output)
         entries = text.count("\n")
@@ -606,6 +812,146 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- report ---------------------------------------------------------------------------------------
+
+
+def _host_setup(args: argparse.Namespace) -> Any:
+    from nfct.report import HostSetup
+
+    return HostSetup(
+        sysctl=dict(args.sysctl),
+        seed=args.seed,
+        local_addrs=tuple(args.local_addr),
+        host=args.host,
+        mtu=args.mtu,
+        zone=args.zone,
+        drop_invalid=args.drop_invalid,
+        clock=args.clock,
+        path=args.path,
+        iif=args.iif,
+    )
+
+
+def _sweep_text(runs: list[dict[str, Any]]) -> str:
+    """A sweep's runs side by side, one line each (the columns aligned)."""
+    from nfct.report import sweep_rows
+
+    rows = sweep_rows(runs)
+    names = list(runs[0].get("sweep", {})) if runs else []
+    head = [*names, "held", "peak", "early_drops", "dropped", "invalid", "demand"]
+    table = [head] + [
+        [str(r[n]) for n in names]
+        + ["yes" if r["held"] else "no"]
+        + [str(r[k]) for k in ("peak", "early_drops", "dropped", "invalid", "demand")]
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    return "".join(
+        "nfct: " + "  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) + "\n"
+        for row in table
+    )
+
+
+def _report(args: argparse.Namespace) -> int:
+    from nfct import report
+
+    grid: dict[str, list[int]] = {}
+    for name, values in args.sweep:
+        if name in grid:
+            print(f"nfct: --sweep {name} given twice", file=sys.stderr)
+            return 2
+        grid[name] = values
+    output = args.output
+    if output is None and not args.json:
+        output = "report.html"
+    if args.evictions < 0 or args.census_every < 0 or (args.jobs is not None and args.jobs < 1):
+        print(
+            "nfct: --evictions and --census-every must not be negative, --jobs at least 1",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        report.check_extras(html=output is not None)
+        if output is not None:
+            parent = os.path.dirname(os.path.abspath(output))
+            if not os.path.isdir(parent):
+                raise NfctValueError(f"-o {output}: no such directory {parent}")
+        setup = _host_setup(args)
+        setup.build()  # the options' errors now, not after a replay
+    except (NfctError, CaptureError) as e:
+        print(f"nfct: {e}", file=sys.stderr)
+        return 2
+    kw: dict[str, Any] = {"census_every": args.census_every, "keep_evictions": args.evictions}
+    figures: Any = None
+    error: BaseException | None = None
+    interrupted = False
+    bar = progress_bar(quiet=args.quiet, desc="nfct report")
+    try:
+        if grid:
+
+            def done(i: int, n: int, values: Any) -> None:
+                if bar.enabled:
+                    which = ", ".join(f"{k}={v}" for k, v in values.items())
+                    print(f"nfct report: run {i}/{n} done ({which})", file=sys.stderr)
+
+            figures = report.sweep(
+                args.captures,
+                grid,
+                setup,
+                workers=args.jobs,
+                demand=not args.no_demand,
+                on_done=done,
+                **kw,
+            )
+        else:
+            figures = report.compute(
+                args.captures,
+                setup,
+                demand=not args.no_demand,
+                progress=bar if bar.enabled else None,
+                **kw,
+            )
+    except CaptureError as e:
+        error, figures = e, getattr(e, "figures", None)
+    except KeyboardInterrupt as e:
+        interrupted, figures = True, getattr(e, "figures", None)
+    except NfctError as e:
+        print(f"nfct: {e}", file=sys.stderr)
+        return 2
+    finally:
+        bar.close()
+    if (
+        figures is not None
+        and error is not None
+        and not (figures.get("summary") or {}).get("frames")
+    ):
+        figures = None  # nothing was read: the error says it all
+    if figures is not None:
+        if args.json:
+            json.dump(figures, sys.stdout, indent=1, allow_nan=False)
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+        if output is not None:
+            try:
+                report.write_html(figures, output)
+            except OSError as e:
+                print(f"nfct: -o {output}: {e.strerror or e}", file=sys.stderr)
+                return 2
+            print(f"nfct: report written to {output}", file=sys.stderr)
+        if isinstance(figures, list):
+            sys.stderr.write(_sweep_text(figures))
+        else:
+            for question, answer in figures["answers"].items():
+                print(f"nfct: {question} {answer}", file=sys.stderr)
+    if error is not None:
+        print(f"nfct: {error}", file=sys.stderr)
+        return 2
+    if interrupted:
+        print("nfct: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
 def _counters_text(net: Net) -> str:
     """The ruleset's counters, one per line: where (`FAMILY TABLE CHAIN handle N`, or
     `FAMILY TABLE counter NAME`), then `packets N bytes N` as nft prints them."""
@@ -627,6 +973,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _replay(args)
         if args.command == "explain":
             return _explain(args)
+        if args.command == "report":
+            return _report(args)
         if args.command == "host-snapshot":
             from nfct.host import snapshot_cli
 

@@ -1,6 +1,7 @@
-"""Reading and writing capture files from Python: one reader (classic pcap and pcapng) and one
-writer (classic pcap), pure Python, with records as ``(tstamp, data)`` everywhere: the
-timestamp in seconds first, the frame bytes second.
+"""Reading and writing capture files from Python: one reader (classic pcap and pcapng) and two
+writers (classic pcap, and pcapng for packets that name their interface), pure Python, with
+records as ``(tstamp, data)`` everywhere: the timestamp in seconds first, the frame bytes
+second.
 
 nfct's own replay reads captures in Rust (``Net.replay``); this module is for Python callers:
 building captures for tests and benchmarks, and the live-kernel harness (:mod:`nfct.kernel`),
@@ -16,7 +17,9 @@ before the bad one were yielded.
 Writing: :class:`PcapWriter` (streaming), :func:`write_pcap` (a file) and :func:`pcap_bytes`
 (in memory) write classic little-endian pcap, microsecond or (``nanosecond=True``) nanosecond
 timestamps (``tstamp * 1e9`` rounded as ``nfct.Skb`` rounds it), one link type per file
-(default ``LINKTYPE_RAW``: each record is an IP packet).
+(default ``LINKTYPE_RAW``: each record is an IP packet). :func:`write_pcapng` writes a pcapng
+file whose records say which named interface each packet was seen on (``nfct replay`` takes a
+packet's incoming interface from that name).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ __all__ = [
     "iter_records",
     "pcap_bytes",
     "write_pcap",
+    "write_pcapng",
 ]
 
 LINKTYPE_NULL: Final = 0
@@ -326,3 +330,48 @@ def pcap_bytes(
     with PcapWriter(buf, linktype=linktype, nanosecond=nanosecond) as w:
         w.write_all(records)
     return buf.getvalue()
+
+
+def write_pcapng(
+    path: str | os.PathLike[str],
+    records: Iterable[tuple[float, int, bytes | bytearray | memoryview]],
+    interfaces: Iterable[str],
+    *,
+    linktype: int = LINKTYPE_RAW,
+) -> int:
+    """Write a little-endian pcapng file of one section: an interface description block per
+    name in ``interfaces`` (in order, their ``if_name`` option set; link type ``linktype``,
+    microsecond timestamps) and one enhanced packet block per ``(tstamp, interface, data)``
+    record, ``interface`` an index into ``interfaces``. Returns how many records."""
+    names = list(interfaces)
+
+    def block(kind: int, body: bytes) -> bytes:
+        body += b"\0" * (-len(body) % 4)
+        n = 12 + len(body)
+        return struct.pack("<II", kind, n) + body + struct.pack("<I", n)
+
+    count = 0
+    with open(path, "wb", buffering=1 << 20) as f:
+        # Section header: byte-order magic, version 1.0, section length unknown.
+        f.write(block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)))
+        for name in names:
+            raw = name.encode()
+            opts = struct.pack("<HH", 2, len(raw)) + raw + b"\0" * (-len(raw) % 4)
+            opts += struct.pack("<HH", 0, 0)
+            f.write(block(1, struct.pack("<HHI", linktype, 0, _SNAPLEN) + opts))
+        for tstamp, iface, data in records:
+            if not 0 <= iface < len(names):
+                raise NfctValueError(
+                    f"pcapng record {count + 1}: interface {iface} is not one of the "
+                    f"{len(names)} given"
+                )
+            if not math.isfinite(tstamp) or tstamp < 0:
+                raise NfctValueError(f"pcap timestamp must be a finite number >= 0, not {tstamp!r}")
+            scaled = tstamp * 10**6
+            ticks = math.floor(scaled)
+            ticks += scaled - ticks >= 0.5
+            n = len(data)
+            head = struct.pack("<IIIII", iface, ticks >> 32, ticks & 0xFFFFFFFF, n, n)
+            f.write(block(6, head + bytes(data)))
+            count += 1
+    return count

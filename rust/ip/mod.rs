@@ -433,7 +433,8 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
             (v, st.ct.ctinfo())
         });
         // An INVALID packet keeps going with its reason and no entry; a drop says why.
-        let invalid = op.is_conntrack() && self.carrier.with(|st| st.ct.nfct == CtRef::None);
+        let invalid = matches!(op.kind, OpKind::Conntrack(CtOp::In | CtOp::Local))
+            && self.carrier.with(|st| st.ct.nfct == CtRef::None);
         let reason = reason.or_else(|| {
             (verdict != NF_ACCEPT || invalid).then(|| self.carrier.with(|st| st.ct.reason)).flatten()
         });

@@ -140,6 +140,7 @@ pub struct NatEnv<'a> {
 #[derive(Clone, Copy, Debug)]
 struct Asking {
     slot: u32,
+    gen: u32,
     orig: Tuple,
     zone: Zone,
 }
@@ -162,7 +163,7 @@ pub fn setup_info(env: &NatEnv<'_>, slot: u32, gen: u32, range: &NatRange, manip
     }
     // What we have looks like the inverse of the reply (earlier manips included).
     let Some(curr) = reply.invert() else { return NF_ACCEPT };
-    let asking = Asking { slot, orig, zone };
+    let asking = Asking { slot, gen, orig, zone };
     let new = unique_tuple(env, &curr, range, asking, manip);
     let (bit, done) = manip.bits();
     let changed = new != curr;
@@ -202,6 +203,51 @@ fn used(env: &NatEnv<'_>, t: &Tuple, a: Asking) -> bool {
         Some(r) => env.ct.tuple_taken(&r, a.zone, (a.slot, a.orig), env.now),
         None => false,
     }
+}
+
+/// The last attempts of a port search (`attempts_left` at most this many, in any round) in
+/// which a new TCP connection may take the tuple of a closing one.
+const HARDER_THRESH: u32 = MAX_ATTEMPTS / 4;
+
+/// The uniqueness check of the port search's attempt with `left` attempts to go in its round
+/// (`left` counts down to 1). Observed on 6.18 (tests/live/test_nat_kernel.py):
+///
+/// * In the last [`HARDER_THRESH`] (32) attempts of a round, for a TCP entry in SYN_SENT (a
+///   connection opened by a SYN), the check is a plain lookup of the reply the candidate would
+///   have: it does not count `found` (a 65-port search that meets 64 taken ports counts 32).
+/// * Found there as another entry's reply, an entry in TIME_WAIT or CLOSE whose original
+///   direction's `td_end` is before the new SYN's (32-bit serial order: the SYN with its
+///   sequence number at or after the old end, e.g. 1002 after a FIN at 1001; not 2^31 or more
+///   beyond it) is deleted (a DESTROY event) and its tuple reused. CLOSE_WAIT, LAST_ACK,
+///   FIN_WAIT, SYN_RECV, ESTABLISHED and SYN_SENT entries are not; nor is anything for UDP or
+///   for TCP entries picked up from the middle of a connection.
+/// * Found as another entry's original tuple: taken.
+fn used_harder(env: &NatEnv<'_>, t: &Tuple, a: Asking, left: u32) -> bool {
+    use crate::conn::state::{tcp, ProtoState};
+    if left > HARDER_THRESH || t.protonum != IPPROTO_TCP {
+        return used(env, t, a);
+    }
+    let syn_end = env.ct.with_conn(a.slot, a.gen, |c| match &c.proto {
+        ProtoState::Tcp(st) if st.state == tcp::SYN_SENT => Some(st.seen[0].td_end),
+        _ => None,
+    });
+    let Some(Some(syn_end)) = syn_end else { return used(env, t, a) };
+    let Some(r) = t.invert() else { return false };
+    let Some((slot, gen, dir)) = env.ct.find_get(&r, a.zone, env.now) else { return false };
+    let taken = if slot == a.slot || dir == Direction::Original {
+        true
+    } else {
+        let closing = env.ct.with_conn(slot, gen, |c| match &c.proto {
+            ProtoState::Tcp(st) => {
+                matches!(st.state, tcp::TIME_WAIT | tcp::CLOSE)
+                    && (syn_end.wrapping_sub(st.seen[0].td_end) as i32) > 0
+            }
+            _ => false,
+        });
+        !(closing == Some(true) && env.ct.delete(slot, gen, env.now))
+    };
+    env.ct.put(slot, gen);
+    taken
 }
 
 /// `nf_inet_addr` comparison for the tuple layout (IPv4 in the first 4 bytes).
@@ -415,7 +461,8 @@ fn unique_tuple(env: &NatEnv<'_>, orig: &Tuple, r: &NatRange, a: Asking, manip: 
 
 /// `nf_nat_l4proto_unique_tuple`: a port (or ICMP id) from the range, searched from an offset
 /// (random for source NAT and random flags, 0 otherwise) in rounds of 128, 64, 32, 16 and 8
-/// attempts; on failure the last one tried stays (the clash drops the packet later).
+/// attempts; on failure the last one tried stays (the clash drops the packet later). Each
+/// round's last attempts may take a closing TCP connection's tuple ([`used_harder`]).
 fn port_search(env: &NatEnv<'_>, t: &mut Tuple, r: &NatRange, manip: Manip, a: Asking) {
     if !has_proto_part(t.protonum) {
         return;
@@ -445,14 +492,14 @@ fn port_search(env: &NatEnv<'_>, t: &mut Tuple, r: &NatRange, manip: Manip, a: A
         if r.flags & RANGE_PROTO_RANDOM_ALL != 0 || manip != Manip::Dst { u32::from(rand16()) } else { 0 };
     let mut attempts = size.min(MAX_ATTEMPTS);
     loop {
-        for _ in 0..attempts {
+        for i in 0..attempts {
             let v = (min + off % size) as u16;
             if key_is_src {
                 t.src_u = v;
             } else {
                 t.dst_u = v;
             }
-            if !used(env, t, a) {
+            if !used_harder(env, t, a, attempts - i) {
                 return;
             }
             off = off.wrapping_add(1);
@@ -566,45 +613,133 @@ pub fn icmp_reply_translation(
     NF_ACCEPT
 }
 
-/// `inet_select_addr` for masquerade: the address of `dev` in the same subnet as `next_hop`,
-/// else its first address of the family.
+/// The address masquerade translates to on `dev`: over IPv4 `inet_select_addr` (the address
+/// in the same subnet as `next_hop`, else the first of the family); over IPv6 the source
+/// address selection of RFC 6724 for the destination `next_hop` ([`ipv6_source`]).
 pub fn masquerade_addr(dev: &Dev, next_hop: IpAddr) -> Option<IpAddr> {
-    let same_fam = |a: &IpAddr| a.is_ipv4() == next_hop.is_ipv4();
-    let in_subnet = |a: &crate::fib::IfAddr| {
-        if !same_fam(&a.addr) {
-            return false;
-        }
-        match (a.addr, next_hop) {
-            (IpAddr::V4(x), IpAddr::V4(y)) => {
-                let m =
-                    if a.prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(a.prefix_len.min(32))) };
-                u32::from(x) & m == u32::from(y) & m
-            }
-            (IpAddr::V6(x), IpAddr::V6(y)) => {
-                let m =
-                    if a.prefix_len == 0 { 0 } else { u128::MAX << (128 - u32::from(a.prefix_len.min(128))) };
-                u128::from(x) & m == u128::from(y) & m
-            }
-            _ => false,
-        }
+    let IpAddr::V4(hop) = next_hop else {
+        return ipv6_source(dev, next_hop);
     };
-    let usable = |a: &crate::fib::IfAddr| match a.addr {
-        IpAddr::V4(_) => true,
-        // A link-local source only for a link-local destination.
-        IpAddr::V6(v) => {
-            (v.segments()[0] & 0xffc0 == 0xfe80)
-                == matches!(next_hop, IpAddr::V6(h) if h.segments()[0] & 0xffc0 == 0xfe80)
+    let in_subnet = |a: &crate::fib::IfAddr| match a.addr {
+        IpAddr::V4(x) => {
+            let m = if a.prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(a.prefix_len.min(32))) };
+            u32::from(x) & m == u32::from(hop) & m
         }
+        IpAddr::V6(_) => false,
     };
     dev.addrs
         .iter()
-        .find(|a| in_subnet(a) && usable(a))
-        .or_else(|| dev.addrs.iter().find(|a| same_fam(&a.addr) && usable(a)))
+        .find(|a| in_subnet(a))
+        .or_else(|| dev.addrs.iter().find(|a| a.addr.is_ipv4()))
         .map(|a| a.addr)
 }
 
-/// The next hop masquerade looks at: the route's gateway, else the destination.
+/// An IPv6 address's scope as the kernel numbers it (`IPV6_ADDR_SCOPE_*`).
+fn scope6(a: std::net::Ipv6Addr) -> u8 {
+    let s = a.segments();
+    if a.is_loopback() {
+        0x1
+    } else if s[0] & 0xffc0 == 0xfe80 {
+        0x2
+    } else if s[0] & 0xffc0 == 0xfec0 {
+        0x5
+    } else {
+        0xe
+    }
+}
+
+/// The label of RFC 6724's default policy table (with Linux's ORCHID entry): addresses of
+/// one label belong together (6to4, Teredo, ULA, site-local, 6bone, v4-mapped...).
+fn label6(a: std::net::Ipv6Addr) -> u8 {
+    let v = u128::from(a);
+    let table: [(u128, u8, u8); 9] = [
+        (1, 128, 0),                // ::1/128
+        (0xffff_0000_0000, 96, 4),  // ::ffff:0:0/96
+        (0, 96, 3),                 // ::/96
+        (0x2001_0010 << 96, 28, 7), // 2001:10::/28
+        (0x2001_0000 << 96, 32, 5), // 2001::/32
+        (0x2002 << 112, 16, 2),     // 2002::/16
+        (0x3ffe << 112, 16, 12),    // 3ffe::/16
+        (0xfec0 << 112, 10, 11),    // fec0::/10
+        (0xfc00 << 112, 7, 13),     // fc00::/7
+    ];
+    table
+        .iter()
+        .filter(|(p, len, _)| {
+            let m = u128::MAX << (128 - u32::from(*len));
+            v & m == *p & m
+        })
+        .max_by_key(|(_, len, _)| *len)
+        .map_or(1, |(_, _, l)| *l)
+}
+
+/// Source address selection (RFC 6724 §5, as `ipv6_dev_get_saddr` ranks the candidates) among
+/// `dev`'s IPv6 addresses for destination `dst`: the address itself; an appropriate scope;
+/// the destination's label; the longest prefix in common with it (up to the address's
+/// prefix length); on a tie the one listed first. Observed on 6.18 with 2001:db8:ff::1,
+/// 3fff::1 and fd99::1 on the outgoing interface (listed fd99::1, 3fff::1, 2001:db8:ff::1):
+/// 2001:db8:1::10, 2002::1 and 2001::1 get 2001:db8:ff::1; 3ffe::10, 4000::1, 8000::1 and
+/// ::ffff:1.2.3.4 get 3fff::1; fd00:7::1 and fec0::1 get fd99::1. Not modelled: deprecated
+/// and temporary addresses (the host file does not say), and addresses of other interfaces
+/// (the kernel takes one of those when the outgoing interface has none).
+fn ipv6_source(dev: &Dev, dst: IpAddr) -> Option<IpAddr> {
+    let IpAddr::V6(d) = dst else { return None };
+    let (dscope, dlabel) = (scope6(d), label6(d));
+    let mut best: Option<(std::net::Ipv6Addr, u8)> = None;
+    for a in &dev.addrs {
+        let IpAddr::V6(sa) = a.addr else { continue };
+        let Some((sb, blen)) = best else {
+            best = Some((sa, a.prefix_len));
+            continue;
+        };
+        // Whether `sa` beats the best so far, rule by rule; None: a tie.
+        let rules = [
+            // 1: the destination itself.
+            (sa == d, sb == d),
+            // 2: an appropriate scope.
+            {
+                let (x, y) = (scope6(sa), scope6(sb));
+                if x == y {
+                    (false, false)
+                } else if x < y {
+                    (x >= dscope, x < dscope)
+                } else {
+                    (y < dscope, y >= dscope)
+                }
+            },
+            // 6: the destination's label.
+            (label6(sa) == dlabel, label6(sb) == dlabel),
+        ];
+        let mut decided = None;
+        for (x, y) in rules {
+            if x != y {
+                decided = Some(x);
+                break;
+            }
+        }
+        let better = decided.unwrap_or_else(|| {
+            // 8: the longest prefix in common, up to the address's prefix length.
+            let common = |s: std::net::Ipv6Addr, len: u8| {
+                ((u128::from(s) ^ u128::from(d)).leading_zeros()).min(u32::from(len))
+            };
+            common(sa, a.prefix_len) > common(sb, blen)
+        });
+        if better {
+            best = Some((sa, a.prefix_len));
+        }
+    }
+    best.map(|(a, _)| IpAddr::V6(a))
+}
+
+/// The address masquerade chooses its source for: over IPv4 the next hop (`rt_nexthop`: the
+/// route's gateway, else the destination), over IPv6 the destination itself
+/// (`nf_nat_masquerade_ipv6` asks `ipv6_dev_get_saddr` about the packet's daddr). Observed on
+/// 6.18: behind a default route via fe80::1 out of an interface whose only address is a
+/// global one, IPv6 masquerade takes that global address.
 pub fn next_hop(fib: Option<&Fib>, dst: IpAddr) -> IpAddr {
+    if dst.is_ipv6() {
+        return dst;
+    }
     fib.and_then(|f| f.lookup(dst, None)).and_then(|r| r.gateway).unwrap_or(dst)
 }
 

@@ -200,3 +200,94 @@ fn packet_target_follows_the_status_bits() {
     assert_eq!((v4(&back.dst), back.dst_u), (Ipv4Addr::new(10, 0, 0, 1), 1));
     assert!(packet_target(IPS_SRC_NAT_DONE, &tuples, Direction::Original, Manip::Src).is_none());
 }
+
+#[test]
+fn ipv6_masquerade_looks_at_the_destination_not_the_link_local_gateway() {
+    use crate::fib::{IfAddr, Route, RouteType, RT_TABLE_MAIN};
+    let mut fib = Fib::default();
+    fib.add(Route {
+        table: RT_TABLE_MAIN,
+        dst: "::".parse().unwrap(),
+        prefix_len: 0,
+        typ: RouteType::Unicast,
+        dev: Some(3),
+        gateway: Some("fe80::1".parse().unwrap()),
+        prefsrc: None,
+        metric: 1024,
+        mtu: None,
+    })
+    .unwrap();
+    let dst: IpAddr = "2001:db8:1::10".parse().unwrap();
+    assert_eq!(next_hop(Some(&fib), dst), dst);
+    let dev = Dev {
+        index: 3,
+        name: "wan".into(),
+        mtu: 1500,
+        up: true,
+        loopback: false,
+        link_type: crate::fib::ARPHRD_ETHER,
+        addrs: vec![IfAddr { addr: "2001:db8:ff::1".parse().unwrap(), prefix_len: 64 }],
+    };
+    assert_eq!(masquerade_addr(&dev, next_hop(Some(&fib), dst)), Some("2001:db8:ff::1".parse().unwrap()));
+    // IPv4 still looks at the gateway.
+    fib.add(Route {
+        table: RT_TABLE_MAIN,
+        dst: "0.0.0.0".parse().unwrap(),
+        prefix_len: 0,
+        typ: RouteType::Unicast,
+        dev: Some(3),
+        gateway: Some("203.0.113.254".parse().unwrap()),
+        prefsrc: None,
+        metric: 0,
+        mtu: None,
+    })
+    .unwrap();
+    assert_eq!(
+        next_hop(Some(&fib), "198.51.100.7".parse().unwrap()),
+        "203.0.113.254".parse::<IpAddr>().unwrap()
+    );
+}
+
+#[test]
+fn ipv6_masquerade_selects_its_source_as_rfc6724_says() {
+    use crate::fib::IfAddr;
+    // As the kernel lists them after adding 2001:db8:ff::1, 3fff::1, then fd99::1 (observed).
+    let dev = Dev {
+        index: 3,
+        name: "wan".into(),
+        mtu: 1500,
+        up: true,
+        loopback: false,
+        link_type: crate::fib::ARPHRD_ETHER,
+        addrs: ["fd99::1", "3fff::1", "2001:db8:ff::1", "203.0.113.1"]
+            .iter()
+            .map(|a| IfAddr { addr: a.parse().unwrap(), prefix_len: if a.contains(':') { 64 } else { 24 } })
+            .collect(),
+    };
+    let pick = |d: &str| masquerade_addr(&dev, d.parse().unwrap()).unwrap().to_string();
+    for (dst, src) in [
+        ("2001:db8:1::10", "2001:db8:ff::1"),
+        ("2001:db8:ff::77", "2001:db8:ff::1"),
+        ("2002::1", "2001:db8:ff::1"),
+        ("2001::1", "2001:db8:ff::1"),
+        ("3fff:1::10", "3fff::1"),
+        ("3ffe::10", "3fff::1"),
+        ("4000::1", "3fff::1"),
+        ("8000::1", "3fff::1"),
+        ("::ffff:1.2.3.4", "3fff::1"),
+        ("fd99:5::1", "fd99::1"),
+        ("fd00:7::1", "fd99::1"),
+        ("fec0::1", "fd99::1"),
+        ("198.51.100.7", "203.0.113.1"),
+    ] {
+        assert_eq!(pick(dst), src, "for {dst}");
+    }
+    // A link-local destination wants a link-local source.
+    let mut ll = dev.clone();
+    ll.addrs.push(IfAddr { addr: "fe80::1".parse().unwrap(), prefix_len: 64 });
+    assert_eq!(masquerade_addr(&ll, "fe80::2".parse().unwrap()), Some("fe80::1".parse().unwrap()));
+    assert_eq!(
+        masquerade_addr(&ll, "2001:db8:1::1".parse().unwrap()),
+        Some("2001:db8:ff::1".parse().unwrap())
+    );
+}

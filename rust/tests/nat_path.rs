@@ -360,3 +360,76 @@ fn rcv_noconfirm<'a>(
         nfct::ip::run_hook_only(net, hooks, Family::V4, nfct::uapi::Hook::PreRouting, run, pkt, cell, ext);
     assert!(out.is_none(), "PRE_ROUTING accepts");
 }
+
+/// `nft -j` lists an address range that is a whole prefix as one (`dnat to 10.0.0.16/28` for
+/// `dnat to 10.0.0.16-10.0.0.31`); without the netmap flag it is that range, as the kernel
+/// gets it (observed on 6.18, nft 1.0.6).
+#[test]
+fn a_nat_prefix_is_a_range_of_addresses() {
+    let dnat = r#"[{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "198.51.100.10"}},
+        {"dnat": {"family": "ip", "addr": {"prefix": {"addr": "192.168.1.16", "len": 28}}}}]"#;
+    let net = router(&[], &[dnat]);
+    let mut chosen = std::collections::BTreeSet::new();
+    for i in 0..64u8 {
+        let (out, bytes) = rcv(
+            &net,
+            WAN,
+            MS,
+            &udp([198, 51, 100, 100 + i % 50], a("198.51.100.10"), 1000 + u16::from(i), 53),
+        );
+        assert_eq!(out.verdict, NF_ACCEPT);
+        assert!(checksums_ok(&bytes));
+        let d = [bytes[16], bytes[17], bytes[18], bytes[19]];
+        assert!(d >= a("192.168.1.16") && d <= a("192.168.1.31"), "{d:?}");
+        chosen.insert(d);
+    }
+    assert!(chosen.len() > 4, "spread over the range: {chosen:?}");
+}
+
+/// The last attempts of a port search: a new connection's SYN takes the tuple of a
+/// connection in TIME_WAIT (deleting it) when its sequence number is past the old one's end,
+/// and counts no `found` for the lookup (observed on 6.18: tests/live/test_nat_kernel.py).
+#[test]
+fn a_syn_takes_over_a_time_wait_tuple_in_the_last_attempts() {
+    const FINACK: u8 = 0x11;
+    let one_port = r#"[{"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": 6}},
+        {"snat": {"family": "ip", "addr": "203.0.113.1", "port": 5000}}]"#;
+    let (c1, c2, server, me) = (a("192.168.1.10"), a("192.168.1.11"), a("198.51.100.7"), a("203.0.113.1"));
+    let close = |net: &Net| {
+        let steps: [(u32, Vec<u8>); 7] = [
+            (LAN, tcp(c1, server, 40000, 80, SYN, 1000, 0)),
+            (WAN, tcp(server, me, 80, 5000, SYNACK, 9000, 1001)),
+            (LAN, tcp(c1, server, 40000, 80, ACK, 1001, 9001)),
+            (LAN, tcp(c1, server, 40000, 80, FINACK, 1001, 9001)),
+            (WAN, tcp(server, me, 80, 5000, ACK, 9001, 1002)),
+            (WAN, tcp(server, me, 80, 5000, FINACK, 9001, 1002)),
+            (LAN, tcp(c1, server, 40000, 80, ACK, 1002, 9002)),
+        ];
+        for (i, (dev, p)) in steps.iter().enumerate() {
+            let (out, _) = rcv(net, *dev, (i as u64 + 1) * MS, p);
+            assert_eq!(out.verdict, NF_ACCEPT, "step {i}");
+        }
+    };
+    // Past the old end (1002): the TIME_WAIT entry goes, the port is reused.
+    let net = router(&[one_port], &[]);
+    close(&net);
+    let (out, bytes) = rcv(&net, LAN, 10 * MS, &tcp(c2, server, 40001, 80, SYN, 1002, 0));
+    assert_eq!(out.verdict, NF_ACCEPT);
+    assert_eq!(u16::from_be_bytes([bytes[20], bytes[21]]), 5000);
+    let listed = entries(&net);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(&listed[0].0.src[..4], &c2);
+    assert_eq!(net.ct.stats().found, 0);
+    // Not past it: the old entry stays and the SYN is dropped at confirmation.
+    let net = router(&[one_port], &[]);
+    close(&net);
+    let (out, _) = rcv(&net, LAN, 10 * MS, &tcp(c2, server, 40001, 80, SYN, 1001, 0));
+    assert_eq!(out.verdict, NF_DROP);
+    assert_eq!(&entries(&net)[0].0.src[..4], &c1);
+    // A connection picked up mid-stream (an ACK) does not evict, and its lookup counts.
+    let net = router(&[one_port], &[]);
+    close(&net);
+    let (out, _) = rcv(&net, LAN, 10 * MS, &tcp(c2, server, 40001, 80, ACK, 5000, 1));
+    assert_eq!(out.verdict, NF_DROP);
+    assert_eq!(net.ct.stats().found, 1);
+}

@@ -1263,3 +1263,91 @@ def test_firewalld_example(capture: str) -> None:
     assert any("filter_PREROUTING" in by for by in dropped_by), dropped_by
     if capture == "mixed.pcap":
         assert any("filter_IN_public" in by for by in dropped_by), dropped_by
+
+
+# --- the shipped kube-proxy node --------------------------------------------------------------
+
+KUBE_NFT = REPO / "examples" / "host-kube-proxy.nft"
+KUBE_JSON = REPO / "examples" / "host-kube-proxy.json"
+# The lab made into the node of examples/host-kube-proxy.json: the TUN device (every packet
+# arrives by it) is the node network's interface, the veth the pods' bridge (the pods' MAC
+# addresses fixed so that packets to them leave without ARP), the other node's pods behind a
+# gateway on the node network; forwarding on, loose reverse-path filter. kube-proxy's rules
+# name no interface, so the names do not matter.
+KUBE_SETUP = (
+    f"ip addr add 192.168.0.2/24 dev {kernel.TUN_NAME}",
+    f"ip addr add 10.180.0.1/24 dev {kernel.VETH_OUT}",
+    *(
+        f"ip neigh replace 10.180.0.{n} lladdr 02:00:0a:b4:00:{n:02x} dev {kernel.VETH_OUT} "
+        "nud permanent"
+        for n in (11, 13, 21)
+    ),
+    f"ip route add 10.180.1.0/24 via 192.168.0.3 dev {kernel.TUN_NAME} onlink",
+    "sysctl net/ipv4/ip_forward=1",
+    "sysctl net/ipv4/conf/all/rp_filter=2",
+)
+
+
+def _kube_deterministic(doc: Any) -> Any:
+    """The host file's ruleset with kube-proxy's two random draws made deterministic: `numgen
+    random` as `numgen inc`, `masquerade fully-random` as plain `masquerade`."""
+    if isinstance(doc, dict):
+        out = {k: _kube_deterministic(v) for k, v in doc.items()}
+        if "numgen" in out and out["numgen"].get("mode") == "random":
+            out["numgen"] = {**out["numgen"], "mode": "inc"}
+        if "masquerade" in out and isinstance(out["masquerade"], dict):
+            # nft -j prints a masquerade without arguments as null.
+            rest = {k: v for k, v in out["masquerade"].items() if k != "flags"}
+            out["masquerade"] = rest or None
+        return out
+    if isinstance(doc, list):
+        return [_kube_deterministic(v) for v in doc]
+    return doc
+
+
+def test_kube_proxy_example() -> None:
+    """examples/host-kube-proxy.nft (kube-proxy's nftables mode: verdict maps over
+    concatenations, numgen, mark arithmetic, `fib daddr type local`, masquerade, reject)
+    loaded into the lab made into its node, and the conversations of examples/kube.pcapng
+    (tools/kube_example.py: DNS and HTTP from a pod to ClusterIPs, a NodePort from outside,
+    three rejected connections) sent through it: classes, fates, table, statistics and
+    every counter agree with nfct on the host file taken there.
+
+    The kernel's random draws (which endpoint `numgen random` picks, which port masquerade's
+    `fully-random` picks) cannot be replayed, and the replies in the capture come from the
+    endpoints nfct chose; so here both sides run the ruleset with those draws made
+    deterministic (`numgen inc`, masquerade without `fully-random`) and the conversations are
+    made again for that ruleset. What the random flags do is compared by invariants in
+    test_nat_kernel.py and test_numgen_random above."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import kube_example
+    finally:
+        sys.path.remove(str(REPO / "tools"))
+    shipped = json.loads(KUBE_JSON.read_text())
+    host = {**shipped, "ruleset": _kube_deterministic(shipped["ruleset"])}
+    records = kube_example.conversations(nfct.Net(host=host, seed=1))
+    pkts = [(data, t) for t, _, data in records]
+    ruleset = KUBE_NFT.read_text().replace("flush ruleset\n", "")
+    ruleset = ruleset.replace("numgen random", "numgen inc")
+    ruleset = ruleset.replace("masquerade fully-random", "masquerade")
+    b = run_both(pkts, ruleset, KUBE_SETUP)
+    assert_agree(b)
+    assert b.kernel.host is not None
+    fates = [(cls, by) for cls, _, by in b.per_packet]
+    # What the example shows: everything but the three rejected connections goes through,
+    # DNATed (and the NodePort connection masqueraded).
+    assert [by for _, by in fates[-3:]] == [
+        "ip kube-proxy reject-chain handle 45",
+        "ip kube-proxy cluster-ips-check handle 44",
+        "ip kube-proxy reject-chain handle 45",
+    ], fates
+    assert all(by is None for _, by in fates[:-3]), fates
+    replies = {line.split("src=")[2].split()[0] for line in b.kernel.lines}
+    assert replies == {"10.180.0.13", "10.180.0.11", "10.180.1.11"}, b.kernel.lines
+    # The shipped host file holds the very table the lab loaded (but for the two draws).
+    assert _without_handles(_table(host["ruleset"], "ip", "kube-proxy")) == _without_handles(
+        _table(b.kernel.host["ruleset"], "ip", "kube-proxy")
+    )

@@ -8,7 +8,11 @@ the TUN device (so it exists inside the namespace), then serves frames read from
   counter moved (read over nfnetlink: no process per packet);
 * sysctl writes and file reads inside the namespace;
 * the start and stop of a ``conntrack -E`` listener (its child, so it dies with it), pacing the
-  packets so that the listener's socket never overflows.
+  packets so that the listener's socket never overflows;
+* with capture on, the packets that leave the namespace's stack: those routed out of the TUN
+  device (read from its file descriptor) and those sent by the veth (received by a packet
+  socket on its peer, which sees them before the peer's netdev ingress chain drops them),
+  each with the number of the packet whose write they followed.
 
 Protocol: a request is a 1-byte op, a 4-byte length (network order) and the payload; a reply is
 a 4-byte length and a JSON object, ``{"error": ...}`` on failure. Packet ops get no reply; their
@@ -17,6 +21,7 @@ results come with :data:`OP_SUMMARY`. The parent imports the constants below fro
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import json
 import os
@@ -38,6 +43,8 @@ OP_SUMMARY: Final = 5  # reply: sent, errors, first_error, classes since the las
 OP_EVENTS_START: Final = 6  # payload: the path the listener writes to
 OP_EVENTS_STOP: Final = 7  # reply: the listener's exit status and its socket's drop count
 OP_READ: Final = 8  # payload: a path; reply: {"text": ...}
+OP_CAPTURE_START: Final = 9  # payload: the veth peer's name; capture from now on
+OP_CAPTURE_READ: Final = 10  # reply: {"frames": [[index, device, base64 bytes], ...]}
 FRAME: Final = struct.Struct("!BI")
 
 #: The harness's nft table (family inet) and its named counters, one per ct state.
@@ -65,6 +72,8 @@ NFTA_OBJ_DATA: Final = 4
 NFT_OBJECT_COUNTER: Final = 1
 NFTA_COUNTER_PACKETS: Final = 2
 NLA_TYPE_MASK: Final = 0x3FFF
+ETH_P_ALL: Final = 0x0003
+PACKET_OUTGOING: Final = 4
 
 _NLMSGHDR: Final = struct.Struct("=IHHII")
 _NLATTR: Final = struct.Struct("=HH")
@@ -189,8 +198,15 @@ def stop(proc: subprocess.Popen[bytes]) -> int | None:
 class Helper:
     """The served state: the TUN device, the counters, the listener, the summary so far."""
 
-    def __init__(self, fd: int, conntrack: str, out: BinaryIO) -> None:
+    def __init__(self, fd: int, conntrack: str, out: BinaryIO, ifname: str) -> None:
         self.fd = fd
+        self.ifname = ifname
+        # Capture: the packet socket on the veth's peer, and what left, as (index, device,
+        # bytes); the index counts the packets written since the capture started.
+        self.capture_sock: socket.socket | None = None
+        self.peer = ""
+        self.written = 0
+        self.frames: list[tuple[int, str, bytes]] = []
         self.conntrack = conntrack
         self.out = out
         self.counters = CounterReader()
@@ -248,6 +264,12 @@ class Helper:
                 socks = netlink_sockets()
                 if self.watch in socks and socks[self.watch][0] > self.high:
                     self.drain(self.low)
+        if self.capture_sock is not None:
+            # The kernel handles a TUN write synchronously (netif_receive_skb under
+            # local_bh_disable; the veth's peer receives in the softirq run when bottom halves
+            # are enabled again): whatever the packet made leave has left when write returns.
+            self.drain_capture(self.written)
+            self.written += 1
         if classify:
             assert self.last is not None
             now = self.counters.read() if written else self.last
@@ -323,6 +345,51 @@ class Helper:
         self.listener = self.watch = None
         self.reply({"ok": True, "rc": rc, "drops": drops})
 
+    def capture_start(self, payload: bytes) -> None:
+        try:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+            sock.bind((payload.decode(), ETH_P_ALL))
+            sock.setblocking(False)
+            flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
+            fcntl.fcntl(self.fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+        except OSError as e:
+            self.reply({"error": f"cannot capture on {payload.decode()}: {e}"})
+            return
+        if self.capture_sock is not None:
+            self.capture_sock.close()
+        self.capture_sock, self.peer = sock, payload.decode()
+        self.written = 0
+        self.frames = []
+        self.drain_capture(-1)
+        self.frames = []
+        self.reply({"ok": True})
+
+    def drain_capture(self, index: int) -> None:
+        """Read everything that left so far, as having followed packet ``index``."""
+        sock = self.capture_sock
+        if sock is None:
+            return
+        while True:
+            try:
+                data = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                break
+            self.frames.append((index, self.ifname, data))
+        while True:
+            try:
+                data, addr = sock.recvfrom(1 << 16)
+            except BlockingIOError:
+                break
+            if addr[2] != PACKET_OUTGOING:
+                self.frames.append((index, self.peer, data))
+
+    def capture_read(self) -> None:
+        self.drain_capture(self.written - 1)
+        frames = [[i, dev, base64.b64encode(data).decode()] for i, dev, data in self.frames]
+        self.frames = []
+        self.reply({"ok": True, "frames": frames})
+
     def read_file(self, payload: bytes) -> None:
         try:
             with open(payload.decode()) as f:
@@ -354,12 +421,18 @@ class Helper:
                 self.events_stop()
             elif op == OP_READ:
                 self.read_file(payload)
+            elif op == OP_CAPTURE_START:
+                self.capture_start(payload)
+            elif op == OP_CAPTURE_READ:
+                self.capture_read()
             else:
                 self.reply({"error": f"unknown op {op}"})
 
     def close(self) -> None:
         if self.listener is not None:
             stop(self.listener)
+        if self.capture_sock is not None:
+            self.capture_sock.close()
         os.close(self.fd)
 
 
@@ -376,7 +449,7 @@ def main(argv: list[str]) -> int:
         out.write(struct.pack("!I", len(data)) + data)
         out.flush()
         return 1
-    helper = Helper(fd, conntrack, out)
+    helper = Helper(fd, conntrack, out, ifname)
     helper.reply({"ok": True, "pid": os.getpid()})
     try:
         helper.serve(inp)

@@ -5,6 +5,7 @@ inside it and reads the kernel's tables back."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import importlib.resources
@@ -23,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import IO, Any, Final, Self
+from typing import IO, Any, Final, NamedTuple, Self
 
 from nfct.errors import NfctError, NfctValueError, UnknownSysctlError
 from nfct.kernel import _helper
@@ -39,6 +40,7 @@ __all__ = [
     "TUN_NAME",
     "VETH_OUT",
     "VETH_PEER",
+    "Egress",
     "KernelHarnessError",
     "KernelLab",
     "KernelUnavailable",
@@ -73,6 +75,11 @@ TUN_ADDR4: Final = "192.0.0.8"
 _GW4: Final = "169.254.255.1"
 _GW6: Final = "fe80::1"
 _GW_MAC: Final = "02:00:5e:00:53:01"
+#: With capture on, the veth's peer gets this address, so that every frame the veth sends (to
+#: _GW_MAC) reaches the peer as PACKET_OTHERHOST: its packet socket sees it, then ip_rcv and
+#: ipv6_rcv drop it before PRE_ROUTING. (A netdev ingress chain would drop it too, but nfct's
+#: host model refuses netdev ingress chains in a snapshot.)
+_PEER_MAC: Final = "02:00:5e:00:53:02"
 
 _CMD_TIMEOUT_S: Final = 120.0
 _LOCK_PATHS: Final = ("/run/lock/nfct-kernel.lock", "/tmp/nfct-kernel.lock")
@@ -342,12 +349,15 @@ def _netfilter_name(name: str) -> str:
     return bare
 
 
-def _nft_ruleset() -> str:
+def _nft_ruleset(capture: bool = False) -> str:
+    """The harness's tables. With ``capture``, the veth's egress lets frames through to its
+    peer (still counting them); see :data:`_PEER_MAC` for where they end."""
     counters = "".join(f"    counter {c} {{ }}\n" for c in COUNTER_NAMES)
     rules = "".join(f"        ct state {c[3:]} counter name {c}\n" for c in COUNTER_NAMES)
     egress = "".join(
         f"    chain egress_{dev.replace('-', '_')} {{\n"
-        f'        type filter hook egress device "{dev}" priority filter; policy drop;\n'
+        f'        type filter hook egress device "{dev}" priority filter; '
+        f"policy {'accept' if capture and dev == VETH_OUT else 'drop'};\n"
         "        counter name egress_dropped\n"
         "    }\n"
         for dev in (VETH_OUT, VETH_PEER)
@@ -409,16 +419,35 @@ _NS_SYSCTLS: Final = (
 )
 
 
+class Egress(NamedTuple):
+    """A packet that left the lab's stack (:meth:`KernelLab.captured`): its bytes from the IP
+    header, the number (from 0) of the written packet whose write it followed, and the device
+    it left by (the TUN device, or :data:`VETH_OUT`)."""
+
+    data: bytes
+    packet: int
+    dev: str
+
+
 class KernelLab:
     """A live namespace set up for replay (see the module docstring); a context manager.
 
     ``with KernelLab({"nf_conntrack_checksum": 0}) as lab:`` then ``lab.send(packet)``,
     ``lab.lines()``, ``lab.stats()``, ``lab.exec("ip", "-o", "link")``... The namespace (and the
     helper and listener processes in it) is removed on exit, also on KeyboardInterrupt/SIGTERM.
+    With ``capture=True`` the packets leaving the stack are kept for :meth:`captured`.
     """
 
-    def __init__(self, sysctl: Mapping[str, int] | None = None, *, name: str | None = None):
+    def __init__(
+        self,
+        sysctl: Mapping[str, int] | None = None,
+        *,
+        name: str | None = None,
+        capture: bool = False,
+    ):
         check_available()
+        #: Whether the packets leaving the stack are captured (:meth:`captured`).
+        self.capture = capture
         self.sysctl: dict[str, int] = {}
         for key, value in (sysctl or {}).items():
             bare = _netfilter_name(key)
@@ -506,7 +535,10 @@ class KernelLab:
                 if not os.path.exists(f"/proc/sys/net/netfilter/{name}"):
                     raise UnknownSysctlError(f"unknown sysctl {name!r}") from e
                 raise
-        self.nft_apply(_nft_ruleset())
+        self.nft_apply(_nft_ruleset(self.capture))
+        if self.capture:
+            self._run([self._ip, "-n", self.ns, "link", "set", VETH_PEER, "address", _PEER_MAC])
+            self._request(_helper.OP_CAPTURE_START, VETH_PEER.encode())
 
     def close(self) -> None:
         """Stop the helper (and the listener), delete the namespace; idempotent."""
@@ -627,6 +659,24 @@ class KernelLab:
                 result[str(counter["name"])] = int(counter["packets"])
         return result
 
+    def captured(self) -> list[Egress]:
+        """With ``capture=True``: the packets that left the stack since the last call, in the
+        order they left: routed out of the TUN device, or sent by :data:`VETH_OUT` (seen by
+        a packet socket on :data:`VETH_PEER`). Each carries the number of the packet (counted
+        from 0 since the lab opened) whose write it followed: the kernel forwards a packet
+        written to the TUN device within the write, so that is the packet that made it leave
+        (a fragment the kernel held makes nothing leave; the one completing the datagram makes
+        all of its fragments leave)."""
+        if not self.capture:
+            raise KernelHarnessError("the lab does not capture: KernelLab(capture=True)")
+        frames = self._request(_helper.OP_CAPTURE_READ, b"")["frames"]
+        assert isinstance(frames, list)
+        # Frames the veth sent were seen on its peer: name the device they left by.
+        return [
+            Egress(base64.b64decode(data), int(index), VETH_OUT if dev == VETH_PEER else str(dev))
+            for index, dev, data in frames
+        ]
+
     # -- events
 
     def events_start(self) -> None:
@@ -662,7 +712,8 @@ class KernelLab:
         return int(self.read_file("/proc/sys/net/netfilter/nf_conntrack_count").split()[0])
 
     def egress_dropped(self) -> int:
-        """Packets dropped at the veth egress (i.e. forwarded out of the namespace's stack)."""
+        """Packets dropped at the veth egress (i.e. forwarded out of the namespace's stack); with
+        ``capture=True``, the packets that passed it to the peer."""
         return self.nft_counters(f"{NFT_TABLE}_egress", "netdev").get("egress_dropped", 0)
 
     # -- plumbing

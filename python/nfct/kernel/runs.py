@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from nfct.kernel.capture import iter_capture_ip
-from nfct.kernel.lab import KernelLab, _sigterm_raises, check_available, global_sysctls
+from nfct.kernel.lab import Egress, KernelLab, _sigterm_raises, check_available, global_sysctls
 
 __all__ = ["KernelResult", "run_capture", "run_packets"]
 
@@ -52,6 +52,10 @@ class KernelResult:
     #: ``nft -j list ruleset`` in the namespace after the run (its counters as they ended), with
     #: ``ruleset_after=True``.
     ruleset_after: dict[str, Any] | None = None
+    #: The packets that left the namespace's stack, in order, with ``capture=True``: each an
+    #: :class:`~nfct.kernel.lab.Egress` ``(data, packet, dev)``, ``packet`` being the position
+    #: in ``packets`` of the packet that made it leave (see :meth:`KernelLab.captured`).
+    egress: list[Egress] | None = None
 
 
 def run_packets(
@@ -66,6 +70,7 @@ def run_packets(
     snapshot_host: bool = False,
     setup: Callable[[KernelLab], None] | None = None,
     ruleset_after: bool = False,
+    capture: bool = False,
 ) -> KernelResult:
     """Write IP packets (bytes starting at the IPv4/IPv6 header, timestamp in seconds) in order
     into a fresh namespace's TUN device and report the kernel's verdict.
@@ -87,13 +92,15 @@ def run_packets(
     loaded, before the host snapshot and the first packet (e.g. to add addresses or routes, or
     to change an IP sysctl with ``lab.write_sysctl``). ``snapshot_host``: take
     :attr:`KernelResult.host` then. ``ruleset_after``: read :attr:`KernelResult.ruleset_after`
-    (``nft -j list ruleset``) once the run is over.
+    (``nft -j list ruleset``) once the run is over. ``capture``: keep the packets that leave
+    the namespace (forwarded out of the veth, where they are otherwise dropped, or routed back
+    out of the TUN device) in :attr:`KernelResult.egress`.
     """
     check_available()
     with (
         _sigterm_raises(),
         global_sysctls(global_sysctl),
-        KernelLab(sysctl) as lab,
+        KernelLab(sysctl, capture=capture) as lab,
     ):
         if ruleset:
             lab.nft_apply(ruleset)
@@ -133,6 +140,7 @@ def run_packets(
         lines = lab.lines()
         stats = lab.stats()
         after = json.loads(lab.exec("nft", "-j", "list", "ruleset")) if ruleset_after else None
+        egress = lab.captured() if capture else None
         return KernelResult(
             lines=lines,
             stats=stats,
@@ -146,6 +154,7 @@ def run_packets(
             sysctl=dict(lab.sysctl),
             host=host,
             ruleset_after=after,
+            egress=egress,
         )
 
 
@@ -161,6 +170,7 @@ def run_capture(
     setup: Callable[[KernelLab], None] | None = None,
     ruleset_after: bool = False,
     after_each: Callable[[KernelLab], None] | None = None,
+    capture: bool = False,
 ) -> KernelResult:
     """:func:`run_packets` on the IP packets of a pcap/pcapng file (:func:`iter_capture_ip`)."""
     check_available()
@@ -175,4 +185,5 @@ def run_capture(
         setup=setup,
         ruleset_after=ruleset_after,
         after_each=after_each,
+        capture=capture,
     )

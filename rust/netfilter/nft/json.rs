@@ -288,6 +288,13 @@ fn base_chain(family: TableFamily, o: &Value) -> Res<Option<BaseChain>> {
         "nat" => ChainType::Nat,
         t => return Err(format!("chain type {t} is not modelled")),
     };
+    if typ == ChainType::Nat && hook == Hook::Forward {
+        // nft_chain_nat hooks prerouting, input, output and postrouting only: nft's `type nat
+        // hook forward` fails with EOPNOTSUPP (observed on 6.18), so no host has one.
+        return Err("a nat chain at forward: the kernel has nat chains at prerouting, input, output and \
+             postrouting only"
+            .into());
+    }
     let prio = o
         .get("prio")
         .and_then(Value::as_i64)
@@ -972,8 +979,13 @@ fn nat_stmt(k: &str, body: &Value, t: &TableBuild) -> Res<NatStmt> {
             addr_hi = Some(Expr::Imm(lit(hi, addr_type)?));
         } else if let Some(m) = a.get("map") {
             addr = Some(nat_map(m, addr_type, t)?);
-        } else if a.get("prefix").is_some() {
-            return Err(format!("{k} to a prefix is not modelled"));
+        } else if let Some(p) = a.get("prefix") {
+            // Without the netmap flag (refused above) a prefix is the range of its addresses:
+            // nft lists `dnat to 10.0.0.16-10.0.0.31` as `dnat to 10.0.0.16/28`, and the kernel
+            // gets the range's first and last address (observed on 6.18 with nft 1.0.6).
+            let (lo, hi) = prefix(p, addr_type)?;
+            addr = Some(Expr::Imm(lo));
+            addr_hi = Some(Expr::Imm(hi));
         } else if a.is_string() {
             addr = Some(Expr::Imm(lit(a, addr_type)?));
         } else {
@@ -1102,5 +1114,16 @@ mod tests {
             {"rule": {"family": "inet", "table": "svc", "chain": "pre", "handle": 4, "expr": [{"vmap": {"key": {"payload": {"protocol": "tcp", "field": "dport"}}, "data": "@dispatch"}}]}}]}"#;
         let rs = parse(doc).unwrap();
         assert_eq!(rs.tables[0].chains.len(), 2);
+    }
+
+    #[test]
+    fn a_nat_chain_at_forward_is_refused() {
+        let e = parse(
+            r#"{"nftables": [{"table": {"family": "ip", "name": "n", "handle": 1}},
+            {"chain": {"family": "ip", "table": "n", "name": "f", "handle": 1, "type": "nat",
+               "hook": "forward", "prio": 0, "policy": "accept"}}]}"#,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("nat chain at forward"), "{e}");
     }
 }

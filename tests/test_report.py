@@ -1,0 +1,370 @@
+"""`nfct.report` and `nfct report`: the figures of a replay checked against what a packet-by-
+packet loop over `ip_rcv` computes on its own (occupancy, peak, early drops, classes, reasons,
+the table at the end), the demand against replays at that max and one below, the what-if
+sweep against serial runs, and the command's HTML, JSON and bad inputs."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import nfct
+from helpers import S, run_cli, udp_flows
+from nfct import report
+from nfct.cli import main
+from nfct.pcap import iter_records
+
+pytest.importorskip("numpy")
+
+# A table of 64 entries in 16 buckets: early drop looks at 8 buckets from the new entry's,
+# so it finds victims, and the table overflows within seconds.
+SMALL = {"nf_conntrack_max": 64, "nf_conntrack_buckets": 16}
+T0 = 1_700_000_000.0
+
+
+def loop(path: Path, sysctl: dict[str, int], seed: int) -> dict[str, Any]:
+    """What the figures should say, from `ip_rcv` packet by packet (no replay, no observer):
+    the count after each packet, classes and reasons, the table at the end."""
+    net = nfct.Net({**sysctl, "nf_conntrack_timestamp": 1}, seed=seed)
+    counts: list[int] = []
+    times: list[float] = []
+    classes: Counter[str] = Counter()
+    invalid: Counter[str] = Counter()
+    dropped: Counter[str] = Counter()
+    for t, data in iter_records(path):
+        skb = nfct.Skb(data, tstamp=t)
+        res = nfct.ip_rcv(net, skb)
+        cls = skb.ctstate if res.verdict == nfct.NF_ACCEPT else "dropped"
+        classes[cls] += 1
+        if cls == "invalid":
+            invalid[skb.invalid_reason or "(no reason)"] += 1
+        elif cls == "dropped":
+            dropped[res.reason or skb.invalid_reason or "(no reason)"] += 1
+        counts.append(net.count)
+        times.append(t)
+    peak = max(counts)
+    return {
+        "net": net,
+        "counts": counts,
+        "peak": peak,
+        "peak_t": times[counts.index(peak)],
+        "classes": classes,
+        "invalid": invalid,
+        "dropped": dropped,
+        "early_drop": net.stats["early_drop"],
+        "final": len(net),
+    }
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return udp_flows(tmp_path_factory.mktemp("report") / "flows.pcap", t0=T0)
+
+
+@pytest.fixture(scope="module")
+def small_figures(capture: Path) -> dict[str, Any]:
+    return report.compute([capture], report.HostSetup(sysctl=SMALL, seed=3))
+
+
+def test_figures_agree_with_a_packet_by_packet_loop(
+    capture: Path, small_figures: dict[str, Any]
+) -> None:
+    fig = small_figures
+    want = loop(capture, SMALL, seed=3)
+    t = fig["table"]
+    assert (t["max"], t["buckets"]) == (64, 16)
+    assert t["peak"] == want["peak"] == 64
+    assert t["peak_tstamp"] == pytest.approx(want["peak_t"])
+    assert t["early_drops"] == want["early_drop"] > 0
+    assert t["final"] == want["final"]
+    assert not t["held"] and t["headroom"] == 0 and t["peak_ratio"] == 1.0
+    tl = fig["timeline"]
+    for cls in ("new", "established", "related", "invalid", "untracked", "dropped"):
+        assert sum(tl[cls]) == want["classes"][cls] == fig["summary"][cls], cls
+    assert sum(tl["packets"]) == sum(want["classes"].values()) == fig["summary"]["packets"]
+    assert sum(tl["early_drops"]) == want["early_drop"] == fig["evictions"]["total"]
+    # The occupancy series: the most entries after any packet of each 1 s bin.
+    assert tl["bin"] == 1.0
+    start = fig["span"]["start"]
+    by_bin: dict[int, int] = {}
+    for (ts, _), n in zip(iter_records(capture), want["counts"], strict=True):
+        i = int((ts - int(start)) // 1)
+        by_bin[i] = max(by_bin.get(i, 0), n)
+    assert {i: v for i, v in enumerate(tl["occupancy"]) if v is not None} == by_bin
+    assert fig["invalid"]["by_reason"] == dict(want["invalid"])
+    assert set(fig["invalid"]["by_reason"]) == {
+        "nf_ct_udp: bad checksum",
+        "nf_ct_tcp: invalid tcp flag combination",
+    }
+    assert {k: sum(v) for k, v in tl["invalid_by_reason"].items()} == dict(want["invalid"])
+    json.dumps(fig, allow_nan=False)
+
+
+def test_evictions_are_the_early_drop_victims(small_figures: dict[str, Any]) -> None:
+    ev = small_figures["evictions"]
+    assert len(ev["kept"]) == ev["total"] == small_figures["table"]["early_drops"]
+    assert sum(ev["by_state"].values()) == ev["total"]
+    # Early drop takes only entries that are not ASSURED; these UDP flows never are.
+    assert set(ev["by_state"]) <= {"udp UNREPLIED", "udp REPLIED"}
+    ages = [v["age"] for v in ev["kept"]]
+    assert all(a is not None and a >= 0 for a in ages)
+    assert ev["age"]["n"] == len(ages)
+    assert ev["age"]["max"] == pytest.approx(max(ages))
+    assert ev["age"]["under"]["300"] == len(ages)
+    first = ev["kept"][0]
+    assert first["proto"] == "udp" and first["dst"] == S and first["dport"] == 53
+    assert first["line"].startswith("udp ")
+
+
+def test_census_states_and_heaviest_addresses(small_figures: dict[str, Any]) -> None:
+    fig = small_figures
+    c = fig["census"]
+    assert c["count"] >= 1 and c["t"] and len(c["total"]) == len(c["t"])
+    for i, total in enumerate(c["total"]):
+        assert sum(series[i] for series in c["groups"].values()) == total
+    assert set(c["groups"]) <= {"udp UNREPLIED", "udp REPLIED", "udp ASSURED"}
+    states = fig["states"]
+    assert sum(s["entries"] for s in states) == max(c["total"])
+    assert sum(s["share"] for s in states) == pytest.approx(1.0)
+    for s in states:
+        assert s["timeout_sysctl"] == "nf_conntrack_udp_timeout"
+        assert s["timeout"] == 30
+    assert fig["destinations"][0] == [S, max(c["total"])]
+    assert all(n >= 1 for _, n in fig["sources"]) and len(fig["sources"]) <= 20
+
+
+def test_demand_is_the_max_that_holds(capture: Path, small_figures: dict[str, Any]) -> None:
+    demand = small_figures["table"]["demand"]
+    unlimited = loop(capture, {**SMALL, "nf_conntrack_max": 0}, seed=3)
+    assert demand == unlimited["peak"] > 64
+    at = report.compute(
+        [capture], report.HostSetup(sysctl={**SMALL, "nf_conntrack_max": demand}, seed=3)
+    )
+    below = report.compute(
+        [capture], report.HostSetup(sysctl={**SMALL, "nf_conntrack_max": demand - 1}, seed=3),
+        demand=False,
+    )  # fmt: skip
+    assert at["table"]["held"] and at["table"]["peak"] == demand and at["table"]["headroom"] == 0
+    assert at["table"]["demand"] == demand, "a run that held knows its demand"
+    assert not below["table"]["held"] and below["table"]["early_drops"] > 0
+    assert below["table"]["demand"] is None
+    assert small_figures["table"]["demand_for_alert"] == -(-demand * 10 // 9)
+    answers = small_figures["answers"]
+    assert answers["Did the table hold?"].startswith("No: ")
+    assert (
+        f"nf_conntrack_max {demand:,} would have held it" in answers["What max would have held it?"]
+    )
+
+
+def test_demand_where_a_dropped_packet_met_the_peak(examples_dir: Path) -> None:
+    """mixed.pcap has two packets that routing drops when the table holds its most: the
+    demand is settled by a replay at the peak, and it holds there and not one below."""
+    mixed = [examples_dir / "mixed.pcap"]
+    small = {"nf_conntrack_buckets": 4}
+    fig = report.compute(mixed, report.HostSetup(sysctl={**small, "nf_conntrack_max": 16}, seed=1))
+    assert fig["table"]["held"] and fig["dropped"]["total"] == 2
+    demand = fig["table"]["demand"]
+    assert demand == fig["table"]["peak"] == 10
+    for ct_max, held in ((demand, True), (demand - 1, False)):
+        setup = report.HostSetup(sysctl={**small, "nf_conntrack_max": ct_max}, seed=1)
+        assert report.compute(mixed, setup, demand=False)["table"]["held"] is held
+    overflow = report.compute(
+        mixed, report.HostSetup(sysctl={**small, "nf_conntrack_max": 6}, seed=1)
+    )
+    assert overflow["table"]["demand"] == demand
+
+
+def test_table_full_drops_when_early_drop_finds_nothing(capture: Path) -> None:
+    """With the default bucket count the 8 buckets early drop looks at are empty: packets are
+    dropped instead, each counted under the kernel's reason."""
+    fig = report.compute([capture], report.HostSetup(sysctl={"nf_conntrack_max": 64}, seed=3))
+    want = loop(capture, {"nf_conntrack_max": 64}, seed=3)
+    full = want["dropped"][report.TABLE_FULL]
+    assert full > 0
+    assert fig["table"]["table_full_drops"] == full == sum(fig["timeline"]["table_full"])
+    assert fig["dropped"]["by_reason"][report.TABLE_FULL] == full
+    assert fig["table"]["early_drops"] == 0 and not fig["table"]["held"]
+
+
+def test_new_entries_come_from_the_events(capture: Path) -> None:
+    fig = report.compute([capture], report.HostSetup(seed=5))
+    net = nfct.Net({"nf_conntrack_timestamp": 1}, seed=5)
+    events_file = capture.parent / "events.txt"
+    net.replay([capture], events_path=events_file)
+    lines = events_file.read_text().splitlines()
+    assert sum(fig["timeline"]["new_entries"]) == sum("[NEW]" in x for x in lines) > 0
+    assert sum(fig["timeline"]["destroyed"]) == sum("[DESTROY]" in x for x in lines)
+    assert fig["table"]["held"] and fig["table"]["demand"] == fig["table"]["peak"]
+    off = report.compute([capture], report.HostSetup(seed=5), events=False)
+    assert off["timeline"]["new_entries"] is None and off["events"] is None
+
+
+def test_bins_widen_and_keep_totals(capture: Path) -> None:
+    fig = report.compute([capture], report.HostSetup(sysctl=SMALL, seed=3), max_bins=4)
+    tl = fig["timeline"]
+    assert tl["bin"] == 8.0 and len(tl["t"]) <= 4, (tl["bin"], tl["t"])
+    assert sum(tl["packets"]) == fig["summary"]["packets"]
+    assert sum(tl["early_drops"]) == fig["table"]["early_drops"]
+    assert max(x for x in tl["occupancy"] if x is not None) == fig["table"]["peak"]
+
+
+def test_zones_label_the_census(capture: Path) -> None:
+    fig = report.compute([capture], report.HostSetup(zone=7, seed=1))
+    assert fig["census"]["zones"]
+    assert all(g.endswith(" zone 7") for g in fig["census"]["groups"])
+    assert {s["zone"] for s in fig["states"]} == {7}
+
+
+def test_a_truncated_capture_still_gives_figures(capture: Path, tmp_path: Path) -> None:
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(capture.read_bytes()[:5000])
+    with pytest.raises(nfct.CaptureError) as info:
+        report.compute([cut], report.HostSetup(seed=1))
+    fig = info.value.figures  # type: ignore[attr-defined]
+    assert "truncated" in fig["error"] and fig["summary"]["packets"] > 0
+    assert info.value.summary is not None
+
+
+def test_interrupted_replay_keeps_what_was_done(capture: Path) -> None:
+    """A KeyboardInterrupt between captures (as Ctrl-C gives) carries the figures so far."""
+
+    def stop(frames: int, packets: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        report.compute([capture, capture], report.HostSetup(seed=1), progress=stop)
+    fig = info.value.figures  # type: ignore[attr-defined]
+    assert fig["interrupted"] and fig["summary"]["packets"] == len(list(iter_records(capture)))
+    assert "the replay did not finish" in fig["answers"]["What max would have held it?"]
+
+
+def _without(fig: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in fig.items() if k not in keys}
+
+
+def test_sweep_equals_serial_runs(capture: Path) -> None:
+    grid = {"nf_conntrack_max": [64, 1024], "nf_conntrack_udp_timeout": [5, 30]}
+    setup = report.HostSetup(sysctl={"nf_conntrack_buckets": 16}, seed=11)
+    runs = report.sweep([capture], grid, setup, workers=2)
+    assert [r["sweep"] for r in runs] == [
+        {"nf_conntrack_max": 64, "nf_conntrack_udp_timeout": 5},
+        {"nf_conntrack_max": 64, "nf_conntrack_udp_timeout": 30},
+        {"nf_conntrack_max": 1024, "nf_conntrack_udp_timeout": 5},
+        {"nf_conntrack_max": 1024, "nf_conntrack_udp_timeout": 30},
+    ]
+    for run in runs:
+        serial = report.compute([capture], setup.with_sysctl(run["sweep"]))
+        assert _without(run, "sweep") == serial
+    rows = report.sweep_rows(runs)
+    assert [r["held"] for r in rows] == [False, False, True, True]
+    # The demand of a timeout is the same whatever the max: the overflowing runs learn it.
+    assert rows[0]["demand"] == rows[2]["demand"] < rows[1]["demand"] == rows[3]["demand"]
+
+
+def test_sweep_rejects_what_is_not_a_sysctl(capture: Path) -> None:
+    with pytest.raises(nfct.NfctValueError, match="not a conntrack sysctl"):
+        report.sweep([capture], {"nf_conntrack_maxx": [1]}, workers=1)
+
+
+def test_timeout_sysctls() -> None:
+    assert report.timeout_sysctl("tcp", "ESTABLISHED") == "nf_conntrack_tcp_timeout_established"
+    assert report.timeout_sysctl("tcp", "SYN_SENT2") == "nf_conntrack_tcp_timeout_syn_sent"
+    assert report.timeout_sysctl("udp", "ASSURED") == "nf_conntrack_udp_timeout_stream"
+    assert report.timeout_sysctl("udp", "UNREPLIED") == "nf_conntrack_udp_timeout"
+    assert report.timeout_sysctl("sctp", "HEARTBEAT_SENT") == (
+        "nf_conntrack_sctp_timeout_heartbeat_sent"
+    )
+    assert report.timeout_sysctl("icmpv6", "REPLIED") == "nf_conntrack_icmpv6_timeout"
+    assert report.timeout_sysctl("gre", "ASSURED") == "nf_conntrack_gre_timeout_stream"
+    assert report.timeout_sysctl("proto 50", "UNREPLIED") == "nf_conntrack_generic_timeout"
+    for proto, states in {
+        "tcp": ["NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT",
+                "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"],
+        "sctp": ["NONE", "CLOSED", "COOKIE_WAIT", "COOKIE_ECHOED", "ESTABLISHED",
+                 "SHUTDOWN_SENT", "SHUTDOWN_RECD", "SHUTDOWN_ACK_SENT", "HEARTBEAT_SENT"],
+    }.items():  # fmt: skip
+        for state in states:
+            assert report.timeout_sysctl(proto, state) in nfct.SYSCTL_NAMES, (proto, state)
+
+
+# --- rendering and the command ---------------------------------------------------------------
+
+
+def test_html_is_self_contained(small_figures: dict[str, Any]) -> None:
+    pytest.importorskip("matplotlib")
+    page = report.render_html(small_figures)
+    assert page.startswith("<!DOCTYPE html>")
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert len(images) == 6 and all(i.startswith("data:image/png;base64,") for i in images)
+    assert not re.search(r'(src|href)="(https?:)?//', page), "nothing to fetch"
+    assert "Did the table hold?" in page and "udp UNREPLIED" in page
+
+
+def test_report_command_html_and_json(
+    capture: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "r.html"
+    args = ["report", str(capture), "--seed", "3", "--sysctl", "nf_conntrack_max=64"]
+    assert main([*args, "--sysctl", "nf_conntrack_buckets=16", "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"report written to {out}" in err and "Did the table hold? No:" in err
+    assert "\r" not in err, "no progress display when stderr is not a terminal"
+    assert out.read_text().count("data:image/png;base64,") == 6
+    assert main([*args, "--sysctl", "nf_conntrack_buckets=16", "--json"]) == 0
+    fig = json.loads(capsys.readouterr().out)
+    assert fig["table"]["early_drops"] > 0 and fig["settings"]["seed"] == 3
+
+
+def test_report_command_sweep(capture: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "sweep.html"
+    proc = run_cli(
+        "report", capture, "--seed", "3", "--sysctl", "nf_conntrack_buckets=16",
+        "--sweep", "nf_conntrack_max=64,1024", "-o", out, "--json", "--jobs", "2",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    runs = json.loads(proc.stdout)
+    assert [r["sweep"]["nf_conntrack_max"] for r in runs] == [64, 1024]
+    page = out.read_text()
+    assert "What-if: the runs side by side" in page and page.count("<details") == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sweep", "nf_conntrack_maxx=1"], "is not a conntrack sysctl"),
+        (["--sweep", "nf_conntrack_max=a"], "is not an integer"),
+        (["--sweep", "nf_conntrack_max=1", "--sweep", "nf_conntrack_max=2"], "given twice"),
+        (["-o", "/nonexistent/dir/r.html"], "no such directory"),
+        (["--sysctl", "nf_conntrack_nope=1"], "nf_conntrack_nope"),
+        (["--jobs", "0"], "--jobs at least 1"),
+    ],
+)
+def test_report_bad_input_is_one_line(capture: Path, args: list[str], message: str) -> None:
+    proc = run_cli("report", capture, "--json", *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_report_missing_capture(tmp_path: Path) -> None:
+    proc = run_cli("report", tmp_path / "nope.pcap", "--json")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"nfct: {tmp_path / 'nope.pcap'}")
+
+
+def test_missing_matplotlib_is_one_line(
+    capture: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
+    assert main(["report", str(capture), "-o", "x.html"]) == 2
+    err = capsys.readouterr().err
+    assert err == "nfct: the HTML report needs matplotlib: pip install 'nfct[report]'\n"
+    with pytest.raises(nfct.MissingExtraError, match=r"nfct\[report\]"):
+        report.render_html({})
