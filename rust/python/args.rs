@@ -122,3 +122,54 @@ pub(super) fn paths_arg(v: &Bound<'_, PyAny>) -> Result<Vec<PathBuf>> {
     v.extract::<Vec<PathBuf>>()
         .map_err(|_| Error::type_(format!("captures must be a list of paths, not {}", type_name(v))))
 }
+
+/// An int argument within `lo..=hi`: a value out of the range is a `NfctValueError` naming the
+/// argument and the range (PyO3's own error is a bare `OverflowError`), a non-int a
+/// `NfctTypeError` naming it.
+fn int_arg(v: &Bound<'_, PyAny>, name: &str, lo: i128, hi: i128) -> Result<i128> {
+    if !v.is_instance_of::<PyInt>() {
+        return Err(Error::type_(format!("{name} must be an int, not {}", type_name(v))));
+    }
+    match v.extract::<i128>() {
+        Ok(x) if (lo..=hi).contains(&x) => Ok(x),
+        _ => {
+            let text = v.str().map(|s| s.to_string()).unwrap_or_default();
+            Err(Error::value(format!("{name} {text} is out of range: {lo} to {hi}")))
+        }
+    }
+}
+
+/// For `#[pyo3(from_py_with = ...)]`: one function per (argument name, integer type), plain
+/// and optional (None allowed).
+macro_rules! int_args {
+    ($($plain:ident / $opt:ident: $t:ty = $name:literal;)*) => {$(
+        #[allow(dead_code)]
+        pub(super) fn $plain(v: &Bound<'_, PyAny>) -> PyResult<$t> {
+            Ok(int_arg(v, $name, <$t>::MIN as i128, <$t>::MAX as i128)? as $t)
+        }
+        #[allow(dead_code)]
+        pub(super) fn $opt(v: &Bound<'_, PyAny>) -> PyResult<Option<$t>> {
+            if v.is_none() {
+                return Ok(None);
+            }
+            $plain(v).map(Some)
+        }
+    )*};
+}
+
+int_args! {
+    seed / seed_opt: u64 = "seed";
+    capacity / capacity_opt: usize = "capacity";
+    zone / zone_opt: u16 = "zone";
+    mark / mark_opt: u32 = "mark";
+    mask / mask_opt: u32 = "mask";
+    set_mark / set_mark_opt: u32 = "set_mark";
+    set_mask / set_mask_opt: u32 = "set_mask";
+    timeout / timeout_opt: u64 = "timeout";
+    priority / priority_opt: i32 = "priority";
+    sport / sport_opt: u16 = "sport";
+    dport / dport_opt: u16 = "dport";
+    reply_sport / reply_sport_opt: u16 = "reply_sport";
+    reply_dport / reply_dport_opt: u16 = "reply_dport";
+    mtu / mtu_opt: u32 = "mtu";
+}
