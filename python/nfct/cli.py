@@ -35,6 +35,56 @@ def _sysctl_pair(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"{name}: value {value!r} is not an integer") from None
 
 
+def _int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer from ``lo`` to ``hi`` (inclusive; no upper bound when
+    None), so that a bad value is one line and exit status 2, not a traceback."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < lo or (hi is not None and value > hi):
+            upper = "" if hi is None else f" to {hi}"
+            raise argparse.ArgumentTypeError(
+                f"{value} is out of range: {lo}{upper}" if upper else f"{value}: at least {lo}"
+            )
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+# The link types whose frames nfct finds IP packets in (rust/wire/link.rs): Ethernet, NULL,
+# DLT 12/14 raw, LOOP, RAW, Linux SLL and SLL2, IPv4, IPv6.
+_LINK_TYPES = frozenset({0, 1, 12, 14, 101, 108, 113, 228, 229, 276})
+
+
+def _unsupported_links(paths: Sequence[str], names: Sequence[str]) -> list[str]:
+    """For regular capture files whose frames use a link type nfct does not decode (counted
+    as not IP), one message each."""
+    from nfct import pcap
+
+    out = []
+    for path, name in zip(paths, names, strict=False):
+        if not os.path.isfile(path):
+            continue
+        seen: set[int] = set()
+        try:
+            for i, frame in enumerate(pcap.iter_frames(path)):
+                seen.add(frame.linktype)
+                if i >= 999:
+                    break
+        except (CaptureError, OSError, ValueError):
+            pass
+        for lt in sorted(seen - _LINK_TYPES):
+            out.append(
+                f"{name}: link type {lt} is not supported (its frames are counted as not IP); "
+                "supported: Ethernet, Linux SLL/SLL2, NULL/LOOP, raw IP"
+            )
+    return out
+
+
 def _version() -> str:
     """The installed distribution's version (its metadata), as `pip show nfct` gives it."""
     import importlib.metadata  # only for --version: importing it costs more than a replay
@@ -81,7 +131,12 @@ def _host_options(r: argparse.ArgumentParser) -> None:
         help="capture: the capture's timestamps; frozen: no time passes (as a kernel fed "
         "the capture as fast as possible)",
     )
-    r.add_argument("--seed", type=int, default=None, help="fixed hash seed (reproducible order)")
+    r.add_argument(
+        "--seed",
+        type=_int_in(0, 2**64 - 1),
+        default=None,
+        help="fixed hash seed (reproducible order), 0 to 2^64-1",
+    )
     r.add_argument(
         "--path",
         choices=("forward", "local-in", "local-out"),
@@ -99,7 +154,7 @@ def _host_options(r: argparse.ArgumentParser) -> None:
     )
     r.add_argument(
         "--zone",
-        type=int,
+        type=_int_in(0, 65535),
         default=None,
         metavar="ID",
         help="put every entry in conntrack zone ID (a `ct zone set` template in the raw "
@@ -127,7 +182,7 @@ def _host_options(r: argparse.ArgumentParser) -> None:
     )
     r.add_argument(
         "--mtu",
-        type=int,
+        type=_int_in(1, 2**32 - 1),
         default=None,
         metavar="N",
         help="the MTU of the way out: of the default route's interface with --host, of the "
@@ -250,7 +305,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--output", "-o", choices=OUTPUTS, default="extended")
     r.add_argument(
         "--threads",
-        type=int,
+        type=_int_in(1, 4096),
         default=1,
         metavar="N",
         help="track on N threads sharing one table, packets spread by a symmetric flow hash "
@@ -306,7 +361,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("capture", metavar="CAPTURE", help=CAPTURE_HELP)
     e.add_argument(
         "frame",
-        type=int,
+        type=_int_in(1),
         metavar="FRAME",
         help="the frame, numbered from 1 as --output packets numbers them",
     )
@@ -351,7 +406,7 @@ def _parser() -> argparse.ArgumentParser:
         help="compare every packet's ct state class (the kernel side reads its counters after "
         "each packet; auto = for captures of up to 2000 IP packets)",
     )
-    v.add_argument("--limit", type=int, default=20, help="differences shown per section")
+    v.add_argument("--limit", type=_int_in(0), default=20, help="differences shown per section")
     return p
 
 
@@ -361,6 +416,28 @@ def _summary_line(summary: ReplayResult, entries: int) -> str:
         f"{summary['non_ip']} not IP), {entries} entries, {summary['invalid']} invalid, "
         f"{summary['dropped']} dropped"
     )
+
+
+def _why_dropped(summary: ReplayResult, top: int = 3) -> str | None:
+    """When packets were dropped, one line with the commonest reasons (INVALID or dropped) and
+    the rules that dropped packets; a hint when the host's own packets came in as martians."""
+    if not summary["dropped"]:
+        return None
+    parts = [f"{n} {reason}" for reason, n in _top(summary["reasons"], top)]
+    parts += [f"{n} by {rule}" for rule, n in _top(summary["dropped_by"], top)]
+    if not parts:
+        return None
+    line = "nfct: why (invalid or dropped, commonest first): " + "; ".join(parts)
+    if any("martian" in reason for reason in summary["reasons"]):
+        line += (
+            " (martian sources: a capture taken on the host itself? try --path local-out "
+            "or --path local-in)"
+        )
+    return line
+
+
+def _top(counts: dict[str, int], n: int) -> list[tuple[str, int]]:
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
 
 
 # --- the entries of --output json ---------------------------------------------------------------
@@ -678,6 +755,13 @@ def _replay(args: argparse.Namespace) -> int:
     if args.export is not None and args.threads > 1:
         print("nfct: --export sees packets in capture order: use --threads 1", file=sys.stderr)
         return 2
+    cpus = os.cpu_count() or 1
+    if args.threads > cpus:
+        print(
+            f"nfct: warning: --threads {args.threads} is more than the {cpus} CPUs here: "
+            "the workers contend for them (slower, more memory, not faster)",
+            file=sys.stderr,
+        )
     try:
         net = _make_net(args)
         inputs = CaptureInputs(args.captures)
@@ -802,6 +886,13 @@ def _replay_inputs(args: argparse.Namespace, net: Net, inputs: CaptureInputs) ->
             sys.stdout.write(_counters_text(net))
     sys.stdout.flush()
     if summary:
+        # The explanations first: the summary stays the last line (`2>&1 | tail -1`).
+        if summary["non_ip"]:
+            for line in _unsupported_links(inputs.paths, inputs.names):
+                print(f"nfct: {line}", file=sys.stderr)
+        why = _why_dropped(summary)
+        if why:
+            print(why, file=sys.stderr)
         print(_summary_line(summary, entries), file=sys.stderr)
     if error is not None:
         print(f"nfct: {error}", file=sys.stderr)
