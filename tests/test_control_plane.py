@@ -6,6 +6,7 @@ events they send, bad filters refused; actions at capture times during a replay
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -248,7 +249,15 @@ def test_ctrl_c_stops_the_command_and_prints_what_was_done(tmp_path: Path) -> No
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(0.4)
+    # Signal once the command has spent 0.3 s of CPU (past the interpreter's start, into the
+    # replay), however loaded the machine is.
+    ticks = os.sysconf("SC_CLK_TCK")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        if (int(fields[11]) + int(fields[12])) / ticks >= 0.3:
+            break
+        time.sleep(0.02)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)

@@ -410,9 +410,17 @@ def _ruleset_with(
         ([match({"meta": {"key": "skuid"}}, 0)], None, "meta skuid is not modelled"),
         ([match({"ct": {"key": "helper"}}, "ftp")], None, "ct helper is not modelled"),
         (
-            [{"snat": {"family": "ip", "addr": {"prefix": {"addr": "10.0.0.0", "len": 24}}}}],
+            [
+                {
+                    "snat": {
+                        "family": "ip",
+                        "addr": {"prefix": {"addr": "10.0.0.0", "len": 24}},
+                        "flags": "netmap",
+                    }
+                }
+            ],
             None,
-            "snat to a prefix is not modelled",
+            "snat prefix (netmap) is not modelled",
         ),
     ],
 )

@@ -114,6 +114,8 @@ impl Summary {
     /// Counts a capture record and returns the IP packet it carries for the IP stack, if any.
     /// IP inside MPLS is label-switched, not seen by the IP hooks of a router that does not
     /// terminate MPLS (the kernel harness does not feed it either).
+    /// Only the Python binding's record-by-record loop uses it.
+    #[cfg_attr(not(feature = "python"), allow(dead_code))]
     pub(crate) fn ip_packet<'a>(&mut self, rec: &capture::Record<'a>) -> Option<&'a [u8]> {
         self.frames += 1;
         let Some(pkt) = ip_of(rec) else {

@@ -590,10 +590,21 @@ def _sport(p: bytes) -> str:
     return str(struct.unpack("!H", p[l4 : l4 + 2])[0])
 
 
-def _run_random(pkts: Seq, ruleset: str, searched: set[tuple[str, str]]) -> NatRun:
+def _run_random(
+    pkts: Seq, ruleset: str, searched: set[tuple[str, str]], *, found_random: bool = False
+) -> NatRun:
+    """``found_random``: the port search draws from a range small enough that a random draw
+    meeting a port already taken (one more ``found``, and a next draw) happens in a few
+    percent of runs, on either side independently; then ``found`` is compared as "at least
+    what the original tuples' checks count" by the caller, and every other statistic exactly."""
     run = run_nat(pkts, ruleset, exact=False, compare_bytes=False)
     assert run.k.classes == run.classes
-    assert run.k.stats == run.stats, (run.k.stats, run.stats)
+    if found_random:
+        k_stats = {k: v for k, v in run.k.stats.items() if k != "found"}
+        n_stats = {k: v for k, v in run.stats.items() if k != "found"}
+        assert k_stats == n_stats, (run.k.stats, run.stats)
+    else:
+        assert run.k.stats == run.stats, (run.k.stats, run.stats)
     assert _masked(run.k.lines, searched) == _masked(run.lines, searched), (run.k.lines, run.lines)
     assert len(run.kernel_out) == len(run.out)
     _out_consistent(run)
@@ -637,7 +648,10 @@ def test_snat_random_flags(flag: str) -> None:
     clients = [f"10.1.0.{i}" for i in range(2, 10)]
     pkts = timed(*[P.udp(c, S1, 10000 + 7 * n, 53, b"q") for n, c in enumerate(clients)])
     searched = {(c, str(10000 + 7 * n)) for n, c in enumerate(clients)}
-    run = _run_random(pkts, ruleset, searched)
+    # Eight draws from 1000 ports: one meeting a port an earlier connection took (found + 1)
+    # happens in about 3% of runs, kernel and nfct drawing independently (observed once).
+    run = _run_random(pkts, ruleset, searched, found_random=True)
+    assert run.k.stats["found"] <= 3 and run.stats["found"] <= 3, (run.k.stats, run.stats)
     for lines in (run.k.lines, run.lines):
         table = _translated(lines)
         ports = [int(table[k][1]) for k in searched]
