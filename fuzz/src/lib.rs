@@ -195,10 +195,10 @@ pub fn host(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let Ok(host) = Host::parse(text) else { return };
     let ruleset = host.ruleset.clone().map(Arc::new);
-    let net = Net::new(
-        NetOptions { seed: Some(1), routing: Some(host.routing), ..NetOptions::default() },
-        Sysctl::default(),
-    );
+    let small = Sysctl::default();
+    small.set(SysctlKey::Buckets, 512);
+    let net =
+        Net::new(NetOptions { seed: Some(1), routing: Some(host.routing), ..NetOptions::default() }, small);
     if let Some(r) = &ruleset {
         install(&net, r);
     }
@@ -281,6 +281,8 @@ pub fn nat(data: &[u8]) {
     let Ok(host) = Host::parse(ROUTER) else { panic!("the router's host file parses") };
     let Some(ruleset) = host.ruleset.clone().map(Arc::new) else { panic!("it has a ruleset") };
     let local = host.routing.devices.all().iter().flat_map(|d| d.addrs.iter().map(|a| a.addr)).collect();
+    let small = Sysctl::default();
+    small.set(SysctlKey::Buckets, 512);
     let net = Net::new(
         NetOptions {
             seed: Some(3),
@@ -288,7 +290,7 @@ pub fn nat(data: &[u8]) {
             routing: Some(host.routing),
             ..NetOptions::default()
         },
-        Sysctl::default(),
+        small,
     );
     install(&net, &ruleset);
     let mut t = NS;
