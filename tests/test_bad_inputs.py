@@ -266,3 +266,26 @@ def test_conn_line_rejects_an_unknown_format() -> None:
         with pytest.raises(nfct.NfctValueError, match="unknown format") as b:
             net.dump(bad)
         assert str(a.value) == str(b.value)
+
+
+def test_python_fuzz_harness_over_its_seeds() -> None:
+    """tools/fuzz_python.py's one_input (Atheris's target) without Atheris: each entry point
+    fed a seed and some corruptions of it raises nothing but nfct's own errors."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import fuzz_python as F
+    finally:
+        sys.path.pop(0)
+    udp = P.udp(C, S, 1000, 53)
+    seeds = [
+        bytes([0, 3, 5]) + b"\x05" * 40 + (2**70).to_bytes(9, "little"),
+        bytes([1, 40]) + udp + b"\x01\x00" + bytes([len(udp) - 3]) + udp,
+        bytes([2]) + DNS.read_bytes(),
+        bytes([3]) + bytes(16) + udp,
+        bytes([4]) + (ROOT / "examples" / "host-firewalld.json").read_bytes(),
+        bytes([5]) + udp,
+    ]
+    for seed in seeds:
+        for cut in (len(seed), len(seed) // 2, 3):
+            F.one_input(seed[:cut])
+            F.one_input(bytes(x ^ 0x5A for x in seed[:cut]))
