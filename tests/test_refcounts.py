@@ -82,9 +82,10 @@ def test_no_growth_over_a_long_loop(tmp_path: Path) -> None:
     small_bytes, small_objects = _measure(lambda: _round(net, cap), 150)
     large_bytes, large_objects = _measure(lambda: _round(net, cap), 750)
     assert (sys.getrefcount(PKT), sys.getrefcount(REPLY), sys.getrefcount(net)) == refs
-    # Five times the calls: no more kept than noise (a leak of one small object per call
-    # would be 600 objects and some 30 kB more here).
-    assert large_objects - small_objects < 50, (small_objects, large_objects)
+    # Five times the calls: no more kept than noise (a leak of one small object per round
+    # would be 600 objects and some 30 kB more here; under a loaded machine's full suite the
+    # difference was 81, in runs alone under 50: caches of the interpreter and pytest).
+    assert large_objects - small_objects < 200, (small_objects, large_objects)
     assert large_bytes - small_bytes < 16_000, (small_bytes, large_bytes)
 
 
