@@ -10,6 +10,8 @@ tests/scenarios/.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import os
 import re
 import subprocess
@@ -251,3 +253,79 @@ def run_both(
     k = kernel.run_packets(pkts, sysctl=dict(sysctl or {}), per_packet=True, pace=pace)
     res, classes = compare_with_nfct(k, pkts, sysctl)
     return res, k, classes
+
+
+# --- UDPLITE checksums across lengths ----------------------------------------------------------
+
+#: L4 lengths (header included) of the UDPLITE and UDP datagrams of `udplite_length_cases`.
+UDPLITE_LENGTHS = (*range(8, 601), 767, 768, 769, 1000, 1024, 1279, 1280, 1452, 1480)
+
+
+def udplite_length_cases(*, checksum: bool = True) -> tuple[Seq, list[str], list[str]]:
+    """One packet per flow, IPv4 and IPv6, for every length of UDPLITE_LENGTHS: UDPLITE with
+    checksum coverage 0, 8, half and all, its checksum computed three ways (pseudo-header
+    protocol 17 and the length's low byte over IPv4, protocol 17 and the whole length as UDP
+    has it, protocol 136 and the whole length as RFC 3828 says); plain UDP with its checksum
+    right, and with the length's low byte in its pseudo-header; IPv4 UDPLITE datagrams of
+    3000 bytes in fragments. Returns the packets, the class the kernel gives each one (what
+    Linux 6.18 was observed to do, `checksum`: with nf_conntrack_checksum 1 or 0; see
+    docs/fidelity.md, "UDPLITE checksums") and a label for each."""
+    pkts, oks, labels = _udplite_length_cases()
+    expected = [ok if ok == "dropped" or checksum else "new" for ok in oks]
+    return list(pkts), expected, list(labels)
+
+
+@functools.cache
+def _udplite_length_cases() -> tuple[
+    tuple[tuple[bytes, float], ...], tuple[str, ...], tuple[str, ...]
+]:
+    pkts: Seq = []
+    expected: list[str] = []
+    labels: list[str] = []
+    sport = 1024
+
+    def add(pkt: bytes, ok: bool, label: str) -> None:
+        pkts.append((pkt, T0 + len(pkts) / 100_000))
+        expected.append("new" if ok else "invalid")
+        labels.append(label)
+
+    for src, dst in ((C, S), (C6, S6)):
+        v4 = src == C
+        s, d = ipaddress.ip_address(src), ipaddress.ip_address(dst)
+        for n in UDPLITE_LENGTHS:
+            if not v4 and n > 1460:
+                continue
+            payload = bytes((i * 7 + n) & 0xFF for i in range(n - 8))
+            for cov in (0, 8, 8 + (n - 8) // 2, n):
+                for how, proto, length, ok in (
+                    ("low byte", P.IPPROTO_UDP, n & 0xFF, v4 or n < 256),
+                    ("UDP's", P.IPPROTO_UDP, n, not v4 or n < 256),
+                    ("RFC 3828", P.IPPROTO_UDPLITE, n, False),
+                ):
+                    sport += 1
+                    pkt = P.udplite(
+                        src, dst, sport, 7001, payload, coverage=cov, pseudo_proto=proto,
+                        pseudo_length=length,
+                    )  # fmt: skip
+                    add(pkt, ok, f"UDPLITE IPv{s.version} {n} B coverage {cov}, {how} checksum")
+            sport += 1
+            add(P.udp(src, dst, sport, 7001, payload), True, f"UDP IPv{s.version} {n} B")
+            seg = P.udp_segment(src, dst, sport + 1, 7001, payload, checksum=0)
+            low = P.inet_checksum(P.pseudo_header(s, d, P.IPPROTO_UDP, n & 0xFF) + seg) or 0xFFFF
+            sport += 1
+            pkt = P.udp(src, dst, sport, 7001, payload, checksum=low)
+            add(pkt, n < 256, f"UDP IPv{s.version} {n} B, low byte checksum")
+    payload = bytes(i & 0xFF for i in range(3000 - 8))
+    for how, length, ok in (("low byte", 3000 & 0xFF, True), ("UDP's", 3000, False)):
+        sport += 1
+        seg = P.udplite(C, S, sport, 7001, payload, pseudo_length=length)[20:]
+        for off in range(0, len(seg), 1400):
+            more = off + 1400 < len(seg)
+            frag = P.ipv4(
+                C, S, P.IPPROTO_UDPLITE, seg[off : off + 1400], ident=sport, frag_off=off // 8,
+                more_fragments=more,
+            )  # fmt: skip
+            add(frag, ok, f"UDPLITE IPv4 3000 B fragment at {off}, {how} checksum")
+            if more:
+                expected[-1] = "dropped"  # held until the datagram is whole
+    return tuple(pkts), tuple(expected), tuple(labels)

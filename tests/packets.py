@@ -211,16 +211,21 @@ def udplite(
     *,
     coverage: int = 0,
     pseudo_proto: int = IPPROTO_UDP,
+    pseudo_length: int | None = None,
 ) -> bytes:
     """A UDPLITE packet; `coverage` 0 = whole segment (the checksum covers that much).
 
-    The checksum's pseudo-header names `pseudo_proto`: by default 17, which is what the
-    kernel's conntrack verifies UDPLITE against (RFC 3828 says 136; conntrack finds such a
-    packet INVALID with nf_conntrack_checksum=1, as observed on 6.18)."""
+    The checksum's pseudo-header is the one the kernel's conntrack verifies UDPLITE against
+    (observed on 6.18): it names `pseudo_proto`, by default 17 (RFC 3828 says 136; conntrack
+    finds such a packet INVALID with nf_conntrack_checksum=1), and `pseudo_length`, by default
+    the segment's length over IPv6 but only its low byte over IPv4 (with the whole length, an
+    IPv4 datagram of 256 bytes or more is INVALID for conntrack)."""
     seg = struct.pack("!HHHH", sport, dport, coverage, 0) + payload
     covered = seg if coverage == 0 else seg[:coverage]
     s, d = _addrs(src, dst)
-    csum = inet_checksum(pseudo_header(s, d, pseudo_proto, len(seg)) + covered) or 0xFFFF
+    if pseudo_length is None:
+        pseudo_length = len(seg) & 0xFF if s.version == 4 else len(seg)
+    csum = inet_checksum(pseudo_header(s, d, pseudo_proto, pseudo_length) + covered) or 0xFFFF
     return ip(src, dst, IPPROTO_UDPLITE, _with_checksum(seg, 6, csum))
 
 

@@ -105,6 +105,24 @@ def test_cli_replay_clock_and_sysctl(capture: Path) -> None:
     assert malformed.returncode == 2
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["replay", "--mtu", "-5"], "argument --mtu: -5 is not in 0..65535"),
+        (["replay", "--zone", "-1"], "argument --zone: -1 is not in 0..65535"),
+        (["replay", "--seed", "-1"], "argument --seed: -1 is not in 0..18446744073709551615"),
+        (["replay", "--threads", "-1"], "argument --threads: -1 is not in 0..65535"),
+        (["explain", "--seed", "x"], "argument --seed: 'x' is not an integer"),
+    ],
+)
+def test_cli_numbers_out_of_range(capture: Path, args: list[str], message: str) -> None:
+    """An integer option the extension module cannot take: argparse's error, not an
+    OverflowError's traceback."""
+    proc = run_cli(*args, capture, *(["1"] if args[0] == "explain" else []))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines()[-1].endswith(message)
+
+
 def _error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "byte offset" in line]
 

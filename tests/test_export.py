@@ -14,7 +14,7 @@ import packets as P
 from helpers import EXAMPLES_DIR, S, run_cli, shared_pcaps_dir
 from nfct import export
 from nfct.cli import main
-from nfct.pcap import write_pcap
+from nfct.pcap import iter_records, write_pcap
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -22,7 +22,7 @@ pd = pytest.importorskip("pandas")
 
 
 def _captures() -> list[Path]:
-    caps = sorted(EXAMPLES_DIR.glob("*.pcap"))
+    caps = sorted(p for p in EXAMPLES_DIR.iterdir() if p.suffix in (".pcap", ".pcapng"))
     shared = shared_pcaps_dir()
     if shared is not None:
         caps += sorted(p for p in shared.iterdir() if p.suffix in (".pcap", ".pcapng"))
@@ -58,12 +58,70 @@ def test_one_row_per_ip_frame(path: Path, tmp_path: Path) -> None:
         for f, c, r in zip(df["frame"], df["cls"], df["reason"], strict=True)
     ]
     assert rows == _packet_lines(path, tmp_path)
+    schemas = export.schemas()
     for name in export.TABLES:
-        assert (out / f"{name}.parquet").is_file(), name
+        assert pq.read_schema(out / f"{name}.parquet").equals(schemas[name]), name
     tl = pq.read_table(out / "timeline.parquet").to_pandas()
     assert tl["packets"].sum() == summary.packets
     for cls in ("new", "established", "related", "invalid", "untracked", "dropped"):
         assert tl[cls].sum() == summary[cls], cls
+
+
+def test_schemas_are_pinned() -> None:
+    """Other tools (the cluster backend of issue #19) read these files: the names and types
+    only grow at the end of a table. docs/report.md pins the names; this, the types."""
+    types = {name: [str(f.type) for f in schema] for name, schema in export.schemas().items()}
+    entry = [
+        "string", "string", "uint8", "int64", "string", "string", "string", "uint16", "uint16",
+        "uint8", "uint8", "uint16", "string", "string", "uint16", "uint16", "string",
+        "uint32", "uint16", "uint64", "uint64", "uint64", "uint64",
+    ]  # fmt: skip
+    census = (
+        "list<item: struct<family: string, proto: string, state: string, zone: uint16, "
+        "entries: uint64>>"
+    )
+    assert types == {
+        "packets": [
+            "dictionary<values=string, indices=int32, ordered=0>", "uint64", "double",
+            "string", "string", "string", "string", "uint8", "string", "string", "uint16",
+            "uint16", "uint64",
+        ],
+        "events": ["double", "string", *entry, "string"],
+        "entries": [*entry, "uint32", "string"],
+        "timeline": ["double", *["uint64"] * 11, census],
+        "evictions": [
+            "double", "string", "string", "string", "string", "uint16", "uint16", "string",
+            "int64", "double", "string",
+        ],
+    }  # fmt: skip
+
+
+def test_export_through_a_host_with_actions(tmp_path: Path) -> None:
+    """--export with --host, --iif and --at: the same replay (output, entries) as without,
+    one packets row per IP frame, the deletion among the events."""
+    host = EXAMPLES_DIR / "host-kube-proxy.json"
+    cap = EXAMPLES_DIR / "kube.pcapng"
+    args = ["replay", cap, "--host", host, "--iif", "eth0", "--seed", "1"]
+    args += ["--at", "3:delete:proto=tcp"]
+    plain = run_cli(*args)
+    exported = run_cli(*args, "--export", tmp_path / "x")
+    assert plain.returncode == exported.returncode == 0, exported.stderr
+    assert exported.stdout == plain.stdout and exported.stderr == plain.stderr
+    first = next(iter_records(cap))[0]
+    tables = export.replay_tables(
+        nfct.Net(seed=1, host=str(host)),
+        [cap],
+        iif="eth0",
+        at=[(first + 3, lambda net: net.delete(proto="tcp"))],
+    )
+    frames = pd.read_parquet(tmp_path / "x" / "packets.parquet")
+    assert len(frames) == tables.summary.packets == 20
+    entries = pd.read_parquet(tmp_path / "x" / "entries.parquet")
+    assert list(entries["line"]) == plain.stdout.splitlines()
+    assert tables["entries"].to_pandas().equals(entries)
+    events = pd.read_parquet(tmp_path / "x" / "events.parquet")
+    destroyed = events[events["event"] == "DESTROY"]
+    assert len(destroyed) > 0 and set(destroyed["proto"]) == {"tcp"}
 
 
 def _flows(path: Path, n: int = 120) -> Path:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import os
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import nfct
@@ -35,23 +37,20 @@ def _sysctl_pair(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"{name}: value {value!r} is not an integer") from None
 
 
-def _int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
-    """An argparse type: an integer from ``lo`` to ``hi`` (inclusive; no upper bound when
-    None), so that a bad value is one line and exit status 2, not a traceback."""
+def _ranged(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type: an integer from ``lo`` to ``hi`` (a clear error, not an overflow
+    deep in the extension module)."""
 
     def parse(text: str) -> int:
         try:
-            value = int(text, 0)
+            n = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < lo or (hi is not None and value > hi):
-            upper = "" if hi is None else f" to {hi}"
-            raise argparse.ArgumentTypeError(
-                f"{value} is out of range: {lo}{upper}" if upper else f"{value}: at least {lo}"
-            )
-        return value
+        if not lo <= n <= hi:
+            raise argparse.ArgumentTypeError(f"{n} is not in {lo}..{hi}")
+        return n
 
-    parse.__name__ = "int"
+    parse.__name__ = "integer"
     return parse
 
 
@@ -133,9 +132,9 @@ def _host_options(r: argparse.ArgumentParser) -> None:
     )
     r.add_argument(
         "--seed",
-        type=_int_in(0, 2**64 - 1),
+        type=_ranged(0, 2**64 - 1),
         default=None,
-        help="fixed hash seed (reproducible order), 0 to 2^64-1",
+        help="fixed hash seed (reproducible order)",
     )
     r.add_argument(
         "--path",
@@ -154,7 +153,7 @@ def _host_options(r: argparse.ArgumentParser) -> None:
     )
     r.add_argument(
         "--zone",
-        type=_int_in(0, 65535),
+        type=_ranged(0, 65535),
         default=None,
         metavar="ID",
         help="put every entry in conntrack zone ID (a `ct zone set` template in the raw "
@@ -182,11 +181,28 @@ def _host_options(r: argparse.ArgumentParser) -> None:
     )
     r.add_argument(
         "--mtu",
-        type=_int_in(1, 2**32 - 1),
+        type=_ranged(0, 65535),
         default=None,
         metavar="N",
         help="the MTU of the way out: of the default route's interface with --host, of the "
         "default router's otherwise (1500)",
+    )
+
+
+def _at_option(p: argparse.ArgumentParser) -> None:
+    """`--at TIME:ACTION` (replay and report)."""
+    p.add_argument(
+        "--at",
+        action="append",
+        default=[],
+        metavar="TIME:ACTION",
+        help="at TIME (seconds after the capture's first packet, or @EPOCH), do ACTION: "
+        "`delete[:FILTERS]` (conntrack -D), `flush` (conntrack -F), "
+        "`update:set_mark=N[,FILTERS]` or `update:timeout=S[,FILTERS]` (conntrack -U), "
+        "`ruleset:FILE` (a host file's or `nft -j` ruleset replaces the host's); FILTERS are "
+        "NAME=VALUE pairs separated by commas: proto, family, src, dst, sport, dport, "
+        "reply_src, reply_dst, reply_sport, reply_dport, mark, mask, zone, state, status "
+        "(repeatable)",
     )
 
 
@@ -196,6 +212,18 @@ def _quiet_option(p: argparse.ArgumentParser) -> None:
         "-q",
         action="store_true",
         help="no progress display (shown only when standard error is a terminal)",
+    )
+
+
+def _cluster_options(p: argparse.ArgumentParser, unit: str) -> None:
+    p.add_argument(
+        "--cluster",
+        metavar="local|ADDRESS",
+        default=None,
+        help=f"run {unit} as tasks on a Dask cluster: `local` starts one on this machine's "
+        "cores (--jobs worker processes) and stops it afterwards, ADDRESS (tcp://HOST:8786) "
+        "joins a running scheduler whose workers have nfct and reach the captures by the "
+        "names given; needs pip install 'nfct[cluster]'",
     )
 
 
@@ -232,6 +260,7 @@ def _report_parser(sub: Any) -> None:
     )
     rep.add_argument("captures", nargs="+", metavar="CAPTURE", help=CAPTURE_HELP)
     _host_options(rep)
+    _at_option(rep)
     rep.add_argument(
         "-o",
         "--output",
@@ -257,7 +286,8 @@ def _report_parser(sub: Any) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="with --sweep: at most N processes (default: as many as cores)",
+        help="with --sweep: at most N processes (default: as many as cores); with "
+        "--cluster local: N worker processes",
     )
     rep.add_argument(
         "--census-every",
@@ -270,7 +300,7 @@ def _report_parser(sub: Any) -> None:
     )
     rep.add_argument(
         "--evictions",
-        type=int,
+        type=_ranged(0, 2**32 - 1),
         default=1000,
         metavar="N",
         help="early-drop victims listed in the figures (all are counted)",
@@ -281,6 +311,7 @@ def _report_parser(sub: Any) -> None:
         help="when the table overflowed, do not replay again without a limit to find the "
         "max that would have held it",
     )
+    _cluster_options(rep, "the report's replays (each run of a --sweep is a task)")
     _quiet_option(rep)
 
 
@@ -302,10 +333,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("captures", nargs="+", metavar="CAPTURE", help=CAPTURE_HELP)
     _host_options(r)
-    r.add_argument("--output", "-o", choices=OUTPUTS, default="extended")
+    r.add_argument(
+        "--output",
+        "-o",
+        choices=(*OUTPUTS, "units"),
+        default=None,
+        help="what to print (default: extended; with --cluster: units, one line per capture "
+        "and setting; --cluster takes units, json or extended)",
+    )
     r.add_argument(
         "--threads",
-        type=_int_in(1, 4096),
+        type=_ranged(0, 65535),
         default=1,
         metavar="N",
         help="track on N threads sharing one table, packets spread by a symmetric flow hash "
@@ -317,19 +355,7 @@ def _parser() -> argparse.ArgumentParser:
         help="with --output events: prefix each line with [seconds.micros] from the capture "
         "clock, as conntrack -E -o timestamp does",
     )
-    r.add_argument(
-        "--at",
-        action="append",
-        default=[],
-        metavar="TIME:ACTION",
-        help="at TIME (seconds after the capture's first packet, or @EPOCH), do ACTION: "
-        "`delete[:FILTERS]` (conntrack -D), `flush` (conntrack -F), "
-        "`update:set_mark=N[,FILTERS]` or `update:timeout=S[,FILTERS]` (conntrack -U), "
-        "`ruleset:FILE` (a host file's or `nft -j` ruleset replaces the host's); FILTERS are "
-        "NAME=VALUE pairs separated by commas: proto, family, src, dst, sport, dport, "
-        "reply_src, reply_dst, reply_sport, reply_dport, mark, mask, zone, state, status "
-        "(repeatable)",
-    )
+    _at_option(r)
     r.add_argument(
         "--write",
         "-w",
@@ -345,7 +371,26 @@ def _parser() -> argparse.ArgumentParser:
         help="also write the replay as Parquet files into DIR (created if needed): "
         "packets.parquet (one row per IP frame), events.parquet, entries.parquet (the final "
         "table), timeline.parquet (occupancy and censuses per second), evictions.parquet; "
-        "needs pyarrow (pip install 'nfct[report]'); one thread",
+        "needs pyarrow (pip install 'nfct[report]'); one thread; with --cluster also "
+        "units.parquet, every table keyed by unit, capture and setting",
+    )
+    _cluster_options(r, "each capture (under each --sweep setting)")
+    r.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --cluster local: N worker processes (default: as many as cores)",
+    )
+    r.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        type=_sweep_spec,
+        metavar="NAME=V1,V2,...",
+        help="with --cluster: replay every capture once per combination of these sysctl "
+        "values (repeatable; combined as nested loops), on top of --sysctl",
     )
     _quiet_option(r)
     e = sub.add_parser(
@@ -361,7 +406,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("capture", metavar="CAPTURE", help=CAPTURE_HELP)
     e.add_argument(
         "frame",
-        type=_int_in(1),
+        type=_ranged(0, 2**64 - 1),
         metavar="FRAME",
         help="the frame, numbered from 1 as --output packets numbers them",
     )
@@ -406,7 +451,9 @@ def _parser() -> argparse.ArgumentParser:
         help="compare every packet's ct state class (the kernel side reads its counters after "
         "each packet; auto = for captures of up to 2000 IP packets)",
     )
-    v.add_argument("--limit", type=_int_in(0), default=20, help="differences shown per section")
+    v.add_argument(
+        "--limit", type=_ranged(0, 2**31 - 1), default=20, help="differences shown per section"
+    )
     return p
 
 
@@ -566,51 +613,78 @@ def _action_args(text: str, allowed: frozenset[str]) -> dict[str, Any]:
     return kw
 
 
+@dataclasses.dataclass(frozen=True)
+class AtAction:
+    """One `--at` action, callable with a Net as `Net.replay(at=...)` calls it; plain data,
+    so that a sweep's worker processes get it too. ``verb``: delete, flush, update or
+    ruleset; ``kw``: its keyword arguments (filters, settings); ``path``: the ruleset file."""
+
+    verb: str
+    kw: tuple[tuple[str, Any], ...] = ()
+    path: str | None = None
+    spec: str = ""
+
+    def __call__(self, net: Net) -> object:
+        kw = dict(self.kw)
+        if self.verb == "delete":
+            return net.delete(**kw)
+        if self.verb == "flush":
+            return net.flush()
+        if self.verb == "update":
+            return net.update(**kw)
+        assert self.path is not None
+        net.load_ruleset(_json_file(self.path))
+        return None
+
+    def __str__(self) -> str:
+        return self.spec
+
+
+def parse_at(spec: str) -> tuple[float, bool, AtAction]:
+    """One `--at TIME:ACTION`: (time, whether it counts from the first packet, action)."""
+    when, sep, action = spec.partition(":")
+    if not sep:
+        raise NfctValueError(f"--at {spec!r}: expected TIME:ACTION")
+    try:
+        relative = not when.startswith("@")
+        t = float(when if relative else when[1:])
+    except ValueError:
+        raise NfctValueError(f"--at {spec!r}: {when!r} is not a time in seconds") from None
+    verb, _, rest = action.partition(":")
+    if verb == "delete":
+        act = AtAction("delete", tuple(_action_args(rest, _FILTER_KEYS).items()), spec=action)
+    elif verb == "flush" and not rest:
+        act = AtAction("flush", spec=action)
+    elif verb == "update":
+        kw = _action_args(rest, _FILTER_KEYS | {"set_mark", "set_mask", "timeout"})
+        if "set_mark" not in kw and "timeout" not in kw:
+            raise NfctValueError(f"--at {spec!r}: update needs set_mark=N or timeout=S")
+        act = AtAction("update", tuple(kw.items()), spec=action)
+    elif verb == "ruleset" and rest:
+        if not os.path.exists(rest):
+            raise NfctValueError(f"--at {spec!r}: no such file {rest!r}")
+        act = AtAction("ruleset", path=os.path.abspath(rest), spec=action)
+    else:
+        raise NfctValueError(
+            f"--at {spec!r}: ACTION is delete[:FILTERS], flush, "
+            "update:SETTINGS[,FILTERS] or ruleset:FILE"
+        )
+    return t, relative, act
+
+
 def _scheduled(
     specs: Sequence[str], first_tstamp: Callable[[], float | None]
 ) -> list[tuple[float, Any]]:
     """The `--at TIME:ACTION` options as `Net.replay(at=...)` takes them (relative times
     from ``first_tstamp()``, the first packet's time)."""
-    if not specs:
-        return []
     first: float | None = None
     out: list[tuple[float, Any]] = []
-    for spec in specs:
-        when, sep, action = spec.partition(":")
-        if not sep:
-            raise NfctValueError(f"--at {spec!r}: expected TIME:ACTION")
-        try:
-            if when.startswith("@"):
-                t = float(when[1:])
-            else:
-                if first is None:
-                    first = first_tstamp() or 0.0
-                t = first + float(when)
-        except ValueError:
-            raise NfctValueError(f"--at {spec!r}: {when!r} is not a time in seconds") from None
-        verb, _, rest = action.partition(":")
-        fn: Any
-        if verb == "delete":
-            kw = _action_args(rest, _FILTER_KEYS)
-            fn = lambda net, kw=kw: net.delete(**kw)  # noqa: E731
-        elif verb == "flush" and not rest:
-            fn = lambda net: net.flush()  # noqa: E731
-        elif verb == "update":
-            kw = _action_args(rest, _FILTER_KEYS | {"set_mark", "set_mask", "timeout"})
-            if "set_mark" not in kw and "timeout" not in kw:
-                raise NfctValueError(f"--at {spec!r}: update needs set_mark=N or timeout=S")
-            fn = lambda net, kw=kw: net.update(**kw)  # noqa: E731
-        elif verb == "ruleset" and rest:
-            path = rest
-            if not os.path.exists(path):
-                raise NfctValueError(f"--at {spec!r}: no such file {path!r}")
-            fn = lambda net, path=path: net.load_ruleset(_json_file(path))  # noqa: E731
-        else:
-            raise NfctValueError(
-                f"--at {spec!r}: ACTION is delete[:FILTERS], flush, "
-                "update:SETTINGS[,FILTERS] or ruleset:FILE"
-            )
-        out.append((t, fn))
+    for t, relative, act in map(parse_at, specs):
+        if relative:
+            if first is None:
+                first = first_tstamp() or 0.0
+            t += first
+        out.append((t, act))
     return out
 
 
@@ -751,7 +825,26 @@ def _event_printer(timestamps: bool) -> Callable[[list[str]], None]:
     return write
 
 
+def _warn_ignored(net: Net) -> None:
+    """The host file's conntrack settings that nfct does not model, named on stderr."""
+    for name in net.ignored_sysctls:
+        if name.startswith("net.netfilter."):
+            print(f"nfct: host file: {name} is not modelled (ignored)", file=sys.stderr)
+
+
 def _replay(args: argparse.Namespace) -> int:
+    if args.cluster is not None:
+        return _replay_on_cluster(args)
+    if args.output is None:
+        args.output = "extended"
+    for flag, given in (
+        ("--output units", args.output == "units"),
+        ("--sweep", bool(args.sweep)),
+        ("--jobs", args.jobs is not None),
+    ):
+        if given:
+            print(f"nfct: {flag} needs --cluster", file=sys.stderr)
+            return 2
     if args.export is not None and args.threads > 1:
         print("nfct: --export sees packets in capture order: use --threads 1", file=sys.stderr)
         return 2
@@ -791,9 +884,7 @@ def _replay_inputs(args: argparse.Namespace, net: Net, inputs: CaptureInputs) ->
     except OSError as e:
         print(f"nfct: --export {args.export}: {e.strerror or e}", file=sys.stderr)
         return 2
-    for name in net.ignored_sysctls:
-        if name.startswith("net.netfilter."):
-            print(f"nfct: host file: {name} is not modelled (ignored)", file=sys.stderr)
+    _warn_ignored(net)
     error: CaptureError | None = None
     interrupted = False
     summary: ReplayResult | None = None
@@ -903,12 +994,167 @@ def _replay_inputs(args: argparse.Namespace, net: Net, inputs: CaptureInputs) ->
     return 0
 
 
+# --- replay --cluster ----------------------------------------------------------------------------
+
+_CLUSTER_OUTPUTS = ("units", "json", "extended")
+# The columns of --output units, after the capture and the setting.
+_UNIT_COUNTS = ("packets", "new", "established", "related", "invalid", "untracked", "dropped")
+
+
+def _replay_on_cluster(args: argparse.Namespace) -> int:
+    """`nfct replay --cluster`: every capture under every --sweep setting, one task each."""
+    from nfct import cluster
+    from nfct.report import _combinations
+
+    output = args.output or "units"
+    refused = [
+        (output not in _CLUSTER_OUTPUTS, f"--output {output} (units, json or extended)"),
+        (args.threads != 1, "--threads"),
+        (args.write is not None, "--write"),
+        (bool(args.at), "--at"),
+        (args.event_timestamps, "--event-timestamps"),
+    ]
+    for bad, what in refused:
+        if bad:
+            print(f"nfct: --cluster does not take {what}", file=sys.stderr)
+            return 2
+    if args.jobs is not None and (args.jobs < 1 or args.cluster != "local"):
+        print(
+            "nfct: --jobs is a number of workers, at least 1, for --cluster local", file=sys.stderr
+        )
+        return 2
+    grid: dict[str, list[int]] = {}
+    for name, values in args.sweep:
+        if name in grid:
+            print(f"nfct: --sweep {name} given twice", file=sys.stderr)
+            return 2
+        grid[name] = values
+    tables: list[str] = []
+    if args.export is not None:
+        from nfct.export import TABLES
+
+        tables = list(TABLES)
+    elif output == "extended":
+        tables = ["entries"]
+    show = progress_bar(quiet=args.quiet).enabled
+
+    def done(i: int, n: int, row: Mapping[str, Any]) -> None:
+        if not show:
+            return
+        what = " ".join(x for x in (row["capture"], row["setting"]) if x)
+        if row["error"] is not None:
+            print(f"nfct: [{i}/{n}] {what}: failed: {row['error']}", file=sys.stderr)
+        else:
+            print(
+                f"nfct: [{i}/{n}] {what}: {row['packets']} packets, {row['entries']} entries, "
+                f"{row['seconds']:.2f} s on {row['worker']}",
+                file=sys.stderr,
+            )
+
+    try:
+        if args.export is not None:
+            os.makedirs(args.export, exist_ok=True)
+        combos = _combinations(grid) if grid else [{}]
+        setup = _host_setup(args)
+        setup.build()  # the options' errors now, not in every worker
+        out = cluster.replay_many(
+            args.captures,
+            host=setup,
+            sysctl=[{**dict(args.sysctl), **c} for c in combos],
+            cluster=args.cluster,
+            workers=args.jobs,
+            tables=tables,
+            on_done=done,
+        )
+    except (NfctError, CaptureError) as e:
+        print(f"nfct: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"nfct: --export {args.export}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nfct: interrupted (the cluster's results are lost)", file=sys.stderr)
+        return 130
+    units = out.units
+    rows = units.to_pylist()
+    if args.export is not None:
+        import pyarrow.parquet as pq
+
+        try:
+            for name, table in out.items():
+                pq.write_table(table, os.path.join(args.export, f"{name}.parquet"))
+        except OSError as e:
+            print(f"nfct: --export {args.export}: {e.strerror or e}", file=sys.stderr)
+            return 2
+    if output == "units":
+        sys.stdout.write(_units_text(rows))
+    elif output == "json":
+        for row in rows:
+            row["reasons"] = dict(row["reasons"] or [])
+            row["dropped_by"] = dict(row["dropped_by"] or [])
+        json.dump({"cluster": args.cluster, "units": rows}, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        entries = out["entries"]
+        lines: dict[int, list[str]] = {}
+        for unit, line in zip(
+            entries["unit"].to_pylist(), entries["line"].to_pylist(), strict=True
+        ):
+            lines.setdefault(unit, []).append(line)
+        for row in rows:
+            what = " ".join(x for x in (row["capture"], row["setting"]) if x)
+            sys.stdout.write(f"# {what}\n")
+            sys.stdout.write("".join(f"{line}\n" for line in lines.get(row["unit"], [])))
+    sys.stdout.flush()
+    failed = out.failed()
+    packets = sum(r["packets"] or 0 for r in rows)
+    print(
+        f"nfct: {len(rows)} units ({len(args.captures)} captures x {len(combos)} settings) on "
+        f"--cluster {args.cluster}: {len(rows) - len(failed)} replayed, {len(failed)} failed, "
+        f"{packets} packets",
+        file=sys.stderr,
+    )
+    for capture, setting, error in failed:
+        where = f" ({setting})" if setting else ""
+        print(
+            f"nfct: {error}{where}" if capture in error else f"nfct: {capture}{where}: {error}",
+            file=sys.stderr,
+        )
+    return 2 if failed else 0
+
+
+def _units_text(rows: list[dict[str, Any]]) -> str:
+    """--output units: one line per unit, the columns aligned."""
+    settings = any(r["setting"] for r in rows)
+    head = ["capture", *(["setting"] if settings else []), *_UNIT_COUNTS, "entries", "error"]
+    table = [head]
+    for r in rows:
+        cells = [r["capture"], *([r["setting"]] if settings else [])]
+        cells += ["-" if r[c] is None else str(r[c]) for c in (*_UNIT_COUNTS, "entries")]
+        cells.append("" if r["error"] is None else "failed")
+        table.append(cells)
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    n_text = 1 + settings
+    return "".join(
+        "  ".join(
+            c.ljust(w) if i < n_text else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        + "\n"
+        for row in table
+    )
+
+
 # --- report ---------------------------------------------------------------------------------------
 
 
 def _host_setup(args: argparse.Namespace) -> Any:
     from nfct.report import HostSetup
 
+    at: list[tuple[float, AtAction]] = []
+    after_first: list[tuple[float, AtAction]] = []
+    for t, relative, act in map(parse_at, args.at):
+        (after_first if relative else at).append((t, act))
     return HostSetup(
         sysctl=dict(args.sysctl),
         seed=args.seed,
@@ -920,6 +1166,8 @@ def _host_setup(args: argparse.Namespace) -> Any:
         clock=args.clock,
         path=args.path,
         iif=args.iif,
+        at=tuple(at),
+        after_first=tuple(after_first),
     )
 
 
@@ -955,9 +1203,14 @@ def _report(args: argparse.Namespace) -> int:
     output = args.output
     if output is None and not args.json:
         output = "report.html"
-    if args.evictions < 0 or args.census_every < 0 or (args.jobs is not None and args.jobs < 1):
+    if (
+        args.evictions < 0
+        or not 0 <= args.census_every < math.inf
+        or (args.jobs is not None and args.jobs < 1)
+    ):
         print(
-            "nfct: --evictions and --census-every must not be negative, --jobs at least 1",
+            "nfct: --evictions must not be negative, --census-every must be a finite number "
+            "not negative, --jobs at least 1",
             file=sys.stderr,
         )
         return 2
@@ -968,23 +1221,38 @@ def _report(args: argparse.Namespace) -> int:
             if not os.path.isdir(parent):
                 raise NfctValueError(f"-o {output}: no such directory {parent}")
         setup = _host_setup(args)
-        setup.build()  # the options' errors now, not after a replay
+        net = setup.build()  # the options' errors now, not after a replay
     except (NfctError, CaptureError) as e:
         print(f"nfct: {e}", file=sys.stderr)
         return 2
+    _warn_ignored(net)
     kw: dict[str, Any] = {"census_every": args.census_every, "keep_evictions": args.evictions}
+
     figures: Any = None
     error: BaseException | None = None
     interrupted = False
     bar = progress_bar(quiet=args.quiet, desc="nfct report")
     try:
-        if grid:
 
-            def done(i: int, n: int, values: Any) -> None:
-                if bar.enabled:
-                    which = ", ".join(f"{k}={v}" for k, v in values.items())
-                    print(f"nfct report: run {i}/{n} done ({which})", file=sys.stderr)
+        def done(i: int, n: int, values: Any) -> None:
+            if bar.enabled:
+                which = ", ".join(f"{k}={v}" for k, v in values.items())
+                print(f"nfct report: run {i}/{n} done ({which})", file=sys.stderr)
 
+        if args.cluster is not None:
+            from nfct.cluster import report_on
+
+            figures = report_on(
+                args.cluster,
+                args.captures,
+                setup,
+                grid,
+                workers=args.jobs,
+                demand=not args.no_demand,
+                on_done=done,
+                **kw,
+            )
+        elif grid:
             figures = report.sweep(
                 args.captures,
                 grid,
@@ -1011,12 +1279,11 @@ def _report(args: argparse.Namespace) -> int:
         return 2
     finally:
         bar.close()
-    if (
-        figures is not None
-        and error is not None
-        and not (figures.get("summary") or {}).get("frames")
+    runs = figures if isinstance(figures, list) else [figures] if figures is not None else []
+    if not runs or (
+        error is not None and not any((f.get("summary") or {}).get("frames") for f in runs)
     ):
-        figures = None  # nothing was read: the error says it all
+        figures = None  # nothing was read (or no run of a sweep was done): the error says it all
     if figures is not None:
         if args.json:
             json.dump(figures, sys.stdout, indent=1, allow_nan=False)

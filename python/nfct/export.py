@@ -8,10 +8,12 @@ bounded however long the capture. The tables:
 - ``packets``: one row per frame that carried IP: ``capture`` (the capture's name), ``frame``
   (numbered from 1 in its capture), ``tstamp``, ``cls`` (new, established, related, invalid,
   untracked, dropped), ``reason`` (why it was INVALID or dropped, in the kernel's words),
-  ``dropped_by`` (the rule), ``family``, ``proto``, ``src``, ``dst``, ``sport``, ``dport``
-  (null where the protocol has no ports), ``count`` (``nf_conntrack_count`` after it);
+  ``dropped_by`` (the rule), ``family``, ``proto`` (the protocol *number* here), ``src``,
+  ``dst``, ``sport``, ``dport`` (null where the protocol has no ports), ``count``
+  (``nf_conntrack_count`` after it);
 - ``events``: what ``conntrack -E`` reported: ``tstamp``, ``event`` (NEW, UPDATE, DESTROY),
-  the entry's fields (``family``, ``proto``, ``protonum``, ``timeout``, ``state``, both
+  the entry's fields (``family``, ``proto`` (the protocol's name, as conntrack prints it),
+  ``protonum``, ``timeout``, ``state``, both
   tuples, ``flags``, ``mark`` (null where the event does not carry it), ``zone``, the
   counters when ``nf_conntrack_acct=1``) and its ``line`` (``conntrack -E -o extended``);
 - ``entries``: the table at the end, as ``conntrack -L`` lists it, one row per entry (the same
@@ -23,6 +25,10 @@ bounded however long the capture. The tables:
   whose clock goes back to a second already written gives that second another row;
 - ``evictions``: the entries early drop evicted: ``tstamp``, the tuple, ``state``,
   ``timeout`` (left), ``age`` (needs ``nf_conntrack_timestamp=1``) and ``line``.
+
+The column names and types are a stable interface (other tools read these files): they are
+:func:`schemas`, pinned by the tests; a column is added at the end of its table, never renamed
+or retyped.
 
 ::
 
@@ -43,9 +49,11 @@ from nfct.errors import CaptureError, MissingExtraError, NfctValueError
 from nfct.kernel.compare import parse_conntrack_line
 
 if TYPE_CHECKING:
+    import pyarrow
+
     from nfct._nfct import Conn, Net, ReplayResult
 
-__all__ = ["TABLES", "Exporter", "ReplayTables", "export_replay", "replay_tables"]
+__all__ = ["TABLES", "Exporter", "ReplayTables", "export_replay", "replay_tables", "schemas"]
 
 #: The tables, in the order they are written.
 TABLES: Final = ("packets", "events", "entries", "timeline", "evictions")
@@ -79,6 +87,12 @@ def _pyarrow() -> Any:
 
 def _proto(n: int) -> str:
     return _PROTO_NAMES.get(n, "unknown")
+
+
+def schemas() -> dict[str, pyarrow.Schema]:
+    """The Arrow schema of each table (:data:`TABLES`), as the Parquet files and
+    :func:`replay_tables` have them: the column names and types other tools may rely on."""
+    return _schemas(_pyarrow())
 
 
 def _schemas(pa: Any) -> dict[str, Any]:

@@ -128,6 +128,7 @@ __all__ = [
     "udp",
     "udp_segment",
     "udplite",
+    "udplite_pseudo_length",
     "verify_ipv4_header",
 ]
 
@@ -170,6 +171,26 @@ def pseudo_header(src: Addr, dst: Addr, proto: int, length: int) -> bytes:
     if src.version == 4:
         return src.packed + dst.packed + struct.pack("!BBH", 0, proto, length)
     return src.packed + dst.packed + struct.pack("!IxxxB", length, proto)
+
+
+def udplite_pseudo_length(version: int, length: int) -> int:
+    """The length conntrack puts in the pseudo-header it verifies a UDPLITE checksum against,
+    for a UDPLITE segment of `length` bytes over IP `version` 4 or 6: over IPv6 the length,
+    over IPv4 only its low byte (``length % 256``). Observed on Linux 6.18 (the pseudo-header
+    also names protocol 17, not 136; see "UDPLITE checksums" in docs/fidelity.md): over IPv4
+    a UDPLITE datagram of 256 bytes or more whose checksum has the whole length is INVALID."""
+    return length & 0xFF if version == 4 else length
+
+
+def _udplite_checksum(
+    s: Addr, d: Addr, seg: bytes, coverage: int, proto: int, length: int | None
+) -> int:
+    """The checksum of UDPLITE segment `seg` (its checksum field zero) over its coverage, the
+    pseudo-header naming `proto` and `length` (None: what conntrack checks it with)."""
+    if length is None:
+        length = udplite_pseudo_length(s.version, len(seg))
+    covered = seg if coverage == 0 else seg[:coverage]
+    return inet_checksum(pseudo_header(s, d, proto, length) + covered)
 
 
 def _addrs(src: str, dst: str) -> tuple[Addr, Addr]:
@@ -327,20 +348,23 @@ def udplite(
     *,
     coverage: int = 0,
     pseudo_proto: int = IPPROTO_UDP,
+    pseudo_length: int | None = None,
     checksum: int | None = None,
     ttl: int = 64,
 ) -> bytes:
     """A UDPLITE packet; `coverage` 0 = whole segment (the checksum covers that much);
     `checksum` overrides the checksum (0 = missing, which UDPLITE does not allow).
 
-    The checksum's pseudo-header names `pseudo_proto`: by default 17, which is what the
-    kernel's conntrack verifies UDPLITE against (RFC 3828 says 136; conntrack finds such a
-    packet INVALID with nf_conntrack_checksum=1, as observed on 6.18)."""
+    The checksum is computed the way the kernel's conntrack verifies it (observed on 6.18;
+    see :func:`udplite_pseudo_length`): a pseudo-header naming `pseudo_proto`, by default 17
+    (RFC 3828 says 136; conntrack finds such a packet INVALID with nf_conntrack_checksum=1),
+    and `pseudo_length`, by default the segment's length over IPv6 but only its low byte over
+    IPv4 (``pseudo_length=len(segment)``, what RFC 3828 says, makes an IPv4 datagram of 256
+    bytes or more INVALID for conntrack)."""
     seg = struct.pack("!HHHH", sport, dport, coverage, 0) + payload
     if checksum is None:
-        covered = seg if coverage == 0 else seg[:coverage]
         s, d = _addrs(src, dst)
-        checksum = inet_checksum(pseudo_header(s, d, pseudo_proto, len(seg)) + covered) or 0xFFFF
+        checksum = _udplite_checksum(s, d, seg, coverage, pseudo_proto, pseudo_length) or 0xFFFF
     return ip(src, dst, IPPROTO_UDPLITE, _with_checksum(seg, 6, checksum), ttl=ttl)
 
 
@@ -956,9 +980,10 @@ def ip_addresses(packet: bytes) -> tuple[str, str]:
 
 def fix_checksum(packet: bytes) -> bytes:
     """`packet` (unfragmented) with its L4 checksum recomputed: TCP, UDP (left at 0 when it is
-    0), UDPLITE (over its checksum coverage, pseudo-header protocol 17 as conntrack checks
-    it, unless the coverage is out of range), ICMP, ICMPv6, SCTP (CRC32c). Other protocols
-    are returned unchanged."""
+    0), UDPLITE (over its checksum coverage, with the pseudo-header conntrack checks it with:
+    protocol 17, over IPv4 the low byte of the length, see :func:`udplite_pseudo_length`;
+    unless the coverage is out of range), ICMP, ICMPv6, SCTP (CRC32c). Other protocols are
+    returned unchanged."""
     proto, off = l4_offset(packet)
     seg = bytearray(packet[off:])
     src, dst = ip_addresses(packet)
@@ -973,8 +998,7 @@ def fix_checksum(packet: bytes) -> bytes:
         if cov == 0 or 8 <= cov <= len(seg):
             seg[6:8] = b"\x00\x00"
             s, d = _addrs(src, dst)
-            covered = bytes(seg if cov == 0 else seg[:cov])
-            value = inet_checksum(pseudo_header(s, d, IPPROTO_UDP, len(seg)) + covered)
+            value = _udplite_checksum(s, d, bytes(seg), cov, IPPROTO_UDP, None)
             seg[6:8] = struct.pack("!H", value or 0xFFFF)
     elif proto == IPPROTO_ICMP and len(seg) >= 4:
         seg[2:4] = b"\x00\x00"
@@ -1115,8 +1139,7 @@ def _l4_ok(src: str, dst: str, proto: int, l4: bytes) -> bool:
         if cov and not 8 <= cov <= len(l4):
             return True  # no checksum to speak of: the coverage is what is wrong
         s, d = _addrs(src, dst)
-        covered = l4 if cov == 0 else l4[:cov]
-        return inet_checksum(pseudo_header(s, d, IPPROTO_UDP, len(l4)) + covered) == 0
+        return _udplite_checksum(s, d, l4, cov, IPPROTO_UDP, None) == 0
     if proto == IPPROTO_ICMP:
         return inet_checksum(l4) == 0
     if proto == IPPROTO_SCTP and len(l4) >= 12:

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import concurrent.futures.process
 import dataclasses
 import datetime
 import html
@@ -66,8 +67,10 @@ import itertools
 import math
 import multiprocessing
 import os
+import pickle
 import random
 import re
+import signal
 import sys
 import threading
 from collections import Counter
@@ -76,13 +79,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 from nfct._pipes import LinePipe
 from nfct._types import Clock, ReplayPath
-from nfct.errors import CaptureError, MissingExtraError, NfctValueError
+from nfct.errors import CaptureError, MissingExtraError, NfctError, NfctValueError
 
 if TYPE_CHECKING:
     import numpy
     import numpy.typing as npt
 
     from nfct._nfct import Net, ReplayResult
+    from nfct.inputs import CaptureInputs
 
 __all__ = [
     "TABLE_FULL",
@@ -170,7 +174,11 @@ class HostSetup:
     """What host captures are replayed through, as plain data (so a worker process can build
     the same one): the options of ``nfct replay``. ``seed`` None picks one per computation
     (and records it in the figures), so that a second replay of the same computation meets
-    the same hashes."""
+    the same hashes. ``at``: control-plane actions ``(tstamp, fn(net))`` on the capture clock
+    as :meth:`~nfct.Net.replay` takes them, ``after_first`` the same at seconds after the
+    first packet of the first capture (``nfct report --at``); every replay of a computation
+    (the demand's too) runs them. A :func:`sweep` in worker processes needs them picklable (a
+    module-level function, ``functools.partial``, ``nfct.cli.AtAction``; not a lambda)."""
 
     sysctl: Mapping[str, int] = dataclasses.field(default_factory=dict)
     seed: int | None = None
@@ -182,6 +190,8 @@ class HostSetup:
     clock: Clock = "capture"
     path: ReplayPath = "forward"
     iif: str | None = None
+    at: tuple[tuple[float, Callable[[Net], object]], ...] = ()
+    after_first: tuple[tuple[float, Callable[[Net], object]], ...] = ()
 
     def with_sysctl(self, values: Mapping[str, int]) -> HostSetup:
         """The same host with ``values`` set on top of its sysctls."""
@@ -219,10 +229,30 @@ class HostSetup:
 
     def settings(self) -> dict[str, Any]:
         """As the figures record it."""
-        d = dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["sysctl"] = dict(self.sysctl)
         d["local_addrs"] = list(self.local_addrs)
+        d["at"] = [[t, _action_name(fn)] for t, fn in self.at]
+        d["after_first"] = [[t, _action_name(fn)] for t, fn in self.after_first]
         return d
+
+    def actions(self, first_tstamp: Callable[[], float | None]) -> list[tuple[float, Any]]:
+        """``at`` and ``after_first`` as :meth:`~nfct.Net.replay` takes them (``at=``), the
+        first packet's time from ``first_tstamp()`` where needed."""
+        out: list[tuple[float, Any]] = list(self.at)
+        if self.after_first:
+            first = first_tstamp() or 0.0
+            out += [(first + t, fn) for t, fn in self.after_first]
+        return out
+
+
+def _action_name(fn: Callable[..., object]) -> str:
+    """How the figures name an action: an `--at` action by its text, a function by name."""
+    own_str: object = type(fn).__str__
+    if own_str is not object.__str__:
+        return str(fn)
+    name: object = getattr(fn, "__qualname__", None)
+    return str(name or repr(fn))
 
 
 # --- binned series -------------------------------------------------------------------------------
@@ -825,6 +855,40 @@ def compute(
     if timestamps and "nf_conntrack_timestamp" not in setup.sysctl:
         setup = setup.with_sysctl({"nf_conntrack_timestamp": 1})
     shown = list(names) if names is not None else [os.fspath(c) for c in captures]
+    kw: dict[str, Any] = {
+        "demand": demand,
+        "events": events,
+        "progress": progress,
+        "census_every": census_every,
+        "keep_evictions": keep_evictions,
+        "max_bins": max_bins,
+        "names": shown,
+    }
+    if demand and any(os.fspath(c) == "-" for c in captures):
+        # Standard input can be read once, and the demand may need more replays: spooled
+        # into a temporary file first, which every replay reads.
+        with CaptureInputs(captures, mode="spool") as spool:
+            return _compute(spool.paths, setup, spool=spool, **kw)
+    return _compute(captures, setup, spool=None, **kw)
+
+
+def _compute(
+    captures: Sequence[str | os.PathLike[str]],
+    setup: HostSetup,
+    *,
+    demand: bool,
+    events: bool,
+    progress: Callable[[int, int], object] | None,
+    census_every: float,
+    keep_evictions: int,
+    max_bins: int,
+    names: list[str],
+    spool: CaptureInputs | None,
+) -> dict[str, Any]:
+    """:func:`compute` once ``setup`` is complete; ``spool``: the captures as given, spooled
+    into the temporary files ``captures`` names (its errors and names are the captures')."""
+    from nfct.inputs import CaptureInputs
+
     net = setup.build()
     col = Collector(max_bins=max_bins, keep_evictions=keep_evictions)
     with_events = events and int(net.sysctl["nf_conntrack_events"]) != 0
@@ -843,6 +907,7 @@ def compute(
                 clock=setup.clock,
                 path=setup.path,
                 iif=setup.iif,
+                at=setup.actions(lambda: first),
                 observe=col,
                 census_every=census_every,
                 keep_evictions=max(keep_evictions, 100_000),
@@ -852,6 +917,8 @@ def compute(
             )
         except CaptureError as e:
             failure = inputs.rename(e)
+            if spool is not None:
+                failure = spool.rename(failure)
             summary = e.summary
         except KeyboardInterrupt as e:
             failure = e
@@ -860,7 +927,8 @@ def compute(
         finally:
             if reader is not None:
                 reader.close()
-    bad = inputs.error()
+    # A decompression error says why a capture ended early (and what was applied before).
+    bad = inputs.error() or (spool.error() if spool is not None else None)
     if bad is not None:
         failure = bad
     if isinstance(failure, CaptureError):
@@ -868,7 +936,7 @@ def compute(
     fig = col.figures(
         net,
         summary,
-        captures=shown,
+        captures=names,
         setup=setup,
         events=with_events,
         interrupted=interrupted,
@@ -913,6 +981,7 @@ def _demand(
             clock=unlimited.clock,
             path=unlimited.path,
             iif=unlimited.iif,
+            at=unlimited.actions(inputs.first_tstamp),
             observe=col,
             census_every=0.0,
             keep_evictions=0,
@@ -944,7 +1013,13 @@ def _refine(
     probe = setup.with_sysctl({"nf_conntrack_max": peak})
     net = probe.build()
     with CaptureInputs(captures) as inputs:
-        res = net.replay(inputs.paths, clock=probe.clock, path=probe.path, iif=probe.iif)
+        res = net.replay(
+            inputs.paths,
+            clock=probe.clock,
+            path=probe.path,
+            iif=probe.iif,
+            at=probe.actions(inputs.first_tstamp),
+        )
     held = net.stats["early_drop"] == 0 and res.reasons.get(TABLE_FULL, 0) == 0
     return peak if held else bound
 
@@ -967,9 +1042,24 @@ def _combinations(grid: Mapping[str, Sequence[int]]) -> list[dict[str, int]]:
 
 def _sweep_task(
     captures: Sequence[str], setup: HostSetup, names: Sequence[str], kw: Mapping[str, Any]
-) -> dict[str, Any]:
-    """One run of a sweep (in a worker process)."""
-    return compute(captures, setup, names=names, demand=False, **kw)
+) -> tuple[dict[str, Any], tuple[str, str, int] | None]:
+    """One run of a sweep (in a worker process): its figures, and when a capture could not
+    be read all through, the error (message, capture as given, offset) with the capture
+    named as given (figures and errors cross back to the parent pickled: a ReplayResult
+    cannot)."""
+    try:
+        return compute(captures, setup, names=names, demand=False, **kw), None
+    except CaptureError as e:
+        msg, name = str(e), e.path
+        for path, given in zip(captures, names, strict=True):
+            if path != given:
+                msg = msg.replace(path, "standard input" if given == "-" else given)
+                name = given if name == path else name
+        fig = getattr(e, "figures", None)
+        if fig is None:
+            raise CaptureError(msg, name, e.offset) from None
+        fig["error"] = msg
+        return fig, (msg, name, e.offset)
 
 
 def _demand_task(captures: Sequence[str], setup: HostSetup, table: Mapping[str, Any] | None) -> int:
@@ -988,6 +1078,7 @@ def sweep(
     workers: int | None = None,
     demand: bool = True,
     on_done: Callable[[int, int, Mapping[str, int]], object] | None = None,
+    executor: concurrent.futures.Executor | None = None,
     **kw: Any,
 ) -> list[dict[str, Any]]:
     """What-if: the figures of one replay per combination of ``grid``'s values (``{sysctl:
@@ -999,7 +1090,12 @@ def sweep(
     from one more replay with no limit), for every run of that combination.
     ``on_done(done, total, values)`` after each run. Returns the figures in the grid's
     order, each with ``sweep`` set to its values. ``kw`` goes to :func:`compute` (not
-    ``progress``, ``names`` or ``demand``)."""
+    ``progress``, ``names`` or ``demand``). Ctrl-C stops the runs at once (the workers are
+    terminated) and raises ``KeyboardInterrupt`` whose ``figures`` are the runs done so far
+    (without their demand; run serially, the interrupted run's too, ``interrupted`` set).
+    ``executor``: run the replays there instead (a Dask cluster's, from :mod:`nfct.cluster`),
+    each reading the captures itself (files by their absolute path, nothing decompressed
+    here first)."""
     from nfct.inputs import CaptureInputs
 
     _numpy()
@@ -1010,40 +1106,96 @@ def sweep(
     if kw.get("timestamps", True) and "nf_conntrack_timestamp" not in setup.sysctl:
         setup = setup.with_sysctl({"nf_conntrack_timestamp": 1})
     kw = {k: v for k, v in kw.items() if k not in ("progress", "names", "demand")}
-    with CaptureInputs(captures, mode="spool") as inputs:
+    remote = executor is not None
+    with CaptureInputs([] if remote else captures, mode="spool") as inputs:
         err = inputs.error()
         if err is not None:
             raise err
         paths, names = list(inputs.paths), list(inputs.names)
+        if remote:
+            names = [os.fspath(c) for c in captures]
+            paths = [os.path.abspath(c) if os.path.exists(c) else c for c in names]
         setups = [setup.with_sysctl(c) for c in combos]
         n = min(len(setups), workers or os.cpu_count() or 1)
         results: list[dict[str, Any] | None] = [None] * len(setups)
+        errors: list[tuple[str, str, int] | None] = [None] * len(setups)
         done = 0
-        if n <= 1:
-            for i, s in enumerate(setups):
-                results[i] = _sweep_task(paths, s, names, kw)
-                done += 1
-                if on_done is not None:
-                    on_done(done, len(setups), combos[i])
-            demands = _sweep_demands(paths, setup, combos, results, demand, None)
-        else:
-            ctx = multiprocessing.get_context(
-                "forkserver" if sys.platform.startswith("linux") else "spawn"
-            )
-            with concurrent.futures.ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
-                futures = {
-                    pool.submit(_sweep_task, paths, s, names, kw): i for i, s in enumerate(setups)
-                }
-                for fut in concurrent.futures.as_completed(futures):
-                    i = futures[fut]
-                    results[i] = fut.result()
+        demands: dict[tuple[tuple[str, int], ...], int] = {}
+        try:
+            if n <= 1 and not remote:
+                for i, s in enumerate(setups):
+                    try:
+                        results[i], errors[i] = _sweep_task(paths, s, names, kw)
+                    except KeyboardInterrupt as e:
+                        results[i] = getattr(e, "figures", None)  # what this run replayed
+                        raise
                     done += 1
                     if on_done is not None:
                         on_done(done, len(setups), combos[i])
-                demands = _sweep_demands(paths, setup, combos, results, demand, pool)
+                _raise_first(errors, combos, results)
+                demands = _sweep_demands(paths, setup, combos, results, demand, None)
+            else:
+                _check_picklable(setup)
+                ctx = multiprocessing.get_context(
+                    "forkserver" if sys.platform.startswith("linux") else "spawn"
+                )
+                pool = executor or concurrent.futures.ProcessPoolExecutor(
+                    max_workers=n, mp_context=ctx, initializer=_worker_init
+                )
+                try:
+                    futures = {
+                        pool.submit(_sweep_task, paths, s, names, kw): i
+                        for i, s in enumerate(setups)
+                    }
+                    for fut in concurrent.futures.as_completed(futures):
+                        i = futures[fut]
+                        results[i], errors[i] = fut.result()
+                        done += 1
+                        if on_done is not None:
+                            on_done(done, len(setups), combos[i])
+                    _raise_first(errors, combos, results)
+                    demands = _sweep_demands(paths, setup, combos, results, demand, pool)
+                except concurrent.futures.process.BrokenProcessPool as e:
+                    _stop(pool)
+                    raise NfctError(
+                        f"sweep: a worker process ended abruptly ({e}): out of memory? "
+                        "Fewer workers (--jobs) need less"
+                    ) from None
+                except BaseException:
+                    _stop(pool)
+                    raise
+                pool.shutdown()
+        except KeyboardInterrupt as e:
+            # Ctrl-C: the runs that were done (without their demand) go with it.
+            setattr(e, "figures", _sweep_runs(combos, results, {}))  # noqa: B010
+            raise
+    return _sweep_runs(combos, results, demands)
+
+
+def _raise_first(
+    errors: Sequence[tuple[str, str, int] | None],
+    combos: Sequence[Mapping[str, int]],
+    results: Sequence[dict[str, Any] | None],
+) -> None:
+    """A CaptureError for the first run that could not read its captures all through, with
+    ``figures`` the runs (each with its ``error``, without a demand), if any run had one."""
+    for err in errors:
+        if err is not None:
+            exc = CaptureError(*err)
+            setattr(exc, "figures", _sweep_runs(combos, results, {}))  # noqa: B010
+            raise exc
+
+
+def _sweep_runs(
+    combos: Sequence[Mapping[str, int]],
+    results: Sequence[dict[str, Any] | None],
+    demands: Mapping[tuple[tuple[str, int], ...], int],
+) -> list[dict[str, Any]]:
+    """The figures of the runs that have them, each with its values and its group's demand."""
     out: list[dict[str, Any]] = []
     for c, fig in zip(combos, results, strict=True):
-        assert fig is not None
+        if fig is None:
+            continue
         fig["sweep"] = dict(c)
         key = _group_key(c)
         if key in demands:
@@ -1052,6 +1204,43 @@ def sweep(
         fig["answers"] = answers(fig)
         out.append(fig)
     return out
+
+
+def _check_picklable(setup: HostSetup) -> None:
+    """The actions of ``setup`` go to worker processes: a clear error where they cannot."""
+    for _, fn in (*setup.at, *setup.after_first):
+        try:
+            pickle.dumps(fn)
+        except Exception as e:
+            raise NfctValueError(
+                f"sweep: the action {_action_name(fn)} cannot go to a worker process ({e}): "
+                "use a module-level function or functools.partial, or workers=1"
+            ) from None
+
+
+def _worker_init() -> None:
+    """A sweep's worker leaves Ctrl-C to the parent, which stops it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop(pool: concurrent.futures.Executor) -> None:
+    """Ends a pool at once: its queued runs cancelled, its workers terminated (not waited
+    for, as leaving a ``with`` block or the interpreter's exit would). Another executor (a
+    cluster's) is shut down without waiting: its runs are cancelled, its workers go on."""
+    if not isinstance(pool, concurrent.futures.ProcessPoolExecutor):
+        pool.shutdown(wait=False)
+        return
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14
+    if terminate is not None:
+        terminate()
+        return
+    # Before shutdown(), which forgets them.
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.join(5.0)
 
 
 def _group_key(values: Mapping[str, int]) -> tuple[tuple[str, int], ...]:

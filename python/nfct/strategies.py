@@ -606,7 +606,6 @@ def _tcp_flow(conn: _Tcp) -> Flow:
 # --- UDP and UDPLITE ----------------------------------------------------------------------------
 
 _UDP_PAYLOAD_MAX: Final = {4: MTU - 20 - 8, 6: MTU - 40 - 8}
-_UDPLITE4_SEGMENT_MAX: Final = 255
 
 
 @st.composite
@@ -621,10 +620,10 @@ def udp_flows(
     """UDP (or, with ``lite=True``, UDPLITE; None draws, UDP more often) exchanges between a
     client port and a server port: a first datagram from the client, then datagrams either
     way (a one-way stream, request and answers, ...), payloads of 0 to 1472 bytes (1452 over
-    IPv6; UDPLITE over IPv4 at most 247, see the comment inside), correct checksums (over
-    IPv4 sometimes none, which UDP allows; UDPLITE with a checksum coverage of the whole
-    datagram or part of it). `endpoints` fixes ``(client address, client port, server
-    address, server port)``.
+    IPv6), checksums the kernel accepts (over IPv4 sometimes none, which UDP allows; UDPLITE
+    with a checksum coverage of the whole datagram or part of it, checksummed the way
+    conntrack verifies it, see :func:`nfct.packets.udplite_pseudo_length`). `endpoints`
+    fixes ``(client address, client port, server address, server port)``.
 
     >>> from hypothesis import given
     >>> from nfct.strategies import udp_flows
@@ -645,10 +644,7 @@ def udp_flows(
     ttl = {"c": draw(st.integers(2, 255)), "s": draw(st.integers(2, 255))}
     ends = {"c": (caddr, cport), "s": (saddr, sport)}
     clock = _Clock(draw)
-    # The live kernel (6.18) verifies an IPv4 UDPLITE checksum against a pseudo-header whose
-    # length is the low byte of the real one: over IPv4 it finds every correct UDPLITE datagram
-    # of 256 bytes or more INVALID. Valid flows stay below that (see tests/live/test_strategies.py).
-    size_max = _UDPLITE4_SEGMENT_MAX - 8 if is_lite and fam == 4 else _UDP_PAYLOAD_MAX[fam]
+    size_max = _UDP_PAYLOAD_MAX[fam]
     steps = draw(
         st.lists(
             st.tuples(
@@ -667,7 +663,10 @@ def udp_flows(
         (src, sp), (dst, dp) = ends[side], ends["s" if side == "c" else "c"]
         payload = _payload(size)
         if is_lite:
-            # Coverage 0 (all), or 8 (the header) up to the whole datagram.
+            # Coverage 0 (all), or 8 (the header) up to the whole datagram. The checksum is the
+            # one conntrack accepts: over IPv4 its pseudo-header has the low byte of the length
+            # (P.udplite's default), so one with the whole length, as UDP has it, would be
+            # INVALID from 256 bytes on (the bad_checksum mutation makes those).
             cov = 0 if partial == 0 else 8 + min(partial - 1, size)
             data = P.udplite(src, dst, sp, dp, payload, coverage=cov, ttl=ttl[side])
         else:
@@ -1099,6 +1098,29 @@ def _m_retransmit(draw: DrawFn, flow: Flow, pkts: list[Packet], i: int) -> str:
     return f"retransmit: #{i} again after #{j - 1}"
 
 
+def _udplite_bad_checksums(data: bytes, off: int) -> list[tuple[int, str]]:
+    """Checksums conntrack rejects on this UDPLITE packet that a sender could well compute:
+    none (0), the RFC 3828 one (pseudo-header protocol 136 and the whole length) and, over
+    IPv4 from 256 bytes on, the UDP-style one (protocol 17 and the whole length, where
+    conntrack has the low byte of the length: :func:`nfct.packets.udplite_pseudo_length`)."""
+    seg = data[off:]
+    cov = struct.unpack("!H", seg[4:6])[0]
+    if cov and not 8 <= cov <= len(seg):
+        return [(0, "checksum 0 (missing)")]
+    src, dst = P.ip_addresses(data)
+    zeroed = seg[:6] + b"\0\0" + seg[8:]
+    covered = zeroed if cov == 0 else zeroed[:cov]
+    s, d = ipaddress.ip_address(src), ipaddress.ip_address(dst)
+
+    def value(proto: int) -> int:
+        return P.inet_checksum(P.pseudo_header(s, d, proto, len(seg)) + covered) or 0xFFFF
+
+    out = [(0, "checksum 0 (missing)"), (value(P.IPPROTO_UDPLITE), "L4 checksum (RFC 3828's)")]
+    if data[0] >> 4 == 4 and len(seg) >= 256:
+        out.append((value(P.IPPROTO_UDP), "L4 checksum (UDP's, whole length)"))
+    return out
+
+
 def _m_bad_checksum(draw: DrawFn, flow: Flow, pkts: list[Packet], i: int) -> str:
     data = pkts[i].data
     proto, off = P.l4_offset(data)
@@ -1112,7 +1134,7 @@ def _m_bad_checksum(draw: DrawFn, flow: Flow, pkts: list[Packet], i: int) -> str
     else:
         at = off + {P.IPPROTO_TCP: 16, P.IPPROTO_UDP: 6, P.IPPROTO_UDPLITE: 6}.get(proto, 2)
         if proto == P.IPPROTO_UDPLITE and draw(st.booleans()):
-            value, what = 0, "checksum 0 (missing)"
+            value, what = draw(st.sampled_from(_udplite_bad_checksums(data, off)))
         else:
             old = struct.unpack("!H", out[at : at + 2])[0]
             value = old ^ draw(st.integers(1, 0xFFFF))

@@ -135,20 +135,16 @@ pub fn l4_ok(l3num: u8, src: &[u8; 16], dst: &[u8; 16], protonum: u8, l4: &[u8])
     }
 }
 
-/// UDPLITE checksum (`udplite_error` via `nf_checksum_partial`): the sum covers the first
-/// `coverage` bytes of `l4` (0 = the whole segment) plus the pseudo-header, whose length field
-/// is the full L4 length. A coverage larger than the segment is invalid.
-pub fn udplite_ok(l3num: u8, src: &[u8; 16], dst: &[u8; 16], l4: &[u8], coverage: usize) -> bool {
-    partial_ok(l3num, src, dst, IPPROTO_UDPLITE, l4, coverage)
-}
-
 /// `nf_checksum_partial`: the checksum over the first `coverage` bytes (0 = all) of `l4`,
-/// with a pseudo-header naming `pseudo_proto` and the full L4 length.
+/// with a pseudo-header naming `pseudo_proto` and `pseudo_len` (what conntrack's UDPLITE check
+/// puts there is not what RFC 3828 says: see `proto::udp::udplite_error`). A coverage larger
+/// than the segment is invalid.
 pub fn partial_ok(
     l3num: u8,
     src: &[u8; 16],
     dst: &[u8; 16],
     pseudo_proto: u8,
+    pseudo_len: usize,
     l4: &[u8],
     coverage: usize,
 ) -> bool {
@@ -160,7 +156,7 @@ pub fn partial_ok(
             None => return false,
         }
     };
-    match pseudo_header_sum(l3num, src, dst, pseudo_proto, l4.len()) {
+    match pseudo_header_sum(l3num, src, dst, pseudo_proto, pseudo_len) {
         Some(ph) => fold(sum_bytes(ph, covered)) == 0xffff,
         None => false,
     }
@@ -320,7 +316,8 @@ mod tests {
         assert!(!l4_ok(AF_INET, &src, &dst, IPPROTO_TCP, &pkt[20..]));
         assert!(!l4_ok(AF_INET, &dst, &dst, IPPROTO_UDP, &pkt[20..]));
         assert!(!l4_ok(7, &src, &dst, IPPROTO_UDP, &pkt[20..]));
-        // UDPLITE with full coverage uses the same sum with protocol 136.
+        // UDPLITE with full coverage (0 or the whole segment): the same sum, here with protocol
+        // 136 and the full length (as RFC 3828 says), checked as `nf_checksum_partial` does.
         let mut lite = pkt;
         lite[26..28].copy_from_slice(&[0, 0]);
         let mut ph2 = Vec::new();
@@ -330,9 +327,12 @@ mod tests {
         let c2 = !slow_sum(&ph2);
         lite[26..28].copy_from_slice(&c2.to_be_bytes());
         assert!(l4_ok(AF_INET, &src, &dst, IPPROTO_UDPLITE, &lite[20..]));
-        assert!(udplite_ok(AF_INET, &src, &dst, &lite[20..], 0));
-        assert!(udplite_ok(AF_INET, &src, &dst, &lite[20..], 25));
-        assert!(!udplite_ok(AF_INET, &src, &dst, &lite[20..], 26));
+        assert!(partial_ok(AF_INET, &src, &dst, IPPROTO_UDPLITE, 25, &lite[20..], 0));
+        assert!(partial_ok(AF_INET, &src, &dst, IPPROTO_UDPLITE, 25, &lite[20..], 25));
+        assert!(!partial_ok(AF_INET, &src, &dst, IPPROTO_UDPLITE, 25, &lite[20..], 26));
+        // Another pseudo-header protocol or length: another sum.
+        assert!(!partial_ok(AF_INET, &src, &dst, IPPROTO_UDP, 25, &lite[20..], 0));
+        assert!(!partial_ok(AF_INET, &src, &dst, IPPROTO_UDPLITE, 24, &lite[20..], 0));
     }
 
     #[test]
@@ -349,11 +349,14 @@ mod tests {
         ph.extend_from_slice(&seg[..8]);
         let c = !slow_sum(&ph);
         seg[6..8].copy_from_slice(&c.to_be_bytes());
-        assert!(udplite_ok(AF_INET6, &src, &dst, &seg, 8));
+        let ok = |seg: &[u8], pseudo_len: usize, cov: usize| {
+            partial_ok(AF_INET6, &src, &dst, IPPROTO_UDPLITE, pseudo_len, seg, cov)
+        };
+        assert!(ok(&seg, 13, 8));
         seg[12] = b'X';
-        assert!(udplite_ok(AF_INET6, &src, &dst, &seg, 8));
-        assert!(!udplite_ok(AF_INET6, &src, &dst, &seg, 0));
-        assert!(!udplite_ok(AF_INET6, &src, &dst, &seg[..7], 8));
+        assert!(ok(&seg, 13, 8));
+        assert!(!ok(&seg, 13, 0));
+        assert!(!ok(&seg[..7], 13, 8));
     }
 
     // ICMPv6 echo request fe80::1 -> fe80::2; the checksum is computed by the reference sum.
