@@ -45,14 +45,14 @@ def _one_error_line(err: str) -> str:
     ("argv", "names"),
     [
         (["--threads", "-3"], ["--threads", "-3"]),
-        (["--threads", "0"], ["--threads"]),
+        (["--threads", "70000"], ["--threads", "0..65535"]),
         (["--threads", "x"], ["--threads", "'x'"]),
-        (["--zone", "-1"], ["--zone", "0 to 65535"]),
+        (["--zone", "-1"], ["--zone", "0..65535"]),
         (["--zone", "70000"], ["--zone", "70000"]),
         (["--seed", "-1"], ["--seed", "-1"]),
         (["--seed", str(2**64)], ["--seed", str(2**64)]),
         (["--seed", "1e3"], ["--seed"]),
-        (["--mtu", "0"], ["--mtu"]),
+        (["--mtu", "-1"], ["--mtu"]),
         (["--sysctl", "nf_conntrack_nope=1"], ["nf_conntrack_nope"]),
         (["--sysctl", "nf_conntrack_udp_timeout"], ["NAME=VALUE"]),
         (["--sysctl", "nf_conntrack_udp_timeout=abc"], ["nf_conntrack_udp_timeout", "abc"]),
@@ -85,9 +85,9 @@ def test_other_commands_share_the_checks(capsys: pytest.CaptureFixture[str], com
 
 
 def test_explain_frame_and_verify_limit(capsys: pytest.CaptureFixture[str]) -> None:
-    rc, _, err = _cli(capsys, "explain", DNS, "0")
+    rc, _, err = _cli(capsys, "explain", DNS, "-1")
     assert rc == 2
-    assert "argument FRAME: 0: at least 1" in _one_error_line(err)
+    assert "argument FRAME" in _one_error_line(err)
     rc, _, err = _cli(capsys, "verify-kernel", DNS, "--limit", "-1")
     assert rc == 2 and "--limit" in _one_error_line(err)
 
