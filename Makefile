@@ -10,6 +10,8 @@
 #   make lint     the static checks only (no build of the wheel)
 #   make fmt      rewrite Rust and Python sources into the checked formatting (ruff --fix too)
 #   make bench    cargo bench, then benches/replay_bench.py if present
+#   make fuzz     cargo +nightly fuzz: every target of fuzz/ for FUZZ_SECONDS each (libFuzzer)
+#   make fuzz-test  the fuzz targets over their seed corpora and regressions, as plain tests
 #   make deps     Python packages: maturin and the `test`, `docs` and `dist` extras of pyproject.toml
 
 PYTHON ?= python3
@@ -45,9 +47,9 @@ export PIP_NO_INPUT := 1
 .NOTPARALLEL:
 .DEFAULT_GOAL := test
 .PHONY: test deps python-deps system-deps ensure-system-deps dev lint fmt rust-fmt clippy \
-	cargo-test wheels install py-lint typecheck stubtest docs pytest bench clean
+	cargo-test fuzz-test fuzz wheels install py-lint typecheck stubtest docs pytest bench clean
 
-test: deps rust-fmt py-lint clippy cargo-test install typecheck stubtest docs pytest
+test: deps rust-fmt py-lint clippy cargo-test fuzz-test install typecheck stubtest docs pytest
 
 # --- Dependencies ---------------------------------------------------------------------------
 
@@ -110,6 +112,23 @@ clippy:
 # Without the `python` feature: no libpython needed.
 cargo-test:
 	$(CARGO) test $(CARGO_LOCKED)
+
+# The fuzz targets (fuzz/src/lib.rs) over their seed corpora (from examples/), a few hundred
+# deterministic mutations of each, and fuzz/regressions/: the CI step (stable, debug build so
+# that arithmetic overflow panics; it shares target/ with cargo-test). `make fuzz` explores.
+fuzz-test:
+	$(CARGO) test $(CARGO_LOCKED) --manifest-path fuzz/Cargo.toml --target-dir target
+
+FUZZ_TARGETS := wire capture pipeline defrag host nat
+FUZZ_SECONDS ?= 60
+fuzz:
+	@mkdir -p fuzz/corpus
+	NFCT_FUZZ_CORPUS=$(abspath fuzz/corpus) $(CARGO) test --manifest-path fuzz/Cargo.toml \
+		--target-dir target -q
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "cargo +nightly fuzz run $$t ($(FUZZ_SECONDS) s)"; \
+		nice -n 10 $(CARGO) +nightly fuzz run --features fuzz $$t fuzz/corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -print_final_stats=1; done
 
 # --- Python ---------------------------------------------------------------------------------
 

@@ -132,42 +132,114 @@ impl Sysctl {
         Sysctl::lookup(name).map(|s| self.get(s)).ok_or_else(|| SysctlError::Unknown(name.to_string()))
     }
 
-    /// Checks a value a user wants to write, as the kernel's proc handlers would.
+    /// Checks a value a user wants to write, as the kernel's proc handlers would, and returns
+    /// what the kernel would then hold: the ranges are those Linux 6.18 (HZ=250) accepts, as
+    /// observed by writing each sysctl in a network namespace (`tools/probe_sysctls.py`; the
+    /// table is in `docs/fidelity.md`, the recording in `tests/scenarios/sysctl_ranges.json`).
+    /// Two values differ from what was written:
+    /// `nf_conntrack_buckets` is rounded up to a multiple of 512 (the hash table's allocation
+    /// unit, `nf_ct_alloc_hashtable`), and a negative timeout, which the kernel accepts (the
+    /// jiffies conversion takes a sign) and which makes entries expire at once, is kept as 0,
+    /// which does the same. The frag6 thresholds also depend on each other: see
+    /// [`Sysctl::check_with`].
     pub fn validate(name: &str, value: i128) -> Result<(SysctlKey, u64), SysctlError> {
         let s = Sysctl::lookup(name).ok_or_else(|| SysctlError::Unknown(name.to_string()))?;
         if !SYSCTLS[s as usize].3 {
             return Err(SysctlError::ReadOnly(name.to_string()));
         }
+        let name = Sysctl::name(s);
         let bad = |why| SysctlError::Invalid { name: name.to_string(), value, why };
-        if value < 0 {
-            return Err(bad("must not be negative"));
+        let (lo, hi) = range(s);
+        if value < lo || value > hi {
+            return Err(bad(match s {
+                SysctlKey::Buckets if value > hi && value <= i128::from(i32::MAX) => {
+                    "out of range: at most 268434944 (the kernel cannot allocate more, ENOMEM)"
+                }
+                SysctlKey::Buckets if value == 0 => "must be at least 1",
+                _ => range_text(s),
+            }));
         }
-        let limit: i128 = match s {
-            SysctlKey::Checksum
-            | SysctlKey::Acct
-            | SysctlKey::Timestamp
-            | SysctlKey::TcpLoose
-            | SysctlKey::TcpBeLiberal
-            | SysctlKey::TcpIgnoreInvalidRst => 1,
-            SysctlKey::Events => 2,
-            SysctlKey::LogInvalid => 255,
-            SysctlKey::Buckets => i128::from(u32::MAX / 2),
-            SysctlKey::Max | SysctlKey::ExpectMax | SysctlKey::TcpMaxRetrans => i128::from(i32::MAX),
-            // Timeouts are stored as 32-bit jiffies at HZ=250 in the kernel.
-            _ => i128::from(u32::MAX / 250),
+        let v = match s {
+            SysctlKey::Buckets => (value as u64).div_ceil(BUCKET_ROUNDING) * BUCKET_ROUNDING,
+            _ if is_timeout(s) => value.max(0) as u64,
+            _ => value as u64,
         };
-        if value > limit {
-            return Err(bad("out of range"));
+        Ok((s, v))
+    }
+
+    /// [`Sysctl::validate`], then the checks that depend on the other values of this table:
+    /// `nf_conntrack_frag6_low_thresh` at most the high threshold, the high threshold at least
+    /// the low one (the kernel's `extra1`/`extra2` bounds point at each other).
+    pub fn check_with(&self, name: &str, value: i128) -> Result<(SysctlKey, u64), SysctlError> {
+        let (s, v) = Sysctl::validate(name, value)?;
+        let bad = |why| SysctlError::Invalid { name: Sysctl::name(s).to_string(), value, why };
+        match s {
+            SysctlKey::Frag6LowThresh if v > self.get(SysctlKey::Frag6HighThresh) => {
+                Err(bad("must not exceed nf_conntrack_frag6_high_thresh"))
+            }
+            SysctlKey::Frag6HighThresh if v < self.get(SysctlKey::Frag6LowThresh) => {
+                Err(bad("must not be below nf_conntrack_frag6_low_thresh"))
+            }
+            _ => Ok((s, v)),
         }
-        if s == SysctlKey::Buckets && value == 0 {
-            return Err(bad("must be at least 1"));
-        }
-        Ok((s, value as u64))
+    }
+
+    /// The values the kernel accepts for a sysctl, inclusive (before the frag6 thresholds'
+    /// dependence on each other).
+    pub fn range(name: &str) -> Option<(i128, i128)> {
+        Sysctl::lookup(name).map(range)
     }
 
     /// All (name, value) pairs.
     pub fn items(&self) -> Vec<(&'static str, u64)> {
         SYSCTLS.iter().map(|s| (s.1, self.get(s.0))).collect()
+    }
+}
+
+/// `nf_conntrack_buckets` is allocated in pages of 512 bucket heads (4096 / 8 bytes).
+pub const BUCKET_ROUNDING: u64 = 512;
+/// The largest bucket count the kernel accepts: more is rounded up to 2^28 heads, 2 GiB, which
+/// its allocator refuses (ENOMEM); above `INT_MAX` the write itself is EINVAL.
+pub const BUCKETS_MAX: i128 = 268_434_944;
+/// The timeouts are converted to jiffies (HZ=250) in an int: at most `INT_MAX / HZ` seconds,
+/// either sign.
+pub const TIMEOUT_MAX: i128 = (i32::MAX / 250) as i128;
+
+fn is_timeout(s: SysctlKey) -> bool {
+    Sysctl::name(s).contains("_timeout")
+}
+
+/// The accepted values of one sysctl (observed on Linux 6.18.44, HZ=250), inclusive.
+fn range(s: SysctlKey) -> (i128, i128) {
+    use SysctlKey::*;
+    match s {
+        // proc_dou8vec_minmax with 0..1 (0..2 for events): no sign, no other value.
+        Checksum | Acct | Timestamp | TcpLoose | TcpBeLiberal | TcpIgnoreInvalidRst => (0, 1),
+        Events => (0, 2),
+        // u8 values.
+        LogInvalid | TcpMaxRetrans => (0, 255),
+        // proc_dointvec_minmax from 0 (1 for the expectation limit) to INT_MAX.
+        Max => (0, i128::from(i32::MAX)),
+        ExpectMax => (1, i128::from(i32::MAX)),
+        Buckets => (1, BUCKETS_MAX),
+        // proc_doulongvec_minmax: an unsigned long, bounded by the other threshold.
+        Frag6HighThresh | Frag6LowThresh => (0, i128::from(u64::MAX)),
+        _ => (-TIMEOUT_MAX, TIMEOUT_MAX),
+    }
+}
+
+/// The range of a sysctl in words, for an error message.
+fn range_text(s: SysctlKey) -> &'static str {
+    use SysctlKey::*;
+    match s {
+        Checksum | Acct | Timestamp | TcpLoose | TcpBeLiberal | TcpIgnoreInvalidRst => "out of range: 0 or 1",
+        Events => "out of range: 0, 1 or 2",
+        LogInvalid | TcpMaxRetrans => "out of range: 0 to 255",
+        Max => "out of range: 0 (no limit) to 2147483647",
+        ExpectMax => "out of range: 1 to 2147483647",
+        Buckets => "out of range: 1 to 268434944 (rounded up to a multiple of 512)",
+        Frag6HighThresh | Frag6LowThresh => "out of range: 0 to 18446744073709551615",
+        _ => "out of range: -8589934 to 8589934 seconds (2^31-1 jiffies at HZ=250; a negative timeout expires entries at once, as 0 does)",
     }
 }
 
@@ -190,8 +262,57 @@ mod tests {
     #[test]
     fn validation() {
         assert!(Sysctl::validate("nf_conntrack_checksum", 2).is_err());
-        assert!(Sysctl::validate("nf_conntrack_udp_timeout", -1).is_err());
         assert!(Sysctl::validate("nf_conntrack_buckets", 0).is_err());
         assert_eq!(Sysctl::validate("nf_conntrack_max", 0).unwrap(), (SysctlKey::Max, 0));
+    }
+
+    /// The edges observed on Linux 6.18.44 (tools/probe_sysctls.py; every value probed is
+    /// checked against the recording by tests/test_sysctl.py).
+    #[test]
+    fn kernel_ranges() {
+        let ok = |n: &str, v: i128| Sysctl::validate(n, v).map(|r| r.1).ok();
+        // Buckets: rounded up to 512s, at most 268434944, never 0 or negative.
+        assert_eq!(ok("nf_conntrack_buckets", 1), Some(512));
+        assert_eq!(ok("nf_conntrack_buckets", 513), Some(1024));
+        assert_eq!(ok("nf_conntrack_buckets", 262_144), Some(262_144));
+        assert_eq!(ok("nf_conntrack_buckets", 268_434_944), Some(268_434_944));
+        for v in [-1, 0, 268_434_945, 268_435_455, 268_435_456, 1 << 31] {
+            assert_eq!(ok("nf_conntrack_buckets", v), None, "{v}");
+        }
+        // Timeouts: INT_MAX / HZ seconds either way; a negative one acts as 0.
+        assert_eq!(ok("nf_conntrack_udp_timeout", 8_589_934), Some(8_589_934));
+        assert_eq!(ok("nf_conntrack_udp_timeout", 8_589_935), None);
+        assert_eq!(ok("nf_conntrack_udp_timeout", -8_589_934), Some(0));
+        assert_eq!(ok("nf_conntrack_udp_timeout", -8_589_935), None);
+        assert_eq!(ok("nf_conntrack_tcp_timeout_established", -1), Some(0));
+        // u8 values, booleans, events.
+        assert_eq!(ok("nf_conntrack_tcp_max_retrans", 255), Some(255));
+        assert_eq!(ok("nf_conntrack_tcp_max_retrans", 256), None);
+        assert_eq!(ok("nf_conntrack_log_invalid", -1), None);
+        assert_eq!(ok("nf_conntrack_events", 3), None);
+        assert_eq!(ok("nf_conntrack_acct", 2), None);
+        // Limits: max from 0 (unlimited), the expectation limit from 1, both to INT_MAX.
+        assert_eq!(ok("nf_conntrack_max", i128::from(i32::MAX)), Some(i32::MAX as u64));
+        assert_eq!(ok("nf_conntrack_max", 1 << 31), None);
+        assert_eq!(ok("nf_conntrack_expect_max", 0), None);
+        // The frag6 thresholds: unsigned longs, each bounded by the other.
+        assert_eq!(ok("nf_conntrack_frag6_high_thresh", i128::from(u64::MAX)), Some(u64::MAX));
+        assert_eq!(ok("nf_conntrack_frag6_high_thresh", 1 << 64), None);
+        let s = Sysctl::default();
+        assert!(s.check_with("nf_conntrack_frag6_high_thresh", 3_145_727).is_err());
+        assert!(s.check_with("nf_conntrack_frag6_high_thresh", 3_145_728).is_ok());
+        assert!(s.check_with("nf_conntrack_frag6_low_thresh", 4_194_305).is_err());
+        assert!(s.check_with("nf_conntrack_frag6_low_thresh", 0).is_ok());
+    }
+
+    #[test]
+    fn messages_name_the_sysctl_and_the_range() {
+        let e = Sysctl::validate("net.netfilter.nf_conntrack_buckets", 268_435_456).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid value 268435456 for nf_conntrack_buckets: out of range: at most 268434944 (the kernel cannot allocate more, ENOMEM)"
+        );
+        let e = Sysctl::validate("nf_conntrack_udp_timeout", 17_179_869).unwrap_err();
+        assert!(e.to_string().starts_with("invalid value 17179869 for nf_conntrack_udp_timeout: out of range: -8589934 to 8589934 seconds"), "{e}");
     }
 }

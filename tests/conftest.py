@@ -59,10 +59,11 @@ def examples_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def shared_pcaps() -> Path:
-    """<repo>/../shared/pcaps (or $NFCT_SHARED_PCAPS); skips the test where it is absent."""
+    """<repo>/../shared/pcaps (or $NFCT_SHARED_PCAPS); skips the test where it is absent,
+    except under CI=true, where a missing capture set is a failure (a skip would hide it)."""
     path = shared_pcaps_dir()
     if path is None:
-        pytest.skip(
+        (pytest.fail if IN_CI else pytest.skip)(
             "shared capture set not found: expected ../shared/pcaps beside the repository "
             f"({REPO_ROOT.parent / 'shared' / 'pcaps'}) or NFCT_SHARED_PCAPS"
         )

@@ -164,7 +164,9 @@ def test_tables_against_the_replays_own_outputs(tmp_path: Path) -> None:
     assert destroyed["orig_packets"].notna().all()
     evictions = tables["evictions"].to_pandas()
     assert len(evictions) == net.stats["early_drop"] > 0
-    assert (evictions["age"] >= 0).all() and set(evictions["dst"]) == {S}
+    assert (evictions["age"] >= 0).all()
+    # Every flow is to or from S (an answer whose query's entry was evicted makes its own).
+    assert ((evictions["dst"] == S) | (evictions["src"] == S)).all()
     tl = tables["timeline"].to_pandas()
     assert tl["early_drops"].sum() == net.stats["early_drop"]
     assert tl["second"].is_monotonic_increasing

@@ -19,12 +19,12 @@ from nfct.pcap import write_pcap
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _flows(tmp_path: Path, n: int = 40) -> Path:
+def _flows(tmp_path: Path, n: int = 40, gap: float = 0.1) -> Path:
     recs = []
     for i in range(n):
-        recs.append((10.0 + i * 0.1, P.udp(C, S, 5000 + i, 53, b"q")))
+        recs.append((10.0 + i * gap, P.udp(C, S, 5000 + i, 53, b"q")))
         if i % 2:
-            recs.append((10.0 + i * 0.1 + 0.01, P.udp(S, C, 53, 5000 + i, b"a")))
+            recs.append((10.0 + i * gap + gap / 10, P.udp(S, C, 53, 5000 + i, b"a")))
     path = tmp_path / "flows.pcap"
     write_pcap(path, recs)
     return path
@@ -37,10 +37,13 @@ def test_observe_rows_census_and_evictions(tmp_path: Path) -> None:
     def observe(kind: str, data: Any) -> None:
         got[kind].append(data)
 
-    # A table of 16 entries in 4 buckets (early drop looks at 8 buckets from the new entry's:
-    # here the whole table): new flows evict unreplied ones.
-    sysctl = {"nf_conntrack_max": 16, "nf_conntrack_buckets": 4, "nf_conntrack_timestamp": 1}
-    net = nfct.Net(sysctl)
+    # A full table of 1024 entries in 512 buckets (the fewest the kernel has: it rounds
+    # nf_conntrack_buckets up to 512s); early drop looks at 8 buckets from the new entry's, 16
+    # entries on average: new flows evict unreplied ones.
+    cap = _flows(tmp_path, 1500, gap=0.01)
+    sysctl = {"nf_conntrack_max": 1024, "nf_conntrack_buckets": 1, "nf_conntrack_timestamp": 1}
+    net = nfct.Net(sysctl, seed=1)
+    assert net.sysctl["nf_conntrack_buckets"] == 512
     res = net.replay([cap], observe=observe, observe_batch=7, census_every=0.5)
     rows = got["packets"]
     assert all(len(b["frame"]) <= 7 for b in rows), "batches are bounded"
@@ -49,7 +52,7 @@ def test_observe_rows_census_and_evictions(tmp_path: Path) -> None:
     cols = {k: [x for b in rows for x in b[k]] for k in rows[0]}
     assert set(cols["cls"]) <= {"new", "established"}
     assert cols["proto"][0] == 17 and cols["src"][0] == C and cols["dport"][0] == 53
-    assert max(cols["count"]) == 16, "occupancy after each packet, bounded by nf_conntrack_max"
+    assert max(cols["count"]) == 1024, "occupancy after each packet, bounded by nf_conntrack_max"
     assert got["census"], "at least the final census"
     last = got["census"][-1]
     assert last["total"] == len(net)

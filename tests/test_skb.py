@@ -157,12 +157,16 @@ def test_handle_keeps_unconfirmed_entry_allocated() -> None:
     assert net.count == 0
 
 
-def test_skb_of_other_net_is_left_alone() -> None:
+def test_skb_of_other_net_raises() -> None:
+    """Issue #17: a packet carrying one table's entry did nothing in another, silently; the
+    hooks now say so (and leave both tables as they were)."""
     net1, net2 = Net(), Net()
     skb = Skb(P.udp(C, S, 2001, 53), tstamp=1.0)
     assert ipv4_conntrack_in(net1, skb) == NF_ACCEPT
-    assert ipv4_conntrack_in(net2, skb) == NF_ACCEPT
-    assert ipv4_confirm(net2, skb) == NF_ACCEPT
+    with pytest.raises(nfct.NfctValueError, match="another Net"):
+        ipv4_conntrack_in(net2, skb)
+    with pytest.raises(nfct.NfctValueError, match="another Net"):
+        ipv4_confirm(net2, skb)
     assert net2.count == 0
     assert ipv4_confirm(net1, skb) == NF_ACCEPT
     assert len(net1) == 1 and len(net2) == 0

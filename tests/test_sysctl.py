@@ -4,6 +4,9 @@ values."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 import nfct
@@ -107,7 +110,7 @@ def test_net_constructor_sysctls() -> None:
     )
     assert net.sysctl["nf_conntrack_udp_timeout"] == 7
     assert net.sysctl["nf_conntrack_max"] == 10
-    assert net.sysctl["nf_conntrack_buckets"] == 16
+    assert net.sysctl["nf_conntrack_buckets"] == 512  # rounded up as the kernel does
     forward(net, P.udp(C, S, 1000, 53))
     (conn,) = list(net)
     assert conn.timeout == 6  # a fresh 7 s entry lists as 6
@@ -133,9 +136,13 @@ def test_unknown_sysctl(name: str) -> None:
 def test_negative_sysctl() -> None:
     net = Net()
     with pytest.raises(nfct.NfctError) as err:
-        net.sysctl["nf_conntrack_udp_timeout"] = -1
+        net.sysctl["nf_conntrack_log_invalid"] = -1
     assert isinstance(err.value, ValueError)
-    assert net.sysctl["nf_conntrack_udp_timeout"] == 30
+    assert net.sysctl["nf_conntrack_log_invalid"] == 0
+    # The kernel takes a negative timeout (its jiffies conversion keeps the sign) and expires
+    # entries at once: held as 0, which does the same.
+    net.sysctl["nf_conntrack_udp_timeout"] = -1
+    assert net.sysctl["nf_conntrack_udp_timeout"] == 0
     with pytest.raises(nfct.NfctError) as err2:
         Net(sysctl={"nf_conntrack_max": -5})
     assert isinstance(err2.value, ValueError)
@@ -185,3 +192,79 @@ def test_error_hierarchy() -> None:
     assert issubclass(nfct.NfctValueError, ValueError)
     assert issubclass(nfct.CaptureError, nfct.NfctError)
     assert issubclass(nfct.CaptureError, OSError)
+
+
+# --- the kernel's ranges --------------------------------------------------------------------------
+
+_RANGES = json.loads((Path(__file__).parent / "scenarios" / "sysctl_ranges.json").read_text())
+
+
+def _recorded_writes() -> list[tuple[str, int, str]]:
+    out = []
+    for name, seen in _RANGES["writes"].items():
+        for value, what in seen.items():
+            if value == "default" or value.startswith("'"):
+                continue  # the text forms are the CLI's parsing, not the range
+            out.append((name, int(value), what))
+    return out
+
+
+def test_recording_covers_every_sysctl() -> None:
+    assert set(_RANGES["writes"]) == set(DEFAULTS)
+    for name, seen in _RANGES["writes"].items():
+        assert int(seen["default"]) == DEFAULTS[name], name
+
+
+@pytest.mark.parametrize(("name", "value", "kernel"), _recorded_writes())
+def test_sysctl_range_is_the_kernels(name: str, value: int, kernel: str) -> None:
+    """Every value written to the live kernel's /proc/sys (tools/probe_sysctls.py, recorded in
+    tests/scenarios/sysctl_ranges.json): nfct accepts it exactly when the kernel did, and holds
+    what the kernel read back (a negative timeout, which the kernel keeps and which expires
+    entries at once, is held as 0, which does the same)."""
+    net = Net()
+    if kernel.startswith("ok "):
+        net.sysctl[name] = value
+        want = int(kernel[3:])
+        if want < 0 and "_timeout" in name:
+            want = 0
+        assert net.sysctl[name] == want
+        assert Net(sysctl={name: value}).sysctl[name] == want
+    else:
+        old = net.sysctl[name]
+        with pytest.raises(nfct.NfctValueError) as err:
+            net.sysctl[name] = value
+        assert name in str(err.value) and str(value) in str(err.value)
+        assert "\n" not in str(err.value)
+        assert net.sysctl[name] == old
+        with pytest.raises(nfct.NfctValueError):
+            Net(sysctl={name: value})
+
+
+def test_buckets_the_issue_named() -> None:
+    """Issue #17: 2^28 buckets took 1 GB and 10 s before the first packet; refused now at once,
+    and the message says the limit."""
+    for value in (268435456, 2**31 - 1):
+        with pytest.raises(nfct.NfctValueError, match="at most 268434944"):
+            Net(sysctl={"nf_conntrack_buckets": value})
+    assert Net(sysctl={"nf_conntrack_buckets": 1000}).sysctl["nf_conntrack_buckets"] == 1024
+
+
+def test_frag6_thresholds_bound_each_other() -> None:
+    net = Net()
+    with pytest.raises(nfct.NfctValueError, match="nf_conntrack_frag6_high_thresh"):
+        net.sysctl["nf_conntrack_frag6_low_thresh"] = 4194305
+    net.sysctl["nf_conntrack_frag6_high_thresh"] = 8 << 20
+    net.sysctl["nf_conntrack_frag6_low_thresh"] = 4194305
+    # One mapping is checked once applied, whatever its order.
+    n = Net(
+        sysctl={"nf_conntrack_frag6_low_thresh": 5 << 20, "nf_conntrack_frag6_high_thresh": 6 << 20}
+    )
+    assert n.sysctl["nf_conntrack_frag6_low_thresh"] == 5 << 20
+    with pytest.raises(nfct.NfctValueError):
+        Net(sysctl={"nf_conntrack_frag6_low_thresh": 5 << 20})
+
+
+@pytest.mark.parametrize("value", [2**64, -(2**80), 10**40])
+def test_huge_sysctl_values_name_the_sysctl(value: int) -> None:
+    with pytest.raises(nfct.NfctValueError, match="nf_conntrack_udp_timeout"):
+        Net(sysctl={"nf_conntrack_udp_timeout": value})

@@ -234,7 +234,10 @@ SYSCTL_NAMES: list[str]
 class SysctlMap:
     """The sysctls of one :class:`Net`, read and written by name as in
     /proc/sys/net/netfilter (``net.sysctl["nf_conntrack_max"] = 1024``). Writing
-    ``nf_conntrack_buckets`` resizes the table; ``nf_conntrack_count`` is read-only."""
+    ``nf_conntrack_buckets`` resizes the table; ``nf_conntrack_count`` is read-only. Each
+    sysctl takes exactly the values the kernel's takes (docs/fidelity.md, "Sysctl ranges"):
+    ``nf_conntrack_buckets`` is rounded up to a multiple of 512 and at most 268434944, a
+    negative timeout is held as 0; anything else raises NfctValueError naming the sysctl."""
 
     def __getitem__(self, name: str, /) -> int: ...
     def __setitem__(self, name: str, value: int, /) -> None: ...

@@ -54,6 +54,36 @@ def _ranged(lo: int, hi: int) -> Callable[[str], int]:
     return parse
 
 
+# The link types whose frames nfct finds IP packets in (rust/wire/link.rs): Ethernet, NULL,
+# DLT 12/14 raw, LOOP, RAW, Linux SLL and SLL2, IPv4, IPv6.
+_LINK_TYPES = frozenset({0, 1, 12, 14, 101, 108, 113, 228, 229, 276})
+
+
+def _unsupported_links(paths: Sequence[str], names: Sequence[str]) -> list[str]:
+    """For regular capture files whose frames use a link type nfct does not decode (counted
+    as not IP), one message each."""
+    from nfct import pcap
+
+    out = []
+    for path, name in zip(paths, names, strict=False):
+        if not os.path.isfile(path):
+            continue
+        seen: set[int] = set()
+        try:
+            for i, frame in enumerate(pcap.iter_frames(path)):
+                seen.add(frame.linktype)
+                if i >= 999:
+                    break
+        except (CaptureError, OSError, ValueError):
+            pass
+        for lt in sorted(seen - _LINK_TYPES):
+            out.append(
+                f"{name}: link type {lt} is not supported (its frames are counted as not IP); "
+                "supported: Ethernet, Linux SLL/SLL2, NULL/LOOP, raw IP"
+            )
+    return out
+
+
 def _version() -> str:
     """The installed distribution's version (its metadata), as `pip show nfct` gives it."""
     import importlib.metadata  # only for --version: importing it costs more than a replay
@@ -421,7 +451,9 @@ def _parser() -> argparse.ArgumentParser:
         help="compare every packet's ct state class (the kernel side reads its counters after "
         "each packet; auto = for captures of up to 2000 IP packets)",
     )
-    v.add_argument("--limit", type=int, default=20, help="differences shown per section")
+    v.add_argument(
+        "--limit", type=_ranged(0, 2**31 - 1), default=20, help="differences shown per section"
+    )
     return p
 
 
@@ -431,6 +463,28 @@ def _summary_line(summary: ReplayResult, entries: int) -> str:
         f"{summary['non_ip']} not IP), {entries} entries, {summary['invalid']} invalid, "
         f"{summary['dropped']} dropped"
     )
+
+
+def _why_dropped(summary: ReplayResult, top: int = 3) -> str | None:
+    """When packets were dropped, one line with the commonest reasons (INVALID or dropped) and
+    the rules that dropped packets; a hint when the host's own packets came in as martians."""
+    if not summary["dropped"]:
+        return None
+    parts = [f"{n} {reason}" for reason, n in _top(summary["reasons"], top)]
+    parts += [f"{n} by {rule}" for rule, n in _top(summary["dropped_by"], top)]
+    if not parts:
+        return None
+    line = "nfct: why (invalid or dropped, commonest first): " + "; ".join(parts)
+    if any("martian" in reason for reason in summary["reasons"]):
+        line += (
+            " (martian sources: a capture taken on the host itself? try --path local-out "
+            "or --path local-in)"
+        )
+    return line
+
+
+def _top(counts: dict[str, int], n: int) -> list[tuple[str, int]]:
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
 
 
 # --- the entries of --output json ---------------------------------------------------------------
@@ -794,6 +848,13 @@ def _replay(args: argparse.Namespace) -> int:
     if args.export is not None and args.threads > 1:
         print("nfct: --export sees packets in capture order: use --threads 1", file=sys.stderr)
         return 2
+    cpus = os.cpu_count() or 1
+    if args.threads > cpus:
+        print(
+            f"nfct: warning: --threads {args.threads} is more than the {cpus} CPUs here: "
+            "the workers contend for them (slower, more memory, not faster)",
+            file=sys.stderr,
+        )
     try:
         net = _make_net(args)
         inputs = CaptureInputs(args.captures)
@@ -916,6 +977,13 @@ def _replay_inputs(args: argparse.Namespace, net: Net, inputs: CaptureInputs) ->
             sys.stdout.write(_counters_text(net))
     sys.stdout.flush()
     if summary:
+        # The explanations first: the summary stays the last line (`2>&1 | tail -1`).
+        if summary["non_ip"]:
+            for line in _unsupported_links(inputs.paths, inputs.names):
+                print(f"nfct: {line}", file=sys.stderr)
+        why = _why_dropped(summary)
+        if why:
+            print(why, file=sys.stderr)
         print(_summary_line(summary, entries), file=sys.stderr)
     if error is not None:
         print(f"nfct: {error}", file=sys.stderr)

@@ -1,6 +1,7 @@
 //! The hook pipeline from Python: `NfHookOps`, `BuiltinHook`, `nf_register_net_hook`,
 //! `ip_rcv` and friends, and the runner that calls Python hooks inside replays.
 
+use super::args;
 use super::errors::Error;
 use super::net::Net;
 use super::skb::Skb;
@@ -229,7 +230,7 @@ impl BuiltinHook {
     /// or "reply" makes a direction-specific zone.
     #[staticmethod]
     #[pyo3(signature = (zone, direction="both"))]
-    fn ct_zone(zone: u16, direction: &str) -> PyResult<BuiltinHook> {
+    fn ct_zone(#[pyo3(from_py_with = args::zone)] zone: u16, direction: &str) -> PyResult<BuiltinHook> {
         let dir = match direction {
             "both" => Zone::DIR_BOTH,
             "original" => Zone::DIR_ORIG,
@@ -251,7 +252,10 @@ impl BuiltinHook {
     /// `ct mark set MARK`: with `mask`, only the masked bits change.
     #[staticmethod]
     #[pyo3(signature = (mark, mask=0xffff_ffff))]
-    fn ct_mark_set(mark: u32, mask: u32) -> BuiltinHook {
+    fn ct_mark_set(
+        #[pyo3(from_py_with = args::mark)] mark: u32,
+        #[pyo3(from_py_with = args::mask)] mask: u32,
+    ) -> BuiltinHook {
         let name = if mask == u32::MAX {
             format!("ct mark set {mark:#x}")
         } else {
@@ -263,7 +267,12 @@ impl BuiltinHook {
     /// `ct mark and MASK == MARK VERDICT`, else `otherwise`.
     #[staticmethod]
     #[pyo3(signature = (mark, verdict, mask=0xffff_ffff, otherwise=1))]
-    fn ct_mark(mark: u32, verdict: u32, mask: u32, otherwise: u32) -> PyResult<BuiltinHook> {
+    fn ct_mark(
+        #[pyo3(from_py_with = args::mark)] mark: u32,
+        verdict: u32,
+        #[pyo3(from_py_with = args::mask)] mask: u32,
+        otherwise: u32,
+    ) -> PyResult<BuiltinHook> {
         let (hit, miss) = (verdict_arg("verdict", verdict)?, verdict_arg("otherwise", otherwise)?);
         let name = format!("ct mark and {mask:#x} == {mark:#x} {}", verdict_name(hit));
         Ok(BuiltinHook { op: builtin::ct_mark(mark & mask, mask, hit, miss), name, nat_hooks: None })
@@ -360,7 +369,7 @@ impl NfHookOps {
         hook: Bound<'_, PyAny>,
         pf: u8,
         hooknum: u32,
-        priority: i32,
+        #[pyo3(from_py_with = args::priority)] priority: i32,
         name: Option<String>,
         on_error: &str,
     ) -> PyResult<NfHookOps> {

@@ -1,7 +1,10 @@
 //! `nfct.Net` (one network namespace: its conntrack table, hooks, defrag, addresses and
 //! clock) and its `sysctl` mapping.
 
-use super::args::{list_format, parse_addrs, paths_arg, replay_clock, replay_path, sysctl_value};
+use super::args::{
+    self, frag_thresholds, list_format, parse_addrs, paths_arg, replay_clock, replay_path, sysctl_value,
+    sysctl_write,
+};
 use super::batch;
 use super::conn::{Conn, Tuple};
 use super::errors::{Error, Result};
@@ -62,11 +65,11 @@ impl Net {
     fn new(
         py: Python<'_>,
         sysctl: Option<&Bound<'_, PyDict>>,
-        seed: Option<u64>,
+        #[pyo3(from_py_with = args::seed_opt)] seed: Option<u64>,
         kernel: &str,
         local_addrs: Option<&Bound<'_, PyAny>>,
         host: Option<&Bound<'_, PyAny>>,
-        mtu: Option<u32>,
+        #[pyo3(from_py_with = args::mtu_opt)] mtu: Option<u32>,
     ) -> PyResult<Net> {
         let addrs = match local_addrs {
             Some(v) => parse_addrs(v, "local_addrs")?,
@@ -133,6 +136,7 @@ impl Net {
                 let (s, v) = sysctl_value(&name, &v)?;
                 net.set_sysctl(s, v);
             }
+            frag_thresholds(net.sysctl())?;
         }
         Ok(Net { inner: Arc::new(net), registry: Mutex::default(), ruleset: Mutex::new(ruleset), ignored })
     }
@@ -146,9 +150,9 @@ impl Net {
         py: Python<'_>,
         host: &Bound<'_, PyAny>,
         sysctl: Option<&Bound<'_, PyDict>>,
-        seed: Option<u64>,
+        #[pyo3(from_py_with = args::seed_opt)] seed: Option<u64>,
         kernel: &str,
-        mtu: Option<u32>,
+        #[pyo3(from_py_with = args::mtu_opt)] mtu: Option<u32>,
     ) -> PyResult<Net> {
         Net::new(py, sysctl, seed, kernel, None, Some(host), mtu)
     }
@@ -321,7 +325,7 @@ impl Net {
 
     /// `conntrack -G`: the entry holding `tuple` in either direction (in `zone`), or None.
     #[pyo3(signature = (tuple, *, zone=0))]
-    fn get(&self, tuple: &Tuple, zone: u16) -> Option<Conn> {
+    fn get(&self, tuple: &Tuple, #[pyo3(from_py_with = args::zone)] zone: u16) -> Option<Conn> {
         let z = Zone { id: zone, dir: Zone::DIR_BOTH };
         let (slot, gen, _) = self.inner.ct.find_get(&tuple.t, z, self.inner.now())?;
         Some(Conn { net: self.inner.clone(), slot, gen })
@@ -342,15 +346,15 @@ impl Net {
         proto: Option<&Bound<'py, PyAny>>,
         src: Option<&Bound<'py, PyAny>>,
         dst: Option<&Bound<'py, PyAny>>,
-        sport: Option<u16>,
-        dport: Option<u16>,
+        #[pyo3(from_py_with = args::sport_opt)] sport: Option<u16>,
+        #[pyo3(from_py_with = args::dport_opt)] dport: Option<u16>,
         reply_src: Option<&Bound<'py, PyAny>>,
         reply_dst: Option<&Bound<'py, PyAny>>,
-        reply_sport: Option<u16>,
-        reply_dport: Option<u16>,
-        mark: Option<u32>,
-        mask: Option<u32>,
-        zone: Option<u16>,
+        #[pyo3(from_py_with = args::reply_sport_opt)] reply_sport: Option<u16>,
+        #[pyo3(from_py_with = args::reply_dport_opt)] reply_dport: Option<u16>,
+        #[pyo3(from_py_with = args::mark_opt)] mark: Option<u32>,
+        #[pyo3(from_py_with = args::mask_opt)] mask: Option<u32>,
+        #[pyo3(from_py_with = args::zone_opt)] zone: Option<u16>,
         state: Option<String>,
         status: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<usize> {
@@ -396,15 +400,15 @@ impl Net {
         proto: Option<&Bound<'py, PyAny>>,
         src: Option<&Bound<'py, PyAny>>,
         dst: Option<&Bound<'py, PyAny>>,
-        sport: Option<u16>,
-        dport: Option<u16>,
+        #[pyo3(from_py_with = args::sport_opt)] sport: Option<u16>,
+        #[pyo3(from_py_with = args::dport_opt)] dport: Option<u16>,
         reply_src: Option<&Bound<'py, PyAny>>,
         reply_dst: Option<&Bound<'py, PyAny>>,
-        reply_sport: Option<u16>,
-        reply_dport: Option<u16>,
-        mark: Option<u32>,
-        mask: Option<u32>,
-        zone: Option<u16>,
+        #[pyo3(from_py_with = args::reply_sport_opt)] reply_sport: Option<u16>,
+        #[pyo3(from_py_with = args::reply_dport_opt)] reply_dport: Option<u16>,
+        #[pyo3(from_py_with = args::mark_opt)] mark: Option<u32>,
+        #[pyo3(from_py_with = args::mask_opt)] mask: Option<u32>,
+        #[pyo3(from_py_with = args::zone_opt)] zone: Option<u16>,
         state: Option<String>,
         status: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Vec<Conn>> {
@@ -447,22 +451,22 @@ impl Net {
     #[allow(clippy::too_many_arguments)]
     fn update<'py>(
         &self,
-        set_mark: Option<u32>,
-        set_mask: u32,
-        timeout: Option<u64>,
+        #[pyo3(from_py_with = args::set_mark_opt)] set_mark: Option<u32>,
+        #[pyo3(from_py_with = args::set_mask)] set_mask: u32,
+        #[pyo3(from_py_with = args::timeout_opt)] timeout: Option<u64>,
         family: Option<&Bound<'py, PyAny>>,
         proto: Option<&Bound<'py, PyAny>>,
         src: Option<&Bound<'py, PyAny>>,
         dst: Option<&Bound<'py, PyAny>>,
-        sport: Option<u16>,
-        dport: Option<u16>,
+        #[pyo3(from_py_with = args::sport_opt)] sport: Option<u16>,
+        #[pyo3(from_py_with = args::dport_opt)] dport: Option<u16>,
         reply_src: Option<&Bound<'py, PyAny>>,
         reply_dst: Option<&Bound<'py, PyAny>>,
-        reply_sport: Option<u16>,
-        reply_dport: Option<u16>,
-        mark: Option<u32>,
-        mask: Option<u32>,
-        zone: Option<u16>,
+        #[pyo3(from_py_with = args::reply_sport_opt)] reply_sport: Option<u16>,
+        #[pyo3(from_py_with = args::reply_dport_opt)] reply_dport: Option<u16>,
+        #[pyo3(from_py_with = args::mark_opt)] mark: Option<u32>,
+        #[pyo3(from_py_with = args::mask_opt)] mask: Option<u32>,
+        #[pyo3(from_py_with = args::zone_opt)] zone: Option<u16>,
         state: Option<String>,
         status: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<usize> {
@@ -495,7 +499,7 @@ impl Net {
     /// `nf_conntrack_events=2`, only entries created while someone listens send events. At most
     /// `capacity` messages wait to be read; more are lost and counted in `events_lost`.
     #[pyo3(signature = (on=true, capacity=65536))]
-    fn listen_events(&self, on: bool, capacity: usize) {
+    fn listen_events(&self, on: bool, #[pyo3(from_py_with = args::capacity)] capacity: usize) {
         self.inner.ct.events.listen(on, capacity);
     }
 
@@ -951,7 +955,7 @@ impl SysctlMap {
     }
 
     fn __setitem__(&self, name: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let (s, v) = sysctl_value(name, value)?;
+        let (s, v) = sysctl_write(self.net.sysctl(), name, value)?;
         self.net.set_sysctl(s, v);
         Ok(())
     }

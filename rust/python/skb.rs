@@ -131,13 +131,10 @@ impl Skb {
 
 /// `ipv4_conntrack_in` and friends: conntrack's `in` at `hook` for family `pf`, at the
 /// packet's time (the namespace's clock moves to it).
-fn hook_in(py: Python<'_>, net: &Net, skb: &Skb, hook: Hook, pf: u8) -> u32 {
+fn hook_in(py: Python<'_>, net: &Net, skb: &Skb, hook: Hook, pf: u8) -> PyResult<u32> {
     let base = skb.data.bind(py).as_bytes();
     let mut st = skb.state.lock();
-    if st.net.as_ref().is_some_and(|n| !Arc::ptr_eq(n, &net.inner)) && st.pkt.ct.nfct != CtRef::None {
-        // Already carries another table's entry: conntrack leaves tagged packets alone.
-        return NF_ACCEPT;
-    }
+    other_net(&st, net)?;
     let SkbInner { pkt, net: owner } = &mut *st;
     let data = bytes_seen(pkt.whole.as_deref(), pkt.len, base);
     let now = net.inner.advance_to(skb.tstamp_ns);
@@ -145,15 +142,25 @@ fn hook_in(py: Python<'_>, net: &Net, skb: &Skb, hook: Hook, pf: u8) -> u32 {
     if matches!(pkt.ct.nfct, CtRef::Ct { .. }) {
         *owner = Some(net.inner.clone());
     }
-    verdict
+    Ok(verdict)
+}
+
+/// A packet that carries an entry of another namespace's table cannot go through this one's
+/// hooks: conntrack would leave it alone (it is tagged) and nothing would happen there.
+fn other_net(st: &SkbInner, net: &Net) -> PyResult<()> {
+    if st.net.as_ref().is_some_and(|n| !Arc::ptr_eq(n, &net.inner)) && st.pkt.ct.nfct != CtRef::None {
+        return Err(Error::value("skb carries an entry of another Net: use a new Skb for each Net").into());
+    }
+    Ok(())
 }
 
 /// `ipv4_confirm` / `ipv6_confirm`, at the namespace's clock.
-fn hook_confirm(net: &Net, skb: &Skb) -> u32 {
+fn hook_confirm(net: &Net, skb: &Skb) -> PyResult<u32> {
     let mut st = skb.state.lock();
+    other_net(&st, net)?;
     match &st.net {
         Some(n) if Arc::ptr_eq(n, &net.inner) => {}
-        _ => return NF_ACCEPT,
+        _ => return Ok(NF_ACCEPT),
     }
     let verdict = net.inner.ct.confirm(&mut st.pkt.ct, net.inner.now());
     if verdict == NF_DROP {
@@ -161,41 +168,41 @@ fn hook_confirm(net: &Net, skb: &Skb) -> u32 {
         net.inner.ct.release(&mut st.pkt.ct);
         st.net = None;
     }
-    verdict
+    Ok(verdict)
 }
 
 /// `ipv4_conntrack_in`: the PRE_ROUTING hook.
 #[pyfunction]
-pub fn ipv4_conntrack_in(py: Python<'_>, net: &Net, skb: &Skb) -> u32 {
+pub fn ipv4_conntrack_in(py: Python<'_>, net: &Net, skb: &Skb) -> PyResult<u32> {
     hook_in(py, net, skb, Hook::PreRouting, AF_INET)
 }
 
 /// `ipv4_conntrack_local`: the LOCAL_OUT hook (no checksum verification).
 #[pyfunction]
-pub fn ipv4_conntrack_local(py: Python<'_>, net: &Net, skb: &Skb) -> u32 {
+pub fn ipv4_conntrack_local(py: Python<'_>, net: &Net, skb: &Skb) -> PyResult<u32> {
     hook_in(py, net, skb, Hook::LocalOut, AF_INET)
 }
 
 /// `ipv4_confirm`: the LOCAL_IN / POST_ROUTING confirm hook.
 #[pyfunction]
-pub fn ipv4_confirm(net: &Net, skb: &Skb) -> u32 {
+pub fn ipv4_confirm(net: &Net, skb: &Skb) -> PyResult<u32> {
     hook_confirm(net, skb)
 }
 
 /// `ipv6_conntrack_in`: the PRE_ROUTING hook for IPv6.
 #[pyfunction]
-pub fn ipv6_conntrack_in(py: Python<'_>, net: &Net, skb: &Skb) -> u32 {
+pub fn ipv6_conntrack_in(py: Python<'_>, net: &Net, skb: &Skb) -> PyResult<u32> {
     hook_in(py, net, skb, Hook::PreRouting, AF_INET6)
 }
 
 /// `ipv6_conntrack_local`: the LOCAL_OUT hook for IPv6.
 #[pyfunction]
-pub fn ipv6_conntrack_local(py: Python<'_>, net: &Net, skb: &Skb) -> u32 {
+pub fn ipv6_conntrack_local(py: Python<'_>, net: &Net, skb: &Skb) -> PyResult<u32> {
     hook_in(py, net, skb, Hook::LocalOut, AF_INET6)
 }
 
 /// `ipv6_confirm`.
 #[pyfunction]
-pub fn ipv6_confirm(net: &Net, skb: &Skb) -> u32 {
+pub fn ipv6_confirm(net: &Net, skb: &Skb) -> PyResult<u32> {
     hook_confirm(net, skb)
 }

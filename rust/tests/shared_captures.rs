@@ -59,7 +59,14 @@ fn count_bad(path: &Path) -> (u32, u32, u32, u32, u32) {
 
 fn pcaps() -> Option<std::path::PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps");
+    absent_in_ci(&p);
     p.is_dir().then_some(p)
+}
+
+/// Under CI=true the shared captures must be there: a skip would hide a broken checkout.
+fn absent_in_ci(p: &Path) {
+    let ci = std::env::var("CI").map(|v| matches!(v.to_lowercase().as_str(), "1" | "true" | "yes"));
+    assert!(p.is_dir() || !ci.unwrap_or(false), "{} absent under CI=true", p.display());
 }
 
 #[test]
@@ -98,6 +105,7 @@ fn shared_capture_checksum_counts_match_readme() {
 #[test]
 fn shared_captures_ip_counts_match_kernel_sent() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps");
+    absent_in_ci(&dir);
     let Ok(entries) = std::fs::read_dir(&dir) else {
         eprintln!("../shared/pcaps absent, skipping");
         return;

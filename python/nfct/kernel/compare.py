@@ -100,22 +100,31 @@ STATS = (
     "chaintoolong",
 )
 
-Key = tuple[str, int, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
+Key = tuple[
+    str, int, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]
+]
+# The zone fields are part of an entry's identity (the same tuples may be in two zones).
+_ZONE_KEYS = ("zone", "zone-orig", "zone-reply")
+# Fields that depend on when the table was listed: compared within the timeout tolerance.
+_TIMED_KEYS = ("delta-time",)
 
 
 def entry_key(e: Mapping[str, Any]) -> Key:
-    """The identity of an entry: l3, protocol number, original and reply tuples."""
+    """The identity of an entry: l3, protocol number, original and reply tuples, zone."""
 
     def tup(t: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
         return tuple((k, t[k]) for k in _TUPLE_KEYS if k in t)
 
-    return (str(e["l3"]), int(e["protonum"]), tup(e["orig"]), tup(e["reply"]))
+    extra = e.get("extra", {})
+    zone = tuple((k, str(extra[k])) for k in _ZONE_KEYS if k in extra)
+    return (str(e["l3"]), int(e["protonum"]), tup(e["orig"]), tup(e["reply"]), zone)
 
 
 def _key_text(k: Key) -> str:
     orig = " ".join(f"{a}={b}" for a, b in k[2])
     reply = " ".join(f"{a}={b}" for a, b in k[3])
-    return f"{k[0]} proto {k[1]} {orig} | {reply}"
+    zone = "".join(f" {a}={b}" for a, b in k[4])
+    return f"{k[0]} proto {k[1]} {orig} | {reply}{zone}"
 
 
 @dataclass
@@ -128,6 +137,7 @@ class Comparison:
     missing: list[str] = field(default_factory=list)  # in the kernel's table, not in nfct's
     extra: list[str] = field(default_factory=list)  # in nfct's table, not in the kernel's
     entry_diffs: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)  # an entry listed twice on one side
     packets: int = 0
     packets_matched: int = 0
     class_diffs: list[str] = field(default_factory=list)
@@ -144,6 +154,7 @@ class Comparison:
             self.missing
             or self.extra
             or self.entry_diffs
+            or self.duplicates
             or self.class_diffs
             or self.stats_diffs
             or self.event_diffs
@@ -173,6 +184,7 @@ class Comparison:
         section("only in the kernel's table", self.missing)
         section("only in nfct's table", self.extra)
         section("entries that differ (kernel -> nfct)", self.entry_diffs)
+        section("entries listed twice", self.duplicates)
         section("packets classified differently (kernel -> nfct)", self.class_diffs)
         section(
             "statistics that differ (kernel -> nfct)",
@@ -190,10 +202,23 @@ def compare_tables(
     timeout_tolerance: int = 2,
     result: Comparison | None = None,
 ) -> Comparison:
-    """Match `conntrack -L -o extended` lines of both sides as sets and compare the fields."""
+    """Match `conntrack -L -o extended` lines of both sides by their tuples and zone, and
+    compare every field: state, every flag, the timeout and `delta-time` (within
+    ``timeout_tolerance`` seconds), the counters of each direction, mark, `use` and any other
+    field either side prints. An entry listed twice on one side is a difference."""
     res = result if result is not None else Comparison()
-    kern = {entry_key(e): e for e in map(parse_conntrack_line, kernel_lines)}
-    mine = {entry_key(e): e for e in map(parse_conntrack_line, nfct_lines)}
+
+    def index(lines: Iterable[str], side: str) -> dict[Key, dict[str, Any]]:
+        out: dict[Key, dict[str, Any]] = {}
+        for e in map(parse_conntrack_line, lines):
+            k = entry_key(e)
+            if k in out:
+                res.duplicates.append(f"listed twice by {side}: {_key_text(k)}")
+            out[k] = e
+        return out
+
+    kern = index(kernel_lines, "the kernel")
+    mine = index(nfct_lines, "nfct")
     res.kernel_entries = len(kern)
     res.nfct_entries = len(mine)
     for k in sorted(kern.keys() - mine.keys()):
@@ -202,21 +227,35 @@ def compare_tables(
         res.extra.append(_key_text(k))
     for k in sorted(kern.keys() & mine.keys()):
         a, b = kern[k], mine[k]
-        diffs = []
-        if a["state"] != b["state"]:
-            diffs.append(f"state {a['state']} -> {b['state']}")
-        for flag in ("UNREPLIED", "ASSURED"):
-            if (flag in a["flags"]) != (flag in b["flags"]):
-                diffs.append(f"[{flag}] {flag in a['flags']} -> {flag in b['flags']}")
-        if abs(int(a["timeout"]) - int(b["timeout"])) > timeout_tolerance:
-            diffs.append(f"timeout {a['timeout']} -> {b['timeout']}")
-        if a["extra"].get("mark") != b["extra"].get("mark"):
-            diffs.append(f"mark {a['extra'].get('mark')} -> {b['extra'].get('mark')}")
+        diffs = _entry_diffs(a, b, timeout_tolerance)
         if diffs:
             res.entry_diffs.append(f"{_key_text(k)}: {', '.join(diffs)}")
         else:
             res.matched += 1
     return res
+
+
+def _entry_diffs(a: Mapping[str, Any], b: Mapping[str, Any], tolerance: int) -> list[str]:
+    """Every field of two entries with the same identity that differs (kernel -> nfct)."""
+    diffs = []
+    if a["state"] != b["state"]:
+        diffs.append(f"state {a['state']} -> {b['state']}")
+    for flag in sorted(set(a["flags"]) ^ set(b["flags"])):
+        diffs.append(f"[{flag}] {flag in a['flags']} -> {flag in b['flags']}")
+    if abs(int(a["timeout"]) - int(b["timeout"])) > tolerance:
+        diffs.append(f"timeout {a['timeout']} -> {b['timeout']}")
+    for d in ("orig", "reply"):
+        for k in sorted((set(a[d]) | set(b[d])) - set(_TUPLE_KEYS)):
+            if a[d].get(k) != b[d].get(k):
+                diffs.append(f"{d} {k} {a[d].get(k)} -> {b[d].get(k)}")
+    for k in sorted((set(a["extra"]) | set(b["extra"])) - set(_ZONE_KEYS)):
+        x, y = a["extra"].get(k), b["extra"].get(k)
+        if k in _TIMED_KEYS and x is not None and y is not None:
+            if abs(int(x) - int(y)) > tolerance:
+                diffs.append(f"{k} {x} -> {y}")
+        elif x != y:
+            diffs.append(f"{k} {x} -> {y}")
+    return diffs
 
 
 def compare_classes(

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from nfct import Net, pcap
+from nfct import CaptureError, Net, NfctError, pcap
 from nfct._types import Clock
 from nfct.kernel.capture import iter_capture_ip
 from nfct.kernel.compare import (
@@ -18,7 +18,7 @@ from nfct.kernel.compare import (
     compare_stats,
     compare_tables,
 )
-from nfct.kernel.lab import KernelUnavailable, check_available
+from nfct.kernel.lab import GLOBAL_SYSCTLS, KernelUnavailable, check_available
 from nfct.kernel.runs import run_capture
 
 __all__ = [
@@ -106,12 +106,25 @@ def _nfct_classes(net: Net, source: Path | Iterable[pcap.Record], clock: Clock) 
 
 
 def verify_capture(
-    path: str | Path, sysctl: Mapping[str, int], clock: Clock, per_packet: str
+    path: str | Path,
+    sysctl: Mapping[str, int],
+    clock: Clock,
+    per_packet: str,
+    global_sysctl: Mapping[str, int] | None = None,
 ) -> Comparison:
-    """Run one capture through both and compare."""
+    """Run one capture through both and compare. The sysctls named in ``global_sysctl``
+    (``nf_conntrack_max``, ``nf_conntrack_buckets``: machine-wide in the kernel) are set on
+    the machine for the kernel's run and restored, and given to nfct with the others."""
     n_ip = sum(1 for _ in iter_capture_ip(path))
     want_classes = per_packet == "yes" or (per_packet == "auto" and n_ip <= AUTO_PER_PACKET_LIMIT)
-    k = run_capture(path, sysctl=dict(sysctl), per_packet=want_classes, pace=clock == "capture")
+    glob = dict(global_sysctl or {})
+    k = run_capture(
+        path,
+        sysctl={k: v for k, v in sysctl.items() if k not in glob},
+        per_packet=want_classes,
+        pace=clock == "capture",
+        global_sysctl=glob or None,
+    )
     lines, stats, classes, events = nfct_run_events(path, sysctl, clock)
     res = compare_tables(k.lines, lines)
     compare_stats(k.stats, stats, result=res)
@@ -123,21 +136,40 @@ def verify_capture(
     return res
 
 
+def _message(e: BaseException) -> str:
+    """An error as one line (a KeyError's str() is the repr of its argument)."""
+    if isinstance(e, KeyError) and e.args:
+        return str(e.args[0])
+    return str(e)
+
+
 def verify_kernel_cli(args: argparse.Namespace) -> int:
     """Entry point of `nfct verify-kernel`."""
+    sysctl = dict(args.sysctl)
+    try:
+        Net(sysctl)  # an unknown sysctl or a value out of its range: one line, before the kernel
+    except NfctError as e:
+        print(f"nfct verify-kernel: --sysctl: {_message(e)}", file=sys.stderr)
+        return 2
     try:
         check_available()
     except KernelUnavailable as e:
         print(f"nfct verify-kernel: {e}", file=sys.stderr)
         return 2
-    sysctl = dict(args.sysctl)
+    glob = {
+        k: sysctl[k] for k in list(sysctl) if k.removeprefix("net.netfilter.") in GLOBAL_SYSCTLS
+    }
     all_agree = True
     totals = [0, 0, 0, 0]
     for path in args.captures:
         if not Path(path).is_file():
             print(f"nfct verify-kernel: {path}: no such file", file=sys.stderr)
             return 2
-        res = verify_capture(path, sysctl, args.clock, args.per_packet)
+        try:
+            res = verify_capture(path, sysctl, args.clock, args.per_packet, glob)
+        except (CaptureError, NfctError) as e:
+            print(f"nfct verify-kernel: {_message(e)}", file=sys.stderr)
+            return 2
         print(f"== {path}")
         print(res.render(limit=args.limit))
         all_agree &= res.agree

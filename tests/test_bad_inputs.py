@@ -1,0 +1,291 @@
+"""Issue #17: every bad input a user can type gets one clear line naming the argument (the CLI:
+exit status 2, no traceback; Python: a specific exception), and what nfct cannot read says so."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import nfct
+import packets as P
+from helpers import C, S, hooks
+from nfct import Net, Skb
+from nfct.cli import main
+from nfct.pcap import PcapWriter, write_pcap
+
+ROOT = Path(__file__).resolve().parent.parent
+DNS = ROOT / "examples" / "dns.pcap"
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    """`nfct ARGV...` in this process: (exit status, stdout, stderr)."""
+    try:
+        rc = main([str(a) for a in argv])
+    except SystemExit as e:  # argparse's errors
+        rc = e.code if isinstance(e.code, int) else 2
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _one_error_line(err: str) -> str:
+    """The message of a CLI error: no traceback, one line after argparse's usage lines."""
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln and not ln.startswith(("usage:", " "))]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "names"),
+    [
+        (["--threads", "-3"], ["--threads", "-3"]),
+        (["--threads", "70000"], ["--threads", "0..65535"]),
+        (["--threads", "x"], ["--threads", "'x'"]),
+        (["--zone", "-1"], ["--zone", "0..65535"]),
+        (["--zone", "70000"], ["--zone", "70000"]),
+        (["--seed", "-1"], ["--seed", "-1"]),
+        (["--seed", str(2**64)], ["--seed", str(2**64)]),
+        (["--seed", "1e3"], ["--seed"]),
+        (["--mtu", "-1"], ["--mtu"]),
+        (["--sysctl", "nf_conntrack_nope=1"], ["nf_conntrack_nope"]),
+        (["--sysctl", "nf_conntrack_udp_timeout"], ["NAME=VALUE"]),
+        (["--sysctl", "nf_conntrack_udp_timeout=abc"], ["nf_conntrack_udp_timeout", "abc"]),
+        (["--sysctl", "nf_conntrack_buckets=268435456"], ["nf_conntrack_buckets", "268434944"]),
+        (["--sysctl", "nf_conntrack_buckets=2147483647"], ["nf_conntrack_buckets"]),
+        (["--sysctl", "nf_conntrack_udp_timeout=17179869"], ["nf_conntrack_udp_timeout"]),
+        (["--sysctl", "nf_conntrack_count=1"], ["nf_conntrack_count"]),
+        (["--sysctl", "nf_conntrack_acct=2"], ["nf_conntrack_acct", "0 or 1"]),
+        (["--sysctl", "nf_conntrack_max=-1"], ["nf_conntrack_max"]),
+    ],
+)
+def test_replay_bad_options_one_line(
+    capsys: pytest.CaptureFixture[str], argv: list[str], names: list[str]
+) -> None:
+    rc, out, err = _cli(capsys, "replay", DNS, *argv)
+    assert rc == 2
+    line = _one_error_line(err)
+    for name in names:
+        assert name in line, line
+    assert out == ""
+
+
+@pytest.mark.parametrize("command", ["explain", "report"])
+def test_other_commands_share_the_checks(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    extra = ["1"] if command == "explain" else ["--json"]
+    for argv in (["--zone", "70000"], ["--seed", "-1"], ["--sysctl", "nf_conntrack_acct=9"]):
+        rc, _, err = _cli(capsys, command, DNS, *extra, *argv)
+        assert rc == 2, (command, argv)
+        assert argv[0] in _one_error_line(err) or argv[1].split("=")[0] in err
+
+
+def test_explain_frame_and_verify_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = _cli(capsys, "explain", DNS, "-1")
+    assert rc == 2
+    assert "argument FRAME" in _one_error_line(err)
+    rc, _, err = _cli(capsys, "verify-kernel", DNS, "--limit", "-1")
+    assert rc == 2 and "--limit" in _one_error_line(err)
+
+
+@pytest.mark.parametrize(
+    ("argv", "names"),
+    [
+        (["--sysctl", "nf_conntrack_nope=1"], ["--sysctl", "nf_conntrack_nope"]),
+        (["--sysctl", "nf_conntrack_acct=7"], ["nf_conntrack_acct", "0 or 1"]),
+        (["--sysctl", "nf_conntrack_buckets=0"], ["nf_conntrack_buckets"]),
+    ],
+)
+def test_verify_kernel_bad_sysctls_before_the_kernel(
+    capsys: pytest.CaptureFixture[str], argv: list[str], names: list[str]
+) -> None:
+    """Checked before the kernel is asked (so also where it is unavailable)."""
+    rc, out, err = _cli(capsys, "verify-kernel", DNS, *argv)
+    assert rc == 2
+    line = _one_error_line(err)
+    assert line.startswith("nfct verify-kernel: ")
+    for name in names:
+        assert name in line
+    assert out == ""
+
+
+def test_threads_above_the_cpus_warn(capsys: pytest.CaptureFixture[str]) -> None:
+    cpus = os.cpu_count() or 1
+    rc, _, err = _cli(capsys, "replay", DNS, "--threads", cpus + 1, "-o", "stats")
+    assert rc == 0
+    assert f"--threads {cpus + 1} is more than the {cpus} CPUs" in err
+    rc, _, err = _cli(capsys, "replay", DNS, "--threads", 1, "-o", "stats")
+    assert rc == 0 and "CPUs" not in err
+
+
+def test_unsupported_link_type_says_so(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "user0.pcap"
+    with PcapWriter(path, linktype=147) as w:
+        for i in range(3):
+            w.write(1.0 + i, P.udp(C, S, 1000 + i, 53))
+    rc, _, err = _cli(capsys, "replay", path)
+    assert rc == 0
+    assert "3 not IP" in err
+    assert f"{path}: link type 147 is not supported" in err
+    # A supported link type with frames that are not IP says nothing of the kind.
+    rc, _, err = _cli(capsys, "replay", DNS)
+    assert rc == 0 and "2 not IP" in err and "link type" not in err
+
+
+def test_summary_says_why_packets_were_dropped(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A capture taken on a host's loopback, replayed as if routed: martian sources, and the
+    way out."""
+    path = tmp_path / "lo.pcap"
+    write_pcap(path, [(1.0 + i, P.udp("127.0.0.1", "127.0.0.1", 1000 + i, 53)) for i in range(4)])
+    rc, _, err = _cli(capsys, "replay", path)
+    assert rc == 0
+    assert "4 dropped" in err
+    (why,) = [ln for ln in err.splitlines() if ln.startswith("nfct: why")]
+    assert "4 ip_route_input: martian source" in why
+    assert "--path local-out" in why
+    rc, _, err = _cli(capsys, "replay", path, "--path", "local-out")
+    assert rc == 0 and "0 dropped" in err and "why" not in err
+
+
+def _pipe_to_head(*argv: object) -> subprocess.CompletedProcess[bytes]:
+    """`nfct ARGV... | head -1`: the reader goes away after one line."""
+    cmd = [sys.executable, "-m", "nfct.cli", *map(str, argv)]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p:
+        assert p.stdout is not None and p.stderr is not None
+        p.stdout.readline()
+        p.stdout.close()
+        err = p.stderr.read()
+        rc = p.wait(timeout=120)
+    return subprocess.CompletedProcess(cmd, rc, b"", err)
+
+
+@pytest.mark.parametrize("output", ["packets", "events", "extended"])
+def test_broken_pipe_exits_0(tmp_path: Path, output: str) -> None:
+    path = tmp_path / "many.pcap"
+    write_pcap(path, [(1.0 + i * 1e-3, P.udp(C, S, 1000 + i, 53)) for i in range(20000)])
+    done = _pipe_to_head("replay", path, "-o", output)
+    assert done.returncode == 0, done.stderr
+    assert b"Traceback" not in done.stderr
+    assert b"Broken pipe" not in done.stderr and b"writing" not in done.stderr
+
+
+# --- Python: the exception names the argument ----------------------------------------------------
+
+
+def _raises(exc: type[BaseException], match: str, f: Callable[[], Any]) -> None:
+    with pytest.raises(exc, match=match):
+        f()
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: Net(seed=-1), "seed -1 is out of range"),
+        (lambda: Net(seed=2**64), "seed"),
+        (lambda: Net.from_host({}, seed=-1), "seed"),
+        (lambda: Net(mtu=-1), "mtu"),
+        (lambda: Net().listen_events(True, -1), "capacity"),
+        (lambda: nfct.BuiltinHook.ct_zone(70000), "zone 70000 is out of range: 0 to 65535"),
+        (lambda: nfct.BuiltinHook.ct_zone(-1), "zone"),
+        (lambda: nfct.BuiltinHook.ct_mark_set(-1), "mark"),
+        (lambda: nfct.BuiltinHook.ct_mark_set(1, 2**32), "mask"),
+        (lambda: nfct.BuiltinHook.ct_mark(2**32, nfct.NF_ACCEPT), "mark"),
+        (
+            lambda: nfct.NfHookOps(nfct.BuiltinHook.notrack(), nfct.NFPROTO_INET, 0, 2**31),
+            "priority",
+        ),
+        (lambda: Net().delete(zone=-1), "zone"),
+        (lambda: Net().delete(mark=2**32), "mark"),
+        (lambda: Net().delete(sport=65536), "sport"),
+        (lambda: Net().select(reply_dport=-1), "reply_dport"),
+        (lambda: Net().update(set_mark=-1), "set_mark"),
+        (lambda: Net().update(set_mark=1, set_mask=2**32), "set_mask"),
+        (lambda: Net().update(timeout=-1), "timeout"),
+        (lambda: Net().get(nfct.Tuple(C, S, 17, 1, 2), zone=-1), "zone"),
+    ],
+)
+def test_int_arguments_out_of_range_name_the_argument(call: Callable[[], Any], match: str) -> None:
+    """A bare OverflowError named nothing; now a NfctValueError (a ValueError) does."""
+    with pytest.raises(nfct.NfctValueError, match=match) as err:
+        call()
+    assert isinstance(err.value, ValueError)
+    assert not isinstance(err.value, OverflowError)
+
+
+def test_int_arguments_of_the_wrong_type_name_the_argument() -> None:
+    with pytest.raises(nfct.NfctTypeError, match="seed must be an int, not str"):
+        Net(seed="1")  # type: ignore[arg-type]
+    with pytest.raises(nfct.NfctTypeError, match="zone must be an int"):
+        nfct.BuiltinHook.ct_zone(1.5)  # type: ignore[arg-type]
+    # In range, every form still works.
+    assert Net(seed=0) is not None and Net(seed=2**64 - 1) is not None
+    assert nfct.BuiltinHook.ct_zone(65535) is not None
+    assert Net().delete(zone=None, mark=None) == 0
+
+
+def test_addresses_and_paths_name_the_argument() -> None:
+    with pytest.raises(nfct.NfctTypeError, match="local_addrs"):
+        Net(local_addrs="1.2.3.4")  # type: ignore[arg-type]
+    with pytest.raises(nfct.NfctTypeError, match="captures"):
+        Net().replay("x.pcap")  # type: ignore[arg-type]
+
+
+def test_skb_in_a_second_net_raises() -> None:
+    pkt = P.udp(C, S, 1000, 53)
+    hook_in, confirm = hooks(pkt)
+    first, second = Net(), Net()
+    skb = Skb(pkt, tstamp=1.0)
+    assert hook_in(first, skb) == nfct.NF_ACCEPT
+    assert confirm(first, skb) == nfct.NF_ACCEPT
+    assert len(first) == 1
+    for f in (hook_in, confirm):
+        with pytest.raises(nfct.NfctValueError, match="another Net"):
+            f(second, skb)
+    with pytest.raises(nfct.NfctValueError, match="another Net"):
+        nfct.ip_rcv(second, skb)
+    assert len(second) == 0 and second.count == 0
+    # A fresh Skb of the same bytes goes through the second Net.
+    fresh = Skb(pkt, tstamp=1.0)
+    assert hook_in(second, fresh) == nfct.NF_ACCEPT and confirm(second, fresh) == nfct.NF_ACCEPT
+    assert len(second) == 1
+
+
+def test_conn_line_rejects_an_unknown_format() -> None:
+    net = Net()
+    nfct.ip_rcv(net, Skb(P.udp(C, S, 1000, 53), tstamp=1.0))
+    (conn,) = list(net)
+    for bad in ("bogus", ""):
+        with pytest.raises(nfct.NfctValueError, match="unknown format") as a:
+            conn.line(bad)
+        with pytest.raises(nfct.NfctValueError, match="unknown format") as b:
+            net.dump(bad)
+        assert str(a.value) == str(b.value)
+
+
+def test_python_fuzz_harness_over_its_seeds() -> None:
+    """tools/fuzz_python.py's one_input (Atheris's target) without Atheris: each entry point
+    fed a seed and some corruptions of it raises nothing but nfct's own errors."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import fuzz_python as F
+    finally:
+        sys.path.pop(0)
+    udp = P.udp(C, S, 1000, 53)
+    seeds = [
+        bytes([0, 3, 5]) + b"\x05" * 40 + (2**70).to_bytes(9, "little"),
+        bytes([1, 40]) + udp + b"\x01\x00" + bytes([len(udp) - 3]) + udp,
+        bytes([2]) + DNS.read_bytes(),
+        bytes([3]) + bytes(16) + udp,
+        bytes([4]) + (ROOT / "examples" / "host-firewalld.json").read_bytes(),
+        bytes([5]) + udp,
+    ]
+    for seed in seeds:
+        for cut in (len(seed), len(seed) // 2, 3):
+            F.one_input(seed[:cut])
+            F.one_input(bytes(x ^ 0x5A for x in seed[:cut]))
