@@ -27,6 +27,9 @@ pc = pytest.importorskip("pyarrow.compute")
 distributed = pytest.importorskip("distributed")
 
 SEED = 7
+# A unit that never comes back fails its test in minutes, not at the suite's 900 s bound (a
+# hang was seen once in a full run on a loaded machine, not reproduced).
+pytestmark = pytest.mark.timeout(240)
 SHIPPED = sorted(EXAMPLES_DIR.glob("*.pcap"))
 
 
