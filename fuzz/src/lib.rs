@@ -306,6 +306,7 @@ pub fn nat(data: &[u8]) {
             tstamp: t,
             clock: PacketClock::Shared,
             iif: Some(if sel & 1 == 0 { 2 } else { 3 }),
+            hint: None,
         };
         let hooks = net.hooks.snapshot();
         let mut ext = nfct::ip::no_external;
