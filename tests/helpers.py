@@ -86,7 +86,8 @@ def seeded(test: F) -> F:
     command that reruns it (tests/conftest.py)."""
     if RUN_SEED is None:
         raise RuntimeError("helpers.RUN_SEED is unset: tests/conftest.py sets it at configure")
-    return pytest.mark.seeded(hypothesis.seed(RUN_SEED)(test))
+    marked: F = pytest.mark.seeded(hypothesis.seed(RUN_SEED)(test))
+    return marked
 
 
 # --- packets through the hooks ------------------------------------------------------------------

@@ -168,8 +168,8 @@ def test_extension_header_chains_agree_with_the_kernel() -> None:
     pkts: list[bytes] = []
     labels: list[str] = []
     expected: list[str] = []
-    for k, (name, headers, fwd, back) in enumerate(CHAINS):
-        sport = 20000 + k
+    for n, (name, headers, fwd, back) in enumerate(CHAINS):
+        sport = 20000 + n
         pkts += [chain(P.IPPROTO_UDP, udp(sport), headers), answer(sport)]
         labels += [name, f"{name}: answer"]
         expected += [fwd, back]
