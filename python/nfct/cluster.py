@@ -32,10 +32,11 @@ sysctls as ``NAME=VALUE`` words, ``""`` for none), the replay's counts under
 ``established``, ``related``, ``invalid``, ``untracked``, ``dropped``, the fragment counts,
 ``unsupported_link``), ``reasons`` and ``dropped_by`` (maps), ``entries`` (the final table's
 size), the ``conntrack -S`` counters as ``stats_found``, ``stats_invalid``, ...
-(:attr:`nfct.Net.stats` with a prefix), ``error`` (None when the unit succeeded; else what went wrong, with the counts of
-what was replayed before, or None where nothing was), ``seconds`` (the unit's time on its
-worker) and ``worker``. A unit that fails (a corrupt capture, a file a worker cannot open, a
-worker that died) is a row with its error; the other units are not affected.
+(:attr:`nfct.Net.stats` with a prefix), ``error`` (None when the unit succeeded; else what
+went wrong, with the counts of what was replayed before, or None where nothing was),
+``seconds`` (the unit's time on its worker) and ``worker``. A unit that fails (a corrupt
+capture, a file a worker cannot open, a worker that died) is a row with its error; the other
+units are not affected.
 """
 
 from __future__ import annotations
