@@ -128,13 +128,14 @@ fn bump(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
-/// `nf_conntrack_count` and the next entry id: written by every new entry, alone on their
-/// cache lines (two, for the adjacent-line prefetch).
+/// `nf_conntrack_count`, the next entry id and the random state of the chain limit: written by
+/// every new entry, alone on their cache lines (two, for the adjacent-line prefetch).
 #[repr(align(128))]
 #[derive(Debug)]
 struct Created {
     count: AtomicU64,
     next_id: AtomicU32,
+    rng: AtomicU64,
 }
 
 /// Options fixed when a namespace's conntrack is created.
@@ -158,7 +159,6 @@ pub struct Conntrack {
     /// entries at once would otherwise take the hash keys' cache line from each other).
     created: Created,
     stats: AtomicStats,
-    rng: AtomicU64,
     rst_timeout: RstTimeout,
     /// The event listeners' queue (`conntrack -E`).
     pub events: EventSink,
@@ -203,9 +203,12 @@ impl Conntrack {
             table: Table::new(nbuckets),
             sysctl,
             hasher,
-            created: Created { count: AtomicU64::new(0), next_id: AtomicU32::new(1) },
+            created: Created {
+                count: AtomicU64::new(0),
+                next_id: AtomicU32::new(1),
+                rng: AtomicU64::new(rng_seed),
+            },
             stats: AtomicStats::default(),
-            rng: AtomicU64::new(rng_seed),
             rst_timeout: opts.rst_timeout,
             events: EventSink::default(),
             next_gc: AtomicU64::new(0),
@@ -266,11 +269,11 @@ impl Conntrack {
 
     /// A cheap pseudo-random number (xorshift), for the kernel's random chain limit.
     fn random(&self) -> u64 {
-        let mut x = self.rng.load(Ordering::Relaxed);
+        let mut x = self.created.rng.load(Ordering::Relaxed);
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        self.rng.store(x, Ordering::Relaxed);
+        self.created.rng.store(x, Ordering::Relaxed);
         x
     }
 
