@@ -113,7 +113,7 @@ mod tests {
             let mut got = vec![0u32; workers as usize];
             for i in 0..20_000u32 {
                 let mut p = vec![0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0];
-                p.extend_from_slice(&(0x0a00_0000 | i / 7).to_be_bytes());
+                p.extend_from_slice(&(0x0a00_0000 | (i / 7)).to_be_bytes());
                 p.extend_from_slice(&[192, 0, 2, 1]);
                 p.extend_from_slice(&(1024 + (i % 7) as u16 * 1000).to_be_bytes());
                 p.extend_from_slice(&[0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 2, 0, 0, 0, 0, 0, 0]);
