@@ -931,7 +931,8 @@ impl Conntrack {
     /// The confirmed entries at time `now`, as `conntrack -L` lists them: expired entries met
     /// are reaped instead (DESTROY events included), as the kernel's listing does.
     pub fn list(&self, now: u64) -> Vec<(u32, u32, ConnView)> {
-        let mut out = Vec::new();
+        // Sized once: growing a vector of views copies them again and again.
+        let mut out = Vec::with_capacity(usize::try_from(self.count()).unwrap_or(0));
         for slot in self.table.slots() {
             let Some(lock) = self.table.slot(slot) else { continue };
             let e = lock.lock();
