@@ -389,7 +389,8 @@ class ReplayResult:
         """Records read (captures), or packets given (feed)."""
     @property
     def non_ip(self) -> int:
-        """Frames that carried no IP packet for the IP stack (ARP, IP inside MPLS, ...)."""
+        """Frames of a supported link type that carried no IP packet for the IP stack (ARP,
+        IP inside MPLS, ...)."""
     @property
     def packets(self) -> int:
         """IP packets fed to the stack."""
@@ -414,6 +415,13 @@ class ReplayResult:
     def frag_timed_out(self) -> int: ...
     @property
     def frag_dropped(self) -> int: ...
+    @property
+    def unsupported_link(self) -> int:
+        """Frames of a link type nfct does not decode (never looked into; not in
+        :attr:`non_ip`)."""
+    @property
+    def unsupported_links(self) -> dict[int, int]:
+        """Those frames by link type (``LINKTYPE_*`` number)."""
     @property
     def reasons(self) -> dict[str, int]:
         """How many packets were INVALID or dropped for each reason (the kernel's words)."""

@@ -158,7 +158,7 @@ fn worker(sh: &Shared<'_>, me: usize) -> WorkerResult {
             }
             let Some(pkt) = ip_of(rec) else {
                 if me == 0 {
-                    res.summary.non_ip += 1;
+                    res.summary.not_ip(rec.linktype);
                 }
                 return;
             };
