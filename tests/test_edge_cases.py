@@ -523,6 +523,32 @@ def test_max_lowered_below_count() -> None:
 # --- expiry and printed timeouts (spec §11) ----------------------------------------------------
 
 
+def test_replay_runs_the_collector_on_the_kernels_schedule() -> None:
+    """Spec §11.4 through a replay (`Net.feed`, the capture clock): a pass runs at the first
+    packet (the table empty: the next one 60 s later); the entry that expired meanwhile is
+    reaped by the pass due at 60 s (DESTROY stamped then), not earlier; that pass finds 100
+    live entries with 30 s left, so the next is (100 * 60 + 100 * 30) / 200 = 45 s later, and
+    no packet before then runs one. (rust/core.rs's unit tests check the arithmetic.)"""
+    net = Net({"nf_conntrack_udp_timeout": 31}, seed=1)
+    net.listen_events(capacity=1 << 20)
+    t0 = 1000.0
+    recs = [(t0, P.udp("10.0.0.1", S, 1, 53))]  # expires at 1031
+    recs += [(t0 + 59, P.udp(f"10.1.0.{i}", S, 2, 53)) for i in range(100)]  # expire at 1090
+    recs += [
+        (t0 + 60, P.udp("10.0.0.9", S, 3, 53)),  # expires at 1091
+        (t0 + 104.9, P.udp("10.0.0.9", S, 4, 53)),  # expires at 1135.9
+        (t0 + 105, P.udp("10.0.0.9", S, 5, 53)),
+    ]
+    net.feed(recs)
+    destroyed: dict[str, int] = {}
+    for e in net.read_events(timestamps=True):
+        stamp, tag = e.split()[:2]
+        if tag == "[DESTROY]":
+            destroyed[stamp] = destroyed.get(stamp, 0) + 1
+    assert destroyed == {"[1060.000000]": 1, "[1105.000000]": 101}
+    assert {c.orig.sport for c in net} == {4, 5}
+
+
 def test_timeouts_are_printed_truncated() -> None:
     net = Net()
     forward(net, P.udp(C, S, 4060, 53), t=100.0)
