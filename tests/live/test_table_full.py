@@ -215,7 +215,7 @@ def test_table_full_of_assured_entries_drops_every_new_flow() -> None:
     datagram, echo request (IPv4 or IPv6) is dropped before the forward hook, `drop`+1 each and
     no eviction; a packet of an existing flow, an ICMP error quoting one and a RST pass; a SYN
     reopening the connection just reset passes too (the old entry is freed first, so the new one
-    fits): DESTROY then NEW; a SYN to another port is still dropped."""
+    fits): DESTROY then NEW; a SYN to another port before it is still dropped."""
     pkts = [p for i in range(ALL_ASSURED) for p in handshake(40000 + i)]
     fill = len(pkts)
     tail = [
@@ -229,13 +229,14 @@ def test_table_full_of_assured_entries_drops_every_new_flow() -> None:
         (P.tcp(C, S, 40005, 80, flags="R", seq=101), "established"),
         (P.tcp(C, S, 50001, 80, flags="S", seq=1), "dropped"),
         (P.tcp(C, S, 40005, 80, flags="S", seq=9999), "new"),
-        (P.tcp(C, S, 50002, 80, flags="S", seq=1), "dropped"),
+        # Nothing after the reopen: its entry (SYN_SENT) is not ASSURED, so a new flow would
+        # evict it where its scan met it (about 3 % of runs on the kernel), else be dropped.
     ]
     seq = timed(pkts + [p for p, _ in tail])
     k, n, _ = both(seq, ALL_ASSURED)
     want = ["new", "established", "established"] * ALL_ASSURED + [c for _, c in tail]
     assert k.classes == want, k.classes[fill:]
-    assert k.stats["drop"] == 7 and k.stats["early_drop"] == 0
+    assert k.stats["drop"] == 6 and k.stats["early_drop"] == 0
     assert k.count == len(k.lines) == ALL_ASSURED
     tags = [event(e)[0] for e in k.events]
     assert tags.count("DESTROY") == 1 and tags[-2:] == ["DESTROY", "NEW"]
