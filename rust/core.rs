@@ -128,6 +128,16 @@ fn bump(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
+/// `nf_conntrack_count`, the next entry id and the random state of the chain limit: written by
+/// every new entry, alone on their cache lines (two, for the adjacent-line prefetch).
+#[repr(align(128))]
+#[derive(Debug)]
+struct Created {
+    count: AtomicU64,
+    next_id: AtomicU32,
+    rng: AtomicU64,
+}
+
 /// Options fixed when a namespace's conntrack is created.
 #[derive(Clone, Debug, Default)]
 pub struct CtOptions {
@@ -145,10 +155,10 @@ pub struct Conntrack {
     pub table: Table,
     pub sysctl: Sysctl,
     hasher: TupleHasher,
-    count: AtomicU64,
+    /// What every new entry writes, apart from what every packet reads (threads creating
+    /// entries at once would otherwise take the hash keys' cache line from each other).
+    created: Created,
     stats: AtomicStats,
-    next_id: AtomicU32,
-    rng: AtomicU64,
     rst_timeout: RstTimeout,
     /// The event listeners' queue (`conntrack -E`).
     pub events: EventSink,
@@ -193,10 +203,12 @@ impl Conntrack {
             table: Table::new(nbuckets),
             sysctl,
             hasher,
-            count: AtomicU64::new(0),
+            created: Created {
+                count: AtomicU64::new(0),
+                next_id: AtomicU32::new(1),
+                rng: AtomicU64::new(rng_seed),
+            },
             stats: AtomicStats::default(),
-            next_id: AtomicU32::new(1),
-            rng: AtomicU64::new(rng_seed),
             rst_timeout: opts.rst_timeout,
             events: EventSink::default(),
             next_gc: AtomicU64::new(0),
@@ -229,7 +241,7 @@ impl Conntrack {
 
     /// `nf_conntrack_count`: allocated entries, unconfirmed ones included.
     pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
+        self.created.count.load(Ordering::Relaxed)
     }
 
     /// The statistics as `conntrack -S` shows them.
@@ -257,11 +269,11 @@ impl Conntrack {
 
     /// A cheap pseudo-random number (xorshift), for the kernel's random chain limit.
     fn random(&self) -> u64 {
-        let mut x = self.rng.load(Ordering::Relaxed);
+        let mut x = self.created.rng.load(Ordering::Relaxed);
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        self.rng.store(x, Ordering::Relaxed);
+        self.created.rng.store(x, Ordering::Relaxed);
         x
     }
 
@@ -545,9 +557,9 @@ impl Conntrack {
             return Init::NotInvertible;
         }
         let max = self.sysctl.get(SysctlKey::Max);
-        let count = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        let count = self.created.count.fetch_add(1, Ordering::Relaxed) + 1;
         if max != 0 && count > max && !self.early_drop(hash, now) {
-            self.count.fetch_sub(1, Ordering::Relaxed);
+            self.created.count.fetch_sub(1, Ordering::Relaxed);
             return Init::TableFull;
         }
         let e = Conn {
@@ -563,13 +575,13 @@ impl Conntrack {
                 1 => true,
                 _ => self.events.listening(),
             },
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            id: self.created.next_id.fetch_add(1, Ordering::Relaxed),
             ..Conn::default()
         };
         match self.table.alloc(hash, e) {
             Some(slot) => Init::Created(slot),
             None => {
-                self.count.fetch_sub(1, Ordering::Relaxed);
+                self.created.count.fetch_sub(1, Ordering::Relaxed);
                 Init::TableFull
             }
         }
@@ -776,7 +788,7 @@ impl Conntrack {
 
     /// Frees an unconfirmed entry that no packet holds any more.
     fn free_unconfirmed(&self, slot: u32, gen: u32) {
-        self.count.fetch_sub(1, Ordering::Relaxed);
+        self.created.count.fetch_sub(1, Ordering::Relaxed);
         self.table.free(slot, gen);
     }
 
@@ -834,7 +846,7 @@ impl Conntrack {
         };
         if free {
             if unconfirmed {
-                self.count.fetch_sub(1, Ordering::Relaxed);
+                self.created.count.fetch_sub(1, Ordering::Relaxed);
             }
             self.table.free(slot, gen);
         }
@@ -863,7 +875,7 @@ impl Conntrack {
         };
         if confirmed {
             self.table.unlink(slot);
-            self.count.fetch_sub(1, Ordering::Relaxed);
+            self.created.count.fetch_sub(1, Ordering::Relaxed);
         }
         let free = {
             let e = lock.lock();
@@ -919,7 +931,8 @@ impl Conntrack {
     /// The confirmed entries at time `now`, as `conntrack -L` lists them: expired entries met
     /// are reaped instead (DESTROY events included), as the kernel's listing does.
     pub fn list(&self, now: u64) -> Vec<(u32, u32, ConnView)> {
-        let mut out = Vec::new();
+        // Sized once: growing a vector of views copies them again and again.
+        let mut out = Vec::with_capacity(usize::try_from(self.count()).unwrap_or(0));
         for slot in self.table.slots() {
             let Some(lock) = self.table.slot(slot) else { continue };
             let e = lock.lock();

@@ -344,6 +344,10 @@ class Conn:
         ``nf_conntrack_acct`` was on at the entry's creation, else None."""
     def line(self, fmt: _ListFormat = "extended") -> str:
         """This entry as one line of a listing, as :meth:`Net.dump` prints it."""
+    def row(self) -> dict[str, Any]:
+        """Every field at once, from one snapshot of the entry (each attribute takes its
+        own): the columns of :mod:`nfct.export`'s ``entries`` table but ``family`` and
+        ``flags``, with ``l3num``."""
     def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
@@ -505,6 +509,10 @@ class Net:
     def __len__(self) -> int:
         """How many entries a listing shows now (it reaps expired ones); :attr:`count` is
         ``nf_conntrack_count``, unconfirmed entries included."""
+    def columns(self) -> dict[str, list[Any]]:
+        """The table as columns, one list per field of :meth:`Conn.row` (the entries a
+        listing shows now, in its order): what :mod:`nfct.export`'s ``entries`` table is
+        built from, without a handle per entry."""
     def dump(self, fmt: _ListFormat = "extended") -> str:
         """The table as text: "extended" (``conntrack -L -o extended``), "conntrack"
         (``conntrack -L``) or "proc" (``/proc/net/nf_conntrack``)."""
