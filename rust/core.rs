@@ -128,6 +128,16 @@ fn bump(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
+/// `nf_conntrack_count`, the next entry id and the random state of the chain limit: written by
+/// every new entry, alone on their cache lines (two, for the adjacent-line prefetch).
+#[repr(align(128))]
+#[derive(Debug)]
+struct Created {
+    count: AtomicU64,
+    next_id: AtomicU32,
+    rng: AtomicU64,
+}
+
 /// Options fixed when a namespace's conntrack is created.
 #[derive(Clone, Debug, Default)]
 pub struct CtOptions {
@@ -145,10 +155,10 @@ pub struct Conntrack {
     pub table: Table,
     pub sysctl: Sysctl,
     hasher: TupleHasher,
-    count: AtomicU64,
+    /// What every new entry writes, apart from what every packet reads (threads creating
+    /// entries at once would otherwise take the hash keys' cache line from each other).
+    created: Created,
     stats: AtomicStats,
-    next_id: AtomicU32,
-    rng: AtomicU64,
     rst_timeout: RstTimeout,
     /// The event listeners' queue (`conntrack -E`).
     pub events: EventSink,
@@ -193,10 +203,12 @@ impl Conntrack {
             table: Table::new(nbuckets),
             sysctl,
             hasher,
-            count: AtomicU64::new(0),
+            created: Created {
+                count: AtomicU64::new(0),
+                next_id: AtomicU32::new(1),
+                rng: AtomicU64::new(rng_seed),
+            },
             stats: AtomicStats::default(),
-            next_id: AtomicU32::new(1),
-            rng: AtomicU64::new(rng_seed),
             rst_timeout: opts.rst_timeout,
             events: EventSink::default(),
             next_gc: AtomicU64::new(0),
@@ -229,7 +241,7 @@ impl Conntrack {
 
     /// `nf_conntrack_count`: allocated entries, unconfirmed ones included.
     pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
+        self.created.count.load(Ordering::Relaxed)
     }
 
     /// The statistics as `conntrack -S` shows them.
@@ -257,11 +269,11 @@ impl Conntrack {
 
     /// A cheap pseudo-random number (xorshift), for the kernel's random chain limit.
     fn random(&self) -> u64 {
-        let mut x = self.rng.load(Ordering::Relaxed);
+        let mut x = self.created.rng.load(Ordering::Relaxed);
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        self.rng.store(x, Ordering::Relaxed);
+        self.created.rng.store(x, Ordering::Relaxed);
         x
     }
 
@@ -545,9 +557,9 @@ impl Conntrack {
             return Init::NotInvertible;
         }
         let max = self.sysctl.get(SysctlKey::Max);
-        let count = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        let count = self.created.count.fetch_add(1, Ordering::Relaxed) + 1;
         if max != 0 && count > max && !self.early_drop(hash, now) {
-            self.count.fetch_sub(1, Ordering::Relaxed);
+            self.created.count.fetch_sub(1, Ordering::Relaxed);
             return Init::TableFull;
         }
         let e = Conn {
@@ -563,13 +575,13 @@ impl Conntrack {
                 1 => true,
                 _ => self.events.listening(),
             },
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            id: self.created.next_id.fetch_add(1, Ordering::Relaxed),
             ..Conn::default()
         };
         match self.table.alloc(hash, e) {
             Some(slot) => Init::Created(slot),
             None => {
-                self.count.fetch_sub(1, Ordering::Relaxed);
+                self.created.count.fetch_sub(1, Ordering::Relaxed);
                 Init::TableFull
             }
         }
@@ -776,7 +788,7 @@ impl Conntrack {
 
     /// Frees an unconfirmed entry that no packet holds any more.
     fn free_unconfirmed(&self, slot: u32, gen: u32) {
-        self.count.fetch_sub(1, Ordering::Relaxed);
+        self.created.count.fetch_sub(1, Ordering::Relaxed);
         self.table.free(slot, gen);
     }
 
@@ -834,7 +846,7 @@ impl Conntrack {
         };
         if free {
             if unconfirmed {
-                self.count.fetch_sub(1, Ordering::Relaxed);
+                self.created.count.fetch_sub(1, Ordering::Relaxed);
             }
             self.table.free(slot, gen);
         }
@@ -863,7 +875,7 @@ impl Conntrack {
         };
         if confirmed {
             self.table.unlink(slot);
-            self.count.fetch_sub(1, Ordering::Relaxed);
+            self.created.count.fetch_sub(1, Ordering::Relaxed);
         }
         let free = {
             let e = lock.lock();
@@ -919,7 +931,8 @@ impl Conntrack {
     /// The confirmed entries at time `now`, as `conntrack -L` lists them: expired entries met
     /// are reaped instead (DESTROY events included), as the kernel's listing does.
     pub fn list(&self, now: u64) -> Vec<(u32, u32, ConnView)> {
-        let mut out = Vec::new();
+        // Sized once: growing a vector of views copies them again and again.
+        let mut out = Vec::with_capacity(usize::try_from(self.count()).unwrap_or(0));
         for slot in self.table.slots() {
             let Some(lock) = self.table.slot(slot) else { continue };
             let e = lock.lock();
@@ -1168,6 +1181,124 @@ mod tests {
         assert_eq!(through(&n, &p, 40 * NS).1, Some(CtState::New));
         assert_eq!(through(&n, &p, 80 * NS).1, Some(CtState::New));
         assert_eq!(n.count(), 1);
+    }
+
+    /// `n` unreplied UDP flows created at `t` (distinct sources), each with the UDP timeout.
+    fn flows(net: &Conntrack, n: u32, first: u32, t: u64) {
+        for i in first..first + n {
+            let p = udp4([10, 1 + (i >> 16) as u8, (i >> 8) as u8, i as u8], [10, 0, 0, 2], 1000, 53);
+            assert_eq!(through(net, &p, t).1, Some(CtState::New));
+        }
+    }
+
+    /// The pass after `gc(now)`: the spec's §11.4 pacing, computed apart from the code: the
+    /// average starts at 60 s with a weight of 100 entries, each live entry adds its remaining
+    /// time clamped to 1 s .. 300 s (expired ones add nothing), and the next pass is that
+    /// average clamped to 1 s .. 60 s later.
+    fn spec_next(now: u64, remaining: &[u64]) -> u64 {
+        let sum: u64 = remaining.iter().map(|r| (*r).clamp(NS, 300 * NS)).sum();
+        let avg = (100 * 60 * NS + sum) / (100 + remaining.len() as u64);
+        now + avg.clamp(NS, 60 * NS)
+    }
+
+    fn next_gc(net: &Conntrack) -> u64 {
+        net.next_gc.load(Ordering::Relaxed)
+    }
+
+    /// Within a microsecond: the code averages in floating point.
+    fn assert_near(got: u64, want: u64) {
+        assert!(got.abs_diff(want) < 1000, "next pass at {got} ns, the spec's at {want} ns");
+    }
+
+    #[test]
+    fn gc_schedule_first_pass_and_an_empty_table() {
+        let n = net(0, 1024);
+        // Nothing run yet: the first call runs a pass whenever it comes.
+        assert_eq!(next_gc(&n), 0);
+        assert_eq!(n.gc_if_due(5 * NS), 0);
+        // An empty table: the average stays at 60 s.
+        assert_eq!(next_gc(&n), 65 * NS);
+        // Three entries that expire at 36 s.
+        flows(&n, 3, 0, 6 * NS);
+        // Not due before 65 s: expired entries stay (counted, never listed).
+        assert_eq!(n.gc_if_due(65 * NS - 1), 0);
+        assert_eq!(n.count(), 3);
+        assert_eq!(next_gc(&n), 65 * NS);
+        // Due at 65 s: all three reaped, and with nothing live the next pass is 60 s later.
+        assert_eq!(n.gc_if_due(65 * NS), 3);
+        assert_eq!(n.count(), 0);
+        assert_eq!(next_gc(&n), 125 * NS);
+    }
+
+    #[test]
+    fn gc_schedule_follows_the_average_remaining_time() {
+        // 100 entries with 30 s left: (100 * 60 + 100 * 30) / 200 = 45 s.
+        let n = net(0, 1024);
+        flows(&n, 100, 0, 0);
+        assert_eq!(n.gc(0), 0);
+        assert_eq!(next_gc(&n), spec_next(0, &[30 * NS; 100]));
+        assert_eq!(next_gc(&n), 45 * NS);
+        // 900 more with 10 s left at the next pass (45 s), the first 100 expired by then (30 s):
+        // these add nothing, so (100 * 60 + 900 * 10) / 1000 = 15 s.
+        flows(&n, 900, 100, 25 * NS);
+        // (a lookup reaping its own bucket's expired entries would take some of the first
+        // hundred early; none of these lookups comes after 30 s.)
+        assert_eq!(n.gc_if_due(45 * NS), 100);
+        assert_near(next_gc(&n), 60 * NS);
+        assert_eq!(spec_next(45 * NS, &[10 * NS; 900]), 60 * NS);
+        // Short timeouts: every entry counts as at least 1 s, so even 10000 entries with a few
+        // milliseconds left keep the average above 1 s: (6000 + 10000) / 10100 s.
+        let n = net(0, 1 << 14);
+        n.sysctl.set(SysctlKey::UdpTimeout, 1);
+        flows(&n, 10_000, 0, 0);
+        let now = NS - 5_000_000;
+        assert_eq!(n.gc(now), 0);
+        let want = spec_next(now, &[5_000_000; 10_000]);
+        assert_near(next_gc(&n), want);
+        assert_near(want - now, 16_000 * NS / 10_100);
+        // Every entry expired: nothing live, back to 60 s.
+        assert_eq!(n.gc(2 * NS), 10_000);
+        assert_eq!(next_gc(&n), 62 * NS);
+    }
+
+    #[test]
+    fn gc_schedule_clamps() {
+        // Long timeouts count as 300 s: 100 entries of 1000 s give (6000 + 30000) / 200 = 180 s,
+        // and the next pass is at most 60 s away.
+        let n = net(0, 1024);
+        n.sysctl.set(SysctlKey::UdpTimeout, 1000);
+        flows(&n, 100, 0, 0);
+        assert_eq!(n.gc(0), 0);
+        assert_eq!(next_gc(&n), 60 * NS);
+        assert_eq!(spec_next(0, &[1000 * NS; 100]), 60 * NS);
+        // Unclamped it would be 180 s; with 300 s each (not 1000 s) 5000 entries give
+        // (6000 + 5000 * 300) / 5100 s = 295 s: still 60 s.
+        let n = net(0, 1 << 13);
+        n.sysctl.set(SysctlKey::UdpTimeout, 1000);
+        flows(&n, 5000, 0, 0);
+        assert_eq!(n.gc(0), 0);
+        assert_eq!(next_gc(&n), 60 * NS);
+        // A mix: 300 entries with 2 s left and 100 with 1000 s (300 s):
+        // (6000 + 600 + 30000) / 500 = 73.2 s, clamped to 60 s; with 2 s left for 700 entries
+        // instead: (6000 + 1400 + 30000) / 900 = 41.56 s.
+        let n = net(0, 1 << 12);
+        n.sysctl.set(SysctlKey::UdpTimeout, 1000);
+        flows(&n, 100, 0, 0);
+        n.sysctl.set(SysctlKey::UdpTimeout, 2);
+        flows(&n, 700, 100, 0);
+        assert_eq!(n.gc(0), 0);
+        let mut remaining = vec![1000 * NS; 100];
+        remaining.extend([2 * NS; 700]);
+        assert_near(next_gc(&n), spec_next(0, &remaining));
+        assert_near(next_gc(&n), 37_400 * NS / 900);
+        // gc_if_due runs exactly from then on, not before.
+        let due = next_gc(&n);
+        assert_eq!(n.gc_if_due(due - 1), 0);
+        assert_eq!(next_gc(&n), due);
+        assert_eq!(n.gc_if_due(due), 700);
+        assert_eq!(n.count(), 100);
+        // 100 entries left with 1000 - 41.56 s: (6000 + 100 * 300) / 200 = 180 s, clamped: 60 s.
+        assert_eq!(next_gc(&n), due + 60 * NS);
     }
 
     #[test]

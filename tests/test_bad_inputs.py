@@ -122,18 +122,73 @@ def test_threads_above_the_cpus_warn(capsys: pytest.CaptureFixture[str]) -> None
     assert rc == 0 and "CPUs" not in err
 
 
-def test_unsupported_link_type_says_so(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    path = tmp_path / "user0.pcap"
-    with PcapWriter(path, linktype=147) as w:
-        for i in range(3):
+def _link_capture(path: Path, linktype: int, n: int) -> Path:
+    """N UDP packets stored under LINKTYPE (the bytes are raw IP, whatever it says)."""
+    with PcapWriter(path, linktype=linktype) as w:
+        for i in range(n):
             w.write(1.0 + i, P.udp(C, S, 1000 + i, 53))
-    rc, _, err = _cli(capsys, "replay", path)
+    return path
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_unsupported_link_type_says_so(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, threads: int
+) -> None:
+    """Frames of a link type nfct does not decode are counted under their own counter, not as
+    "not IP", and the summary names the link type (both replay paths: one thread and
+    workers)."""
+    wifi = _link_capture(tmp_path / "wifi.pcap", 105, 3)
+    rc, _, err = _cli(capsys, "replay", "--threads", threads, wifi)
     assert rc == 0
-    assert "3 not IP" in err
-    assert f"{path}: link type 147 is not supported" in err
+    assert err.splitlines() == [
+        "nfct: 3 frames of unsupported link type 105 (IEEE802_11) skipped; "
+        "nfct reads Ethernet, Linux SLL/SLL2, NULL/LOOP and raw IP",
+        "nfct: 0 packets (3 frames, 0 not IP, 3 unsupported link type), 0 entries, 0 invalid, "
+        "0 dropped",
+    ]
+    # Two unsupported link types and a supported one, whose frames that are not IP stay
+    # "not IP": every link type named with its frames.
+    user0 = _link_capture(tmp_path / "user0.pcap", 147, 2)
+    rc, _, err = _cli(capsys, "replay", "--threads", threads, "-o", "stats", user0, DNS, wifi)
+    assert rc == 0
+    lines = err.splitlines()
+    assert lines[0] == (
+        "nfct: 5 frames of unsupported link types 105 (IEEE802_11): 3, 147 (USER0): 2 "
+        "skipped; nfct reads Ethernet, Linux SLL/SLL2, NULL/LOOP and raw IP"
+    )
+    assert lines[-1].startswith("nfct: 14 packets (21 frames, 2 not IP, 5 unsupported link type), ")
+    assert sum("link type" in line for line in lines) == 2
     # A supported link type with frames that are not IP says nothing of the kind.
-    rc, _, err = _cli(capsys, "replay", DNS)
-    assert rc == 0 and "2 not IP" in err and "link type" not in err
+    rc, _, err = _cli(capsys, "replay", "--threads", threads, DNS)
+    assert rc == 0 and "2 not IP)" in err and "link type" not in err
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_unsupported_link_type_in_the_result(tmp_path: Path, threads: int) -> None:
+    wifi = _link_capture(tmp_path / "wifi.pcap", 105, 3)
+    odd = _link_capture(tmp_path / "odd.pcap", 4000, 1)
+    res = Net().replay([odd, DNS, wifi], threads=threads)
+    assert (res.unsupported_link, res["unsupported_link"]) == (4, 4)
+    assert res.unsupported_links == res["unsupported_links"] == {105: 3, 4000: 1}
+    assert res.non_ip == 2
+    assert res.frames == res.packets + res.non_ip + res.unsupported_link
+    plain = Net().replay([DNS])
+    assert (plain.unsupported_link, plain.unsupported_links) == (0, {})
+
+
+def test_unsupported_link_type_from_standard_input(tmp_path: Path) -> None:
+    """A capture read from a pipe is named too (nothing looks at the file before the replay)."""
+    wifi = _link_capture(tmp_path / "wifi.pcap", 105, 3)
+    with wifi.open("rb") as f:
+        proc = subprocess.run(
+            [sys.executable, "-m", "nfct", "replay", "-"],
+            stdin=f,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert proc.returncode == 0, proc.stderr
+    assert "3 frames of unsupported link type 105 (IEEE802_11) skipped" in proc.stderr
 
 
 def test_summary_says_why_packets_were_dropped(

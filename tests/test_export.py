@@ -11,7 +11,7 @@ import pytest
 
 import nfct
 import packets as P
-from helpers import EXAMPLES_DIR, S, run_cli, shared_pcaps_dir
+from helpers import EXAMPLES_DIR, S, forward, run_cli, shared_pcaps_dir
 from nfct import export
 from nfct.cli import main
 from nfct.pcap import iter_records, write_pcap
@@ -292,3 +292,68 @@ def test_event_columns_equal_event_rows(tmp_path: Path) -> None:
     assert len(rows) == len(lines) - 1
     for name, values in cols.items():
         assert values.to_pylist() == [r[name] for r in rows], name
+
+
+def _row_by_attributes(conn: nfct.Conn) -> dict[str, object]:
+    """An ``entries`` row read attribute by attribute (each a snapshot of its own)."""
+    o, r, c = conn.orig, conn.reply, conn.counters
+    return {
+        "l3num": o.l3num,
+        "proto": conn.proto,
+        "protonum": o.protonum,
+        "timeout": conn.timeout,
+        "state": conn.state,
+        "src": o.src,
+        "dst": o.dst,
+        "sport": o.sport,
+        "dport": o.dport,
+        "icmp_type": o.type,
+        "icmp_code": o.code,
+        "icmp_id": o.id,
+        "reply_src": r.src,
+        "reply_dst": r.dst,
+        "reply_sport": r.sport,
+        "reply_dport": r.dport,
+        "mark": conn.mark,
+        "zone": conn.zone,
+        "orig_packets": c[0].packets if c else None,
+        "orig_bytes": c[0].bytes if c else None,
+        "reply_packets": c[1].packets if c else None,
+        "reply_bytes": c[1].bytes if c else None,
+        "status": int(conn.status),
+        "line": conn.line(),
+    }
+
+
+@pytest.mark.parametrize("acct", [0, 1])
+def test_conn_row_is_every_attribute_at_once(acct: int) -> None:
+    """``Conn.row`` (what the entries table is built from) holds what the attributes say, for
+    TCP, UDP, ICMP and IPv6 entries, with counters on and off, a mark and a zone."""
+    net = nfct.Net({"nf_conntrack_acct": acct}, seed=1)
+    for pkt in (
+        P.tcp("10.0.0.1", "10.0.0.2", 1234, 80, seq=1, flags="S"),
+        P.udp("10.0.0.1", "10.0.0.3", 5000, 53, b"q" * 30),
+        P.icmp_echo("10.0.0.1", "10.0.0.4", ident=7),
+        P.tcp("2001:db8::1", "2001:db8::2", 4321, 443, seq=1, flags="S"),
+    ):
+        forward(net, pkt, 1.0)
+    forward(net, P.udp("10.0.0.3", "10.0.0.1", 53, 5000, b"a" * 60), 1.5)
+    conns = list(net)
+    net.update(set_mark=42, dport=80)
+    assert len(conns) == 4
+    protos = set()
+    for conn in conns:
+        row = conn.row()
+        assert row == _row_by_attributes(conn)
+        assert list(row) == list(_row_by_attributes(conn))
+        protos.add(row["proto"])
+        assert (row["orig_packets"] is None) == (acct == 0)
+    assert protos == {"tcp", "udp", "icmp"}
+    rows = [export.entry_row(c) for c in conns]
+    assert {r["family"] for r in rows} == {"ipv4", "ipv6"}
+    assert any(r["flags"] == "UNREPLIED" for r in rows)
+    cols = net.columns()
+    assert list(cols) == list(conns[0].row())
+    rows_back = [dict(zip(cols, vals, strict=True)) for vals in zip(*cols.values(), strict=True)]
+    assert rows_back == [c.row() for c in conns]
+    assert export.entry_columns(net)["flags"] == [r["flags"] for r in rows]

@@ -12,11 +12,16 @@ clock="frozen")`) and compared:
   flags ([UNREPLIED]/[ASSURED]), mark and every other field, and on the timeout within 2 s;
 * the `conntrack -S` counters invalid, error, drop, early_drop, insert_failed, clash_resolve.
 
+Per-packet classes are not compared here: the recorded JSONs hold the table, the counters and
+the events, not each packet's class. tests/live/test_captures.py compares every packet's class
+against the live kernel (with the known differences in CLASS_GAPS).
+
 Every difference that remains is a known gap of this version, written down as DATA in
-tests/verdicts.py (ENTRY_GAPS, STAT_GAPS): the expected kernel-minus-nfct difference, the issue
-that will close it and why. The test fails when nfct's behaviour changes in any way the data
-does not say, including a gap closing (a known-missing entry appearing, a counter difference
-shrinking): then update the data (and tests/KERNEL_PCAPS.md) in the same change.
+tests/verdicts.py (ENTRY_GAPS, STAT_GAPS; CLASS_GAPS for the live test): the expected
+kernel-minus-nfct difference, the issue that will close it and why. The test fails when
+nfct's behaviour changes in any way the data does not say, including a gap closing (a
+known-missing entry appearing, a counter difference shrinking): then update the data (and
+tests/KERNEL_PCAPS.md) in the same change.
 
 Known gaps and what they cover:
 
@@ -47,7 +52,21 @@ from typing import Any
 import pytest
 
 import verdicts as K
-from verdicts import CAPTURES, CHECKSUM_SETTINGS, ENTRY_GAPS, HOOK_ISSUE, ISSUES, PARAMS, STAT_GAPS
+from helpers import REPO_ROOT
+from nfct.kernel import CT_CLASSES, iter_capture_frames, iter_capture_ip_frames
+from verdicts import (
+    CAPTURES,
+    CHECKSUM_SETTINGS,
+    CLASS_GAPS,
+    ENTRY_GAPS,
+    EXAMPLE_STAT_GAPS,
+    HOOK_ISSUE,
+    ISSUES,
+    PARAMS,
+    STAT_GAPS,
+)
+
+EXAMPLES = {p.stem for p in (REPO_ROOT / "examples").glob("*.pcap")}
 
 # --- fixtures -------------------------------------------------------------------------------
 
@@ -76,18 +95,27 @@ def test_every_shared_capture_is_covered(shared_pcaps: Path) -> None:
 
 def test_gap_data_is_consistent() -> None:
     """Each known gap names a known issue, covers both checksum settings, and fits the
-    capture: hook pipeline gaps only in `error`, where the kernel counts more."""
-    for name, gaps in STAT_GAPS.items():
-        assert name in CAPTURES, name
-        for counter, gap in gaps.items():
-            where = f"STAT_GAPS[{name!r}][{counter!r}]"
-            assert counter in K.COMPARED_STATS, where
-            assert gap.issues and set(gap.issues) <= set(ISSUES), where
-            assert set(gap.delta) == set(CHECKSUM_SETTINGS), where
-            assert any(gap.delta.values()), f"{where}: a gap of 0 is no gap"
-            if gap.issues == (HOOK_ISSUE,):
-                assert counter == "error", where
-                assert all(d > 0 for d in gap.delta.values()), where
+    capture: hook pipeline gaps only in `error`, where the kernel counts more; class gaps
+    name real frames and real classes, and differ."""
+    stat_gaps = [
+        ("STAT_GAPS", STAT_GAPS, set(CAPTURES)),
+        ("EXAMPLE_STAT_GAPS", EXAMPLE_STAT_GAPS, EXAMPLES),
+    ]
+    for table, data, names in stat_gaps:
+        for name, gaps in data.items():
+            assert name in names, (table, name)
+            for counter, gap in gaps.items():
+                where = f"{table}[{name!r}][{counter!r}]"
+                _check_stat_gap(where, counter, gap)
+    for name, cgap in CLASS_GAPS.items():
+        where = f"CLASS_GAPS[{name!r}]"
+        assert name in CAPTURES or name in EXAMPLES, where
+        assert cgap.issues and set(cgap.issues) <= set(ISSUES), where
+        assert cgap.classes and set(cgap.classes) <= set(CHECKSUM_SETTINGS), where
+        for cs, frames in cgap.classes.items():
+            assert frames, f"{where}[{cs}]: no frame"
+            for frame, (k, n) in frames.items():
+                assert frame >= 1 and k != n and {k, n} <= set(CT_CLASSES), (where, cs, frame)
     for name, egap in ENTRY_GAPS.items():
         assert name in CAPTURES and egap.issues and set(egap.issues) <= set(ISSUES), name
         sides = set(egap.kernel_only) | set(egap.nfct_only) | set(egap.fields)
@@ -109,6 +137,37 @@ def test_capture_facts(shared_pcaps: Path, name: str) -> None:
     assert (facts.fragments > 0) == cap.fragments, facts
 
 
+def _check_stat_gap(where: str, counter: str, gap: K.StatGap) -> None:
+    assert counter in K.COMPARED_STATS, where
+    assert gap.issues and set(gap.issues) <= set(ISSUES), where
+    assert set(gap.delta) == set(CHECKSUM_SETTINGS), where
+    assert any(gap.delta.values()), f"{where}: a gap of 0 is no gap"
+    if gap.issues == (HOOK_ISSUE,):
+        assert counter == "error", where
+        assert all(d > 0 for d in gap.delta.values()), where
+
+
+def test_class_differences_name_frames() -> None:
+    """The per-packet comparison of tests/live/test_captures.py reports a packet whose class
+    differs by its frame number in the capture (non-IP frames counted), with both classes,
+    and refuses a side that did not classify every IP packet."""
+    path = REPO_ROOT / "examples" / "mixed.pcap"
+    frames = [n for n, _p, _t in iter_capture_ip_frames(path)]
+    every = [n for n, _f in enumerate(iter_capture_frames(path), 1)]
+    assert len(frames) < len(every), "mixed.pcap has frames that are not IP"
+    same = ["new"] * len(frames)
+    assert K.class_differences(path, same, same) == {}
+    other = ["related", *same[1:-1], "invalid"]
+    assert K.class_differences(path, same, other) == {
+        frames[0]: ("new", "related"),
+        frames[-1]: ("new", "invalid"),
+    }
+    with pytest.raises(AssertionError, match="nfct classified"):
+        K.class_differences(path, same, same[:-1])
+    with pytest.raises(AssertionError, match="the kernel classified"):
+        K.class_differences(path, [*same, "new"], same)
+
+
 # --- nfct against the kernel ----------------------------------------------------------------
 
 
@@ -121,16 +180,7 @@ def test_ip_packet_count(run: tuple[dict[str, Any], K.NfctResult], name: str, cs
 @pytest.mark.parametrize(("name", "cs"), PARAMS)
 def test_entries(run: tuple[dict[str, Any], K.NfctResult], name: str, cs: int) -> None:
     kernel, ours = run
-
-    # SCTP is not tracked yet: nfct lists no SCTP entry, and the kernel's (not compared) can
-    # only come from a capture that carries SCTP. When SCTP tracking lands this fails: then
-    # compare SCTP entries too and update the data.
-    for side, entries in (("nfct", ours.entries), ("kernel", kernel["entries"])):
-        untracked = [e for e in entries if int(e["protonum"]) in K.UNTRACKED_PROTONUMS]
-        if side == "nfct" or not CAPTURES[name].sctp:
-            assert not untracked, f"{side} lists SCTP entries: {untracked[:3]}"
-
-    k, n = K.tracked(kernel["entries"]), K.tracked(ours.entries)
+    k, n = K.by_key(kernel["entries"]), K.by_key(ours.entries)
     gap = ENTRY_GAPS.get(name)
     want_kernel_only = gap.kernel_only.get(cs, frozenset()) if gap else frozenset()
     want_nfct_only = gap.nfct_only.get(cs, frozenset()) if gap else frozenset()

@@ -344,6 +344,10 @@ class Conn:
         ``nf_conntrack_acct`` was on at the entry's creation, else None."""
     def line(self, fmt: _ListFormat = "extended") -> str:
         """This entry as one line of a listing, as :meth:`Net.dump` prints it."""
+    def row(self) -> dict[str, Any]:
+        """Every field at once, from one snapshot of the entry (each attribute takes its
+        own): the columns of :mod:`nfct.export`'s ``entries`` table but ``family`` and
+        ``flags``, with ``l3num``."""
     def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
@@ -385,7 +389,8 @@ class ReplayResult:
         """Records read (captures), or packets given (feed)."""
     @property
     def non_ip(self) -> int:
-        """Frames that carried no IP packet for the IP stack (ARP, IP inside MPLS, ...)."""
+        """Frames of a supported link type that carried no IP packet for the IP stack (ARP,
+        IP inside MPLS, ...)."""
     @property
     def packets(self) -> int:
         """IP packets fed to the stack."""
@@ -410,6 +415,13 @@ class ReplayResult:
     def frag_timed_out(self) -> int: ...
     @property
     def frag_dropped(self) -> int: ...
+    @property
+    def unsupported_link(self) -> int:
+        """Frames of a link type nfct does not decode (never looked into; not in
+        :attr:`non_ip`)."""
+    @property
+    def unsupported_links(self) -> dict[int, int]:
+        """Those frames by link type (``LINKTYPE_*`` number)."""
     @property
     def reasons(self) -> dict[str, int]:
         """How many packets were INVALID or dropped for each reason (the kernel's words)."""
@@ -505,6 +517,10 @@ class Net:
     def __len__(self) -> int:
         """How many entries a listing shows now (it reaps expired ones); :attr:`count` is
         ``nf_conntrack_count``, unconfirmed entries included."""
+    def columns(self) -> dict[str, list[Any]]:
+        """The table as columns, one list per field of :meth:`Conn.row` (the entries a
+        listing shows now, in its order): what :mod:`nfct.export`'s ``entries`` table is
+        built from, without a handle per entry."""
     def dump(self, fmt: _ListFormat = "extended") -> str:
         """The table as text: "extended" (``conntrack -L -o extended``), "conntrack"
         (``conntrack -L``) or "proc" (``/proc/net/nf_conntrack``)."""

@@ -54,34 +54,46 @@ def _ranged(lo: int, hi: int) -> Callable[[str], int]:
     return parse
 
 
-# The link types whose frames nfct finds IP packets in (rust/wire/link.rs): Ethernet, NULL,
-# DLT 12/14 raw, LOOP, RAW, Linux SLL and SLL2, IPv4, IPv6.
-_LINK_TYPES = frozenset({0, 1, 12, 14, 101, 108, 113, 228, 229, 276})
+# Names of link types (LINKTYPE_* as tcpdump.org lists them) a capture nfct cannot read may
+# have, for the line that says so; others are named by number only.
+_LINK_NAMES: dict[int, str] = {
+    9: "PPP",
+    10: "FDDI",
+    50: "PPP_HDLC",
+    51: "PPP_ETHER",
+    104: "C_HDLC",
+    105: "IEEE802_11",
+    119: "IEEE802_11_PRISM",
+    127: "IEEE802_11_RADIOTAP",
+    143: "DOCSIS",
+    187: "BLUETOOTH_HCI_H4",
+    189: "USB_LINUX",
+    192: "PPI",
+    195: "IEEE802_15_4_WITHFCS",
+    201: "BLUETOOTH_HCI_H4_WITH_PHDR",
+    220: "USB_LINUX_MMAPPED",
+    253: "NETLINK",
+    **{147 + i: f"USER{i}" for i in range(16)},
+}
 
 
-def _unsupported_links(paths: Sequence[str], names: Sequence[str]) -> list[str]:
-    """For regular capture files whose frames use a link type nfct does not decode (counted
-    as not IP), one message each."""
-    from nfct import pcap
-
-    out = []
-    for path, name in zip(paths, names, strict=False):
-        if not os.path.isfile(path):
-            continue
-        seen: set[int] = set()
-        try:
-            for i, frame in enumerate(pcap.iter_frames(path)):
-                seen.add(frame.linktype)
-                if i >= 999:
-                    break
-        except (CaptureError, OSError, ValueError):
-            pass
-        for lt in sorted(seen - _LINK_TYPES):
-            out.append(
-                f"{name}: link type {lt} is not supported (its frames are counted as not IP); "
-                "supported: Ethernet, Linux SLL/SLL2, NULL/LOOP, raw IP"
-            )
-    return out
+def _unsupported_line(summary: ReplayResult) -> str | None:
+    """When frames of a link type nfct does not decode were skipped, one line naming the link
+    types and how many frames each had."""
+    links = summary["unsupported_links"]
+    if not links:
+        return None
+    kinds = [f"{lt} ({_LINK_NAMES[lt]})" if lt in _LINK_NAMES else str(lt) for lt in sorted(links)]
+    if len(links) == 1:
+        what = f"link type {kinds[0]}"
+    else:
+        what = "link types " + ", ".join(
+            f"{kind}: {links[lt]}" for kind, lt in zip(kinds, sorted(links), strict=True)
+        )
+    return (
+        f"nfct: {summary['unsupported_link']} frames of unsupported {what} skipped; "
+        "nfct reads Ethernet, Linux SLL/SLL2, NULL/LOOP and raw IP"
+    )
 
 
 def _version() -> str:
@@ -458,9 +470,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _summary_line(summary: ReplayResult, entries: int) -> str:
+    unsupported = summary["unsupported_link"]
+    link = f", {unsupported} unsupported link type" if unsupported else ""
     return (
         f"nfct: {summary['packets']} packets ({summary['frames']} frames, "
-        f"{summary['non_ip']} not IP), {entries} entries, {summary['invalid']} invalid, "
+        f"{summary['non_ip']} not IP{link}), {entries} entries, {summary['invalid']} invalid, "
         f"{summary['dropped']} dropped"
     )
 
@@ -978,9 +992,9 @@ def _replay_inputs(args: argparse.Namespace, net: Net, inputs: CaptureInputs) ->
     sys.stdout.flush()
     if summary:
         # The explanations first: the summary stays the last line (`2>&1 | tail -1`).
-        if summary["non_ip"]:
-            for line in _unsupported_links(inputs.paths, inputs.names):
-                print(f"nfct: {line}", file=sys.stderr)
+        unsupported = _unsupported_line(summary)
+        if unsupported:
+            print(unsupported, file=sys.stderr)
         why = _why_dropped(summary)
         if why:
             print(why, file=sys.stderr)

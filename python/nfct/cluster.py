@@ -29,13 +29,14 @@ The units table (:data:`UNIT_COLUMNS`): ``unit`` (the unit's number, captures in
 given, each under every setting in turn), ``capture`` (as given), ``setting`` (the unit's
 sysctls as ``NAME=VALUE`` words, ``""`` for none), the replay's counts under
 :class:`~nfct.ReplayResult`'s names (``frames``, ``non_ip``, ``packets``, ``new``,
-``established``, ``related``, ``invalid``, ``untracked``, ``dropped``, the fragment counts),
-``reasons`` and ``dropped_by`` (maps), ``entries`` (the final table's size), the ``conntrack
--S`` counters as ``stats_found``, ``stats_invalid``, ... (:attr:`nfct.Net.stats` with a
-prefix), ``error`` (None when the unit succeeded; else what went wrong, with the counts of
-what was replayed before, or None where nothing was), ``seconds`` (the unit's time on its
-worker) and ``worker``. A unit that fails (a corrupt capture, a file a worker cannot open, a
-worker that died) is a row with its error; the other units are not affected.
+``established``, ``related``, ``invalid``, ``untracked``, ``dropped``, the fragment counts,
+``unsupported_link``), ``reasons`` and ``dropped_by`` (maps), ``entries`` (the final table's
+size), the ``conntrack -S`` counters as ``stats_found``, ``stats_invalid``, ...
+(:attr:`nfct.Net.stats` with a prefix), ``error`` (None when the unit succeeded; else what
+went wrong, with the counts of what was replayed before, or None where nothing was),
+``seconds`` (the unit's time on its worker) and ``worker``. A unit that fails (a corrupt
+capture, a file a worker cannot open, a worker that died) is a row with its error; the other
+units are not affected.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ COUNTS: Final = (
     "reassembled",
     "frag_timed_out",
     "frag_dropped",
+    "unsupported_link",
 )
 #: The ``conntrack -S`` counters (:attr:`nfct.Net.stats`), as ``stats_NAME`` columns.
 STATS: Final = (

@@ -557,16 +557,11 @@ class Exporter:
         return tables
 
     def _entries(self, net: Net) -> None:
-        cols = _empty_row(self.schemas["entries"])
-        n = 0
-        for conn in net:
-            for k, v in entry_row(conn).items():
-                cols[k].append(v)
-            n += 1
-            if n % self.batch_rows == 0:
-                self.sinks["entries"].write(cols)
-                cols = _empty_row(self.schemas["entries"])
-        self.sinks["entries"].write(cols)
+        cols = entry_columns(net)
+        n = len(cols["line"])
+        step = self.batch_rows
+        for lo in range(0, n, step):
+            self.sinks["entries"].write({k: v[lo : lo + step] for k, v in cols.items()})
 
     def _close_all(self) -> dict[str, Any]:
         self.closed = True
@@ -589,46 +584,29 @@ class Exporter:
         return {name: sink.rows for name, sink in self.sinks.items()}
 
 
-def entry_row(conn: Conn) -> dict[str, Any]:
-    """One ``entries`` row from a live entry."""
-    o, r = conn.orig, conn.reply
-    counters = conn.counters
-    line = conn.line()
-    row = {
-        "family": _FAMILIES.get(o.l3num, "unknown"),
-        "proto": conn.proto,
-        "protonum": o.protonum,
-        "timeout": conn.timeout,
-        "state": conn.state,
-        "src": o.src,
-        "dst": o.dst,
-        "sport": o.sport,
-        "dport": o.dport,
-        "icmp_type": o.type,
-        "icmp_code": o.code,
-        "icmp_id": o.id,
-        "reply_src": r.src,
-        "reply_dst": r.dst,
-        "reply_sport": r.sport,
-        "reply_dport": r.dport,
-        "flags": None,
-        "mark": conn.mark,
-        "zone": conn.zone,
-        "orig_packets": counters[0].packets if counters else None,
-        "orig_bytes": counters[0].bytes if counters else None,
-        "reply_packets": counters[1].packets if counters else None,
-        "reply_bytes": counters[1].bytes if counters else None,
-        "status": int(conn.status),
-        "line": line,
-    }
-    status = int(conn.status)
+def _flags(status: int) -> str | None:
     flags = [] if status & _IPS_SEEN_REPLY else ["UNREPLIED"]
     for bit, word in _STATUS_FLAGS:
         if status & bit:
             flags.append(word)
             break
-    row["flags"] = " ".join(flags) or None
+    return " ".join(flags) or None
+
+
+def entry_row(conn: Conn) -> dict[str, Any]:
+    """One ``entries`` row from a live entry (one snapshot of it: ``Conn.row``)."""
+    row = conn.row()
+    row["family"] = _FAMILIES.get(row.pop("l3num"), "unknown")
+    row["flags"] = _flags(row["status"])
     return row
+
+
+def entry_columns(net: Net) -> dict[str, list[Any]]:
+    """The ``entries`` table's columns, built from ``Net.columns`` (no handle per entry)."""
+    cols = net.columns()
+    cols["family"] = [_FAMILIES.get(x, "unknown") for x in cols.pop("l3num")]
+    cols["flags"] = [_flags(x) for x in cols["status"]]
+    return cols
 
 
 class ReplayTables(dict[str, Any]):

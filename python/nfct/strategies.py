@@ -594,6 +594,12 @@ def tcp_flows(
             conn.seg(other, "FA", note="FIN")
             conn.seg(closer, "A", note="last ACK")
     elif how == "rst":
+        # A stack resets at its next sequence number, but an assured connection closes only
+        # on a RST at the sequence the peer acknowledged last (or right after the closer's own
+        # segment ending there; spec §7.6 (g) 2): the peer first acknowledges what is in flight.
+        closing = conn.end[closer]
+        if closing.acked != closing.nxt:
+            conn.seg("s" if closer == "c" else "c", "A", note="ACK")
         conn.seg(closer, rst_flags, note="RST")
     return _tcp_flow(conn)
 

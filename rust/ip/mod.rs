@@ -609,7 +609,7 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
             devs: net.devices(),
             fib: net.fib(),
             random: &random,
-            now: net.now(),
+            now: self.packet_now(),
         };
         c.eval(&mut ctx)
     }
@@ -622,9 +622,10 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
             CtOp::In | CtOp::Local => {
                 let Skb { ct, len, whole, .. } = st;
                 let data = bytes_seen(whole.as_deref(), *len, self.base);
-                let now = net.advance_to(self.run.tstamp);
+                // A worker moves the namespace's clock itself, once per batch: per packet,
+                // two workers would take its cache line from each other.
                 let now = match self.run.clock {
-                    PacketClock::Shared => now,
+                    PacketClock::Shared => net.advance_to(self.run.tstamp),
                     PacketClock::Worker { .. } => self.run.tstamp,
                 };
                 net.ct.conntrack_in_hinted(data, now, hook, self.family.af(), ct, self.run.hint.as_ref())
@@ -641,8 +642,9 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
         }
     }
 
-    /// The time NAT works at (the port search's `tuple_taken` reaps what expired by then).
-    fn nat_now(&self) -> u64 {
+    /// The time NAT and the rules work at (the port search's `tuple_taken` reaps what expired
+    /// by then): the namespace's clock, or a worker's own.
+    fn packet_now(&self) -> u64 {
         match self.run.clock {
             PacketClock::Shared => self.net.now(),
             PacketClock::Worker { .. } => self.run.tstamp,
@@ -718,14 +720,14 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
             }
             if !bound {
                 let random = || net.random();
-                let env = NatEnv { ct: &net.ct, state: &net.nat, now: self.nat_now(), random: &random };
+                let env = NatEnv { ct: &net.ct, state: &net.nat, now: self.packet_now(), random: &random };
                 nat::null_binding(&env, slot, gen, hook);
             }
             // The binding just made.
             net.ct.with_conn(slot, gen, |c| nat::conn_target(c, dir, manip)).flatten()
         } else {
             if oif_changed(self.oif) {
-                net.ct.delete(slot, gen, self.nat_now());
+                net.ct.delete(slot, gen, self.packet_now());
                 return NatEnd::Verdict(
                     NF_DROP,
                     Some("nf_nat: a masqueraded connection now leaves by another interface"),

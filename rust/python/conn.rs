@@ -45,6 +45,75 @@ fn nfct_attr<'py>(
         .map(|c| c.bind(py).clone())
 }
 
+/// The fields of [`row_values`], in its order (`Conn.row`'s keys, `Net.columns`' columns).
+pub(super) const ROW_FIELDS: [&str; 24] = [
+    "l3num",
+    "proto",
+    "protonum",
+    "timeout",
+    "state",
+    "src",
+    "dst",
+    "sport",
+    "dport",
+    "icmp_type",
+    "icmp_code",
+    "icmp_id",
+    "reply_src",
+    "reply_dst",
+    "reply_sport",
+    "reply_dport",
+    "mark",
+    "zone",
+    "orig_packets",
+    "orig_bytes",
+    "reply_packets",
+    "reply_bytes",
+    "status",
+    "line",
+];
+
+/// An entry's fields as Python values, in [`ROW_FIELDS`]' order: what its attributes show,
+/// from one snapshot.
+pub(super) fn row_values<'py>(py: Python<'py>, v: &ConnView) -> PyResult<[Bound<'py, PyAny>; 24]> {
+    use pyo3::IntoPyObjectExt;
+    let (o, r) = (Tuple { t: v.orig }, Tuple { t: v.reply });
+    let mut line = String::new();
+    format::ListFormat::Extended.line(v, &mut line);
+    let counter =
+        |dir: usize, packets: bool| v.acct.map(|a| if packets { a[dir].packets } else { a[dir].bytes });
+    let state = match v.proto {
+        ProtoView::Tcp(s) | ProtoView::Sctp(s) => Some(s),
+        _ => None,
+    };
+    Ok([
+        o.t.l3num.into_bound_py_any(py)?,
+        format::proc_l4_name(o.t.protonum).into_bound_py_any(py)?,
+        o.t.protonum.into_bound_py_any(py)?,
+        v.timeout.into_bound_py_any(py)?,
+        state.into_bound_py_any(py)?,
+        o.src().into_bound_py_any(py)?,
+        o.dst().into_bound_py_any(py)?,
+        o.sport().into_bound_py_any(py)?,
+        o.dport().into_bound_py_any(py)?,
+        o.r#type().into_bound_py_any(py)?,
+        o.code().into_bound_py_any(py)?,
+        o.id().into_bound_py_any(py)?,
+        r.src().into_bound_py_any(py)?,
+        r.dst().into_bound_py_any(py)?,
+        r.sport().into_bound_py_any(py)?,
+        r.dport().into_bound_py_any(py)?,
+        v.mark.into_bound_py_any(py)?,
+        v.zone.id.into_bound_py_any(py)?,
+        counter(0, true).into_bound_py_any(py)?,
+        counter(0, false).into_bound_py_any(py)?,
+        counter(1, true).into_bound_py_any(py)?,
+        counter(1, false).into_bound_py_any(py)?,
+        v.status.into_bound_py_any(py)?,
+        line.into_bound_py_any(py)?,
+    ])
+}
+
 static STATUS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static COUNTERS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
@@ -106,6 +175,16 @@ impl Conn {
         let Some(a) = self.view().acct else { return Ok(None) };
         let cls = nfct_attr(py, &COUNTERS, "nfct._types", "Counters")?;
         Ok(Some((cls.call1((a[0].packets, a[0].bytes))?, cls.call1((a[1].packets, a[1].bytes))?)))
+    }
+
+    /// Every field at once, from one snapshot of the entry (each attribute takes its own):
+    /// the columns of `nfct.export`'s `entries` table but `family` and `flags`, with `l3num`.
+    fn row<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        let d = pyo3::types::PyDict::new(py);
+        for (name, value) in ROW_FIELDS.iter().zip(row_values(py, &self.view())?) {
+            d.set_item(pyo3::types::PyString::intern(py, name), value)?;
+        }
+        Ok(d)
     }
 
     /// This entry as one line of a listing (fmt as in Net.dump: "extended", "conntrack" or

@@ -6,7 +6,7 @@ use super::args::{
     sysctl_write,
 };
 use super::batch;
-use super::conn::{Conn, Tuple};
+use super::conn::{row_values, Conn, Tuple, ROW_FIELDS};
 use super::errors::{Error, Result};
 use super::filter::FilterArgs;
 use super::hooks::{PyRunner, Registry};
@@ -300,6 +300,25 @@ impl Net {
             }
         }
         Ok(list.try_iter()?.into_any().unbind())
+    }
+
+    /// The table as columns, one list per field of `Conn.row` (the entries a listing shows
+    /// now, in its order): what `nfct.export`'s `entries` table is built from, without a
+    /// handle per entry.
+    fn columns<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let net = self.inner.clone();
+        let rows = detached(py, move || net.ct.list(net.now()));
+        let cols: Vec<Bound<'py, PyList>> = ROW_FIELDS.iter().map(|_| PyList::empty(py)).collect();
+        for (_, _, v) in &rows {
+            for (col, value) in cols.iter().zip(row_values(py, v)?) {
+                col.append(value)?;
+            }
+        }
+        let d = PyDict::new(py);
+        for (name, col) in ROW_FIELDS.iter().zip(cols) {
+            d.set_item(pyo3::types::PyString::intern(py, name), col)?;
+        }
+        Ok(d)
     }
 
     /// The number of confirmed entries a listing shows now (it reaps expired ones, as

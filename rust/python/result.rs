@@ -15,7 +15,7 @@ pub struct ReplayResult {
 }
 
 /// The counters of a result, by name, in the order they print.
-fn counters(s: &Summary) -> [(&'static str, u64); 13] {
+fn counters(s: &Summary) -> [(&'static str, u64); 14] {
     [
         ("frames", s.frames),
         ("non_ip", s.non_ip),
@@ -30,6 +30,7 @@ fn counters(s: &Summary) -> [(&'static str, u64); 13] {
         ("reassembled", s.reassembled),
         ("frag_timed_out", s.frag_timed_out),
         ("frag_dropped", s.frag_dropped),
+        ("unsupported_link", s.unsupported_link),
     ]
 }
 
@@ -45,11 +46,12 @@ impl ReplayResult {
         Ok(match key {
             "reasons" => Some(self.reasons(py)?.into_any()),
             "dropped_by" => Some(self.dropped_by(py)?.into_any()),
+            "unsupported_links" => Some(self.unsupported_links(py)?.into_any()),
             _ => None,
         })
     }
 
-    const KEYS: [&'static str; 15] = [
+    const KEYS: [&'static str; 17] = [
         "frames",
         "non_ip",
         "packets",
@@ -63,8 +65,10 @@ impl ReplayResult {
         "reassembled",
         "frag_timed_out",
         "frag_dropped",
+        "unsupported_link",
         "reasons",
         "dropped_by",
+        "unsupported_links",
     ];
 }
 
@@ -75,7 +79,8 @@ impl ReplayResult {
     fn frames(&self) -> u64 {
         self.summary.frames
     }
-    /// Frames that carried no IP packet for the IP stack (ARP, IP inside MPLS, ...).
+    /// Frames of a supported link type that carried no IP packet for the IP stack (ARP, IP
+    /// inside MPLS, ...).
     #[getter]
     fn non_ip(&self) -> u64 {
         self.summary.non_ip
@@ -125,6 +130,20 @@ impl ReplayResult {
     #[getter]
     fn frag_dropped(&self) -> u64 {
         self.summary.frag_dropped
+    }
+    /// Frames of a link type nfct does not decode (never looked into; not in `non_ip`).
+    #[getter]
+    fn unsupported_link(&self) -> u64 {
+        self.summary.unsupported_link
+    }
+    /// Those frames by link type (`LINKTYPE_*` number).
+    #[getter]
+    fn unsupported_links<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (k, v) in &self.summary.unsupported_links {
+            d.set_item(*k, *v)?;
+        }
+        Ok(d)
     }
     /// How many packets were INVALID or dropped for each reason (the kernel's words).
     #[getter]

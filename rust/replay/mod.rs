@@ -39,8 +39,13 @@ pub enum Clock {
 pub struct Summary {
     /// Records read from the captures.
     pub frames: u64,
-    /// Frames that carried no IP packet for the IP stack (ARP, CDP, IP inside MPLS, ...).
+    /// Frames of a link type nfct decodes that carried no IP packet for the IP stack (ARP,
+    /// CDP, IP inside MPLS, ...).
     pub non_ip: u64,
+    /// Frames of a link type nfct does not decode (802.11, USER0, ...): never looked into.
+    pub unsupported_link: u64,
+    /// Those frames by link type (`LINKTYPE_*`).
+    pub unsupported_links: BTreeMap<u32, u64>,
     /// IP packets fed to the stack.
     pub packets: u64,
     pub new: u64,
@@ -97,6 +102,10 @@ impl Summary {
         self.frames += o.frames;
         self.packets += o.packets;
         self.non_ip += o.non_ip;
+        self.unsupported_link += o.unsupported_link;
+        for (k, v) in o.unsupported_links {
+            *self.unsupported_links.entry(k).or_insert(0) += v;
+        }
         self.new += o.new;
         self.established += o.established;
         self.related += o.related;
@@ -111,6 +120,17 @@ impl Summary {
         }
     }
 
+    /// Counts a frame that gave the IP stack no packet: not IP, or of a link type nfct does
+    /// not decode.
+    pub(crate) fn not_ip(&mut self, linktype: u32) {
+        if link::is_supported(linktype) {
+            self.non_ip += 1;
+        } else {
+            self.unsupported_link += 1;
+            *self.unsupported_links.entry(linktype).or_insert(0) += 1;
+        }
+    }
+
     /// Counts a capture record and returns the IP packet it carries for the IP stack, if any.
     /// IP inside MPLS is label-switched, not seen by the IP hooks of a router that does not
     /// terminate MPLS (the kernel harness does not feed it either).
@@ -119,7 +139,7 @@ impl Summary {
     pub(crate) fn ip_packet<'a>(&mut self, rec: &capture::Record<'a>) -> Option<&'a [u8]> {
         self.frames += 1;
         let Some(pkt) = ip_of(rec) else {
-            self.non_ip += 1;
+            self.not_ip(rec.linktype);
             return None;
         };
         self.packets += 1;
@@ -617,7 +637,7 @@ impl Replay<'_> {
             }
             summary.frames += 1;
             let Some((a, b)) = it.ip else {
-                summary.non_ip += 1;
+                summary.not_ip(it.linktype);
                 continue;
             };
             summary.packets += 1;
@@ -684,6 +704,7 @@ struct StagedRecord {
     ts: u64,
     /// Where its IP packet is in the buffer; None for a record that carries none.
     ip: Option<(usize, usize)>,
+    linktype: u32,
     iface: Option<Box<str>>,
 }
 
@@ -698,6 +719,7 @@ impl Staged {
             index: rec.index,
             ts: u64::try_from(rec.ts_ns).unwrap_or(0),
             ip,
+            linktype: rec.linktype,
             iface: rec.iface.map(Box::from),
         });
     }
@@ -730,4 +752,26 @@ fn run_action<R: Runner>(
     let r = act(net);
     feeder.refresh_hooks();
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_without_ip_by_link_type() {
+        let mut s = Summary::default();
+        s.not_ip(link::LINKTYPE_ETHERNET); // ARP, say: not IP
+        s.not_ip(105); // IEEE 802.11: never looked into
+        s.not_ip(105);
+        s.not_ip(147); // USER0
+        assert_eq!((s.non_ip, s.unsupported_link), (1, 3));
+        assert_eq!(s.unsupported_links, BTreeMap::from([(105, 2), (147, 1)]));
+        let mut t = Summary::default();
+        t.not_ip(105);
+        t.not_ip(link::LINKTYPE_RAW);
+        s.merge(t);
+        assert_eq!((s.non_ip, s.unsupported_link), (2, 4));
+        assert_eq!(s.unsupported_links, BTreeMap::from([(105, 3), (147, 1)]));
+    }
 }

@@ -96,21 +96,25 @@ fn worker(sh: &Shared<'_>, me: usize) -> WorkerResult {
     let mut buf: Vec<u8> = Vec::new();
     let mut own: Vec<Own> = Vec::new();
     let mut run = |buf: &mut Vec<u8>, own: &mut Vec<Own>, res: &mut WorkerResult| {
+        let Some(first) = own.first() else { return };
         feeder.prefetch_hinted(own.iter().map(|o| Some(&buf[o.start..o.end])));
+        // The shared clocks move once per batch, not per packet (per packet, the workers
+        // would take their cache lines from each other): this worker publishes the time of
+        // the batch's first packet (its packets' times only grow), so the watermark, and the
+        // collector's and the defrag sweep's horizon, lag by at most a batch, never run ahead.
+        let horizon = if sh.clock == Clock::Capture {
+            let at = local.max(first.ts);
+            sh.clocks[me].0.store(at, Ordering::Relaxed);
+            let horizon = watermark(sh.clocks);
+            net.ct.gc_if_due(horizon);
+            horizon
+        } else {
+            local.max(first.ts)
+        };
         for (i, o) in own.iter().enumerate() {
             let pkt = &buf[o.start..o.end];
             local = local.max(o.ts);
-            let horizon = if sh.clock == Clock::Capture {
-                if sh.clocks[me].0.load(Ordering::Relaxed) != local {
-                    sh.clocks[me].0.store(local, Ordering::Relaxed);
-                }
-                net.advance_to(local);
-                let horizon = watermark(sh.clocks);
-                net.ct.gc_if_due(horizon);
-                horizon
-            } else {
-                local
-            };
+            let horizon = if sh.clock == Clock::Capture { horizon } else { local };
             // Built-in operations only (the caller refuses Python hooks with threads).
             feeder.take_hint(i);
             let out = feeder.run_via(pkt, local, PacketClock::Worker { horizon }, o.iif);
@@ -130,6 +134,7 @@ fn worker(sh: &Shared<'_>, me: usize) -> WorkerResult {
                 });
             }
         }
+        net.advance_to(local);
         buf.clear();
         own.clear();
     };
@@ -153,7 +158,7 @@ fn worker(sh: &Shared<'_>, me: usize) -> WorkerResult {
             }
             let Some(pkt) = ip_of(rec) else {
                 if me == 0 {
-                    res.summary.non_ip += 1;
+                    res.summary.not_ip(rec.linktype);
                 }
                 return;
             };

@@ -115,11 +115,31 @@ fn af_is_inet6(af: u32) -> bool {
 /// PPP protocol 0x0021/0x0057); SLL (protocol at bytes 14-15, 16-byte header); SLL2 (protocol
 /// at bytes 0-1, 20-byte header); NULL (4-byte host-order address family, either byte order:
 /// 2 -> IPv4; 10, 24, 28, 30 -> IPv6); LOOP (network-order family); RAW and DLT 12/14 (version
-/// nibble 4 or 6); IPV4/IPV6 (version nibble must match). Unknown linktypes -> `None`.
+/// nibble 4 or 6); IPV4/IPV6 (version nibble must match). Unknown linktypes -> `None`
+/// ([`is_supported`] tells them apart from frames that are not IP).
 /// The slice may carry link-layer padding after the IP packet; `ip::ipv4_rcv_check` /
 /// `ip::ipv6_rcv_check` give the length to trim to.
 pub fn ip_payload(linktype: u32, frame: &[u8]) -> Option<&[u8]> {
     ip_payload_encap(linktype, frame).map(|(p, _)| p)
+}
+
+/// Whether frames of `linktype` are decoded at all (by [`ip_payload`]): Ethernet, NULL, LOOP,
+/// RAW (and DLT 12/14), Linux SLL and SLL2, IPV4, IPV6. A frame of any other link type is never
+/// looked into, so whether it carries IP is unknown.
+pub fn is_supported(linktype: u32) -> bool {
+    matches!(
+        linktype,
+        LINKTYPE_ETHERNET
+            | LINKTYPE_LINUX_SLL
+            | LINKTYPE_LINUX_SLL2
+            | LINKTYPE_NULL
+            | LINKTYPE_LOOP
+            | LINKTYPE_RAW
+            | DLT_RAW_12
+            | DLT_RAW_14
+            | LINKTYPE_IPV4
+            | LINKTYPE_IPV6
+    )
 }
 
 /// Pairs a payload found without any tag/label with an empty [`Encap`].
@@ -164,6 +184,31 @@ mod tests {
         f.extend_from_slice(&ethertype.to_be_bytes());
         f.extend_from_slice(rest);
         f
+    }
+
+    #[test]
+    fn supported_is_exactly_what_is_decoded() {
+        // One frame per way a link type can carry IPv4/IPv6: raw, Ethernet, SLL, SLL2,
+        // NULL (either byte order) and LOOP headers in front of the packet.
+        let with = |hdr: &[u8], p: &[u8]| [hdr, p].concat();
+        let mut sll = [0u8; 16];
+        sll[14..].copy_from_slice(&[0x08, 0x00]);
+        let mut sll2 = [0u8; 20];
+        sll2[..2].copy_from_slice(&[0x08, 0x00]);
+        let frames = [
+            IP4.to_vec(),
+            IP6.to_vec(),
+            eth(0x0800, &IP4),
+            with(&sll, &IP4),
+            with(&sll2, &IP4),
+            with(&2u32.to_le_bytes(), &IP4),
+            with(&2u32.to_be_bytes(), &IP4),
+        ];
+        for lt in (0..1024).chain([u32::from(u16::MAX), u32::MAX]) {
+            let decodes = frames.iter().any(|f| ip_payload(lt, f).is_some());
+            assert_eq!(decodes, is_supported(lt), "link type {lt}");
+        }
+        assert!(!is_supported(105) && !is_supported(147));
     }
 
     #[test]

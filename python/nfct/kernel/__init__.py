@@ -39,7 +39,8 @@ The cost of a run is measured in benches/RESULTS.md ("The live-kernel harness").
 
 Entry points: :func:`run_packets`, :func:`run_capture`, :class:`KernelLab` (the live namespace,
 for tests that want to look inside), :func:`iter_capture_ip` (the IP packets of a pcap/pcapng
-file, extracted as nfct does, except IP inside MPLS, which the reference harness did not send),
+file, extracted as nfct does, except IP inside MPLS, which the reference harness did not send;
+:func:`iter_capture_ip_frames` with their frame numbers),
 :func:`check_available`.
 
 Modules: :mod:`~nfct.kernel.lab` (the namespace, the machine lock, signals, global sysctls),
@@ -51,7 +52,7 @@ with :mod:`nfct.pcap`), :mod:`~nfct.kernel.compare` (comparing the kernel's text
 
 from __future__ import annotations
 
-from nfct.kernel.capture import iter_capture_frames, iter_capture_ip
+from nfct.kernel.capture import iter_capture_frames, iter_capture_ip, iter_capture_ip_frames
 from nfct.kernel.lab import (
     CT_CLASSES,
     GLOBAL_SYSCTLS,
@@ -89,6 +90,7 @@ __all__ = [
     "global_sysctls",
     "iter_capture_frames",
     "iter_capture_ip",
+    "iter_capture_ip_frames",
     "machine_lock",
     "run_capture",
     "run_packets",

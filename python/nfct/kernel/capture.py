@@ -22,7 +22,7 @@ from nfct.pcap import (
     iter_frames,
 )
 
-__all__ = ["iter_capture_frames", "iter_capture_ip"]
+__all__ = ["iter_capture_frames", "iter_capture_ip", "iter_capture_ip_frames"]
 
 #: Every packet record of a capture, as :class:`nfct.pcap.Frame` ``(tstamp, data, linktype)``.
 iter_capture_frames = iter_frames
@@ -98,7 +98,15 @@ def iter_capture_ip(path: str | os.PathLike[str]) -> Iterator[tuple[bytes, float
     SLL; SLL2; NULL/LOOP; RAW 101/228/229/12/14), except IP inside MPLS, which is skipped (the
     harness behind shared/pcaps/kernel/ did not send it). Link padding after the IP packet is
     kept: the kernel trims it, as it trims a received frame."""
-    for frame in iter_frames(path):
+    for _number, packet, tstamp in iter_capture_ip_frames(path):
+        yield packet, tstamp
+
+
+def iter_capture_ip_frames(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes, float]]:
+    """:func:`iter_capture_ip` with each packet's frame number in the capture (1-based, as
+    ``nfct replay --output packets`` and ``nfct explain`` number frames): ``(frame, IP packet,
+    timestamp)``."""
+    for number, frame in enumerate(iter_frames(path), 1):
         packet = _ip_payload(frame.linktype, frame.data)
         if packet:
-            yield packet, frame.tstamp
+            yield number, packet, frame.tstamp
