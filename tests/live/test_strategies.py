@@ -13,6 +13,7 @@ seed (NFCT_SEED=N reruns them), NFCT_EXAMPLES_SCALE=20 for twenty times CI's exa
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -103,6 +104,11 @@ STEP_S = 0.002
 #: most 0.3 s) stay 0.4 s or more away from every edge (1, 2, 4 s), as the kernel's pacing
 #: and jiffies need: an entry expires on both sides or on neither.
 IDLE_GAPS_US = ((2_400_000, 2_900_000), (4_500_000, 5_000_000))
+#: A run counts only if every packet went out within this of its time (relative to the first):
+#: any interval then errs by less than twice this, well inside the 0.4 s margins. Else it is
+#: run again, up to ATTEMPTS times (a loaded machine can oversleep).
+DRIFT_S = 0.15
+ATTEMPTS = 3
 
 
 @st.composite
@@ -134,6 +140,25 @@ def idle_traces(draw: st.DrawFn) -> Trace:
     return Trace(tuple(pkts), trace.flows, "idle")
 
 
+def paced_run(pkts: list[tuple[bytes, float]]) -> tuple[kernel.KernelResult, float]:
+    """The packets through the kernel at their own pace with the LOWERED timeouts, its table
+    listed right after the last one (instead of the harness's listing a moment later); and how
+    late or early the latest packet went out, relative to the first (s)."""
+    listed: list[str] = []
+    sent: list[float] = []
+
+    def stamp_and_list(lab: KernelLab) -> None:
+        sent.append(time.monotonic())
+        if len(sent) == len(pkts):
+            listed.extend(lab.lines())
+
+    k = kernel.run_packets(
+        pkts, sysctl=LOWERED, per_packet=True, pace=True, after_each=stamp_and_list
+    )
+    drift = max(abs((s - sent[0]) - (t - pkts[0][1])) for s, (_, t) in zip(sent, pkts, strict=True))
+    return replace(k, lines=listed), drift
+
+
 @seeded
 @settings(
     max_examples=examples(5),
@@ -150,18 +175,15 @@ def test_idle_gaps_agree_with_the_kernel_in_real_time(trace: Trace) -> None:
     and on the statistics. Validity is not asserted: after an expiry a flow's next packet may
     rightly be INVALID."""
     pkts = [(data, t) for t, data in trace]
-    listed: list[str] = []
-    written = [0]
-
-    def list_after_the_last(lab: KernelLab) -> None:
-        written[0] += 1
-        if written[0] == len(pkts):
-            listed.extend(lab.lines())
-
-    k = kernel.run_packets(
-        pkts, sysctl=LOWERED, per_packet=True, pace=True, after_each=list_after_the_last
-    )
-    res, ours = compare_with_nfct(replace(k, lines=listed), pkts, LOWERED)
+    late: list[str] = []
+    for _ in range(ATTEMPTS):
+        k, drift = paced_run(pkts)
+        if drift <= DRIFT_S:
+            break
+        late.append(f"{drift:.3f} s")
+    else:
+        pytest.fail(f"the kernel run was late by more than {DRIFT_S} s each time: {late}")
+    res, ours = compare_with_nfct(k, pkts, LOWERED)
     assert k.classes is not None
     table = describe_records(trace.packets, [("kernel", k.classes), ("nfct", ours)])
     assert res.agree, f"{res.render()}\n{table}"
