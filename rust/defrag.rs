@@ -19,7 +19,9 @@
 //!   applied to IPv4 too since Linux 4.19);
 //! * IPv4: a packet from a source that sent more than `ipfrag_max_dist` (64) other fragments
 //!   since the queue's previous one restarts the queue (`ip_frag_too_far`);
-//! * IPv6 atomic fragments (offset 0, M=0) pass as they are;
+//! * IPv6 atomic fragments (offset 0, M=0) pass as they are, except a non-empty one whose id
+//!   has a live queue: that one is a last fragment of the queue's datagram (as Linux 6.18 has
+//!   it, not isolated as RFC 6946 asks);
 //! * ECN codepoints that may not be mixed fail the reassembly; a datagram over 65535 bytes too.
 //!
 //! Parsing is total: any byte sequence gives a [`Gathered`], never a panic.
@@ -602,11 +604,6 @@ impl Defrag {
         };
         let frag_nexthdr = fh[0];
         let fo = usize::from(u16::from_be_bytes([fh[2], fh[3]]));
-        if fo & !6 == 0 {
-            // An atomic fragment (offset 0, M=0, RFC 6946) is no fragment: it passes as it is
-            // and leaves the queues alone [obs 6.18: an empty one reaches conntrack].
-            return Gathered::NotFragment;
-        }
         let key = Key6 {
             src: pkt[8..24].try_into().unwrap_or([0; 16]),
             dst: pkt[24..40].try_into().unwrap_or([0; 16]),
@@ -614,6 +611,21 @@ impl Defrag {
         };
         let mut guard = self.state.lock();
         let st = &mut *guard;
+        if fo & !6 == 0 {
+            // An atomic fragment (offset 0, M=0, RFC 6946). Alone it is a datagram of one
+            // fragment, whole at once: it passes (the kernel strips its fragment header; here
+            // it passes as it is, which conntrack cannot tell apart). An empty one passes as it
+            // is and leaves the queues alone. A non-empty one whose (src, dst, id) has a live
+            // queue is a last fragment of that datagram like any other (RFC 6946 asks for
+            // isolation; Linux 6.18's nf_defrag_ipv6 does not isolate it): shorter than the
+            // queue's data it is dropped; inside its first run a duplicate that still marks the
+            // queue's end; otherwise an overlap that drops the queue [obs 6.18:
+            // tests/live/test_ipv6_exthdr.py].
+            let live = st.v6.queues.get(&key).is_some_and(|q| now_ns < q.expires);
+            if pkt.len() == fhoff + 8 || !live {
+                return Gathered::NotFragment;
+            }
+        }
         st.counters.fragments += 1;
         st.v6.expire(sweep_ns.min(now_ns), &mut st.counters);
         if st.v6.queues.get(&key).is_some_and(|q| now_ns >= q.expires) {
@@ -862,10 +874,12 @@ mod tests {
         assert_eq!(out[6], 17);
         assert_eq!(u16::from_be_bytes([out[4], out[5]]), 40);
         assert_eq!(&out[40..], &all[..]);
-        // atomic fragments, empty or not, pass as they are and leave the queues alone
+        // atomic fragments with no queue of their id pass as they are, and so do empty ones;
+        // one shorter than a queue of its id is dropped and leaves the queue alone
         assert_eq!(d.ipv6_gather(&v6(6, 16, false, &all[16..]), 0), Gathered::Held);
-        assert_eq!(d.ipv6_gather(&v6(6, 0, false, &all[..12]), 0), Gathered::NotFragment);
-        assert_eq!(d.ipv6_gather(&v6(7, 0, false, &[]), 0), Gathered::NotFragment);
+        assert_eq!(d.ipv6_gather(&v6(10, 0, false, &all[..12]), 0), Gathered::NotFragment);
+        assert_eq!(d.ipv6_gather(&v6(6, 0, false, &[]), 0), Gathered::NotFragment);
+        assert!(matches!(d.ipv6_gather(&v6(6, 0, false, &all[..12]), 0), Gathered::Dropped(_)));
         assert_eq!(d.queues(), (0, 1));
         assert!(matches!(d.ipv6_gather(&v6(6, 0, true, &all[..16]), 0), Gathered::Reassembled { .. }));
         // non-multiple-of-8 with M=1: the queue goes, the packet passes as it is
@@ -876,6 +890,23 @@ mod tests {
         let c = d.counters();
         assert_eq!(c.reassembled, 2);
         assert_eq!(c.dropped, 2);
+    }
+
+    #[test]
+    fn ipv6_atomic_fragment_joins_a_live_queue_of_its_id() {
+        let d = Defrag::new();
+        // longer than the queue's first fragment: an overlap, the queue goes
+        assert_eq!(d.ipv6_gather(&v6(7, 0, true, &data(16)), 0), Gathered::Held);
+        assert!(matches!(d.ipv6_gather(&v6(7, 0, false, &data(24)), 0), Gathered::Dropped(_)));
+        assert_eq!(d.queues(), (0, 0));
+        // as long as it: a duplicate, held, but the queue now ends there
+        assert_eq!(d.ipv6_gather(&v6(12, 0, true, &data(16)), 0), Gathered::Held);
+        assert_eq!(d.ipv6_gather(&v6(12, 0, false, &data(16)), 0), Gathered::Held);
+        assert!(matches!(d.ipv6_gather(&v6(12, 16, false, &data(16)), 0), Gathered::Dropped(_)));
+        assert_eq!(d.queues(), (0, 1));
+        // a queue past its timeout is no queue
+        assert_eq!(d.ipv6_gather(&v6(13, 0, true, &data(16)), 0), Gathered::Held);
+        assert_eq!(d.ipv6_gather(&v6(13, 0, false, &data(24)), 61 * S), Gathered::NotFragment);
     }
 
     #[test]

@@ -18,8 +18,10 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
+import hypothesis
+import pytest
 from hypothesis import strategies as st
 
 import nfct
@@ -56,6 +58,36 @@ T0 = 1_000_000.0
 Seq = list[tuple[bytes, float]]
 
 Hook = Callable[[Net, Skb], int]
+
+
+# --- seeded Hypothesis tests -------------------------------------------------------------------
+
+#: The seed of this pytest run for the tests decorated with `seeded` (tests/conftest.py sets
+#: it before the test modules are imported: --hypothesis-seed, else $NFCT_SEED, else random,
+#: and prints it in the header and under every failure of such a test).
+RUN_SEED: int | None = None
+#: How many examples the seeded tests draw: their CI budget times this ($NFCT_EXAMPLES_SCALE,
+#: e.g. 20 for a long local run).
+EXAMPLES_SCALE = float(os.environ.get("NFCT_EXAMPLES_SCALE", "1"))
+
+
+def examples(ci: int) -> int:
+    """`ci` examples, scaled by $NFCT_EXAMPLES_SCALE."""
+    return max(1, round(ci * EXAMPLES_SCALE))
+
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def seeded(test: F) -> F:
+    """A Hypothesis test (`@seeded` above `@given`) drawn from this run's seed (RUN_SEED)
+    whatever the profile says: a new seed per run, printed, instead of the `ci` profile's
+    derandomized search. Also marks it `seeded`, so that a failure prints the seed and the
+    command that reruns it (tests/conftest.py)."""
+    if RUN_SEED is None:
+        raise RuntimeError("helpers.RUN_SEED is unset: tests/conftest.py sets it at configure")
+    marked: F = pytest.mark.seeded(hypothesis.seed(RUN_SEED)(test))
+    return marked
 
 
 # --- packets through the hooks ------------------------------------------------------------------

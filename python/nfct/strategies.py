@@ -5,9 +5,10 @@ default router forwards every packet and neither nfct nor the kernel finds any I
 TCP (handshake, data both ways with consistent sequence, acknowledgement and window numbers,
 window scaling, SACK, retransmissions, keep-alives, teardown by FIN or RST, refused
 connections, mid-stream pickup), UDP and UDPLITE, ICMP/ICMPv6 echo and errors quoting a
-flow's packet, SCTP; mutations of flows (loss, duplication, reordering, bad checksums,
-fragmentation, out-of-window segments, RSTs, odd flags, ...); traces interleaving flows on
-one clock with idle gaps that cross the kernel's timeouts; and scenarios users ask about.
+flow's packet, SCTP, GRE (version 0 and PPTP); mutations of flows (loss, duplication,
+reordering, bad checksums, fragmentation, out-of-window segments, RSTs, odd flags, ...);
+traces interleaving flows on one clock with idle gaps that cross the kernel's timeouts; and
+scenarios users ask about.
 
 Every strategy shrinks toward fewer flows, fewer packets and smaller values. A flow or trace
 is a sequence of ``(tstamp, ip_packet_bytes)`` pairs (:mod:`nfct.traffic`).
@@ -54,6 +55,7 @@ __all__ = [
     "addresses",
     "dns_race",
     "flows",
+    "gre_flows",
     "icmp_flows",
     "idle_gaps",
     "mutated",
@@ -960,18 +962,89 @@ def sctp_flows(
     return Flow("sctp", TupleArgs(a[0], b[0], P.IPPROTO_SCTP, a[1], b[1]), tuple(out))
 
 
+# --- GRE ----------------------------------------------------------------------------------------
+
+# What GRE version 0 carries here: IPv4, IPv6, transparent Ethernet bridging.
+_GRE_PROTOCOLS: Final = (0x0800, 0x86DD, 0x6558)
+_GRE_PPTP: Final = 0x880B
+_GRE_PAYLOAD_MAX: Final = {4: MTU - 20 - 16, 6: MTU - 40 - 16}
+
+
+@st.composite
+def gre_flows(
+    draw: DrawFn,
+    *,
+    family: int | None = None,
+    version: int | None = None,
+    max_packets: int = 8,
+) -> Flow:
+    """GRE exchanges between two hosts: version 0 (RFC 2784/2890: IPv4, IPv6 or Ethernet
+    inside, with or without a key, with or without a checksum, the same on every packet) or,
+    with ``version=1``, PPTP's enhanced GRE (protocol 0x880B, each side's packets carrying
+    the peer's call id; conntrack keys them through the PPTP helper's keymap, which without
+    the helper is empty: keys 0, like version 0). None draws either, version 0 more often.
+    A first packet from the initiator, then packets either way.
+
+    >>> from hypothesis import given
+    >>> from nfct.strategies import gre_flows
+    >>> @given(gre_flows(version=1))
+    ... def test_pptp(flow):
+    ...     assert flow.kind == "gre" and flow.orig.protonum == 47
+    >>> test_pptp()
+    """
+    if version not in (None, 0, 1):
+        raise ValueError(f"version must be 0, 1 or None, not {version!r}")
+    fam = draw(_family(family))
+    a, b = _two_hosts(draw, fam)
+    ver = draw(st.sampled_from([0, 0, 1])) if version is None else version
+    # Drawn whatever the version, for shrinking (see tcp_flows).
+    proto, key, checksum = (
+        draw(st.sampled_from(_GRE_PROTOCOLS)),
+        draw(st.one_of(st.none(), st.integers(0, _U32))),
+        draw(st.booleans()),
+    )
+    call = {"c": draw(st.integers(0, 0xFFFF)), "s": draw(st.integers(0, 0xFFFF))}
+    ttl = {"c": draw(st.integers(2, 255)), "s": draw(st.integers(2, 255))}
+    ends = {"c": a, "s": b}
+    clock = _Clock(draw)
+    steps = draw(
+        st.lists(
+            st.tuples(st.sampled_from("cs"), st.integers(0, _GRE_PAYLOAD_MAX[4])),
+            min_size=1,
+            max_size=max_packets,
+        )
+    )
+    out = []
+    for i, (side, drawn_size) in enumerate(steps):
+        side, size = "c" if i == 0 else side, min(drawn_size, _GRE_PAYLOAD_MAX[fam])
+        other = "s" if side == "c" else "c"
+        payload = _payload(size)
+        if ver == 0:
+            data = P.gre(ends[side], ends[other], payload, protocol=proto, key=key,
+                         with_checksum=checksum)  # fmt: skip
+            note = f"GRE {size} B" + ("" if key is None else f" key {key:#x}")
+        else:
+            pptp_key = (size << 16) | call[other]
+            data = P.gre(ends[side], ends[other], payload, version=1, protocol=_GRE_PPTP,
+                         key=pptp_key)  # fmt: skip
+            note = f"PPTP GRE {size} B call id {call[other]:#x}"
+        direction = "original" if side == "c" else "reply"
+        out.append(Packet(clock.next(), P.set_ttl(data, ttl[side]), direction, note))
+    return Flow("gre", TupleArgs(a, b, P.IPPROTO_GRE), tuple(out))
+
+
 # --- any flow -----------------------------------------------------------------------------------
 
-_FLOW_KINDS: Final = ("tcp", "udp", "udplite", "icmp", "sctp")
+_FLOW_KINDS: Final = ("tcp", "udp", "udplite", "icmp", "sctp", "gre")
 
 
 def flows(
     *, family: int | None = None, protocols: Sequence[str] | None = None
 ) -> SearchStrategy[Flow]:
     """A valid flow of any kind: :func:`tcp_flows`, :func:`udp_flows` (UDP and UDPLITE),
-    :func:`icmp_flows` (echo and errors) and :func:`sctp_flows`; `protocols` restricts them to
-    some of ``"tcp"``, ``"udp"``, ``"udplite"``, ``"icmp"`` (ICMP or ICMPv6 by family, echo and
-    errors), ``"sctp"``.
+    :func:`icmp_flows` (echo and errors), :func:`sctp_flows` and :func:`gre_flows`;
+    `protocols` restricts them to some of ``"tcp"``, ``"udp"``, ``"udplite"``, ``"icmp"``
+    (ICMP or ICMPv6 by family, echo and errors), ``"sctp"``, ``"gre"``.
 
     >>> from hypothesis import given
     >>> from nfct.strategies import flows
@@ -995,6 +1068,8 @@ def flows(
         parts.append(sctp_flows(family=family))
     if "udplite" in chosen:
         parts.append(udp_flows(family=family, lite=True))
+    if "gre" in chosen:
+        parts.append(gre_flows(family=family))
     return st.one_of(parts)
 
 
