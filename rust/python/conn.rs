@@ -45,6 +45,14 @@ fn nfct_attr<'py>(
         .map(|c| c.bind(py).clone())
 }
 
+/// The protocol state name ("ESTABLISHED", ...), None for stateless protocols.
+fn state_name(v: &ConnView) -> Option<&'static str> {
+    match v.proto {
+        ProtoView::Tcp(s) | ProtoView::Sctp(s) => Some(s),
+        _ => None,
+    }
+}
+
 /// The fields of [`row_values`], in its order (`Conn.row`'s keys, `Net.columns`' columns).
 pub(super) const ROW_FIELDS: [&str; 24] = [
     "l3num",
@@ -82,16 +90,12 @@ pub(super) fn row_values<'py>(py: Python<'py>, v: &ConnView) -> PyResult<[Bound<
     format::ListFormat::Extended.line(v, &mut line);
     let counter =
         |dir: usize, packets: bool| v.acct.map(|a| if packets { a[dir].packets } else { a[dir].bytes });
-    let state = match v.proto {
-        ProtoView::Tcp(s) | ProtoView::Sctp(s) => Some(s),
-        _ => None,
-    };
     Ok([
         o.t.l3num.into_bound_py_any(py)?,
         format::proc_l4_name(o.t.protonum).into_bound_py_any(py)?,
         o.t.protonum.into_bound_py_any(py)?,
         v.timeout.into_bound_py_any(py)?,
-        state.into_bound_py_any(py)?,
+        state_name(v).into_bound_py_any(py)?,
         o.src().into_bound_py_any(py)?,
         o.dst().into_bound_py_any(py)?,
         o.sport().into_bound_py_any(py)?,
@@ -140,10 +144,7 @@ impl Conn {
     /// The protocol state name ("ESTABLISHED", ...) or None for stateless protocols.
     #[getter]
     fn state(&self) -> Option<&'static str> {
-        match self.view().proto {
-            ProtoView::Tcp(s) | ProtoView::Sctp(s) => Some(s),
-            _ => None,
-        }
+        state_name(&self.view())
     }
 
     /// Whole seconds left on the namespace's clock, as conntrack -L prints it.

@@ -102,19 +102,16 @@ fn worker(sh: &Shared<'_>, me: usize) -> WorkerResult {
         // would take their cache lines from each other): this worker publishes the time of
         // the batch's first packet (its packets' times only grow), so the watermark, and the
         // collector's and the defrag sweep's horizon, lag by at most a batch, never run ahead.
-        let horizon = if sh.clock == Clock::Capture {
-            let at = local.max(first.ts);
-            sh.clocks[me].0.store(at, Ordering::Relaxed);
+        let published = (sh.clock == Clock::Capture).then(|| {
+            sh.clocks[me].0.store(local.max(first.ts), Ordering::Relaxed);
             let horizon = watermark(sh.clocks);
             net.ct.gc_if_due(horizon);
             horizon
-        } else {
-            local.max(first.ts)
-        };
+        });
         for (i, o) in own.iter().enumerate() {
             let pkt = &buf[o.start..o.end];
             local = local.max(o.ts);
-            let horizon = if sh.clock == Clock::Capture { horizon } else { local };
+            let horizon = published.unwrap_or(local);
             // Built-in operations only (the caller refuses Python hooks with threads).
             feeder.take_hint(i);
             let out = feeder.run_via(pkt, local, PacketClock::Worker { horizon }, o.iif);
