@@ -349,11 +349,11 @@ def test_conn_row_is_every_attribute_at_once(acct: int) -> None:
         protos.add(row["proto"])
         assert (row["orig_packets"] is None) == (acct == 0)
     assert protos == {"tcp", "udp", "icmp"}
-    rows = [export.entry_row(c) for c in conns]
-    assert {r["family"] for r in rows} == {"ipv4", "ipv6"}
-    assert any(r["flags"] == "UNREPLIED" for r in rows)
     cols = net.columns()
     assert list(cols) == list(conns[0].row())
     rows_back = [dict(zip(cols, vals, strict=True)) for vals in zip(*cols.values(), strict=True)]
     assert rows_back == [c.row() for c in conns]
-    assert export.entry_columns(net)["flags"] == [r["flags"] for r in rows]
+    table = export.entry_columns(net)
+    assert set(table["family"]) == {"ipv4", "ipv6"}
+    assert "UNREPLIED" in table["flags"]
+    assert len(table["flags"]) == len(conns)

@@ -51,7 +51,7 @@ from nfct.kernel.compare import parse_conntrack_line
 if TYPE_CHECKING:
     import pyarrow
 
-    from nfct._nfct import Conn, Net, ReplayResult
+    from nfct._nfct import Net, ReplayResult
 
 __all__ = ["TABLES", "Exporter", "ReplayTables", "export_replay", "replay_tables", "schemas"]
 
@@ -591,14 +591,6 @@ def _flags(status: int) -> str | None:
             flags.append(word)
             break
     return " ".join(flags) or None
-
-
-def entry_row(conn: Conn) -> dict[str, Any]:
-    """One ``entries`` row from a live entry (one snapshot of it: ``Conn.row``)."""
-    row = conn.row()
-    row["family"] = _FAMILIES.get(row.pop("l3num"), "unknown")
-    row["flags"] = _flags(row["status"])
-    return row
 
 
 def entry_columns(net: Net) -> dict[str, list[Any]]:
