@@ -16,7 +16,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -285,6 +285,23 @@ def run_both(
     k = kernel.run_packets(pkts, sysctl=dict(sysctl or {}), per_packet=True, pace=pace)
     res, classes = compare_with_nfct(k, pkts, sysctl)
     return res, k, classes
+
+
+def run_seen(steps: Sequence[tuple[str, bytes, str]]) -> KernelResult:
+    """Labelled packets, 1 ms apart, through the live kernel and nfct (`run_both`): both must
+    agree, and the kernel's classes must be the ones seen when the case was written (each
+    step: label, packet, class). A failure lists every step with both sides' classes."""
+    seq: Seq = [(pkt, T0 + i * 0.001) for i, (_, pkt, _) in enumerate(steps)]
+    res, k, ours = run_both(seq)
+    assert k.classes is not None
+    width = max((len(label) for label, _, _ in steps), default=0)
+    rows = [
+        f"{'  ' if a == b == e else '!!'} {label:{width}} kernel {a:12} nfct {b:12} seen {e}"
+        for (label, _, e), a, b in zip(steps, k.classes, ours, strict=True)
+    ]
+    assert res.agree, res.render() + "\n" + "\n".join(rows)
+    assert k.classes == [e for _, _, e in steps], "\n".join(rows)
+    return k
 
 
 # --- UDPLITE checksums across lengths ----------------------------------------------------------

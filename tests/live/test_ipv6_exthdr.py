@@ -33,7 +33,7 @@ import ipaddress
 import struct
 from collections.abc import Sequence
 
-from helpers import C6, S6, T0, Seq, run_both
+from helpers import C6, S6, run_seen
 from nfct import packets as P
 
 HOP, ROUTING, FRAGMENT, DSTOPTS, AH, NONE = 0, 43, 44, 60, 51, 59
@@ -177,15 +177,7 @@ def test_extension_header_chains_agree_with_the_kernel() -> None:
         pkts.append(pkt)
         labels.append(name)
         expected.append(cls)
-    seq: Seq = [(p, T0 + i * 0.001) for i, p in enumerate(pkts)]
-    res, k, ours = run_both(seq)
-    assert k.classes is not None
-    rows = [
-        f"{'  ' if a == b == e else '!!'} {label:45} kernel {a:12} nfct {b:12} seen {e}"
-        for label, a, b, e in zip(labels, k.classes, ours, expected, strict=True)
-    ]
-    assert res.agree, res.render() + "\n" + "\n".join(rows)
-    assert k.classes == expected, "\n".join(rows)
+    run_seen(list(zip(labels, pkts, expected, strict=True)))
 
 
 # --- atomic fragments beside a queue of the same identification ----------------------------------
@@ -257,12 +249,4 @@ def test_atomic_fragments_beside_a_queue_agree_with_the_kernel() -> None:
         (last_fragment(14, seg), "rest of datagram 14", "new"),
         (atomic(15, 3071, 16, [D, R0]), "atomic 15 after dst and rt0", "new"),
     ]
-    seq: Seq = [(p, T0 + i * 0.001) for i, (p, _, _) in enumerate(cases)]
-    res, k, ours = run_both(seq)
-    assert k.classes is not None
-    rows = [
-        f"{'  ' if a == b == e else '!!'} {label:50} kernel {a:12} nfct {b:12} seen {e}"
-        for (_, label, e), a, b in zip(cases, k.classes, ours, strict=True)
-    ]
-    assert res.agree, res.render() + "\n" + "\n".join(rows)
-    assert k.classes == [e for _, _, e in cases], "\n".join(rows)
+    run_seen([(label, p, e) for p, label, e in cases])

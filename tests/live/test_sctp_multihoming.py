@@ -27,7 +27,7 @@ import ipaddress
 import struct
 from collections.abc import Sequence
 
-from helpers import C6, S6, T0, C, S, Seq, run_both
+from helpers import C6, S6, C, S, run_seen
 from nfct import packets as P
 
 #: The verification tags the client (A) and the server (B) announce in INIT and INIT_ACK.
@@ -166,15 +166,7 @@ def test_multihomed_associations_agree_with_the_kernel() -> None:
     steps = [
         (f"{name}: {what}", pkt, cls) for name, case in CASES.items() for what, pkt, cls in case
     ]
-    seq: Seq = [(pkt, T0 + i * 0.001) for i, (_, pkt, _) in enumerate(steps)]
-    res, k, ours = run_both(seq)
-    assert k.classes is not None
-    rows = [
-        f"{'  ' if a == b == e else '!!'} {label:60} kernel {a:12} nfct {b:12} seen {e}"
-        for (label, _, e), a, b in zip(steps, k.classes, ours, strict=True)
-    ]
-    assert res.agree, res.render() + "\n" + "\n".join(rows)
-    assert k.classes == [e for _, _, e in steps], "\n".join(rows)
+    k = run_seen(steps)
     # One entry per path, the second path's ESTABLISHED and ASSURED with the ESTABLISHED
     # timeout; the first path's of the last case CLOSED, its second path's ESTABLISHED.
     by_port: dict[int, list[str]] = {}
