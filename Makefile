@@ -163,7 +163,7 @@ py-lint:
 	$(PYTHON) -m ruff format --check $(RUFF_PATHS)
 
 typecheck:
-	$(PYTHON) -m mypy python/nfct
+	$(PYTHON) -m mypy python/nfct python/_nfct_launcher
 
 # The stubs in python/nfct/_nfct.pyi against the installed extension module.
 stubtest:

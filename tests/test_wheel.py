@@ -239,6 +239,7 @@ def test_wheel_contents(wheel: Path) -> None:
         "nfct/_nfct.pyi",
         "nfct/py.typed",
         "nfct/_nfct.abi3.so",
+        "_nfct_launcher/__init__.py",
         f"{dist_info}/licenses/LICENSE-MIT",
         f"{dist_info}/licenses/LICENSE-APACHE",
     ):
@@ -249,7 +250,7 @@ def test_wheel_contents(wheel: Path) -> None:
         for license_file in ("LICENSE-MIT", "LICENSE-APACHE"):
             shipped_text = archive.read(f"{dist_info}/licenses/{license_file}")
             assert shipped_text == (REPO_ROOT / license_file).read_bytes(), license_file
-    assert entry_points.get("console_scripts", "nfct", fallback=None) == "nfct.cli:main"
+    assert entry_points.get("console_scripts", "nfct", fallback=None) == "_nfct_launcher:main"
 
 
 def test_wheel_metadata(wheel: Path) -> None:
@@ -455,6 +456,7 @@ def test_sdist_contents(sdist: Path) -> None:
         "rust/lib.rs",
         "python/nfct/__init__.py",
         "python/nfct/__main__.py",
+        "python/_nfct_launcher/__init__.py",
         "python/nfct/_nfct.pyi",
         "python/nfct/py.typed",
     ):
