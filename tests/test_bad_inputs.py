@@ -4,6 +4,7 @@ exit status 2, no traceback; Python: a specific exception), and what nfct cannot
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -189,6 +190,35 @@ def test_unsupported_link_type_from_standard_input(tmp_path: Path) -> None:
         )
     assert proc.returncode == 0, proc.stderr
     assert "3 frames of unsupported link type 105 (IEEE802_11) skipped" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("linktype", "kind"), [(147, "147 (USER0)"), (105, "105 (IEEE802_11)"), (4000, "4000")]
+)
+def test_explain_names_an_unsupported_link_type(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, linktype: int, kind: str
+) -> None:
+    """`nfct explain` on a frame of a link type nfct does not decode says so, and names the link
+    type as `nfct replay`'s line on such frames does, not "no IP packet"."""
+    cap = _link_capture(tmp_path / "odd.pcap", linktype, 2)
+    decoded = "nfct reads Ethernet, Linux SLL/SLL2, NULL/LOOP and raw IP"
+    rc, out, err = _cli(capsys, "explain", cap, 2)
+    assert (rc, out) == (2, "")
+    assert err.splitlines() == [
+        f"nfct: {cap}: frame 2 is of link type {kind}, which nfct does not decode; {decoded}"
+    ]
+    rc, _, err = _cli(capsys, "replay", cap)
+    assert rc == 0 and f"frames of unsupported link type {kind} skipped; {decoded}" in err
+    with pytest.raises(nfct.NfctValueError, match=rf"frame 1 is of link type {re.escape(kind)},"):
+        Net().explain(cap, 1)
+    # A frame the capture does not have, and one of a link type nfct decodes that is not IP
+    # (ARP in Ethernet), have no IP packet, whatever the link type.
+    rc, _, err = _cli(capsys, "explain", cap, 3)
+    assert rc == 2 and err.endswith("has no IP packet at frame 3\n") and "link type" not in err
+    arp = tmp_path / "arp.pcap"
+    write_pcap(arp, [(1.0, bytes(12) + b"\x08\x06" + bytes(28))], linktype=1)
+    rc, _, err = _cli(capsys, "explain", arp, 1)
+    assert rc == 2 and err.endswith("has no IP packet at frame 1\n") and "link type" not in err
 
 
 def test_summary_says_why_packets_were_dropped(

@@ -230,6 +230,10 @@ IPPROTO_UDPLITE: Literal[IpProto.IPPROTO_UDPLITE]
 SYSCTL_NAMES: list[str]
 """Every sysctl a :class:`Net` has, named as in /proc/sys/net/netfilter."""
 
+def _link_type(linktype: int) -> str:
+    """A ``LINKTYPE_*`` number as nfct's messages name it, ``"147 (USER0)"`` (internal: for
+    ``nfct replay``'s line on frames of link types nfct does not decode)."""
+
 @final
 class SysctlMap:
     """The sysctls of one :class:`Net`, read and written by name as in
@@ -653,7 +657,10 @@ class Net:
         ``steps`` of its way (hook number or None for the routing decision, priority, name,
         verdict, the deciding ``rule``, ``reason``, the entry ``before`` and ``after`` as
         ``conntrack -L -o extended`` lines, ``ctinfo``), then its ``verdict``, ``path``,
-        ``cls``, ``reason`` and ``dropped_by``. Built-in operations only."""
+        ``cls``, ``reason`` and ``dropped_by``. Built-in operations only. A frame that is not
+        an IP packet, or that the capture does not have, raises :class:`NfctValueError`, which
+        names the frame's link type when nfct does not decode it (``link type 105
+        (IEEE802_11)``)."""
     def feed(
         self,
         records: Iterable[tuple[float, bytes | bytearray | memoryview]],

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import nfct
 from nfct import CaptureError, Conn, Net, NfctError, NfctValueError, ReplayResult, Tuple
+from nfct._nfct import _link_type
 from nfct.inputs import CaptureInputs
 from nfct.progress import progress_bar
 
@@ -54,42 +55,20 @@ def _ranged(lo: int, hi: int) -> Callable[[str], int]:
     return parse
 
 
-# Names of link types (LINKTYPE_* as tcpdump.org lists them) a capture nfct cannot read may
-# have, for the line that says so; others are named by number only.
-_LINK_NAMES: dict[int, str] = {
-    9: "PPP",
-    10: "FDDI",
-    50: "PPP_HDLC",
-    51: "PPP_ETHER",
-    104: "C_HDLC",
-    105: "IEEE802_11",
-    119: "IEEE802_11_PRISM",
-    127: "IEEE802_11_RADIOTAP",
-    143: "DOCSIS",
-    187: "BLUETOOTH_HCI_H4",
-    189: "USB_LINUX",
-    192: "PPI",
-    195: "IEEE802_15_4_WITHFCS",
-    201: "BLUETOOTH_HCI_H4_WITH_PHDR",
-    220: "USB_LINUX_MMAPPED",
-    253: "NETLINK",
-    **{147 + i: f"USER{i}" for i in range(16)},
-}
-
-
 def _unsupported_line(summary: ReplayResult) -> str | None:
     """When frames of a link type nfct does not decode were skipped, one line naming the link
     types and how many frames each had."""
     links = summary["unsupported_links"]
     if not links:
         return None
-    kinds = [f"{lt} ({_LINK_NAMES[lt]})" if lt in _LINK_NAMES else str(lt) for lt in sorted(links)]
+    kinds = [_link_type(lt) for lt in sorted(links)]
     if len(links) == 1:
         what = f"link type {kinds[0]}"
     else:
         what = "link types " + ", ".join(
             f"{kind}: {links[lt]}" for kind, lt in zip(kinds, sorted(links), strict=True)
         )
+    # The same list as `nfct explain`'s error on such a frame (rust/python/net.rs).
     return (
         f"nfct: {summary['unsupported_link']} frames of unsupported {what} skipped; "
         "nfct reads Ethernet, Linux SLL/SLL2, NULL/LOOP and raw IP"

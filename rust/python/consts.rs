@@ -31,3 +31,11 @@ pub(super) fn add(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     Ok(())
 }
+
+/// A `LINKTYPE_*` number as nfct's messages name it, `147 (USER0)` (`wire::link::describe`):
+/// for `nfct replay`'s line on frames of link types it does not decode.
+#[pyfunction]
+#[pyo3(name = "_link_type")]
+pub(super) fn link_type(linktype: u32) -> String {
+    crate::wire::link::describe(linktype)
+}

@@ -41,6 +41,8 @@ mod _nfct {
     #[pymodule_export]
     use super::conn::{Conn, Tuple};
     #[pymodule_export]
+    use super::consts::link_type;
+    #[pymodule_export]
     use super::hooks::{
         ip6_local_out, ip_local_out, ip_rcv, ipv6_rcv, nf_nat_ipv4_fn, nf_nat_ipv6_fn, nf_register_net_hook,
         nf_unregister_net_hook, BuiltinHook, HookResult, HookState, NfHookOps,

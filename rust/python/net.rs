@@ -20,6 +20,7 @@ use crate::replay::{Feeder, Replay, Summary};
 use crate::sysctl::{Sysctl, SYSCTLS};
 use crate::tuple::Zone;
 use crate::uapi::Hook;
+use crate::wire::link;
 use parking_lot::Mutex;
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
@@ -743,7 +744,9 @@ impl Net {
     /// `tstamp`, its `tuple` (family, proto, src, dst, sport, dport) and every `step` of its
     /// way (hook, priority, name, verdict, the deciding rule, the reason, the entry before and
     /// after as `conntrack -L -o extended` lines, the ctinfo), then the `verdict`, `path`,
-    /// `cls`, `reason` and `dropped_by` of the packet. Built-in operations only.
+    /// `cls`, `reason` and `dropped_by` of the packet. Built-in operations only. A frame that
+    /// is not an IP packet, or is not in the capture, is a `NfctValueError`, which names the
+    /// frame's link type when nfct does not decode it.
     #[pyo3(signature = (capture, frame, *, clock="capture", path="forward", iif=None))]
     fn explain<'py>(
         &self,
@@ -765,16 +768,21 @@ impl Net {
         }
         let net = self.inner.clone();
         let name = capture.display().to_string();
-        let found = detached(py, move || -> Result<Option<Traced>> {
+        // The frame traced, or else the link type of that frame when nfct does not decode it.
+        let found = detached(py, move || -> Result<(Option<Traced>, Option<u32>)> {
             let mut cap = Capture::open(&capture)
                 .map_err(|e| Error::replay(crate::replay::ReplayError::Capture(e), Summary::default(), ""))?;
             let mut feeder = Feeder::new(&net, path, clock);
             feeder.set_iif(iif);
             let mut summary = Summary::default();
             let mut hit = None;
+            let mut unsupported = None;
             let res = cap.for_each(|rec| {
                 if hit.is_some() || rec.index > frame {
                     return;
+                }
+                if rec.index == frame && !link::is_supported(rec.linktype) {
+                    unsupported = Some(rec.linktype);
                 }
                 let Some(pkt) = summary.ip_packet(rec) else { return };
                 let ts = u64::try_from(rec.ts_ns).unwrap_or(0);
@@ -786,13 +794,23 @@ impl Net {
                     hit = Some((pkt.to_vec(), ts, trace.into_inner(), out));
                 }
             });
-            if hit.is_none() {
+            if hit.is_none() && unsupported.is_none() {
                 res.map_err(|e| Error::replay(crate::replay::ReplayError::Capture(e), summary, ""))?;
             }
-            Ok(hit)
+            Ok((hit, unsupported))
         })?;
-        let Some((pkt, ts, steps, out)) = found else {
-            return Err(Error::value(format!("{name} has no IP packet at frame {frame}")).into());
+        let (hit, unsupported) = found;
+        let Some((pkt, ts, steps, out)) = hit else {
+            return Err(Error::value(match unsupported {
+                // The same list as `nfct replay`'s line on skipped frames (python/nfct/cli.py).
+                Some(lt) => format!(
+                    "{name}: frame {frame} is of link type {}, which nfct does not decode; nfct reads \
+                     Ethernet, Linux SLL/SLL2, NULL/LOOP and raw IP",
+                    link::describe(lt)
+                ),
+                None => format!("{name} has no IP packet at frame {frame}"),
+            })
+            .into());
         };
         let d = PyDict::new(py);
         d.set_item("frame", frame)?;

@@ -142,6 +142,53 @@ pub fn is_supported(linktype: u32) -> bool {
     )
 }
 
+/// The `LINKTYPE_*` name (as tcpdump.org lists it, without the prefix) of the link types nfct
+/// decodes and of those a capture it cannot read commonly has, for the messages that name a
+/// link type; `None` for the others.
+pub fn name(linktype: u32) -> Option<&'static str> {
+    const USER: [&str; 16] = [
+        "USER0", "USER1", "USER2", "USER3", "USER4", "USER5", "USER6", "USER7", "USER8", "USER9", "USER10",
+        "USER11", "USER12", "USER13", "USER14", "USER15",
+    ];
+    Some(match linktype {
+        LINKTYPE_NULL => "NULL",
+        LINKTYPE_ETHERNET => "ETHERNET",
+        9 => "PPP",
+        10 => "FDDI",
+        50 => "PPP_HDLC",
+        51 => "PPP_ETHER",
+        LINKTYPE_RAW => "RAW",
+        104 => "C_HDLC",
+        105 => "IEEE802_11",
+        LINKTYPE_LOOP => "LOOP",
+        LINKTYPE_LINUX_SLL => "LINUX_SLL",
+        119 => "IEEE802_11_PRISM",
+        127 => "IEEE802_11_RADIOTAP",
+        143 => "DOCSIS",
+        147..=162 => USER[(linktype - 147) as usize],
+        187 => "BLUETOOTH_HCI_H4",
+        189 => "USB_LINUX",
+        192 => "PPI",
+        195 => "IEEE802_15_4_WITHFCS",
+        201 => "BLUETOOTH_HCI_H4_WITH_PHDR",
+        220 => "USB_LINUX_MMAPPED",
+        LINKTYPE_IPV4 => "IPV4",
+        LINKTYPE_IPV6 => "IPV6",
+        253 => "NETLINK",
+        LINKTYPE_LINUX_SLL2 => "LINUX_SLL2",
+        _ => return None,
+    })
+}
+
+/// A link type as messages name it: its number, then its [`name`] if it has one
+/// (`147 (USER0)`, `4000`).
+pub fn describe(linktype: u32) -> String {
+    match name(linktype) {
+        Some(n) => format!("{linktype} ({n})"),
+        None => linktype.to_string(),
+    }
+}
+
 /// Pairs a payload found without any tag/label with an empty [`Encap`].
 #[inline]
 fn with_no_encap(p: Option<&[u8]>) -> Option<(&[u8], Encap)> {
@@ -184,6 +231,16 @@ mod tests {
         f.extend_from_slice(&ethertype.to_be_bytes());
         f.extend_from_slice(rest);
         f
+    }
+
+    #[test]
+    fn link_types_are_named_with_their_number() {
+        assert_eq!(describe(147), "147 (USER0)");
+        assert_eq!(describe(162), "162 (USER15)");
+        assert_eq!(describe(105), "105 (IEEE802_11)");
+        assert_eq!(describe(LINKTYPE_LINUX_SLL2), "276 (LINUX_SLL2)");
+        assert_eq!(describe(4000), "4000");
+        assert_eq!((name(146), name(163)), (None, None));
     }
 
     #[test]
