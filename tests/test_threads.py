@@ -102,6 +102,26 @@ def test_a_bad_capture_keeps_what_was_done(tmp_path: Path) -> None:
     assert len(net) == 299
 
 
+def test_one_flow_longer_than_a_worker_may_queue(tmp_path: Path) -> None:
+    # Every packet of the big flow goes to one worker: reading outpaces it, its queue reaches
+    # the bound (1,024 batches waiting) and the reading side waits for it to drain (7 waits
+    # when this was written); a few other flows go on meanwhile. Nothing hangs, and the result
+    # is one thread's.
+    big = P.udp("10.0.0.1", "10.0.0.2", 4000, 53, b"x" * 10)
+    back = P.udp("10.0.0.2", "10.0.0.1", 53, 4000, b"y" * 10)
+    pkts = []
+    for i in range(100_000):
+        pkts.append((big if i % 2 else back, 1.0 + i * 1e-4))
+        if i % 5000 == 0:
+            pkts.append((P.udp("10.0.1.1", "10.0.1.2", 5000 + i // 5000, 53), 1.0 + i * 1e-4))
+    cap = tmp_path / "one-flow.pcap"
+    write_pcap(cap, pkts)
+    for clock in ("capture", "frozen"):
+        one = run([cap], 1, clock, tmp_path)
+        assert run([cap], 2, clock, tmp_path) == one, clock
+        assert one[2]["established"] == 99_999
+
+
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -217,12 +217,33 @@ impl Capture {
         if let Some(done) = &self.finished {
             return done.clone().map(|()| 0);
         }
-        let result = self.run(&mut f);
+        let result = self.run(&mut f, u64::MAX).map(|(n, _)| n);
         self.finished = Some(result.as_ref().map(|_| ()).map_err(Clone::clone));
         result
     }
 
-    fn run<F: FnMut(&Record<'_>)>(&mut self, f: &mut F) -> Result<u64, CaptureError> {
+    /// As [`Capture::for_each`], stopping once `max` records (at least 1) have been delivered:
+    /// `Ok(true)` when that limit stopped it (records may remain, and the next call goes on
+    /// from there), `Ok(false)` once the capture has ended cleanly (and on every later call).
+    /// A truncated or corrupt file delivers every good record before it, then the error, as
+    /// `for_each` does.
+    pub fn read_some<F: FnMut(&Record<'_>)>(&mut self, max: u64, mut f: F) -> Result<bool, CaptureError> {
+        if let Some(done) = &self.finished {
+            return done.clone().map(|()| false);
+        }
+        match self.run(&mut f, max.max(1)) {
+            Ok((_, true)) => Ok(true),
+            result => {
+                let result = result.map(|_| false);
+                self.finished = Some(result.as_ref().map(|_| ()).map_err(Clone::clone));
+                result
+            }
+        }
+    }
+
+    /// Delivers records until the end, an error, or `max` of them: (records delivered, whether
+    /// the limit stopped it).
+    fn run<F: FnMut(&Record<'_>)>(&mut self, f: &mut F, max: u64) -> Result<(u64, bool), CaptureError> {
         let start = self.index;
         let mut stalled = 0u32;
         loop {
@@ -248,11 +269,14 @@ impl Capture {
                 Step::Consume(len) => {
                     stalled = 0;
                     self.reader.consume(len);
+                    if self.index - start >= max {
+                        return Ok((self.index - start, true));
+                    }
                 }
-                Step::Done => return Ok(self.index - start),
+                Step::Done => return Ok((self.index - start, false)),
                 Step::Truncated => {
                     if self.reader.data().is_empty() {
-                        return Ok(self.index - start);
+                        return Ok((self.index - start, false));
                     }
                     return Err(self.error(offset, "truncated record (file ends inside it)"));
                 }
@@ -528,7 +552,7 @@ mod tests {
     }
 
     /// Owned copy of a delivered record.
-    #[derive(Debug, PartialEq, Eq)]
+    #[derive(Clone, Debug, PartialEq, Eq)]
     struct Rec {
         index: u64,
         ts_ns: i64,
@@ -893,6 +917,67 @@ mod tests {
         let e1 = cap.for_each(|_| {}).expect_err("truncated");
         let e2 = cap.for_each(|_| {}).expect_err("again");
         assert_eq!(e1, e2);
+    }
+
+    /// Reads `bytes` `max` records at a time with `read_some`: the records, and the outcome
+    /// (Ok(total) at a clean end).
+    fn read_in_steps(bytes: &[u8], max: u64) -> (Vec<Rec>, Result<u64, CaptureError>) {
+        let f = TempFile::new("steps", bytes);
+        let mut cap = match Capture::open(&f.0) {
+            Ok(c) => c,
+            Err(e) => return (Vec::new(), Err(e)),
+        };
+        let mut out = Vec::new();
+        loop {
+            let before = out.len();
+            let r = cap.read_some(max, |r| {
+                out.push(Rec { index: r.index, ts_ns: r.ts_ns, linktype: r.linktype, data: r.data.to_vec() })
+            });
+            match r {
+                Ok(true) => assert_eq!((out.len() - before) as u64, max, "a step stops at its limit"),
+                Ok(false) => {
+                    assert_eq!(cap.read_some(max, |_| panic!("no more records")), Ok(false));
+                    let n = out.len() as u64;
+                    return (out, Ok(n));
+                }
+                Err(e) => {
+                    assert_eq!(cap.read_some(max, |_| panic!("no more records")), Err(e.clone()));
+                    return (out, Err(e));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn read_some_delivers_what_for_each_does() {
+        let classic = pcap(0xa1b2_c3d4, false, 1, &[(1, 2, F1), (3, 4, F2), (5, 6, F3)]);
+        let ng = Ng { be: false };
+        let mut png = ng.shb();
+        png.extend(ng.idb(1, 0, Some(9), Some(-5)));
+        png.extend(ng.epb(0, 77, F1));
+        png.extend(ng.spb(F2));
+        png.extend(ng.epb(0, 99, F3));
+        for bytes in [&classic, &png] {
+            let (all, end) = read_all(bytes);
+            assert_eq!(end, Ok(3));
+            for max in [1, 2, 3, 4, 100] {
+                assert_eq!(read_in_steps(bytes, max), (all.clone(), Ok(3)), "max {max}");
+            }
+            // Truncated inside the last record: the good records, then the same error.
+            let cut = &bytes[..bytes.len() - 3];
+            let (recs, err) = read_all(cut);
+            assert_eq!(recs.len(), 2);
+            let err = err.expect_err("truncated");
+            for max in [1, 2, 5] {
+                let (r, e) = read_in_steps(cut, max);
+                let e = e.expect_err("truncated in steps");
+                assert_eq!(
+                    (r, e.offset, e.message),
+                    (recs.clone(), err.offset, err.message.clone()),
+                    "max {max}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,16 +1,17 @@
-//! Replay on several threads sharing one table, as RSS spreads packets over CPUs: every
-//! worker reads the captures itself and takes its own share of the packets by a symmetric
-//! hash of their flow ([`flow_hash`]: both directions of a flow, the fragments of a datagram
-//! and the ICMP errors quoting it go to the same worker, so per-flow order is kept), with no
-//! reading thread or queue between (reading a record's header costs far less than handing the
-//! packet over); every worker runs the same pipeline on the one lock-striped table, its own
-//! packets staged and their lookups prefetched 32 at a time.
+//! Replay on several threads sharing one table, as RSS spreads packets over CPUs. There is no
+//! reading thread: the workers take turns at the captures (whichever runs out of packets reads
+//! the next chunk of records, under a lock), so every record is parsed and hashed once; each
+//! packet goes to one worker by a symmetric hash of its flow ([`flow_hash`]: both directions of
+//! a flow, the fragments of a datagram and the ICMP errors quoting it go to the same worker, so
+//! per-flow order is kept), staged in that worker's queue; every worker runs the same pipeline
+//! on the one lock-striped table, its own packets' lookups prefetched 32 at a time.
 //!
 //! On the capture clock each worker runs its packets at its own (monotonic) time, the
-//! running maximum of the capture's timestamps in capture order (what one thread would use),
-//! so a flow's timeouts come from its own packets whichever worker is ahead; the collector
-//! reaps only what expired before the time every worker has reached (expired entries are
-//! still reaped by the lookups that meet them and by listings, as with one thread).
+//! running maximum of the capture's timestamps in capture order (what one thread would use,
+//! computed by the reading side), so a flow's timeouts come from its own packets whichever
+//! worker is ahead; the collector reaps only what expired before the time every worker has
+//! reached (expired entries are still reaped by the lookups that meet them and by listings,
+//! as with one thread).
 //!
 //! What may differ from one thread (as it may on a multi-CPU kernel): which of two racing
 //! packets creates an entry (clashes), which entries `early_drop` evicts when the table is
@@ -23,9 +24,12 @@ use crate::net::Net;
 use crate::replay::capture::{Capture, CaptureError};
 use crate::table::BULK;
 use crate::wire::rss::flow_hash;
+use parking_lot::{Condvar, Mutex};
+use std::collections::VecDeque;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 /// A worker's result for one packet (kept only when per-packet lines are wanted).
 struct Line {
@@ -37,7 +41,7 @@ struct Line {
     dropped_by: Option<String>,
 }
 
-/// A worker's clock, alone on its cache line (each worker writes its own per packet).
+/// A worker's clock, alone on its cache line (each worker writes its own once per batch).
 #[repr(align(64))]
 #[derive(Default)]
 struct WorkerClock(AtomicU64);
@@ -47,26 +51,7 @@ fn watermark(clocks: &[WorkerClock]) -> u64 {
     clocks.iter().map(|c| c.0.load(Ordering::Relaxed)).min().unwrap_or(0)
 }
 
-/// What every worker shares: the settings, the clocks, the frames read (by worker 0, for the
-/// progress), and the flag that stops them all.
-struct Shared<'a> {
-    net: &'a Net,
-    paths: &'a [&'a Path],
-    path: ReplayPath,
-    clock: Clock,
-    fixed_iif: Option<u32>,
-    keep_lines: bool,
-    threads: usize,
-    clocks: &'a [WorkerClock],
-    /// The namespace's clock when the replay began (each worker's running maximum starts
-    /// there, not wherever the other workers have moved it by the time it starts).
-    start: u64,
-    frames: AtomicU64,
-    packets: AtomicU64,
-    stop: AtomicBool,
-}
-
-/// One of this worker's packets, staged.
+/// One of a worker's packets, staged: where its bytes are in the batch's buffer.
 struct Own {
     seq: u64,
     capture: u32,
@@ -77,26 +62,268 @@ struct Own {
     end: usize,
 }
 
-/// What a worker brings back: its packets' summary (worker 0 also counts every frame), its
-/// lines, and the capture error it met (every worker meets the same one).
+/// A worker's packets from one chunk of records, in capture order.
+#[derive(Default)]
+struct Batch {
+    buf: Vec<u8>,
+    own: Vec<Own>,
+}
+
+/// Batches, and bytes of packets, a worker may have waiting before the reading side waits for
+/// it to catch up: deep enough that a worker briefly slower than the other (descheduled, or
+/// running the collector) does not stall it, bounded so that a flow that hashes to one worker
+/// does not pile the capture up in memory. (At 64 batches, the faster worker waited for the
+/// slower one about 570 times in a replay of `e2e_bench.py`'s capture, its wall time up by
+/// half; at 1,024, never.)
+const MAX_QUEUED: usize = 1024;
+const MAX_QUEUED_BYTES: usize = 16 << 20;
+/// Batches (of `BULK` packets) for each worker that one turn at the captures reads, so that a
+/// worker usually finds work queued instead of waiting for the other's turn to end.
+const TURN: usize = 4;
+
+/// A worker's waiting batches and the bytes of their packets.
+#[derive(Default)]
+struct Waiting {
+    batches: VecDeque<Batch>,
+    bytes: usize,
+}
+
+impl Waiting {
+    fn over(&self, div: usize) -> bool {
+        self.batches.len() >= MAX_QUEUED / div || self.bytes >= MAX_QUEUED_BYTES / div
+    }
+}
+
+/// A worker's queue, alone on its cache lines.
+#[repr(align(64))]
+#[derive(Default)]
+struct Queue {
+    waiting: Mutex<Waiting>,
+    /// Signalled when the queue has drained below half of its bounds.
+    drained: Condvar,
+}
+
+impl Queue {
+    /// The first batch waiting, and how many are left.
+    fn pop(&self) -> Option<(Batch, usize)> {
+        let mut q = self.waiting.lock();
+        let b = q.batches.pop_front()?;
+        q.bytes -= b.buf.len();
+        if !q.over(2) {
+            self.drained.notify_all();
+        }
+        Some((b, q.batches.len()))
+    }
+
+    fn push(&self, list: Vec<Batch>) {
+        let mut q = self.waiting.lock();
+        for b in list {
+            q.bytes += b.buf.len();
+            q.batches.push_back(b);
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.waiting.lock().over(1)
+    }
+
+    /// Waits (a millisecond at most: the caller looks again) for the queue to drain.
+    fn wait_drained(&self) {
+        let mut q = self.waiting.lock();
+        if q.over(2) {
+            self.drained.wait_for(&mut q, Duration::from_millis(1));
+        }
+    }
+}
+
+/// The reading side, taken in turn by whichever worker has run out of packets: the capture
+/// open, where the clock is in capture order, and the frames it has counted.
+struct Reader {
+    /// Index of the capture open (or to open next) in the replay's list.
+    at: usize,
+    cap: Option<Capture>,
+    /// The running maximum of the timestamps so far (the capture clock never goes back).
+    running: u64,
+    frozen_at: Option<u64>,
+    /// IP packets handed out so far (each one's number, for per-packet lines in order).
+    seq: u64,
+    /// Every capture read (or reading stopped): the workers finish what is queued.
+    done: bool,
+    err: Option<CaptureError>,
+    /// Frames read, and those that gave no IP packet.
+    summary: Summary,
+}
+
+/// What every worker shares: the settings, the clocks, the reading side and the queues, the
+/// progress so far, and the flag that stops them all.
+struct Shared<'a> {
+    net: &'a Net,
+    paths: &'a [&'a Path],
+    path: ReplayPath,
+    clock: Clock,
+    fixed_iif: Option<u32>,
+    keep_lines: bool,
+    threads: usize,
+    clocks: &'a [WorkerClock],
+    reader: Mutex<Reader>,
+    queues: Vec<Queue>,
+    /// Batches run and emptied, for the reading side to fill again (no allocation per batch).
+    spare: Mutex<Vec<Batch>>,
+    frames: AtomicU64,
+    packets: AtomicU64,
+    stop: AtomicBool,
+}
+
+impl Shared<'_> {
+    /// The worker's next batch: from its queue, else read from the captures (by this worker,
+    /// once no other is reading); None once every capture is read and its queue is empty.
+    /// A worker whose queue runs low reads ahead when no other worker is reading, so that it
+    /// seldom has to wait for another's turn at the captures to end.
+    fn next_batch(&self, me: usize) -> Option<Batch> {
+        loop {
+            if let Some((b, left)) = self.queues[me].pop() {
+                if left < TURN {
+                    if let Some(mut r) = self.reader.try_lock() {
+                        if !r.done && !self.others_full(me) {
+                            self.read_chunk(&mut r);
+                        }
+                    }
+                }
+                return Some(b);
+            }
+            let mut r = self.reader.lock();
+            // Another worker may have read a chunk while this one waited for the lock.
+            if let Some((b, _)) = self.queues[me].pop() {
+                return Some(b);
+            }
+            if r.done {
+                return None;
+            }
+            if let Some(other) = (0..self.threads).find(|&w| w != me && self.queues[w].full()) {
+                drop(r);
+                self.queues[other].wait_drained();
+                continue;
+            }
+            self.read_chunk(&mut r);
+        }
+    }
+
+    /// Whether another worker has as many batches waiting as it may.
+    fn others_full(&self, me: usize) -> bool {
+        (0..self.threads).any(|w| w != me && self.queues[w].full())
+    }
+
+    /// An empty batch (a spare one when there is one).
+    fn empty_batch(&self) -> Batch {
+        self.spare.lock().pop().unwrap_or_default()
+    }
+
+    /// Reads the next records (about `TURN` batches for each worker) and queues every IP
+    /// packet for the worker its flow hashes to, in batches of at most `BULK`.
+    fn read_chunk(&self, r: &mut Reader) {
+        if self.stop.load(Ordering::Relaxed) {
+            r.done = true;
+            return;
+        }
+        let want = (BULK * TURN * self.threads) as u64;
+        let mut read = 0u64;
+        let mut out: Vec<Batch> = (0..self.threads).map(|_| self.empty_batch()).collect();
+        let mut full: Vec<Vec<Batch>> = (0..self.threads).map(|_| Vec::new()).collect();
+        while read < want && !r.done {
+            if r.cap.is_none() {
+                let Some(p) = self.paths.get(r.at) else {
+                    r.done = true;
+                    break;
+                };
+                match Capture::open(p) {
+                    Ok(c) => r.cap = Some(c),
+                    Err(e) => {
+                        r.err = Some(e);
+                        r.done = true;
+                        break;
+                    }
+                }
+            }
+            let Reader { at, cap, running, frozen_at, seq, summary, .. } = &mut *r;
+            let Some(cap) = cap.as_mut() else { break };
+            let ci = *at as u32;
+            let more = cap.read_some(want - read, |rec| {
+                read += 1;
+                summary.frames += 1;
+                let Some(pkt) = ip_of(rec) else {
+                    summary.not_ip(rec.linktype);
+                    return;
+                };
+                let ts = u64::try_from(rec.ts_ns).unwrap_or(0);
+                // The time this packet has with one thread: the running maximum in capture
+                // order.
+                let ts = match self.clock {
+                    Clock::Capture => {
+                        *running = (*running).max(ts);
+                        *running
+                    }
+                    Clock::Frozen => *frozen_at.get_or_insert(ts),
+                };
+                let w = (flow_hash(pkt) % self.threads as u64) as usize;
+                if out[w].own.len() >= BULK {
+                    let next = self.empty_batch();
+                    full[w].push(std::mem::replace(&mut out[w], next));
+                }
+                let b = &mut out[w];
+                let start = b.buf.len();
+                b.buf.extend_from_slice(pkt);
+                b.own.push(Own {
+                    seq: *seq,
+                    capture: ci,
+                    frame: rec.index,
+                    ts,
+                    iif: resolve_iif(self.net, self.fixed_iif, rec.iface),
+                    start,
+                    end: b.buf.len(),
+                });
+                *seq += 1;
+            });
+            match more {
+                Ok(true) => {}
+                Ok(false) => {
+                    r.cap = None;
+                    r.at += 1;
+                }
+                Err(e) => {
+                    r.err = Some(e);
+                    r.done = true;
+                }
+            }
+        }
+        for ((q, mut list), last) in self.queues.iter().zip(full).zip(out) {
+            if last.own.is_empty() {
+                self.spare.lock().push(last);
+            } else {
+                list.push(last);
+            }
+            if !list.is_empty() {
+                q.push(list);
+            }
+        }
+        self.frames.store(r.summary.frames, Ordering::Relaxed);
+        self.packets.store(r.seq, Ordering::Relaxed);
+    }
+}
+
+/// What a worker brings back: its packets' summary and its lines.
 struct WorkerResult {
     summary: Summary,
     lines: Vec<Line>,
-    read_err: Option<CaptureError>,
 }
 
-fn worker(sh: &Shared<'_>, me: usize) -> WorkerResult {
+fn worker(sh: &Shared<'_>, me: usize, start: u64) -> WorkerResult {
     let net = sh.net;
     let mut feeder = Feeder::new(net, sh.path, sh.clock);
-    let mut res = WorkerResult { summary: Summary::default(), lines: Vec::new(), read_err: None };
-    let mut local = 0u64;
-    let mut running = sh.start;
-    let mut frozen_at: Option<u64> = None;
-    let mut seq = 0u64;
-    let mut buf: Vec<u8> = Vec::new();
-    let mut own: Vec<Own> = Vec::new();
-    let mut run = |buf: &mut Vec<u8>, own: &mut Vec<Own>, res: &mut WorkerResult| {
-        let Some(first) = own.first() else { return };
+    let mut res = WorkerResult { summary: Summary::default(), lines: Vec::new() };
+    let mut local = start;
+    while let Some(mut batch) = sh.next_batch(me) {
+        let Batch { buf, own } = &batch;
+        let Some(first) = own.first() else { continue };
         feeder.prefetch_hinted(own.iter().map(|o| Some(&buf[o.start..o.end])));
         // The shared clocks move once per batch, not per packet (per packet, the workers
         // would take their cache lines from each other): this worker publishes the time of
@@ -112,6 +339,7 @@ fn worker(sh: &Shared<'_>, me: usize) -> WorkerResult {
             let pkt = &buf[o.start..o.end];
             local = local.max(o.ts);
             let horizon = published.unwrap_or(local);
+            res.summary.packets += 1;
             // Built-in operations only (the caller refuses Python hooks with threads).
             feeder.take_hint(i);
             let out = feeder.run_via(pkt, local, PacketClock::Worker { horizon }, o.iif);
@@ -132,75 +360,9 @@ fn worker(sh: &Shared<'_>, me: usize) -> WorkerResult {
             }
         }
         net.advance_to(local);
-        buf.clear();
-        own.clear();
-    };
-    'captures: for (ci, p) in sh.paths.iter().enumerate() {
-        let mut cap = match Capture::open(p) {
-            Ok(c) => c,
-            Err(e) => {
-                res.read_err = Some(e);
-                break;
-            }
-        };
-        let read = cap.for_each(|rec| {
-            if sh.stop.load(Ordering::Relaxed) {
-                return;
-            }
-            if me == 0 {
-                res.summary.frames += 1;
-                if rec.index.is_multiple_of(1024) {
-                    sh.frames.store(res.summary.frames, Ordering::Relaxed);
-                }
-            }
-            let Some(pkt) = ip_of(rec) else {
-                if me == 0 {
-                    res.summary.not_ip(rec.linktype);
-                }
-                return;
-            };
-            let ts = u64::try_from(rec.ts_ns).unwrap_or(0);
-            // The time this packet has with one thread: the running maximum (the clock never
-            // goes back) in capture order, which every worker sees whole.
-            let ts = match sh.clock {
-                Clock::Capture => {
-                    running = running.max(ts);
-                    running
-                }
-                Clock::Frozen => *frozen_at.get_or_insert(ts),
-            };
-            let this = seq;
-            seq += 1;
-            if me == 0 && this.is_multiple_of(1024) {
-                sh.packets.store(this, Ordering::Relaxed);
-            }
-            if (flow_hash(pkt) % sh.threads as u64) as usize != me {
-                return;
-            }
-            res.summary.packets += 1;
-            let start = buf.len();
-            buf.extend_from_slice(pkt);
-            own.push(Own {
-                seq: this,
-                capture: ci as u32,
-                frame: rec.index,
-                ts,
-                iif: resolve_iif(net, sh.fixed_iif, rec.iface),
-                start,
-                end: buf.len(),
-            });
-            if own.len() >= BULK {
-                run(&mut buf, &mut own, &mut res);
-            }
-        });
-        run(&mut buf, &mut own, &mut res);
-        if let Err(e) = read {
-            res.read_err = Some(e);
-            break 'captures;
-        }
-        if sh.stop.load(Ordering::Relaxed) {
-            break;
-        }
+        batch.buf.clear();
+        batch.own.clear();
+        sh.spare.lock().push(batch);
     }
     // Done: this worker no longer holds the collector back.
     sh.clocks[me].0.store(u64::MAX, Ordering::Relaxed);
@@ -224,6 +386,9 @@ impl super::Replay<'_> {
         }
         let defrag_before = net.defrag.counters();
         let clocks: Vec<WorkerClock> = (0..threads).map(|_| WorkerClock::default()).collect();
+        // Each worker's running maximum starts at the namespace's clock when the replay
+        // began, not wherever the other workers have moved it by the time it starts.
+        let start = net.now();
         let sh = Shared {
             net,
             paths,
@@ -233,7 +398,18 @@ impl super::Replay<'_> {
             keep_lines: self.packets_out.is_some(),
             threads,
             clocks: &clocks,
-            start: net.now(),
+            reader: Mutex::new(Reader {
+                at: 0,
+                cap: None,
+                running: start,
+                frozen_at: None,
+                seq: 0,
+                done: false,
+                err: None,
+                summary: Summary::default(),
+            }),
+            queues: (0..threads).map(|_| Queue::default()).collect(),
+            spare: Mutex::new(Vec::new()),
             frames: AtomicU64::new(0),
             packets: AtomicU64::new(0),
             stop: AtomicBool::new(false),
@@ -245,7 +421,7 @@ impl super::Replay<'_> {
                 .map(|me| {
                     s.spawn({
                         let sh = &sh;
-                        move || worker(sh, me)
+                        move || worker(sh, me, start)
                     })
                 })
                 .collect();
@@ -278,15 +454,13 @@ impl super::Replay<'_> {
         if failed {
             return Err(ReplayError::Internal("a replay worker thread panicked"));
         }
-        let mut read_err = None;
+        let reader = sh.reader.into_inner();
+        let read_err = reader.err;
         let mut lines = Vec::new();
-        let mut done = Summary::default();
-        for (i, r) in results.into_iter().enumerate() {
+        let mut done = reader.summary;
+        for r in results {
             done.merge(r.summary);
             lines.extend(r.lines);
-            if i == 0 {
-                read_err = r.read_err;
-            }
         }
         summary.merge(done);
         summary.add_defrag(defrag_before, net.defrag.counters());
@@ -308,5 +482,38 @@ impl super::Replay<'_> {
             Some(e) => Err(ReplayError::Capture(e)),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(packets: usize, bytes: usize) -> Batch {
+        let own = (0..packets)
+            .map(|i| Own { seq: i as u64, capture: 0, frame: 0, ts: 0, iif: None, start: 0, end: 0 })
+            .collect();
+        Batch { buf: vec![0; bytes], own }
+    }
+
+    #[test]
+    fn a_queue_is_full_at_either_bound_and_drains_below_half() {
+        let q = Queue::default();
+        q.push((0..MAX_QUEUED - 1).map(|_| batch(1, 10)).collect());
+        assert!(!q.full());
+        q.push(vec![batch(1, 10)]);
+        assert!(q.full(), "as many batches as it may hold");
+        while q.pop().is_some() {}
+        assert_eq!(q.waiting.lock().bytes, 0);
+        q.push(vec![batch(1, MAX_QUEUED_BYTES - 1)]);
+        assert!(!q.full());
+        q.push(vec![batch(1, 1)]);
+        assert!(q.full(), "as many bytes as it may hold");
+        assert_eq!(q.pop().map(|(b, left)| (b.buf.len(), left)), Some((MAX_QUEUED_BYTES - 1, 1)));
+        assert!(!q.full());
+        // A wait on a queue below half its bounds returns at once.
+        let t = std::time::Instant::now();
+        q.wait_drained();
+        assert!(t.elapsed() < Duration::from_millis(500));
     }
 }
