@@ -235,6 +235,26 @@ def test_progress_and_an_interrupted_replay_keeps_what_was_done(tmp_path: Path) 
     assert ok[-1] == (40_000, 40_000)
 
 
+def test_an_interrupted_threaded_replay_keeps_what_was_done(tmp_path: Path) -> None:
+    # One flow: every packet goes to one worker, whose queue fills while the other reads; the
+    # stop must end both (the reading side's wait for the queue to drain included).
+    cap = tmp_path / "big.pcap"
+    _big_capture(cap, 400_000)
+    calls: list[tuple[int, int]] = []
+
+    def progress(frames: int, packets: int) -> None:
+        calls.append((frames, packets))
+        raise KeyboardInterrupt
+
+    net = nfct.Net()
+    with pytest.raises(KeyboardInterrupt) as e:
+        net.replay([cap], progress=progress, threads=2)
+    summary = e.value.summary  # type: ignore[attr-defined]
+    assert len(calls) == 1
+    assert 0 < summary["packets"] < 400_000 and summary["frames"] >= summary["packets"]
+    assert len(net) == 1
+
+
 def test_ctrl_c_stops_the_command_and_prints_what_was_done(tmp_path: Path) -> None:
     import signal
     import subprocess

@@ -199,6 +199,10 @@ impl Shared<'_> {
             if r.done {
                 return None;
             }
+            if self.stop.load(Ordering::Relaxed) {
+                r.done = true;
+                return None;
+            }
             if let Some(other) = (0..self.threads).find(|&w| w != me && self.queues[w].full()) {
                 drop(r);
                 self.queues[other].wait_drained();
