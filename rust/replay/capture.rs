@@ -560,6 +560,25 @@ mod tests {
         data: Vec<u8>,
     }
 
+    impl Rec {
+        fn of(r: &Record<'_>) -> Rec {
+            Rec { index: r.index, ts_ns: r.ts_ns, linktype: r.linktype, data: r.data.to_vec() }
+        }
+    }
+
+    /// The same three packets as a classic pcap and as a pcapng (an enhanced, a simple and
+    /// an enhanced packet block).
+    fn three_records() -> [Vec<u8>; 2] {
+        let classic = pcap(0xa1b2_c3d4, false, 1, &[(1, 2, F1), (3, 4, F2), (5, 6, F3)]);
+        let ng = Ng { be: false };
+        let mut png = ng.shb();
+        png.extend(ng.idb(1, 0, Some(9), Some(-5)));
+        png.extend(ng.epb(0, 77, F1));
+        png.extend(ng.spb(F2));
+        png.extend(ng.epb(0, 99, F3));
+        [classic, png]
+    }
+
     fn read_all(bytes: &[u8]) -> (Vec<Rec>, Result<u64, CaptureError>) {
         let f = TempFile::new("cap", bytes);
         let mut cap = match Capture::open(&f.0) {
@@ -567,9 +586,7 @@ mod tests {
             Err(e) => return (Vec::new(), Err(e)),
         };
         let mut out = Vec::new();
-        let r = cap.for_each(|r| {
-            out.push(Rec { index: r.index, ts_ns: r.ts_ns, linktype: r.linktype, data: r.data.to_vec() })
-        });
+        let r = cap.for_each(|r| out.push(Rec::of(r)));
         (out, r)
     }
 
@@ -930,9 +947,7 @@ mod tests {
         let mut out = Vec::new();
         loop {
             let before = out.len();
-            let r = cap.read_some(max, |r| {
-                out.push(Rec { index: r.index, ts_ns: r.ts_ns, linktype: r.linktype, data: r.data.to_vec() })
-            });
+            let r = cap.read_some(max, |r| out.push(Rec::of(r)));
             match r {
                 Ok(true) => assert_eq!((out.len() - before) as u64, max, "a step stops at its limit"),
                 Ok(false) => {
@@ -950,13 +965,7 @@ mod tests {
 
     #[test]
     fn read_some_delivers_what_for_each_does() {
-        let classic = pcap(0xa1b2_c3d4, false, 1, &[(1, 2, F1), (3, 4, F2), (5, 6, F3)]);
-        let ng = Ng { be: false };
-        let mut png = ng.shb();
-        png.extend(ng.idb(1, 0, Some(9), Some(-5)));
-        png.extend(ng.epb(0, 77, F1));
-        png.extend(ng.spb(F2));
-        png.extend(ng.epb(0, 99, F3));
+        let [classic, png] = three_records();
         for bytes in [&classic, &png] {
             let (all, end) = read_all(bytes);
             assert_eq!(end, Ok(3));
@@ -982,13 +991,7 @@ mod tests {
 
     #[test]
     fn mutated_files_never_panic() {
-        let classic = pcap(0xa1b2_c3d4, false, 1, &[(1, 2, F1), (3, 4, F2), (5, 6, F3)]);
-        let ng = Ng { be: false };
-        let mut png = ng.shb();
-        png.extend(ng.idb(1, 0, Some(9), Some(-5)));
-        png.extend(ng.epb(0, 77, F1));
-        png.extend(ng.spb(F2));
-        png.extend(ng.epb(0, 99, F3));
+        let [classic, png] = three_records();
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
         for round in 0..1500u32 {
             let mut b = if round % 2 == 0 { classic.clone() } else { png.clone() };

@@ -184,7 +184,7 @@ impl Shared<'_> {
             if let Some((b, left)) = self.queues[me].pop() {
                 if left < TURN {
                     if let Some(mut r) = self.reader.try_lock() {
-                        if !r.done && !self.others_full(me) {
+                        if !r.done && self.full_other(me).is_none() {
                             self.read_chunk(&mut r);
                         }
                     }
@@ -203,7 +203,7 @@ impl Shared<'_> {
                 r.done = true;
                 return None;
             }
-            if let Some(other) = (0..self.threads).find(|&w| w != me && self.queues[w].full()) {
+            if let Some(other) = self.full_other(me) {
                 drop(r);
                 self.queues[other].wait_drained();
                 continue;
@@ -212,9 +212,9 @@ impl Shared<'_> {
         }
     }
 
-    /// Whether another worker has as many batches waiting as it may.
-    fn others_full(&self, me: usize) -> bool {
-        (0..self.threads).any(|w| w != me && self.queues[w].full())
+    /// Another worker with as much waiting as it may have, if any.
+    fn full_other(&self, me: usize) -> Option<usize> {
+        (0..self.threads).find(|&w| w != me && self.queues[w].full())
     }
 
     /// An empty batch (a spare one when there is one).
