@@ -1039,6 +1039,8 @@ impl Conntrack {
     ) {
         let zone_id = Zone::default().id_for(Direction::Original);
         let mut hashes = [0u32; BULK];
+        // Where in `hints` each of `hashes` is.
+        let mut at = [0usize; BULK];
         let mut n = 0;
         for data in pkts {
             let pf = match data.and_then(|d| d.first()).map(|b| b >> 4) {
@@ -1050,15 +1052,41 @@ impl Conntrack {
                 continue;
             };
             let hash = self.hash(&t, zone_id);
-            hints.push(Some(HashHint { tuple: t, hash }));
             hashes[n] = hash;
+            at[n] = hints.len();
+            hints.push(Some(HashHint { tuple: t, hash }));
             n += 1;
             if n == BULK {
-                std::hint::black_box(self.table.prefetch(&hashes));
+                self.prefetch_keys(&hashes, &at, hints);
                 n = 0;
             }
         }
-        std::hint::black_box(self.table.prefetch(&hashes[..n]));
+        self.prefetch_keys(&hashes[..n], &at[..n], hints);
+    }
+
+    /// Prefetches the lookups of `hashes` (at most [`BULK`]; `at[i]` is where the key of
+    /// `hashes[i]` is in `hints`), then, for the keys no entry seems to hold (most likely new
+    /// connections), the buckets their reply tuples go into: `__nf_conntrack_confirm` walks
+    /// those to insert the new entry.
+    fn prefetch_keys(&self, hashes: &[u32], at: &[usize], hints: &[Option<HashHint>]) {
+        let mut miss = std::hint::black_box(self.table.prefetch(hashes));
+        let reply_id = Zone::default().id_for(Direction::Reply);
+        let (mut orig, mut reply) = ([0u32; BULK], [0u32; BULK]);
+        let mut m = 0;
+        while miss != 0 {
+            let i = miss.trailing_zeros() as usize;
+            miss &= miss - 1;
+            let Some(Some(h)) = at.get(i).and_then(|&j| hints.get(j)) else { continue };
+            if let Some(r) = h.tuple.invert() {
+                orig[m] = h.hash;
+                reply[m] = self.hash(&r, reply_id);
+                m += 1;
+            }
+        }
+        if m > 0 {
+            std::hint::black_box(self.table.prefetch(&reply[..m]));
+            std::hint::black_box(self.table.prefetch_alloc(&orig[..m]));
+        }
     }
 }
 

@@ -41,6 +41,9 @@ const MAX_HEAD_CHUNKS: usize = 1 << 15;
 const REFILL: u32 = 32;
 /// Most keys `find_bulk` prefetches at a time.
 pub const BULK: usize = 32;
+/// Nodes of each chain `prefetch` reads ahead of the walk (at the default sizes a full table
+/// has two nodes per bucket on average).
+const PREFETCH_DEPTH: usize = 4;
 
 /// One hash-chain node of an entry: the hash of its direction's tuple and the next node of the
 /// bucket (`slot << 1 | dir`, or NIL). Guarded by the stripe lock of the bucket it is in.
@@ -405,26 +408,64 @@ impl Table {
     /// Brings the memory a lookup of each hash will touch into the cache before any of it is
     /// needed, so the misses of a batch overlap instead of queueing one after the other (what
     /// `rte_hash_lookup_bulk` does with prefetch instructions, which safe Rust does not have):
-    /// first every bucket head is read, then both cache lines of the first slot of each chain.
-    /// The values read are only hints (no lock is held), so a concurrent change is harmless.
-    /// Returns a value derived from what was read, for the caller to ignore (it keeps the reads
-    /// from being optimised away).
+    /// the chains of all the batch's buckets are walked side by side, a level at a time (every
+    /// bucket head, then the first node of every chain, then the second...), reading both cache
+    /// lines of each node's slot as the real walk will, up to [`PREFETCH_DEPTH`] nodes or the
+    /// node whose hash is the key's. The values read are only hints (no lock is held), so a
+    /// concurrent change is harmless.
+    ///
+    /// Returns a bit mask over the first [`BULK`] hashes: set where no node with that hash was
+    /// met (the lookup will most likely miss, and the packet make a new entry).
     pub fn prefetch(&self, hashes: &[u32]) -> u32 {
         let nb = self.nbuckets();
-        let mut first = [NIL; BULK];
-        let mut acc = 0u32;
-        for chunk_hashes in hashes.chunks(BULK) {
-            for (h, f) in chunk_hashes.iter().zip(first.iter_mut()) {
+        let mut cur = [NIL; BULK];
+        let mut missing = 0u32;
+        for (c, chunk_hashes) in hashes.chunks(BULK).enumerate() {
+            let n = chunk_hashes.len();
+            for (h, f) in chunk_hashes.iter().zip(cur.iter_mut()) {
                 let b = reciprocal_scale(*h, nb) as usize;
                 *f = self.head(b).map_or(NIL, |x| x.load(Relaxed));
             }
-            for &sd in &first[..chunk_hashes.len()] {
-                if let Some(s) = self.slot_ref(sd >> 1) {
-                    acc ^= s.link0.next.load(Relaxed) ^ s.link1.next.load(Relaxed);
+            let mut miss = if n == BULK { u32::MAX } else { (1u32 << n) - 1 };
+            for _ in 0..PREFETCH_DEPTH {
+                let mut more = false;
+                for (i, (h, sd)) in chunk_hashes.iter().zip(cur.iter_mut()).enumerate() {
+                    let Some(s) = self.slot_ref(*sd >> 1) else { continue };
+                    // Both lines of the slot: the walk reads the node and locks the entry.
+                    let (n0, n1) = (s.link0.next.load(Relaxed), s.link1.next.load(Relaxed));
+                    if s.link(*sd).hash.load(Relaxed) == *h {
+                        miss &= !(1 << i);
+                        *sd = NIL;
+                    } else {
+                        *sd = if *sd & 1 == 0 { n0 } else { n1 };
+                        more |= *sd != NIL;
+                    }
+                }
+                if !more {
+                    break;
                 }
             }
+            if c == 0 {
+                missing = miss;
+            }
         }
-        std::hint::black_box(acc)
+        missing
+    }
+
+    /// Reads both cache lines of the slot [`Table::alloc`] would give next to a new entry whose
+    /// original tuple hashes to each of `hashes` (the last free slot of its bucket's stripe),
+    /// so that storing the entry does not wait for memory. Only a hint, as `prefetch`.
+    pub fn prefetch_alloc(&self, hashes: &[u32]) -> u32 {
+        let nb = self.nbuckets() as usize;
+        let mut acc = 0u32;
+        for &h in hashes {
+            let b = reciprocal_scale(h, nb as u32) as usize;
+            let next = self.stripes[b % STRIPES].try_lock().and_then(|g| g.free_slots.last().copied());
+            if let Some(s) = next.and_then(|slot| self.slot_ref(slot)) {
+                acc ^= s.link0.next.load(Relaxed) ^ s.link1.next.load(Relaxed);
+            }
+        }
+        acc
     }
 
     /// Bulk `find`: `f(i, found)` for each key in order, with the hashes given and the memory
@@ -439,7 +480,7 @@ impl Table {
             for (h, k) in hashes.iter_mut().zip(chunk) {
                 *h = k.hash;
             }
-            self.prefetch(&hashes[..chunk.len()]);
+            std::hint::black_box(self.prefetch(&hashes[..chunk.len()]));
             for (j, k) in chunk.iter().enumerate() {
                 f(c * BULK + j, self.find(&k.tuple, k.zone, k.hash, now));
             }
@@ -650,6 +691,32 @@ mod tests {
         assert_eq!(std::mem::size_of::<Conn>(), 104);
         assert_eq!(std::mem::size_of::<Slot>(), 128);
         assert_eq!(std::mem::align_of::<Slot>(), 64);
+    }
+
+    /// `prefetch` says which keys no node of their chain holds (within its depth): those of
+    /// entries linked are found, others are not, however the chains share buckets.
+    #[test]
+    fn prefetch_marks_the_keys_no_chain_holds() {
+        let tab = Table::new(4);
+        let mut linked = Vec::new();
+        for i in 0..12u32 {
+            let t = Tuple::new_v4("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), 17, i as u16, 2);
+            let r = t.invert().unwrap();
+            let (h, rh) = (i.wrapping_mul(0x9e37_79b9), i.wrapping_mul(0x85eb_ca6b) ^ 1);
+            let slot = tab.alloc(h, entry(t)).unwrap();
+            if i % 2 == 0 {
+                assert_eq!(tab.insert(slot, [(&t, 0, h), (&r, 0, rh)], 50), Insert::Inserted);
+                linked.push((h, rh));
+            }
+        }
+        // Four buckets, six entries linked under two hashes each: three nodes a chain.
+        let newest = [linked[5].0, linked[5].1, linked[4].1, 0x1234_5678, 1u32.wrapping_mul(0x9e37_79b9)];
+        assert_eq!(tab.prefetch(&newest), 0b11000, "found: the linked; missing: the others");
+        assert_eq!(tab.prefetch(&[]), 0);
+        // The newest nodes are at the heads of their chains, never deeper than the walk goes.
+        let many: Vec<u32> = (0..40).map(|i| if i % 2 == 0 { linked[5].0 } else { linked[5].1 }).collect();
+        assert_eq!(tab.prefetch(&many), 0, "a mask over the first BULK keys");
+        tab.prefetch_alloc(&newest);
     }
 
     #[test]
