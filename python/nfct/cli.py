@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
-import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import nfct
 from nfct import CaptureError, Conn, Net, NfctError, NfctValueError, ReplayResult, Tuple
@@ -482,8 +480,10 @@ def _top(counts: dict[str, int], n: int) -> list[tuple[str, int]]:
 
 # --- the entries of --output json ---------------------------------------------------------------
 
-# The L3 names conntrack -L prints.
-_L3_NAMES: dict[int, str] = {socket.AF_INET: "ipv4", socket.AF_INET6: "ipv6"}
+# The L3 names conntrack -L prints (by AF_INET, AF_INET6: socket is imported only where an
+# IPv6 address is printed, as every module the command imports costs each run its start-up).
+_AF_INET6 = int(nfct.NFPROTO_IPV6)
+_L3_NAMES: dict[int, str] = {int(nfct.NFPROTO_IPV4): "ipv4", _AF_INET6: "ipv6"}
 # DCCP has no tracker in the modelled kernel (Conn.proto says "unknown", as /proc does), but
 # conntrack-tools knows its name and prints its ports, 0 where the kernel sent none.
 _IPPROTO_DCCP = 33
@@ -513,7 +513,9 @@ def _line_fields(line: str) -> tuple[list[dict[str, str]], dict[str, str]]:
 
 def _address(l3num: int, text: str) -> str:
     """An address as conntrack-tools print it: IPv6 in inet_ntop's form (``::1.2.3.4``)."""
-    if l3num == socket.AF_INET6:
+    if l3num == _AF_INET6:
+        import socket
+
         return socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, text))
     return text
 
@@ -606,11 +608,11 @@ def _action_args(text: str, allowed: frozenset[str]) -> dict[str, Any]:
     return kw
 
 
-@dataclasses.dataclass(frozen=True)
-class AtAction:
+class AtAction(NamedTuple):
     """One `--at` action, callable with a Net as `Net.replay(at=...)` calls it; plain data,
     so that a sweep's worker processes get it too. ``verb``: delete, flush, update or
-    ruleset; ``kw``: its keyword arguments (filters, settings); ``path``: the ruleset file."""
+    ruleset; ``kw``: its keyword arguments (filters, settings); ``path``: the ruleset file.
+    (A NamedTuple, not a dataclass: importing dataclasses costs every run 10 ms.)"""
 
     verb: str
     kw: tuple[tuple[str, Any], ...] = ()

@@ -29,19 +29,17 @@ zstd needs the ``zstandard`` package (``pip install 'nfct[cli]'``) on Pythons wi
 
 from __future__ import annotations
 
-import bz2
 import functools
-import gzip
-import lzma
 import os
 import sys
-import tempfile
-import threading
 from collections.abc import Iterator, Sequence
 from types import TracebackType
-from typing import IO, Any, BinaryIO, Final, Literal, Self, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Final, Literal, Self, cast
 
 from nfct.errors import CaptureError, MissingExtraError, NfctValueError
+
+if TYPE_CHECKING:
+    import threading
 
 __all__ = [
     "CaptureInputs",
@@ -81,11 +79,18 @@ def open_decompressed(kind: str, raw: BinaryIO) -> BinaryIO:
     """A reader of the decompressed bytes of ``raw`` (a binary stream in ``kind``'s format;
     concatenated gzip members, bzip2 streams and zstd frames are read through). Raises
     :class:`~nfct.MissingExtraError` when zstd is asked for and no zstd module is installed."""
+    # Imported here: a plain capture should not pay for them at start-up.
     if kind == "gzip":
+        import gzip
+
         return cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb"))
     if kind == "bzip2":
+        import bz2
+
         return cast(BinaryIO, bz2.BZ2File(raw))
     if kind == "xz":
+        import lzma
+
         return cast(BinaryIO, lzma.LZMAFile(raw))
     if kind == "zstd":
         return _zstd_reader(raw)
@@ -287,6 +292,8 @@ class CaptureInputs:
             src.prefix += chunk
             if _first_tstamp(src.prefix) is not None:
                 break
+        import threading
+
         src.thread = threading.Thread(
             target=self._pump, args=(src,), name=f"nfct-input-{src.describe()}", daemon=True
         )
@@ -309,6 +316,8 @@ class CaptureInputs:
             os.close(fd)
 
     def _spool(self, src: _Source) -> None:
+        import tempfile
+
         fd, path = tempfile.mkstemp(prefix="nfct-", suffix=".pcap", dir=self._tmpdir)
         src.spooled = src.path = path
         with os.fdopen(fd, "wb") as out:
