@@ -95,8 +95,16 @@ impl Carrier for RefCell<Skb> {
     }
 }
 
-/// An error an external operation raised (the caller's own type inside).
-pub struct ExtError(pub Box<dyn Any + Send>);
+/// An error an external operation raised (the caller's own type inside). One thin pointer,
+/// so that an [`Outcome`], which every packet hands back, stays small enough to be moved
+/// without a call to `memcpy` (128 bytes at most).
+pub struct ExtError(pub Box<Box<dyn Any + Send>>);
+
+impl ExtError {
+    pub fn new<T: Any + Send>(value: T) -> ExtError {
+        ExtError(Box::new(Box::new(value)))
+    }
+}
 
 impl std::fmt::Debug for ExtError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -117,7 +125,7 @@ pub type ExternalOp<'a> = dyn FnMut(&Op, HookCall) -> Result<u32, ExtError> + 'a
 
 /// For paths with no external operations.
 pub fn no_external(op: &Op, _: HookCall) -> Result<u32, ExtError> {
-    Err(ExtError(Box::new(format!("operation {} needs a caller", op.name))))
+    Err(ExtError::new(format!("operation {} needs a caller", op.name)))
 }
 
 /// The way a packet went.
@@ -929,6 +937,15 @@ mod tests {
     use crate::tuple::Zone;
     use crate::uapi::{IP_CT_NEW, NFPROTO_IPV4};
     use std::net::IpAddr;
+
+
+    /// Every packet hands an `Outcome` back through several calls: at 128 bytes or less it
+    /// moves in registers and a few stores, above that with a call to `memcpy` each time
+    /// (about 5% of a replay when it was 136).
+    #[test]
+    fn an_outcome_moves_without_memcpy() {
+        assert!(std::mem::size_of::<Outcome>() <= 128, "{}", std::mem::size_of::<Outcome>());
+    }
 
     fn udp4(src: [u8; 4], dst: [u8; 4], ttl: u8) -> Vec<u8> {
         let mut p = vec![0x45, 0, 0, 28, 0, 1, 0, 0, ttl, 17, 0, 0];

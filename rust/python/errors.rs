@@ -120,7 +120,7 @@ impl From<Error> for PyErr {
 /// The exception inside a hook operation's error: the Python exception it raised, else a
 /// `HookError`.
 pub(crate) fn hook_err(e: ExtError) -> PyErr {
-    match e.0.downcast::<PyErr>() {
+    match (*e.0).downcast::<PyErr>() {
         Ok(e) => *e,
         Err(_) => HookError::new_err("a hook operation failed"),
     }

@@ -607,8 +607,8 @@ fn python_ext<'a>(
                 let fatal = e.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
                     || e.is_instance_of::<pyo3::exceptions::PySystemExit>(py);
                 match h.on_error {
-                    _ if fatal => Err(ExtError(Box::new(e))),
-                    OnError::Raise => Err(ExtError(Box::new(e))),
+                    _ if fatal => Err(ExtError::new(e)),
+                    OnError::Raise => Err(ExtError::new(e)),
                     OnError::Drop => {
                         *swallowed.borrow_mut() = Some(e);
                         Ok(NF_DROP)
@@ -823,7 +823,7 @@ impl Runner for PyRunner {
                 Ok(s) => s,
                 Err(e) => {
                     let mut out = Outcome::dropped("nfct: could not make the packet's Skb");
-                    out.error = Some(ExtError(Box::new(e)));
+                    out.error = Some(ExtError::new(e));
                     return out;
                 }
             };

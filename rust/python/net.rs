@@ -603,7 +603,7 @@ impl Net {
                 }
                 Ok(())
             })
-            .map_err(|e: PyErr| crate::ip::ExtError(Box::new(e)))
+            .map_err(|e: PyErr| crate::ip::ExtError::new(e))
         };
         let mut observer = match observe {
             Some(f) if f.is_callable() => Some(super::observe::PyObserver::new(
@@ -648,7 +648,7 @@ impl Net {
                     Python::attach(|py| {
                         f.call1(py, (net_obj.clone_ref(py),))
                             .map(|_| ())
-                            .map_err(|e| crate::ip::ExtError(Box::new(e)))
+                            .map_err(|e| crate::ip::ExtError::new(e))
                     })
                 });
                 (t, act)

@@ -74,7 +74,7 @@ pub(super) struct PyObserver {
 }
 
 fn py_err(e: PyErr) -> ExtError {
-    ExtError(Box::new(e))
+    ExtError::new(e)
 }
 
 impl PyObserver {
