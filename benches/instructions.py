@@ -1,8 +1,10 @@
 """Instructions per packet, counted by valgrind's callgrind: a measure load cannot move.
 
 On fixed generated captures (replay_bench's generators: ``short``, 20,000 packets of short TCP
-and UDP flows; ``long``, 20,000 packets of 128 long UDP flows), it counts the instructions
-executed inside
+and UDP flows; ``long``, 20,000 packets of 128 long UDP flows; ``full``, 320,000 packets of
+short flows into a table of at most 49,152 entries, which fills: early drop runs, and past
+32,768 entries each batch's lookups are prefetched, as on the captures users ask about
+capacity), it counts the instructions executed inside
 
 * ``Net.replay`` (one thread, frozen clock, default sysctls), and
 * ``Net.conntrack_batch`` (the same packets in one buffer),
@@ -33,14 +35,17 @@ BASELINE = HERE / "instructions.json"
 PACKETS = 20_000
 TOLERANCE = 0.10
 
-# What runs under valgrind: argv[1] capture, argv[2] "replay" or "batch".
+FULL_PACKETS, FULL_MAX = 320_000, 49_152
+
+# What runs under valgrind: argv[1] capture, argv[2] "replay" or "batch", argv[3] the
+# table's nf_conntrack_max (0: the default).
 CHILD = """
 import sys
 import numpy as np
 import nfct
 from nfct.pcap import iter_records
-cap, what = sys.argv[1], sys.argv[2]
-net = nfct.Net(seed=1)
+cap, what, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
+net = nfct.Net({"nf_conntrack_max": limit} if limit else None, seed=1)
 if what == "replay":
     net.replay([cap], clock="frozen")
 else:
@@ -54,17 +59,23 @@ else:
 METHOD = {"replay": "Net::__pymethod_replay__", "batch": "Net::__pymethod_conntrack_batch__"}
 
 
-def captures(tmp: Path) -> dict[str, Path]:
+def captures(tmp: Path) -> dict[str, tuple[Path, int, int]]:
+    """name: (capture, packets, nf_conntrack_max or 0)."""
     sys.path.insert(0, str(HERE))
     from replay_bench import write_long, write_short
 
-    short, long = tmp / "short.pcap", tmp / "long.pcap"
+    short, long, full = tmp / "short.pcap", tmp / "long.pcap", tmp / "full.pcap"
     write_short(short, PACKETS)
     write_long(long, PACKETS, 128)
-    return {"short": short, "long": long}
+    write_short(full, FULL_PACKETS)
+    return {
+        "short": (short, PACKETS, 0),
+        "long": (long, PACKETS, 0),
+        "full": (full, FULL_PACKETS, FULL_MAX),
+    }
 
 
-def count(cap: Path, what: str, tmp: Path) -> int:
+def count(cap: Path, what: str, tmp: Path, limit: int = 0) -> int:
     """Instructions inside the Rust method for one run, per callgrind (inclusive)."""
     out = tmp / f"cg.{cap.stem}.{what}"
     subprocess.run(
@@ -77,6 +88,7 @@ def count(cap: Path, what: str, tmp: Path) -> int:
             CHILD,
             str(cap),
             what,
+            str(limit),
         ],
         check=True,
         capture_output=True,
@@ -100,8 +112,8 @@ def measure() -> dict[str, float]:
         tmp = Path(d)
         caps = captures(tmp)
         return {
-            f"{name} {what}": round(count(path, what, tmp) / PACKETS, 1)
-            for name, path in caps.items()
+            f"{name} {what}": round(count(path, what, tmp, limit) / packets, 1)
+            for name, (path, packets, limit) in caps.items()
             for what in ("replay", "batch")
         }
 
@@ -130,7 +142,8 @@ def main() -> int:
     if args.record:
         doc = {
             "per_packet": got,
-            "packets": PACKETS,
+            "packets": {"short": PACKETS, "long": PACKETS, "full": FULL_PACKETS},
+            "full_nf_conntrack_max": FULL_MAX,
             "note": "instructions per packet inside Net.replay / Net.conntrack_batch "
             "(callgrind, inclusive)",
             "python": sys.version.split()[0],
