@@ -938,7 +938,6 @@ mod tests {
     use crate::uapi::{IP_CT_NEW, NFPROTO_IPV4};
     use std::net::IpAddr;
 
-
     /// Every packet hands an `Outcome` back through several calls: at 128 bytes or less it
     /// moves in registers and a few stores, above that with a call to `memcpy` each time
     /// (about 5% of a replay when it was 136).

@@ -646,9 +646,7 @@ impl Net {
                 let net_obj = net_obj.clone_ref(py);
                 let act: crate::replay::Action<'static> = Box::new(move |_: &CoreNet| {
                     Python::attach(|py| {
-                        f.call1(py, (net_obj.clone_ref(py),))
-                            .map(|_| ())
-                            .map_err(|e| crate::ip::ExtError::new(e))
+                        f.call1(py, (net_obj.clone_ref(py),)).map(|_| ()).map_err(crate::ip::ExtError::new)
                     })
                 });
                 (t, act)
