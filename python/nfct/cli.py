@@ -232,7 +232,7 @@ def _sweep_spec(text: str) -> tuple[str, list[int]]:
     return name, out
 
 
-def _report_parser(sub: Any, full: bool = True) -> None:
+def _report_parser(sub: Any) -> None:
     rep = sub.add_parser(
         "report",
         help="a capacity report: did the table hold, what filled it, what got dropped, what "
@@ -247,8 +247,6 @@ def _report_parser(sub: Any, full: bool = True) -> None:
             "(--json). With --sweep, one replay per combination of values, side by side."
         ),
     )
-    if not full:
-        return
     rep.add_argument("captures", nargs="+", metavar="CAPTURE", help=CAPTURE_HELP)
     _host_options(rep)
     _at_option(rep)
@@ -306,17 +304,7 @@ def _report_parser(sub: Any, full: bool = True) -> None:
     _quiet_option(rep)
 
 
-_COMMANDS = ("replay", "explain", "report", "host-snapshot", "verify-kernel")
-
-
-def _parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The command's parser; with `only`, the arguments of that command alone (the others
-    keep their names and help): argparse takes about 0.1 ms an argument to add, and a
-    command runs with one."""
-
-    def full(command: str) -> bool:
-        return only is None or only == command
-
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="nfct", description="Linux netfilter connection tracking in userspace."
     )
@@ -332,69 +320,68 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
             "`conntrack -L -o extended` would print afterwards."
         ),
     )
-    if full("replay"):
-        r.add_argument("captures", nargs="+", metavar="CAPTURE", help=CAPTURE_HELP)
-        _host_options(r)
-        r.add_argument(
-            "--output",
-            "-o",
-            choices=(*OUTPUTS, "units"),
-            default=None,
-            help="what to print (default: extended; with --cluster: units, one line per capture "
-            "and setting; --cluster takes units, json or extended)",
-        )
-        r.add_argument(
-            "--threads",
-            type=_ranged(0, 65535),
-            default=1,
-            metavar="N",
-            help="track on N threads sharing one table, packets spread by a symmetric flow hash "
-            "as RSS does (1, the default, is exactly deterministic; not with --output events)",
-        )
-        r.add_argument(
-            "--event-timestamps",
-            action="store_true",
-            help="with --output events: prefix each line with [seconds.micros] from the capture "
-            "clock, as conntrack -E -o timestamp does",
-        )
-        _at_option(r)
-        r.add_argument(
-            "--write",
-            "-w",
-            metavar="FILE",
-            default=None,
-            help="write the packets that leave the host (forwarded or sent, as NAT rewrote "
-            "them) to FILE, a pcap of raw IP packets (replays on one thread)",
-        )
-        r.add_argument(
-            "--export",
-            metavar="DIR",
-            default=None,
-            help="also write the replay as Parquet files into DIR (created if needed): "
-            "packets.parquet (one row per IP frame), events.parquet, entries.parquet (the final "
-            "table), timeline.parquet (occupancy and censuses per second), evictions.parquet; "
-            "needs pyarrow (pip install 'nfct[report]'); one thread; with --cluster also "
-            "units.parquet, every table keyed by unit, capture and setting",
-        )
-        _cluster_options(r, "each capture (under each --sweep setting)")
-        r.add_argument(
-            "--jobs",
-            "-j",
-            type=int,
-            default=None,
-            metavar="N",
-            help="with --cluster local: N worker processes (default: as many as cores)",
-        )
-        r.add_argument(
-            "--sweep",
-            action="append",
-            default=[],
-            type=_sweep_spec,
-            metavar="NAME=V1,V2,...",
-            help="with --cluster: replay every capture once per combination of these sysctl "
-            "values (repeatable; combined as nested loops), on top of --sysctl",
-        )
-        _quiet_option(r)
+    r.add_argument("captures", nargs="+", metavar="CAPTURE", help=CAPTURE_HELP)
+    _host_options(r)
+    r.add_argument(
+        "--output",
+        "-o",
+        choices=(*OUTPUTS, "units"),
+        default=None,
+        help="what to print (default: extended; with --cluster: units, one line per capture "
+        "and setting; --cluster takes units, json or extended)",
+    )
+    r.add_argument(
+        "--threads",
+        type=_ranged(0, 65535),
+        default=1,
+        metavar="N",
+        help="track on N threads sharing one table, packets spread by a symmetric flow hash "
+        "as RSS does (1, the default, is exactly deterministic; not with --output events)",
+    )
+    r.add_argument(
+        "--event-timestamps",
+        action="store_true",
+        help="with --output events: prefix each line with [seconds.micros] from the capture "
+        "clock, as conntrack -E -o timestamp does",
+    )
+    _at_option(r)
+    r.add_argument(
+        "--write",
+        "-w",
+        metavar="FILE",
+        default=None,
+        help="write the packets that leave the host (forwarded or sent, as NAT rewrote "
+        "them) to FILE, a pcap of raw IP packets (replays on one thread)",
+    )
+    r.add_argument(
+        "--export",
+        metavar="DIR",
+        default=None,
+        help="also write the replay as Parquet files into DIR (created if needed): "
+        "packets.parquet (one row per IP frame), events.parquet, entries.parquet (the final "
+        "table), timeline.parquet (occupancy and censuses per second), evictions.parquet; "
+        "needs pyarrow (pip install 'nfct[report]'); one thread; with --cluster also "
+        "units.parquet, every table keyed by unit, capture and setting",
+    )
+    _cluster_options(r, "each capture (under each --sweep setting)")
+    r.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --cluster local: N worker processes (default: as many as cores)",
+    )
+    r.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        type=_sweep_spec,
+        metavar="NAME=V1,V2,...",
+        help="with --cluster: replay every capture once per combination of these sysctl "
+        "values (repeatable; combined as nested loops), on top of --sysctl",
+    )
+    _quiet_option(r)
     e = sub.add_parser(
         "explain",
         help="show one packet's way through the host, hook by hook",
@@ -405,17 +392,16 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
             "drop in the kernel's words."
         ),
     )
-    if full("explain"):
-        e.add_argument("capture", metavar="CAPTURE", help=CAPTURE_HELP)
-        e.add_argument(
-            "frame",
-            type=_ranged(0, 2**64 - 1),
-            metavar="FRAME",
-            help="the frame, numbered from 1 as --output packets numbers them",
-        )
-        e.add_argument("--json", action="store_true", help="print the explanation as JSON")
-        _host_options(e)
-    _report_parser(sub, full("report"))
+    e.add_argument("capture", metavar="CAPTURE", help=CAPTURE_HELP)
+    e.add_argument(
+        "frame",
+        type=_ranged(0, 2**64 - 1),
+        metavar="FRAME",
+        help="the frame, numbered from 1 as --output packets numbers them",
+    )
+    e.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    _host_options(e)
+    _report_parser(sub)
     s = sub.add_parser(
         "host-snapshot",
         help="write this host's interfaces, routes, nftables ruleset and sysctls as a host file",
@@ -426,10 +412,7 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
             "nftables ruleset (left out with a warning when it cannot be read)."
         ),
     )
-    if full("host-snapshot"):
-        s.add_argument(
-            "-o", "--output", metavar="FILE", default=None, help="write here, not stdout"
-        )
+    s.add_argument("-o", "--output", metavar="FILE", default=None, help="write here, not stdout")
     v = sub.add_parser(
         "verify-kernel",
         help="replay captures through the live kernel's conntrack and through nfct, and compare",
@@ -440,29 +423,26 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
             "on full agreement."
         ),
     )
-    if full("verify-kernel"):
-        v.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap or pcapng file")
-        v.add_argument(
-            "--sysctl", action="append", default=[], type=_sysctl_pair, metavar="NAME=VALUE"
-        )
-        v.add_argument(
-            "--clock",
-            choices=("frozen", "capture"),
-            default="frozen",
-            help="frozen: the kernel is fed as fast as possible and nfct lets no time pass; "
-            "capture: the kernel is fed at the capture's pace (short captures) and nfct runs on "
-            "the capture's clock",
-        )
-        v.add_argument(
-            "--per-packet",
-            choices=("auto", "yes", "no"),
-            default="auto",
-            help="compare every packet's ct state class (the kernel side reads its counters after "
-            "each packet; auto = for captures of up to 2000 IP packets)",
-        )
-        v.add_argument(
-            "--limit", type=_ranged(0, 2**31 - 1), default=20, help="differences shown per section"
-        )
+    v.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap or pcapng file")
+    v.add_argument("--sysctl", action="append", default=[], type=_sysctl_pair, metavar="NAME=VALUE")
+    v.add_argument(
+        "--clock",
+        choices=("frozen", "capture"),
+        default="frozen",
+        help="frozen: the kernel is fed as fast as possible and nfct lets no time pass; "
+        "capture: the kernel is fed at the capture's pace (short captures) and nfct runs on "
+        "the capture's clock",
+    )
+    v.add_argument(
+        "--per-packet",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="compare every packet's ct state class (the kernel side reads its counters after "
+        "each packet; auto = for captures of up to 2000 IP packets)",
+    )
+    v.add_argument(
+        "--limit", type=_ranged(0, 2**31 - 1), default=20, help="differences shown per section"
+    )
     return p
 
 
@@ -1360,9 +1340,7 @@ def _counters_text(net: Net) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `nfct` command."""
-    args_in = sys.argv[1:] if argv is None else list(argv)
-    command = args_in[0] if args_in and args_in[0] in _COMMANDS else None
-    args = _parser(command).parse_args(args_in)
+    args = _parser().parse_args(argv)
     try:
         if args.command == "replay":
             return _replay(args)
