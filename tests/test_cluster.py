@@ -313,15 +313,27 @@ def test_cli_report_sweep_on_the_cluster(client: Any) -> None:
     assert json.loads(one.stdout)["captures"] == [str(capture)]
 
 
+def test_a_bad_address_leaves_the_default_client_alone(client: Any) -> None:
+    # A Client that failed to connect used to stay the process's default client, with a loop
+    # nothing runs: replay_many on a good client then waited for its finished units 30 s to
+    # minutes (as_completed took the default's loop), in CI after test_cli_bad_input_is_one_line.
+    assert distributed.default_client() is client
+    for address in ("nope://x", "tcp://127.0.0.1:1"):
+        with pytest.raises(nfct.NfctValueError, match="cannot reach the scheduler"):
+            with cluster.connect(address, timeout=0.5):
+                pass
+        assert distributed.default_client() is client, address
+    with cluster.connect("local", workers=1) as other:
+        assert other is not client
+    assert distributed.default_client() is client
+
+
 def test_paths_given_relative_are_read_by_local_workers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: Any
 ) -> None:
-    # A cluster of its own: on the module's shared one, after the tests before it, this unit
-    # waited minutes for a worker in CI (2026-12-03, not yet understood), where alone it
-    # takes a second.
     shutil.copy(EXAMPLES_DIR / "ping.pcap", tmp_path / "p.pcap")
     monkeypatch.chdir(tmp_path)
-    out = cluster.replay_many(["p.pcap"], cluster="local", seed=SEED)
+    out = cluster.replay_many(["p.pcap"], cluster=client, seed=SEED)
     row = out.units.to_pylist()[0]
     assert row["capture"] == "p.pcap" and row["error"] is None, row
     assert row["packets"] == serial(Path(os.getcwd()) / "p.pcap")["counts"]["packets"]

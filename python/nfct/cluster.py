@@ -398,7 +398,7 @@ def connect(
         except Exception as e:  # whatever stopped the processes from starting, in one line
             raise NfctError(f"cluster local: could not start: {e}") from None
         try:
-            client = distributed.Client(local)
+            client = distributed.Client(local, set_as_default=False)
             try:
                 yield client
             finally:
@@ -408,7 +408,11 @@ def connect(
         return
     address = cluster if "://" in cluster else f"tcp://{cluster}"
     try:
-        client = distributed.Client(address, timeout=timeout)
+        # Not the default client: a Client that fails to connect stays the process's default
+        # otherwise, and whatever then asks for the default (as_completed without a loop)
+        # waits on a loop nothing runs (replay_many stalled 30 s to minutes after one bad
+        # address, on a good client).
+        client = distributed.Client(address, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as e:
         raise NfctValueError(f"cluster {cluster}: cannot reach the scheduler: {e}") from None
     try:
@@ -527,7 +531,7 @@ def replay_many(
                 key=[f"nfct-unit-{u.index}-{os.getpid()}-{time.monotonic_ns()}" for u in units],
             )
             which = {f.key: u for f, u in zip(futures, units, strict=True)}
-            for fut in distributed.as_completed(futures):
+            for fut in distributed.as_completed(futures, loop=client.loop):
                 try:
                     res = fut.result()
                 except Exception as e:  # the task itself failed: its worker died
