@@ -230,6 +230,9 @@ IPPROTO_UDPLITE: Literal[IpProto.IPPROTO_UDPLITE]
 SYSCTL_NAMES: list[str]
 """Every sysctl a :class:`Net` has, named as in /proc/sys/net/netfilter."""
 
+_LINK_TYPES_DECODED: str
+"""The link layers nfct decodes, as its messages list them (internal)."""
+
 def _link_type(linktype: int) -> str:
     """A ``LINKTYPE_*`` number as nfct's messages name it, ``"147 (USER0)"`` (internal: for
     ``nfct replay``'s line on frames of link types nfct does not decode)."""

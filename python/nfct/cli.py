@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import nfct
 from nfct import CaptureError, Conn, Net, NfctError, NfctValueError, ReplayResult, Tuple
-from nfct._nfct import _link_type
+from nfct._nfct import _LINK_TYPES_DECODED, _link_type
 from nfct.inputs import CaptureInputs
 from nfct.progress import progress_bar
 
@@ -66,10 +66,9 @@ def _unsupported_line(summary: ReplayResult) -> str | None:
         what = "link types " + ", ".join(
             f"{kind}: {links[lt]}" for kind, lt in zip(kinds, sorted(links), strict=True)
         )
-    # The same list as `nfct explain`'s error on such a frame (rust/python/net.rs).
     return (
         f"nfct: {summary['unsupported_link']} frames of unsupported {what} skipped; "
-        "nfct reads Ethernet, Linux SLL/SLL2, NULL/LOOP and raw IP"
+        f"nfct reads {_LINK_TYPES_DECODED}"
     )
 
 

@@ -62,6 +62,7 @@ mod _nfct {
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         super::consts::add(m)?;
         let names: Vec<&str> = crate::sysctl::SYSCTLS.iter().map(|s| s.1).collect();
-        m.add("SYSCTL_NAMES", names)
+        m.add("SYSCTL_NAMES", names)?;
+        m.add("_LINK_TYPES_DECODED", crate::wire::link::DECODED)
     }
 }

@@ -800,11 +800,10 @@ impl Net {
         let (hit, unsupported) = found;
         let Some((pkt, ts, steps, out)) = hit else {
             return Err(Error::value(match unsupported {
-                // The same list as `nfct replay`'s line on skipped frames (python/nfct/cli.py).
                 Some(lt) => format!(
-                    "{name}: frame {frame} is of link type {}, which nfct does not decode; nfct reads \
-                     Ethernet, Linux SLL/SLL2, NULL/LOOP and raw IP",
-                    link::describe(lt)
+                    "{name}: frame {frame} is of link type {}, which nfct does not decode; nfct reads {}",
+                    link::describe(lt),
+                    link::DECODED
                 ),
                 None => format!("{name} has no IP packet at frame {frame}"),
             })

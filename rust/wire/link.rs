@@ -180,6 +180,10 @@ pub fn name(linktype: u32) -> Option<&'static str> {
     })
 }
 
+/// The link layers nfct decodes, as its messages list them (`nfct replay`'s line on frames it
+/// skipped, `nfct explain`'s error on one).
+pub const DECODED: &str = "Ethernet, Linux SLL/SLL2, NULL/LOOP and raw IP";
+
 /// A link type as messages name it: its number, then its [`name`] if it has one
 /// (`147 (USER0)`, `4000`).
 pub fn describe(linktype: u32) -> String {
