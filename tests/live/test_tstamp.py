@@ -41,8 +41,11 @@ def _body(event: str) -> str:
     return event.split("\t", 1)[-1]
 
 
-def test_timestamps_and_counters_agree_line_for_line() -> None:
-    script = _script()
+def _kernel_run(
+    script: list[tuple[float, bytes]],
+) -> tuple[list[tuple[bytes, float]], list[str], list[str], list[str], float]:
+    """One paced run through the kernel: (packets with the instants sent, listing, /proc,
+    events, seconds from the first packet to the listing)."""
     sent: list[tuple[bytes, float]] = []
     with KernelLab(SYSCTL) as lab:
         lab.events_start()
@@ -66,9 +69,29 @@ def test_timestamps_and_counters_agree_line_for_line() -> None:
         listed_at = time.time()
         time.sleep(0.2)
         k_events = [_body(e) for e in lab.events_stop()]
-    # The instants the expected numbers rely on stayed clear of second boundaries.
-    assert 0.55 <= (listed_at - t0) % 1 < 0.95, listed_at - t0
     assert lab.events_lost == 0
+    return sent, k_lines, k_proc, k_events, listed_at - t0
+
+
+def _paced_in_time(
+    sent: list[tuple[bytes, float]], script: list[tuple[float, bytes]], took: float
+) -> bool:
+    """Whether the run kept to its plan: every packet within 0.15 s of its offset and the
+    listing clear of a second boundary (the expected numbers rely on both)."""
+    t0 = sent[0][1]
+    on_time = all(abs((t - t0) - off) < 0.15 for (_, t), (off, _) in zip(sent, script, strict=True))
+    return on_time and 0.55 <= took % 1 < 0.95
+
+
+def test_timestamps_and_counters_agree_line_for_line() -> None:
+    script = _script()
+    # A loaded machine can make a run late (seen in concurrent full runs): it is run again,
+    # up to three times, rather than judged on instants it did not keep.
+    for _attempt in range(3):
+        sent, k_lines, k_proc, k_events, took = _kernel_run(script)
+        if _paced_in_time(sent, script, took):
+            break
+    assert _paced_in_time(sent, script, took), ("three runs late", took, [t for _, t in sent])
 
     net = Net(SYSCTL)
     net.listen_events()
