@@ -83,15 +83,30 @@ def _paced_in_time(
     return on_time and 0.55 <= took % 1 < 0.95
 
 
+# The timeout a [NEW] event shows: the whole of it (seconds), by protocol.
+NEW_TIMEOUTS = {"udp": "2", "icmp": "30", "tcp": "120"}
+
+
+def _new_events_whole(k_events: list[str]) -> bool:
+    """Whether every [NEW] event shows its whole timeout. The kernel builds the event at
+    confirmation, just after it made the timeout absolute: a jiffy tick in between (a loaded
+    machine preempting it there) shows one second less (seen once in CI: `udp 17 1`). That is
+    the kernel's own race, not a behaviour to compare."""
+    new = [e.split() for e in k_events if e.lstrip().startswith("[NEW]")]
+    return all(f[5] == NEW_TIMEOUTS.get(f[3]) for f in new)
+
+
 def test_timestamps_and_counters_agree_line_for_line() -> None:
     script = _script()
-    # A loaded machine can make a run late (seen in concurrent full runs): it is run again,
-    # up to three times, rather than judged on instants it did not keep.
+    # A loaded machine can make a run late, or tick a jiffy inside the kernel's confirmation
+    # (both seen in concurrent or full runs): the run is made again, up to three times,
+    # rather than judged on instants it did not keep.
     for _attempt in range(3):
         sent, k_lines, k_proc, k_events, took = _kernel_run(script)
-        if _paced_in_time(sent, script, took):
+        if _paced_in_time(sent, script, took) and _new_events_whole(k_events):
             break
     assert _paced_in_time(sent, script, took), ("three runs late", took, [t for _, t in sent])
+    assert _new_events_whole(k_events), ("three runs with a tick in confirmation", k_events)
 
     net = Net(SYSCTL)
     net.listen_events()
