@@ -1071,21 +1071,21 @@ impl Conntrack {
     fn prefetch_keys(&self, hashes: &[u32], at: &[usize], hints: &[Option<HashHint>]) {
         let mut miss = std::hint::black_box(self.table.prefetch(hashes));
         let reply_id = Zone::default().id_for(Direction::Reply);
-        let (mut orig, mut reply) = ([0u32; BULK], [0u32; BULK]);
+        let mut reply = [0u32; BULK];
         let mut m = 0;
         while miss != 0 {
             let i = miss.trailing_zeros() as usize;
             miss &= miss - 1;
             let Some(Some(h)) = at.get(i).and_then(|&j| hints.get(j)) else { continue };
+            // Confirmation hashes the reply tuple again: the hash cannot travel with the
+            // unconfirmed entry (a slot has no room for it, and NAT may change the tuple).
             if let Some(r) = h.tuple.invert() {
-                orig[m] = h.hash;
                 reply[m] = self.hash(&r, reply_id);
                 m += 1;
             }
         }
         if m > 0 {
             std::hint::black_box(self.table.prefetch(&reply[..m]));
-            std::hint::black_box(self.table.prefetch_alloc(&orig[..m]));
         }
     }
 }

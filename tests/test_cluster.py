@@ -329,7 +329,7 @@ def test_a_bad_address_leaves_the_default_client_alone(client: Any) -> None:
 
 
 def test_paths_given_relative_are_read_by_local_workers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: Any
+    client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shutil.copy(EXAMPLES_DIR / "ping.pcap", tmp_path / "p.pcap")
     monkeypatch.chdir(tmp_path)

@@ -414,58 +414,37 @@ impl Table {
     /// node whose hash is the key's. The values read are only hints (no lock is held), so a
     /// concurrent change is harmless.
     ///
-    /// Returns a bit mask over the first [`BULK`] hashes: set where no node with that hash was
-    /// met (the lookup will most likely miss, and the packet make a new entry).
+    /// Takes at most [`BULK`] hashes (the rest are not looked at). Returns a bit mask over
+    /// them: set where no node with that hash was met (the lookup will most likely miss, and
+    /// the packet make a new entry).
     pub fn prefetch(&self, hashes: &[u32]) -> u32 {
+        let hashes = &hashes[..hashes.len().min(BULK)];
         let nb = self.nbuckets();
         let mut cur = [NIL; BULK];
-        let mut missing = 0u32;
-        for (c, chunk_hashes) in hashes.chunks(BULK).enumerate() {
-            let n = chunk_hashes.len();
-            for (h, f) in chunk_hashes.iter().zip(cur.iter_mut()) {
-                let b = reciprocal_scale(*h, nb) as usize;
-                *f = self.head(b).map_or(NIL, |x| x.load(Relaxed));
-            }
-            let mut miss = if n == BULK { u32::MAX } else { (1u32 << n) - 1 };
-            for _ in 0..PREFETCH_DEPTH {
-                let mut more = false;
-                for (i, (h, sd)) in chunk_hashes.iter().zip(cur.iter_mut()).enumerate() {
-                    let Some(s) = self.slot_ref(*sd >> 1) else { continue };
-                    // Both lines of the slot: the walk reads the node and locks the entry.
-                    let (n0, n1) = (s.link0.next.load(Relaxed), s.link1.next.load(Relaxed));
-                    if s.link(*sd).hash.load(Relaxed) == *h {
-                        miss &= !(1 << i);
-                        *sd = NIL;
-                    } else {
-                        *sd = if *sd & 1 == 0 { n0 } else { n1 };
-                        more |= *sd != NIL;
-                    }
-                }
-                if !more {
-                    break;
+        for (h, f) in hashes.iter().zip(cur.iter_mut()) {
+            let b = reciprocal_scale(*h, nb) as usize;
+            *f = self.head(b).map_or(NIL, |x| x.load(Relaxed));
+        }
+        let mut miss = if hashes.len() == BULK { u32::MAX } else { (1u32 << hashes.len()) - 1 };
+        for _ in 0..PREFETCH_DEPTH {
+            let mut more = false;
+            for (i, (h, sd)) in hashes.iter().zip(cur.iter_mut()).enumerate() {
+                let Some(s) = self.slot_ref(*sd >> 1) else { continue };
+                // Both lines of the slot: the walk reads the node and locks the entry.
+                let (n0, n1) = (s.link0.next.load(Relaxed), s.link1.next.load(Relaxed));
+                if s.link(*sd).hash.load(Relaxed) == *h {
+                    miss &= !(1 << i);
+                    *sd = NIL;
+                } else {
+                    *sd = if *sd & 1 == 0 { n0 } else { n1 };
+                    more |= *sd != NIL;
                 }
             }
-            if c == 0 {
-                missing = miss;
+            if !more {
+                break;
             }
         }
-        missing
-    }
-
-    /// Reads both cache lines of the slot [`Table::alloc`] would give next to a new entry whose
-    /// original tuple hashes to each of `hashes` (the last free slot of its bucket's stripe),
-    /// so that storing the entry does not wait for memory. Only a hint, as `prefetch`.
-    pub fn prefetch_alloc(&self, hashes: &[u32]) -> u32 {
-        let nb = self.nbuckets() as usize;
-        let mut acc = 0u32;
-        for &h in hashes {
-            let b = reciprocal_scale(h, nb as u32) as usize;
-            let next = self.stripes[b % STRIPES].try_lock().and_then(|g| g.free_slots.last().copied());
-            if let Some(s) = next.and_then(|slot| self.slot_ref(slot)) {
-                acc ^= s.link0.next.load(Relaxed) ^ s.link1.next.load(Relaxed);
-            }
-        }
-        acc
+        miss
     }
 
     /// Bulk `find`: `f(i, found)` for each key in order, with the hashes given and the memory
@@ -716,7 +695,6 @@ mod tests {
         // The newest nodes are at the heads of their chains, never deeper than the walk goes.
         let many: Vec<u32> = (0..40).map(|i| if i % 2 == 0 { linked[5].0 } else { linked[5].1 }).collect();
         assert_eq!(tab.prefetch(&many), 0, "a mask over the first BULK keys");
-        tab.prefetch_alloc(&newest);
     }
 
     #[test]
