@@ -37,11 +37,13 @@ fn sum_bytes(mut acc: u64, data: &[u8]) -> u64 {
     }
     acc = add64(acc, acc2);
     if !rest.is_empty() {
-        let mut tail = [0u8; 8];
-        for (t, b) in tail.iter_mut().zip(rest) {
-            *t = *b;
+        // The last 1 to 7 bytes, big-endian from the top byte down (a byte at a time: copying
+        // them into an array costs a `memcpy` call).
+        let mut tail = 0u64;
+        for (i, b) in rest.iter().enumerate() {
+            tail |= u64::from(*b) << (56 - 8 * i);
         }
-        acc = add64(acc, u64::from_be_bytes(tail));
+        acc = add64(acc, tail);
     }
     acc
 }
