@@ -268,7 +268,11 @@ impl Capture {
             match step {
                 Step::Consume(len) => {
                     stalled = 0;
-                    self.reader.consume(len);
+                    // Without moving what is left to the front of the buffer: `consume` does
+                    // that each time half the buffer has been read (half a megabyte moved for
+                    // each half megabyte of records); `refill` does it anyway, when only the
+                    // part of one record is left.
+                    self.reader.consume_noshift(len);
                     if self.index - start >= max {
                         return Ok((self.index - start, true));
                     }
