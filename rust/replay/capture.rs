@@ -12,7 +12,14 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use pcap_parser::traits::PcapReaderIterator;
-use pcap_parser::{Block, LegacyPcapReader, PcapBlockOwned, PcapError, PcapNGReader};
+use pcap_parser::{
+    parse_pcap_frame, parse_pcap_frame_be, parse_pcap_frame_modified, Block, LegacyPcapBlock,
+    LegacyPcapReader, PcapBlockOwned, PcapError, PcapNGReader,
+};
+
+/// A classic pcap record parser of `pcap-parser` (one per byte order and record header size).
+type FrameParser =
+    for<'b> fn(&'b [u8]) -> pcap_parser::nom::IResult<&'b [u8], LegacyPcapBlock<'b>, PcapError<&'b [u8]>>;
 
 /// Initial size of the parse buffer (files smaller than this get a buffer just above their size).
 const INITIAL_BUFFER: usize = 1 << 20;
@@ -247,6 +254,9 @@ impl Capture {
         let start = self.index;
         let mut stalled = 0u32;
         loop {
+            if let Some(done) = self.run_buffered(f, max - (self.index - start)) {
+                return done.map(|()| (self.index - start, true));
+            }
             let offset = self.reader.consumed() as u64;
             let step = match self.reader.next() {
                 Ok((len, block)) => {
@@ -319,6 +329,48 @@ impl Capture {
                 }
             }
         }
+    }
+
+    /// Classic pcap, once the file header is read: delivers the records that lie whole in the
+    /// buffer (at most `max`), parsed in place with the reader's own record parser and checked
+    /// by `handle_block` as `run` checks them, without a reader call per record. What it leaves
+    /// (a record cut by the buffer's end, the end of the file) goes to `run`'s record-by-record
+    /// path, which reads on or reports it as before. Some when `run` is done: `max` records
+    /// delivered, or a record's error.
+    fn run_buffered<F: FnMut(&Record<'_>)>(
+        &mut self,
+        f: &mut F,
+        max: u64,
+    ) -> Option<Result<(), CaptureError>> {
+        let Format::Pcap { big_endian, record_hdr, .. } = self.format else { return None };
+        if self.reader.consumed() == 0 || max == 0 {
+            return None;
+        }
+        let parse: FrameParser = match (record_hdr, big_endian) {
+            (24, _) => parse_pcap_frame_modified,
+            (_, true) => parse_pcap_frame_be,
+            (_, false) => parse_pcap_frame,
+        };
+        let data = self.reader.data();
+        let (mut off, mut n) = (0usize, 0u64);
+        let mut failed = None;
+        while n < max {
+            let Some(rest) = data.get(off..) else { break };
+            let Ok((after, block)) = parse(rest) else { break };
+            let len = rest.len() - after.len();
+            let block = PcapBlockOwned::Legacy(block);
+            if let Err(msg) = handle_block(&mut self.format, &mut self.index, &mut self.last_ts, block, f) {
+                failed = Some(msg);
+                break;
+            }
+            off += len;
+            n += 1;
+        }
+        self.reader.consume_noshift(off);
+        if let Some(msg) = failed {
+            return Some(Err(self.error(self.reader.consumed() as u64, msg)));
+        }
+        (n == max).then_some(Ok(()))
     }
 
     /// Total length the record/block at the front of the buffer declares for itself.
