@@ -382,39 +382,23 @@ mod tests {
     fn buckets_fill_as_random_placement_does() {
         const BUCKETS: u32 = 1 << 16;
         let n = 3 * BUCKETS as usize / 2; // load 1.5, a full table's two nodes per bucket
-        let v4 = |a: u32, b: u32, sp: u16, dp: u16| {
+        fn v4(a: u32, b: u32, sp: u16, dp: u16) -> Tuple {
             Tuple::new_v4(std::net::Ipv4Addr::from(a), std::net::Ipv4Addr::from(b), 6, sp, dp)
-        };
-        let kinds: [(&str, Box<dyn Fn(usize) -> Tuple>); 5] = [
-            (
-                "one client's ports",
-                Box::new(|i| {
-                    v4(0x0a00_0001, 0xc000_0207, (1024 + i % 60_000) as u16, 443 + (i / 60_000) as u16)
-                }),
-            ),
-            ("consecutive addresses", Box::new(|i| v4(0x0a00_0000 + i as u32, 0xc000_0207, 40_000, 53))),
-            (
-                "their replies",
-                Box::new(|i| v4(0x0a00_0000 + i as u32, 0xc000_0207, 40_000, 53).invert().unwrap()),
-            ),
-            (
-                "address and port together",
-                Box::new(|i| {
-                    v4(
-                        0x0a00_0000 + (i / 256) as u32,
-                        0x0a01_0000 + (i % 256) as u32,
-                        5000 + (i % 7) as u16,
-                        80,
-                    )
-                }),
-            ),
-            (
-                "IPv6 neighbours",
-                Box::new(|i| {
-                    let s = std::net::Ipv6Addr::from(0xfd00_u128 << 112 | i as u128);
-                    Tuple::new_v6(s, "fd00::1".parse().unwrap(), 17, 5353, 5353)
-                }),
-            ),
+        }
+        type Kind = (&'static str, fn(usize) -> Tuple);
+        let kinds: [Kind; 5] = [
+            ("one client's ports", |i| {
+                v4(0x0a00_0001, 0xc000_0207, (1024 + i % 60_000) as u16, 443 + (i / 60_000) as u16)
+            }),
+            ("consecutive addresses", |i| v4(0x0a00_0000 + i as u32, 0xc000_0207, 40_000, 53)),
+            ("their replies", |i| v4(0x0a00_0000 + i as u32, 0xc000_0207, 40_000, 53).invert().unwrap()),
+            ("address and port together", |i| {
+                v4(0x0a00_0000 + (i / 256) as u32, 0x0a01_0000 + (i % 256) as u32, 5000 + (i % 7) as u16, 80)
+            }),
+            ("IPv6 neighbours", |i| {
+                let s = std::net::Ipv6Addr::from(0xfd00_u128 << 112 | i as u128);
+                Tuple::new_v6(s, "fd00::1".parse().unwrap(), 17, 5353, 5353)
+            }),
         ];
         for seed in [1, 2, 3] {
             let h = TupleHasher::seeded(seed);
