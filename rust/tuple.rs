@@ -291,8 +291,8 @@ impl TupleHasher {
     pub fn hash(&self, t: &Tuple, zone_id: u16) -> u32 {
         use std::hash::Hasher;
         let mut h = foldhash::quality::FoldHasher::with_seed(self.k0 ^ u64::from(zone_id), &self.shared);
-        // Each end as one number (address, then port) and the two protocol numbers: what the
-        // kernel hashes, in as few words as hold it.
+        // What the kernel hashes (both addresses, both ports, the two protocol numbers), in as
+        // few words as hold it: the addresses in one (IPv4) or two (IPv6), the rest in one.
         let ends = u64::from(t.src_u) << 48
             | u64::from(t.dst_u) << 32
             | u64::from(t.l3num) << 8
