@@ -78,8 +78,10 @@ struct Batch {
 const MAX_QUEUED: usize = 1024;
 const MAX_QUEUED_BYTES: usize = 16 << 20;
 /// Batches (of `BULK` packets) for each worker that one turn at the captures reads, so that a
-/// worker usually finds work queued instead of waiting for the other's turn to end.
-const TURN: usize = 4;
+/// worker usually finds work queued instead of waiting for the other's turn to end. (At 4,
+/// two workers on two cores took about 3% longer on `e2e_bench.py`'s capture, in paired runs;
+/// at 64, no faster than at 16.)
+const TURN: usize = 16;
 
 /// A worker's waiting batches and the bytes of their packets.
 #[derive(Default)]
