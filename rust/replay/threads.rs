@@ -51,15 +51,22 @@ fn watermark(clocks: &[WorkerClock]) -> u64 {
     clocks.iter().map(|c| c.0.load(Ordering::Relaxed)).min().unwrap_or(0)
 }
 
-/// One of a worker's packets, staged: where its bytes are in the batch's buffer.
+/// One of a worker's packets, staged: its time, where its bytes end in the batch's buffer
+/// (they start where the previous packet's end), and the interface it arrived on. Small,
+/// since the reading side writes one for every packet: 24 bytes.
 struct Own {
+    ts: u64,
+    end: u32,
+    iif: Option<u32>,
+}
+
+const _: () = assert!(std::mem::size_of::<Own>() == 24);
+
+/// Where a packet came from, for its per-packet line (kept only when lines are wanted).
+struct Origin {
     seq: u64,
     capture: u32,
     frame: u64,
-    ts: u64,
-    iif: Option<u32>,
-    start: usize,
-    end: usize,
 }
 
 /// A worker's packets from one chunk of records, in capture order.
@@ -67,6 +74,21 @@ struct Own {
 struct Batch {
     buf: Vec<u8>,
     own: Vec<Own>,
+    /// One per packet when per-packet lines are wanted, else empty.
+    origin: Vec<Origin>,
+}
+
+impl Batch {
+    /// The packets' bytes, in order.
+    fn packets(&self) -> impl Iterator<Item = &[u8]> {
+        let mut start = 0usize;
+        self.own.iter().map(move |o| {
+            let end = o.end as usize;
+            let p = &self.buf[start..end];
+            start = end;
+            p
+        })
+    }
 }
 
 /// Batches, and bytes of packets, a worker may have waiting before the reading side waits for
@@ -276,17 +298,13 @@ impl Shared<'_> {
                     full[w].push(std::mem::replace(&mut out[w], next));
                 }
                 let b = &mut out[w];
-                let start = b.buf.len();
                 b.buf.extend_from_slice(pkt);
-                b.own.push(Own {
-                    seq: *seq,
-                    capture: ci,
-                    frame: rec.index,
-                    ts,
-                    iif: resolve_iif(self.net, self.fixed_iif, rec.iface),
-                    start,
-                    end: b.buf.len(),
-                });
+                // A batch holds at most MAX_QUEUED_BYTES of packets (much less than 4 GiB).
+                let end = u32::try_from(b.buf.len()).unwrap_or(u32::MAX);
+                b.own.push(Own { ts, end, iif: resolve_iif(self.net, self.fixed_iif, rec.iface) });
+                if self.keep_lines {
+                    b.origin.push(Origin { seq: *seq, capture: ci, frame: rec.index });
+                }
                 *seq += 1;
             });
             match more {
@@ -328,9 +346,8 @@ fn worker(sh: &Shared<'_>, me: usize, start: u64) -> WorkerResult {
     let mut res = WorkerResult { summary: Summary::default(), lines: Vec::new() };
     let mut local = start;
     while let Some(mut batch) = sh.next_batch(me) {
-        let Batch { buf, own } = &batch;
-        let Some(first) = own.first() else { continue };
-        feeder.prefetch_hinted(own.iter().map(|o| Some(&buf[o.start..o.end])));
+        let Some(first) = batch.own.first() else { continue };
+        feeder.prefetch_hinted(batch.packets().map(Some));
         // The shared clocks move once per batch, not per packet (per packet, the workers
         // would take their cache lines from each other): this worker publishes the time of
         // the batch's first packet (its packets' times only grow), so the watermark, and the
@@ -341,8 +358,7 @@ fn worker(sh: &Shared<'_>, me: usize, start: u64) -> WorkerResult {
             net.ct.gc_if_due(horizon);
             horizon
         });
-        for (i, o) in own.iter().enumerate() {
-            let pkt = &buf[o.start..o.end];
+        for (i, (o, pkt)) in batch.own.iter().zip(batch.packets()).enumerate() {
             local = local.max(o.ts);
             let horizon = published.unwrap_or(local);
             res.summary.packets += 1;
@@ -353,12 +369,12 @@ fn worker(sh: &Shared<'_>, me: usize, start: u64) -> WorkerResult {
                 continue;
             }
             res.summary.record(&out);
-            if sh.keep_lines {
+            if let Some(at) = batch.origin.get(i) {
                 let (class, reason) = out.class();
                 res.lines.push(Line {
-                    seq: o.seq,
-                    capture: o.capture,
-                    frame: o.frame,
+                    seq: at.seq,
+                    capture: at.capture,
+                    frame: at.frame,
                     class,
                     reason,
                     dropped_by: out.dropped_by_name(),
@@ -368,6 +384,7 @@ fn worker(sh: &Shared<'_>, me: usize, start: u64) -> WorkerResult {
         net.advance_to(local);
         batch.buf.clear();
         batch.own.clear();
+        batch.origin.clear();
         sh.spare.lock().push(batch);
     }
     // Done: this worker no longer holds the collector back.
@@ -496,10 +513,8 @@ mod tests {
     use super::*;
 
     fn batch(packets: usize, bytes: usize) -> Batch {
-        let own = (0..packets)
-            .map(|i| Own { seq: i as u64, capture: 0, frame: 0, ts: 0, iif: None, start: 0, end: 0 })
-            .collect();
-        Batch { buf: vec![0; bytes], own }
+        let own = (0..packets).map(|_| Own { ts: 0, end: 0, iif: None }).collect();
+        Batch { buf: vec![0; bytes], own, origin: Vec::new() }
     }
 
     #[test]
