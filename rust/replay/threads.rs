@@ -299,7 +299,8 @@ impl Shared<'_> {
                 }
                 let b = &mut out[w];
                 b.buf.extend_from_slice(pkt);
-                // A batch holds at most MAX_QUEUED_BYTES of packets (much less than 4 GiB).
+                // A batch holds at most BULK packets of at most a record's 64 MiB each: 2 GiB,
+                // below u32::MAX.
                 let end = u32::try_from(b.buf.len()).unwrap_or(u32::MAX);
                 b.own.push(Own { ts, end, iif: resolve_iif(self.net, self.fixed_iif, rec.iface) });
                 if self.keep_lines {
