@@ -5,6 +5,7 @@ with them."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -265,3 +266,51 @@ def test_cli_replay_several_captures(examples_dir: Path) -> None:
     assert pkts.returncode == 0
     names = {line.split(":")[0] for line in pkts.stdout.splitlines()}
     assert names == {str(dns), str(ping)}
+
+
+_ENDING = """
+import atexit, sys, threading, time
+import _nfct_launcher
+mark, wait, cap = sys.argv[1:4]
+atexit.register(lambda: (open(mark, "w").write("atexit ran"), sys.stdout.write("from atexit\\n")))
+if wait != "-":
+    def late() -> None:
+        time.sleep(0.3)
+        open(wait, "w").write("thread done")
+    threading.Thread(target=late).start()
+sys.stdout.write("written before the command, never flushed by it\\n")
+sys.argv = ["nfct", "replay", "--output", "stats", cap]
+sys.exit(_nfct_launcher.main())
+"""
+
+
+@pytest.mark.parametrize("thread", [False, True])
+@pytest.mark.parametrize("good", [True, False])
+def test_the_command_ends_without_teardown_but_loses_nothing(
+    capture: Path, tmp_path: Path, thread: bool, good: bool
+) -> None:
+    # The launcher ends the process without the interpreter's teardown (os._exit): the
+    # atexit functions still run, what is buffered on stdout is still written, the command's
+    # exit status is kept, and a Python thread still running is waited for (the interpreter
+    # then ends as usual).
+    mark, wait = tmp_path / "mark", tmp_path / "wait"
+    cap = capture if good else tmp_path / "missing.pcap"
+    proc = subprocess.run(
+        [sys.executable, "-c", _ENDING, str(mark), str(wait) if thread else "-", str(cap)],
+        # Buffered, as users' pipes are (unbuffered, nothing would be left to lose).
+        env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == (0 if good else 2), proc.stderr
+    assert proc.stdout.startswith("written before the command, never flushed by it\n")
+    if good:
+        assert "cpu=0" in proc.stdout
+        assert proc.stderr.splitlines()[-1].startswith("nfct: ")
+    else:
+        assert "missing.pcap" in proc.stderr
+    assert mark.read_text() == "atexit ran"
+    assert proc.stdout.endswith("from atexit\n")
+    assert wait.exists() == thread
