@@ -230,9 +230,10 @@ def small_capture_records(t0: float = 1000.0) -> list[tuple[float, bytes]]:
 
 
 def run_cli(*args: object, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """`nfct ARGS...` (as `python -m nfct.cli`), output captured as text, stdin closed."""
+    """`nfct ARGS...` (as `python -m nfct`, the installed command's path: the launcher and its
+    ending), output captured as text, stdin closed."""
     return subprocess.run(
-        [sys.executable, "-m", "nfct.cli", *map(str, args)],
+        [sys.executable, "-m", "nfct", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,

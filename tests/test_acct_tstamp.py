@@ -109,7 +109,7 @@ def test_the_sysctl_applies_to_entries_created_afterwards() -> None:
 
 def replay(*args: str) -> list[str]:
     out = subprocess.run(
-        [sys.executable, "-m", "nfct.cli", "replay", *args],
+        [sys.executable, "-m", "nfct", "replay", *args],
         capture_output=True,
         text=True,
         check=True,

@@ -240,7 +240,7 @@ def test_summary_says_why_packets_were_dropped(
 
 def _pipe_to_head(*argv: object) -> subprocess.CompletedProcess[bytes]:
     """`nfct ARGV... | head -1`: the reader goes away after one line."""
-    cmd = [sys.executable, "-m", "nfct.cli", *map(str, argv)]
+    cmd = [sys.executable, "-m", "nfct", *map(str, argv)]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p:
         assert p.stdout is not None and p.stderr is not None
         p.stdout.readline()

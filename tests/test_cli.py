@@ -170,7 +170,7 @@ def test_cli_replay_packets_appends_to_redirected_stdout(capture: Path, tmp_path
     log.write_text("earlier line\n")
     with log.open("a") as out:
         proc = subprocess.run(
-            [sys.executable, "-m", "nfct.cli", "replay", "-o", "packets", str(capture)],
+            [sys.executable, "-m", "nfct", "replay", "-o", "packets", str(capture)],
             stdout=out,
             stderr=subprocess.PIPE,
             text=True,

@@ -114,7 +114,7 @@ def test_replay_prints_events(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "nfct.cli",
+            "nfct",
             "replay",
             str(EXAMPLES / "dns.pcap"),
             "--output",

@@ -478,7 +478,7 @@ def test_replay_paths(tmp_path: Path, path: str) -> None:
 def test_cli_path_local_addr_zone_and_drop_invalid(tmp_path: Path) -> None:
     cap = tmp_path / "t.pcap"
     write_pcap(cap, [(q(dst=LOCAL, ttl=1), 1.0), (q(checksum=1, sport=9), 1.1)])
-    base = [sys.executable, "-m", "nfct.cli", "replay", str(cap)]
+    base = [sys.executable, "-m", "nfct", "replay", str(cap)]
     out = subprocess.run(
         [*base, "--local-addr", LOCAL, "--zone", "4", "--drop-invalid", "-o", "packets"],
         capture_output=True,

@@ -91,7 +91,7 @@ def test_standard_input(tmp_path: Path) -> None:
     want = run_cli("replay", MIXED, "--output", "packets")
     for data in (MIXED.read_bytes(), gzip.compress(MIXED.read_bytes())):
         proc = subprocess.run(
-            [sys.executable, "-m", "nfct.cli", "replay", "-", "--output", "packets"],
+            [sys.executable, "-m", "nfct", "replay", "-", "--output", "packets"],
             input=data,
             capture_output=True,
             check=False,
@@ -278,7 +278,7 @@ def _on_a_terminal(*args: str) -> str:
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nfct.cli", *args],
+        [sys.executable, "-m", "nfct", *args],
         stdout=subprocess.DEVNULL,
         stderr=slave,
         stdin=subprocess.DEVNULL,

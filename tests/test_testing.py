@@ -101,7 +101,7 @@ def test_the_naive_model_is_caught_with_a_shrunk_trace(tmp_path: Path) -> None:
     # The pcap is the trace, and nfct's own replay of it gives the same verdict.
     assert pcap.read_bytes() == err.pcap
     out = subprocess.run(
-        [sys.executable, "-m", "nfct.cli", "replay", str(pcap), "--output", "packets"],
+        [sys.executable, "-m", "nfct", "replay", str(pcap), "--output", "packets"],
         capture_output=True,
         text=True,
         check=True,

@@ -82,7 +82,7 @@ def test_threads_with_builtin_rules_and_refusals(tmp_path: Path) -> None:
 
 def test_cli_threads(examples_dir: Path) -> None:
     def out(threads: str) -> list[str]:
-        cmd = [sys.executable, "-m", "nfct.cli", "replay", str(examples_dir / "mixed.pcap")]
+        cmd = [sys.executable, "-m", "nfct", "replay", str(examples_dir / "mixed.pcap")]
         res = subprocess.run([*cmd, "--threads", threads, "--seed", "2"], capture_output=True)
         assert res.returncode == 0, res.stderr
         return sorted(res.stdout.decode().splitlines())
