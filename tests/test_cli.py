@@ -271,7 +271,19 @@ def test_cli_replay_several_captures(examples_dir: Path) -> None:
 _ENDING = """
 import atexit, sys, threading, time
 import _nfct_launcher
-mark, wait, cap = sys.argv[1:4]
+mark, wait, cap, mp, torn = sys.argv[1:6]
+if mp == "mp":
+    import multiprocessing
+
+
+class Torn:
+    # Writes its file when the interpreter tears this module down (the usual ending).
+    # (What it needs is bound now: the module's names are gone by then.)
+    def __del__(self, open=open, torn=torn) -> None:
+        open(torn, "w").write("torn down")
+
+
+kept = Torn()
 atexit.register(lambda: (open(mark, "w").write("atexit ran"), sys.stdout.write("from atexit\\n")))
 if wait != "-":
     def late() -> None:
@@ -284,19 +296,21 @@ sys.exit(_nfct_launcher.main())
 """
 
 
+@pytest.mark.parametrize("mp", [False, True])
 @pytest.mark.parametrize("thread", [False, True])
 @pytest.mark.parametrize("good", [True, False])
 def test_the_command_ends_without_teardown_but_loses_nothing(
-    capture: Path, tmp_path: Path, thread: bool, good: bool
+    capture: Path, tmp_path: Path, thread: bool, good: bool, mp: bool
 ) -> None:
     # The launcher ends the process without the interpreter's teardown (os._exit): the
     # atexit functions still run, what is buffered on stdout is still written, the command's
-    # exit status is kept, and a Python thread still running is waited for (the interpreter
-    # then ends as usual).
-    mark, wait = tmp_path / "mark", tmp_path / "wait"
+    # exit status is kept. A Python thread still running is waited for, and a command that
+    # used multiprocessing ends as usual (the teardown runs then, and only then).
+    mark, wait, torn = tmp_path / "mark", tmp_path / "wait", tmp_path / "torn"
     cap = capture if good else tmp_path / "missing.pcap"
+    args = [str(mark), str(wait) if thread else "-", str(cap), "mp" if mp else "-", str(torn)]
     proc = subprocess.run(
-        [sys.executable, "-c", _ENDING, str(mark), str(wait) if thread else "-", str(cap)],
+        [sys.executable, "-c", _ENDING, *args],
         # Buffered, as users' pipes are (unbuffered, nothing would be left to lose).
         env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
         capture_output=True,
@@ -314,3 +328,4 @@ def test_the_command_ends_without_teardown_but_loses_nothing(
     assert mark.read_text() == "atexit ran"
     assert proc.stdout.endswith("from atexit\n")
     assert wait.exists() == thread
+    assert torn.exists() == (thread or mp)

@@ -54,10 +54,14 @@ def _exit_now(code: int) -> int:
     a replay that filled the table, freeing every object and module took 15-20 ms, 5% of the
     command (mypy ends the same way). What must happen still does: the atexit functions run
     and the standard streams are flushed. Where another Python thread is still running, or
-    a stream cannot be flushed, the interpreter ends as usual instead (it waits for the
-    thread, and reports the stream as it always has): the code is returned for that."""
+    a stream cannot be flushed, or the command used worker processes (`report --jobs`,
+    `--cluster`), the interpreter ends as usual instead: it waits for the thread, reports the
+    stream as it always has, and lets multiprocessing take its processes down in order. The
+    code is returned for that."""
     threading = sys.modules.get("threading")
     if threading is not None and threading.active_count() > 1:
+        return code
+    if "multiprocessing" in sys.modules:
         return code
     try:
         sys.stdout.flush()
