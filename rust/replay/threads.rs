@@ -342,6 +342,8 @@ struct WorkerResult {
 }
 
 fn worker(sh: &Shared<'_>, me: usize, start: u64) -> WorkerResult {
+    // This worker's new entries take slots from a free list of its own.
+    crate::table::set_slab_home(me);
     let net = sh.net;
     let mut feeder = Feeder::new(net, sh.path, sh.clock);
     let mut res = WorkerResult { summary: Summary::default(), lines: Vec::new() };
