@@ -12,6 +12,10 @@ Timed, as subprocesses, interpreter start and output included, `--output stats`:
 * the same with room to spare (`--sysctl nf_conntrack_max=1048576`), for the table-full cost;
 * dpkt parsing every packet to its 5-tuple, and nfstream (if importable) exporting its flows.
 
+Each round runs every contender once, in this order; the ratios nfstream / nfct and one
+thread / two are printed per round as well as of the medians, since nfstream's own time
+moves by 10% and more between runs.
+
 Usage: `python benches/e2e_bench.py [--repeat R] [--dir D] [--no-peers]`.
 """
 
@@ -168,6 +172,18 @@ def main() -> int:
     for k, v in times.items():
         med = statistics.median(v)
         print(f"{k:32} {med:>9.3f} {n / med / 1e6:>7.3f}  {last[k]}")
+    # (name, numerator times, denominator times): a ratio per round and of the medians.
+    one, two = times["nfct replay (defaults)"], times["nfct replay --threads 2"]
+    ratios = [("nfct one thread / two", one, two)]
+    if "nfstream (flows exported)" in times:
+        ratios.insert(0, ("nfstream / nfct replay", times["nfstream (flows exported)"], one))
+    for name, num, den in ratios:
+        rounds = [a / b for a, b in zip(num, den, strict=True)]
+        of_medians = statistics.median(num) / statistics.median(den)
+        print(
+            f"{name}: {of_medians:.2f} of the medians; by round median "
+            f"{statistics.median(rounds):.2f}, min {min(rounds):.2f}, max {max(rounds):.2f}"
+        )
     return 0
 
 
