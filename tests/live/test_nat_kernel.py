@@ -626,8 +626,12 @@ def test_snat_port_search_when_the_original_port_is_taken() -> None:
         *[P.tcp(c, S1, 700, 80, flags="S", seq=1) for c in clients],
     )
     searched = {(c, p) for c in clients[1:] for p in ("1234", "700")}
-    run = _run_random(pkts, SNAT4, searched)
-    assert run.k.stats["found"] == 8
+    # Four draws in the 600-1023 class (424 ports): one meeting a port taken before it (found
+    # + 1, and a next draw) happens in about 2% of runs on each side, kernel and nfct drawing
+    # independently (the kernel counted 9 once, in CI, 2026-12-04).
+    run = _run_random(pkts, SNAT4, searched, found_random=True)
+    for stats in (run.k.stats, run.stats):
+        assert 8 <= stats["found"] <= 10, (run.k.stats, run.stats)
     for lines in (run.k.lines, run.lines):
         udp = [int(v[1]) for k, v in _translated(lines).items() if k[1] == "1234"]
         tcp = [int(v[1]) for k, v in _translated(lines).items() if k[1] == "700"]
