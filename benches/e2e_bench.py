@@ -14,7 +14,7 @@ Timed, as subprocesses, interpreter start and output included, `--output stats`:
 
 Each round runs every contender once, in this order; the ratios nfstream / nfct and one
 thread / two are printed per round as well as of the medians, since nfstream's own time
-moves by 10% and more between runs.
+moves by 10% or more between runs (12% in RESULTS.md, 2026-12-04).
 
 Usage: `python benches/e2e_bench.py [--repeat R] [--dir D] [--no-peers]`.
 """
