@@ -510,8 +510,19 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
         self.carrier.with(|st| self.net.ct.release(&mut st.ct));
     }
 
-    /// `nf_hook_slow`: the hook's operations in order until one does not accept.
+    /// `nf_hook`: a hook with no operations (FORWARD on a host without rules) costs only the
+    /// look at its list, not the call that sets up the walk.
+    #[inline(always)]
     fn run_hook(&mut self, hook: Hook) -> HookEnd {
+        if self.hooks.ops(self.family, hook).is_empty() {
+            return HookEnd::Continue;
+        }
+        self.run_ops(hook)
+    }
+
+    /// `nf_hook_slow`: the hook's operations in order until one does not accept.
+    #[inline(never)]
+    fn run_ops(&mut self, hook: Hook) -> HookEnd {
         let call = HookCall { hook, family: self.family };
         for op in self.hooks.ops(self.family, hook) {
             let mut repeats = 0;
@@ -775,6 +786,7 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
             PacketClock::Worker { horizon } => horizon.min(tstamp),
         };
         let gathered = match self.family {
+            Family::V4 if !crate::defrag::ipv4_fragment_bits(data) => return NF_ACCEPT,
             Family::V4 => self.net.defrag.ipv4_gather_at(data, tstamp, sweep),
             Family::V6 => {
                 let s = self.net.sysctl();

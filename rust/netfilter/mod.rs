@@ -134,6 +134,7 @@ pub struct HookTable {
 
 impl HookTable {
     /// The operations of one hook, in the order they run.
+    #[inline]
     pub fn ops(&self, fam: Family, hook: Hook) -> &[Arc<Op>] {
         &self.ops[fam as usize][hook as usize]
     }

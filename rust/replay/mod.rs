@@ -92,8 +92,11 @@ impl Summary {
                 *self.reasons.entry(r).or_insert(0) += 1;
             }
         }
-        if let Some(name) = out.dropped_by_name() {
-            *self.dropped_by.entry(name).or_insert(0) += 1;
+        // Most packets were dropped by nothing: no call to name what did.
+        if out.dropped_by.is_some() {
+            if let Some(name) = out.dropped_by_name() {
+                *self.dropped_by.entry(name).or_insert(0) += 1;
+            }
         }
     }
 
@@ -379,8 +382,14 @@ impl<'n, R: Runner> Feeder<'n, R> {
     }
 
     /// The interface a packet arrives on (see [`resolve_iif`]).
+    #[inline]
     fn iif_for(&self, iface: Option<&str>) -> Option<u32> {
-        self.iif_fixed.or_else(|| resolve_iif(self.net, None, iface)).or(self.iif_default)
+        // `iif_default` is `resolve_iif`'s last resort, taken once: the host's interfaces do
+        // not change during a replay.
+        match iface {
+            None => self.iif_fixed.or(self.iif_default),
+            Some(_) => self.iif_fixed.or_else(|| resolve_iif(self.net, None, iface)).or(self.iif_default),
+        }
     }
 
     /// Takes the hook registrations anew (after something changed them mid-replay).
