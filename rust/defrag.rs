@@ -796,6 +796,31 @@ mod tests {
         assert_eq!(d.counters(), DefragCounters::default());
     }
 
+    /// The hook path's quick test never says "no fragment" of a packet gather would hold:
+    /// MF alone, an offset alone, both, and the reserved bit (which is no fragment) checked
+    /// against what gather makes of the same packet.
+    #[test]
+    fn fragment_bits_agree_with_gather() {
+        let d = Defrag::new();
+        let reserved = {
+            let mut p = v4(9, 0, false, &data(16));
+            p[6] |= 0x80;
+            p
+        };
+        for (p, frag) in [
+            (v4(1, 0, false, &data(16)), false),
+            (v4(2, 0, true, &data(16)), true),
+            (v4(3, 16, false, &data(16)), true),
+            (v4(4, 8, true, &data(16)), true),
+            (reserved, false),
+            (vec![0x45; 19], false),
+        ] {
+            assert_eq!(ipv4_fragment_bits(&p), frag, "{p:?}");
+            let held = !matches!(d.ipv4_gather(&p, 0), Gathered::NotFragment);
+            assert_eq!(held, frag, "{p:?}");
+        }
+    }
+
     #[test]
     fn ipv4_in_order() {
         let d = Defrag::new();
