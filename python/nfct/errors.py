@@ -3,8 +3,7 @@ fits (``except ValueError`` works as well as ``except nfct.NfctError``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
     from nfct._nfct import ReplayResult
 

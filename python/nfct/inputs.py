@@ -32,14 +32,15 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, Final, Literal, Self, cast
 
 from nfct.errors import CaptureError, MissingExtraError, NfctValueError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
     import threading
+    from collections.abc import Iterator, Sequence
+    from types import TracebackType
+    from typing import IO, Any, BinaryIO, Final, Literal, Self, TypeAlias
 
 __all__ = [
     "CaptureInputs",
@@ -49,7 +50,7 @@ __all__ = [
     "reader_takes_pipes",
 ]
 
-Mode = Literal["auto", "pipe", "spool"]
+Mode: TypeAlias = "Literal['auto', 'pipe', 'spool']"
 """How a capture that is not a plain file reaches the replay: ``pipe`` streams it, ``spool``
 writes it into a temporary file first, ``auto`` streams where the reader can read a pipe."""
 
@@ -75,6 +76,12 @@ def compression_of(head: bytes) -> str | None:
     return None
 
 
+def _binary(f: object) -> BinaryIO:
+    """``f``, a binary reader (a decompressor's file object, standard input behind the bytes
+    read ahead), as the type checkers' BinaryIO: ``typing.cast`` without importing typing."""
+    return f  # type: ignore[return-value]
+
+
 def open_decompressed(kind: str, raw: BinaryIO) -> BinaryIO:
     """A reader of the decompressed bytes of ``raw`` (a binary stream in ``kind``'s format;
     concatenated gzip members, bzip2 streams and zstd frames are read through). Raises
@@ -83,15 +90,15 @@ def open_decompressed(kind: str, raw: BinaryIO) -> BinaryIO:
     if kind == "gzip":
         import gzip
 
-        return cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb"))
+        return _binary(gzip.GzipFile(fileobj=raw, mode="rb"))
     if kind == "bzip2":
         import bz2
 
-        return cast(BinaryIO, bz2.BZ2File(raw))
+        return _binary(bz2.BZ2File(raw))
     if kind == "xz":
         import lzma
 
-        return cast(BinaryIO, lzma.LZMAFile(raw))
+        return _binary(lzma.LZMAFile(raw))
     if kind == "zstd":
         return _zstd_reader(raw)
     raise NfctValueError(f"unknown compression {kind!r}")
@@ -101,7 +108,7 @@ def _zstd_reader(raw: BinaryIO) -> BinaryIO:
     try:  # Python 3.14 and later
         from compression import zstd
 
-        return cast(BinaryIO, zstd.ZstdFile(raw))
+        return _binary(zstd.ZstdFile(raw))
     except ImportError:
         pass
     try:
@@ -110,7 +117,7 @@ def _zstd_reader(raw: BinaryIO) -> BinaryIO:
         raise MissingExtraError(
             "reading zstd-compressed captures needs the zstandard package: pip install 'nfct[cli]'"
         ) from None
-    return cast(BinaryIO, zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True))
+    return _binary(zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True))
 
 
 def _pcap_header() -> bytes:
@@ -247,14 +254,14 @@ class CaptureInputs:
             return
         src.raw = raw
         if src.kind is None:
-            src.stream = cast(BinaryIO, raw)
+            src.stream = _binary(raw)
             src.prefix = head
             return
         if src.name == "-":
             # What was read to look at the magic number goes back in front.
-            raw = cast(IO[bytes], _Prepend(head, raw))
+            raw = _binary(_Prepend(head, raw))
         try:
-            src.stream = open_decompressed(src.kind, cast(BinaryIO, raw))
+            src.stream = open_decompressed(src.kind, _binary(raw))
         except BaseException:
             if src.name != "-":
                 src.raw.close()
@@ -269,7 +276,8 @@ class CaptureInputs:
         try:
             # read1: what one step of the decompressor gives, so that an error loses little.
             read = getattr(src.stream, "read1", src.stream.read)
-            return cast(bytes, read(n))
+            data: bytes = read(n)
+            return data
         except Exception as e:  # OSError, EOFError, lzma.LZMAError, zstandard.ZstdError, ...
             src.error = e
             return b""

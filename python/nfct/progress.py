@@ -13,8 +13,11 @@ from __future__ import annotations
 import os
 import sys
 import time
-from types import TracebackType
-from typing import Any, Self, TextIO
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Any, Self, TextIO
 
 __all__ = ["ProgressBar", "progress_bar"]
 
