@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
 import nfct
 from nfct import CaptureError, Conn, Net, NfctError, NfctValueError, ReplayResult, Tuple
@@ -16,7 +13,14 @@ from nfct._nfct import _LINK_TYPES_DECODED, _link_type
 from nfct.inputs import CaptureInputs
 from nfct.progress import progress_bar
 
+# typing.TYPE_CHECKING without importing typing: a replay's start-up imports neither typing
+# (2 ms) nor json, threading or shutil (tests/test_startup.py checks it).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any
+
+    from nfct._pipes import LinePipe
     from nfct.export import Exporter
 
 CAPTURE_HELP = (
@@ -99,6 +103,42 @@ class _VersionAction(argparse.Action):
     ) -> None:
         print(f"{parser.prog} {_version()}")
         parser.exit()
+
+
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns``, without importing shutil: COLUMNS if it is a
+    positive integer, else the width of the terminal on ``sys.__stdout__``, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns > 0:
+        return columns
+    stdout = sys.__stdout__
+    if stdout is None:
+        return 80
+    try:
+        return os.get_terminal_size(stdout.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, with the width argparse gives it by default (the terminal's
+    columns less 2), found without shutil: argparse imports shutil for it (and with it bz2,
+    lzma, zlib and fnmatch, 2 ms) as soon as a parser is built, help or not."""
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+        **kw: Any,
+    ) -> None:
+        if width is None:
+            width = _terminal_columns() - 2
+        super().__init__(prog, indent_increment, max_help_position, width, **kw)
 
 
 def _host_options(r: argparse.ArgumentParser) -> None:
@@ -234,6 +274,7 @@ def _sweep_spec(text: str) -> tuple[str, list[int]]:
 def _report_parser(sub: Any) -> None:
     rep = sub.add_parser(
         "report",
+        formatter_class=_HelpFormatter,
         help="a capacity report: did the table hold, what filled it, what got dropped, what "
         "max would have held it (HTML with plots, or JSON)",
         description=(
@@ -305,12 +346,15 @@ def _report_parser(sub: Any) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="nfct", description="Linux netfilter connection tracking in userspace."
+        prog="nfct",
+        description="Linux netfilter connection tracking in userspace.",
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("--version", action=_VersionAction, help="show the version and exit")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser(
         "replay",
+        formatter_class=_HelpFormatter,
         help="replay captures through conntrack and print the resulting table",
         description=(
             "Feed every IP packet of the captures, in order, through the netfilter hooks of a "
@@ -383,6 +427,7 @@ def _parser() -> argparse.ArgumentParser:
     _quiet_option(r)
     e = sub.add_parser(
         "explain",
+        formatter_class=_HelpFormatter,
         help="show one packet's way through the host, hook by hook",
         description=(
             "Replay a capture up to one frame, then show that frame's way through the host: "
@@ -403,6 +448,7 @@ def _parser() -> argparse.ArgumentParser:
     _report_parser(sub)
     s = sub.add_parser(
         "host-snapshot",
+        formatter_class=_HelpFormatter,
         help="write this host's interfaces, routes, nftables ruleset and sysctls as a host file",
         description=(
             "Print the host file of the host this runs on (ip -j addr, ip -j route, ip -j rule, "
@@ -414,6 +460,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", metavar="FILE", default=None, help="write here, not stdout")
     v = sub.add_parser(
         "verify-kernel",
+        formatter_class=_HelpFormatter,
         help="replay captures through the live kernel's conntrack and through nfct, and compare",
         description=(
             "Replay each capture through the running kernel's conntrack (in a private network "
@@ -703,6 +750,8 @@ def _scheduled(
 
 
 def _json_file(path: str) -> Any:
+    import json
+
     with open(path) as f:
         return json.load(f)
 
@@ -802,6 +851,8 @@ def _explain(args: argparse.Namespace) -> int:
         print(f"nfct: {err}", file=sys.stderr)
         return 2
     if args.json:
+        import json
+
         json.dump(e, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
@@ -883,8 +934,6 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _replay_inputs(args: argparse.Namespace, net: Net, inputs: CaptureInputs) -> int:
-    from nfct._pipes import LinePipe
-
     exporter: Exporter | None = None
     try:
         at = _scheduled(args.at, inputs.first_tstamp)
@@ -908,12 +957,16 @@ def _replay_inputs(args: argparse.Namespace, net: Net, inputs: CaptureInputs) ->
         sys.stdout.flush()
         packets_path = "-"
         if inputs.substituted and len(inputs.paths) > 1:
+            from nfct._pipes import LinePipe  # and threading: only where a pipe is read
+
             pipes.append(LinePipe(_renaming_printer(inputs), "nfct-packets"))
             packets_path = pipes[-1].path
     if exporter is not None:
         if args.output == "events":
             sys.stdout.flush()
             exporter.tee = _event_printer(args.event_timestamps)
+        from nfct._pipes import LinePipe
+
         pipes.append(LinePipe(exporter.event_lines, "nfct-events"))
         events_path = pipes[-1].path
     elif args.output == "events":
@@ -967,6 +1020,8 @@ def _replay_inputs(args: argparse.Namespace, net: Net, inputs: CaptureInputs) ->
         entries = text.count("\n")
         sys.stdout.write(text)
     elif args.output == "json":
+        import json
+
         conns = list(net)
         entries = len(conns)
         doc = {
@@ -1103,6 +1158,8 @@ def _replay_on_cluster(args: argparse.Namespace) -> int:
     if output == "units":
         sys.stdout.write(_units_text(rows))
     elif output == "json":
+        import json
+
         for row in rows:
             row["reasons"] = dict(row["reasons"] or [])
             row["dropped_by"] = dict(row["dropped_by"] or [])
@@ -1300,6 +1357,8 @@ def _report(args: argparse.Namespace) -> int:
         figures = None  # nothing was read (or no run of a sweep was done): the error says it all
     if figures is not None:
         if args.json:
+            import json
+
             json.dump(figures, sys.stdout, indent=1, allow_nan=False)
             sys.stdout.write("\n")
             sys.stdout.flush()
