@@ -8,7 +8,16 @@
 //! node 1.
 //!
 //! Lock order, everywhere: stripe locks in ascending stripe order, then entry locks. Nothing
-//! takes a stripe lock while holding an entry lock. A lookup locks one stripe, walks the
+//! takes a stripe lock while holding an entry lock.
+//!
+//! Both are spinlocks, as the kernel's are (`nf_conntrack_locks[]`, `ct->lock`): they are held
+//! for a few hundred instructions, never across anything that blocks, and a packet takes
+//! several (a stripe and an entry to look up, the entry again to drop its reference, more to
+//! confirm). Giving one back is a plain store, where a parking mutex needs a second atomic
+//! read-modify-write (which also waits for the core's pending stores): `e2e_bench.py`'s replay
+//! took 0.92 of the time it took with `parking_lot`'s mutexes (`benches/RESULTS.md`). A thread
+//! that keeps finding a lock taken yields to the scheduler now and then ([`SpinThenYield`]), so
+//! that a holder descheduled by an oversubscribed machine gets to run. A lookup locks one stripe, walks the
 //! bucket's chain (locking each entry on it to check its expiry and key, as the kernel's walk
 //! reads each `nf_conn`), then lets the stripe go and hands back the matching entry still
 //! locked.
@@ -20,9 +29,44 @@
 
 use crate::conn::Conn;
 use crate::tuple::{reciprocal_scale, Direction, Tuple, Zone};
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::Mutex;
+use spin::mutex::{SpinMutex, SpinMutexGuard};
+use spin::RelaxStrategy;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::OnceLock;
+
+/// How a thread waits for a table lock another holds: a spin-loop hint, and every
+/// [`SPINS_PER_YIELD`]th time a `sched_yield` (a holder that was descheduled, on a machine with
+/// more runnable threads than cores, then gets the CPU instead of a waiter burning its slice).
+#[derive(Debug)]
+pub struct SpinThenYield;
+
+/// Spin-loop hints between two yields of a waiting thread.
+const SPINS_PER_YIELD: u32 = 64;
+
+impl RelaxStrategy for SpinThenYield {
+    #[inline]
+    fn relax() {
+        thread_local! {
+            static SPINS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+        }
+        let n = SPINS.with(|c| {
+            let n = c.get().wrapping_add(1);
+            c.set(n);
+            n
+        });
+        if n.is_multiple_of(SPINS_PER_YIELD) {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// A table lock (a stripe's or an entry's).
+pub type Lock<T> = SpinMutex<T, SpinThenYield>;
+/// A held table lock.
+pub type LockGuard<'a, T> = SpinMutexGuard<'a, T, SpinThenYield>;
 
 /// The end of a chain (the kernel uses "nulls" markers).
 const NIL: u32 = u32::MAX;
@@ -87,7 +131,7 @@ impl Default for Link {
 #[repr(C, align(64))]
 pub struct Slot {
     link0: Link,
-    entry: Mutex<Conn>,
+    entry: Lock<Conn>,
     link1: Link,
 }
 
@@ -140,7 +184,7 @@ impl Expired {
 /// What a lookup found.
 pub enum Found<'a> {
     /// A confirmed, live entry whose tuple in `dir` equals the key; the entry is locked.
-    Hit { slot: u32, dir: Direction, entry: MutexGuard<'a, Conn> },
+    Hit { slot: u32, dir: Direction, entry: LockGuard<'a, Conn> },
     /// The walk met expired entries before any match: the caller reaps them (as the kernel's
     /// lookup does, `nf_ct_gc_expired`) and looks again.
     Reap(Expired),
@@ -173,7 +217,7 @@ type Chunk = Box<[Slot]>;
 
 /// The lock-striped table.
 pub struct Table {
-    stripes: Box<[Mutex<Stripe>]>,
+    stripes: Box<[Lock<Stripe>]>,
     nbuckets: AtomicU32,
     /// Bucket heads (`slot << 1 | dir` of the first node, or NIL); bucket `b` is guarded by
     /// stripe `b % STRIPES`.
@@ -223,7 +267,7 @@ impl Table {
     pub fn new(nbuckets: u32) -> Table {
         let nbuckets = nbuckets.max(1);
         let t = Table {
-            stripes: (0..STRIPES).map(|_| Mutex::new(Stripe { nbuckets, ..Stripe::default() })).collect(),
+            stripes: (0..STRIPES).map(|_| Lock::new(Stripe { nbuckets, ..Stripe::default() })).collect(),
             nbuckets: AtomicU32::new(nbuckets),
             heads: (0..MAX_HEAD_CHUNKS).map(|_| OnceLock::new()).collect(),
             chunks: (0..MAX_CHUNKS).map(|_| OnceLock::new()).collect(),
@@ -266,7 +310,7 @@ impl Table {
 
     /// Locks the stripe of the bucket of `hash`, retrying if a resize moved it meanwhile.
     /// Returns the guard and the bucket.
-    fn lock_bucket(&self, hash: u32) -> (MutexGuard<'_, Stripe>, usize) {
+    fn lock_bucket(&self, hash: u32) -> (LockGuard<'_, Stripe>, usize) {
         loop {
             let nb = self.nbuckets();
             let b = reciprocal_scale(hash, nb) as usize;
@@ -285,7 +329,7 @@ impl Table {
 
     /// The lock of a slab slot.
     #[inline]
-    pub fn slot(&self, slot: u32) -> Option<&Mutex<Conn>> {
+    pub fn slot(&self, slot: u32) -> Option<&Lock<Conn>> {
         self.slot_ref(slot).map(|s| &s.entry)
     }
 
@@ -702,6 +746,31 @@ mod tests {
 
     fn entry(t: Tuple) -> Conn {
         Conn { orig: t, status: IPS_CONFIRMED, timeout: 100, ..Conn::default() }
+    }
+
+    /// More threads than this machine's cores wait on one table lock while its holder sleeps
+    /// (descheduled), then all take it in turn: each increment made under the lock is kept,
+    /// and nobody waits for ever.
+    #[test]
+    fn table_locks_exclude_and_progress_when_oversubscribed() {
+        let lock = std::sync::Arc::new(Lock::new(0u64));
+        let held = lock.lock();
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let lock = lock.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20_000 {
+                        *lock.lock() += 1;
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        drop(held);
+        for t in threads {
+            assert!(t.join().is_ok());
+        }
+        assert_eq!(*lock.lock(), 6 * 20_000);
     }
 
     #[test]
