@@ -315,7 +315,7 @@ pub enum PacketClock {
 
 /// How one packet runs: where it enters, at what time, on which clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PacketRun {
+pub struct PacketRun<'h> {
     pub ingress: Ingress,
     /// Every unicast destination is this host's (`--path local-in`).
     pub all_local: bool,
@@ -326,7 +326,7 @@ pub struct PacketRun {
     pub iif: Option<u32>,
     /// Its tuple's hash, computed ahead by a replay's prefetch (conntrack checks that the
     /// tuple is the packet's before using it).
-    pub hint: Option<HashHint>,
+    pub hint: Option<&'h HashHint>,
 }
 
 /// One step of a packet's way through the stack, for `nfct explain`: an operation at a hook
@@ -368,7 +368,7 @@ pub struct Pipeline<'a, C: Carrier> {
     hooks: &'a HookTable,
     base: &'a [u8],
     family: Family,
-    run: PacketRun,
+    run: PacketRun<'a>,
     /// The interface the routing decision sends it out of.
     oif: Option<u32>,
     carrier: &'a C,
@@ -647,7 +647,7 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
                     PacketClock::Shared => net.advance_to(self.run.tstamp),
                     PacketClock::Worker { .. } => self.run.tstamp,
                 };
-                net.ct.conntrack_in_hinted(data, now, hook, self.family.af(), ct, self.run.hint.as_ref())
+                net.ct.conntrack_in_hinted(data, now, hook, self.family.af(), ct, self.run.hint)
             }
             CtOp::Confirm => {
                 let now = match self.run.clock {
@@ -828,7 +828,7 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
 pub fn run_with<'a, C: Carrier>(
     net: &'a Net,
     hooks: &'a HookTable,
-    run: PacketRun,
+    run: PacketRun<'a>,
     pkt: &'a [u8],
     carrier: &'a C,
     ext: &'a mut ExternalOp<'a>,
@@ -845,7 +845,7 @@ pub fn run_family<'a, C: Carrier>(
     net: &'a Net,
     hooks: &'a HookTable,
     family: Family,
-    run: PacketRun,
+    run: PacketRun<'a>,
     pkt: &'a [u8],
     carrier: &'a C,
     ext: &'a mut ExternalOp<'a>,
@@ -862,7 +862,7 @@ pub fn run_hook_only<'a, C: Carrier>(
     hooks: &'a HookTable,
     family: Family,
     hook: Hook,
-    run: PacketRun,
+    run: PacketRun<'a>,
     pkt: &'a [u8],
     carrier: &'a C,
     ext: &'a mut ExternalOp<'a>,
@@ -886,7 +886,7 @@ pub fn nat_hook<C: Carrier>(
     hooks: &HookTable,
     family: Family,
     hook: Hook,
-    run: PacketRun,
+    run: PacketRun<'_>,
     oif: Option<u32>,
     pkt: &[u8],
     carrier: &C,
@@ -915,7 +915,7 @@ pub fn nat_hook<C: Carrier>(
 pub fn run_traced<'a, C: Carrier>(
     net: &'a Net,
     hooks: &'a HookTable,
-    run: PacketRun,
+    run: PacketRun<'a>,
     pkt: &'a [u8],
     carrier: &'a C,
     ext: &'a mut ExternalOp<'a>,
@@ -930,7 +930,7 @@ pub fn run_traced<'a, C: Carrier>(
 /// One packet through `net` with no external operations, its state held here: the replay's
 /// fast path. The packet leaves the stack (delivered, sent or freed) and its reference on the
 /// entry goes; the outcome still says what it carried.
-pub fn run_native(net: &Net, hooks: &HookTable, run: PacketRun, pkt: &[u8]) -> Outcome {
+pub fn run_native(net: &Net, hooks: &HookTable, run: PacketRun<'_>, pkt: &[u8]) -> Outcome {
     let cell = RefCell::new(Skb::default());
     let ext: &mut ExternalOp<'_> = &mut no_external;
     let mut out = run_with(net, hooks, run, pkt, &cell, ext);

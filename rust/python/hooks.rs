@@ -816,7 +816,7 @@ pub struct PyRunner {
 }
 
 impl Runner for PyRunner {
-    fn run(&mut self, net: &CoreNet, hooks: &HookTable, run: PacketRun, pkt: &[u8]) -> Outcome {
+    fn run(&mut self, net: &CoreNet, hooks: &HookTable, run: PacketRun<'_>, pkt: &[u8]) -> Outcome {
         Python::attach(|py| {
             let bytes = PyBytes::new(py, pkt).unbind();
             let skb = match Py::new(py, Skb::from_parts(bytes, run.tstamp as f64 / 1e9, run.tstamp)) {

@@ -318,7 +318,7 @@ pub fn resolve_iif(net: &Net, fixed: Option<u32>, iface: Option<&str>) -> Option
 /// Runs one packet through the namespace: natively, or (the Python binding's) with external
 /// operations.
 pub trait Runner {
-    fn run(&mut self, net: &Net, hooks: &HookTable, run: PacketRun, pkt: &[u8]) -> Outcome;
+    fn run(&mut self, net: &Net, hooks: &HookTable, run: PacketRun<'_>, pkt: &[u8]) -> Outcome;
 }
 
 /// The runner for namespaces whose operations all run in Rust.
@@ -327,7 +327,7 @@ pub struct Native;
 
 impl Runner for Native {
     #[inline]
-    fn run(&mut self, net: &Net, hooks: &HookTable, run: PacketRun, pkt: &[u8]) -> Outcome {
+    fn run(&mut self, net: &Net, hooks: &HookTable, run: PacketRun<'_>, pkt: &[u8]) -> Outcome {
         ip::run_native(net, hooks, run, pkt)
     }
 }
@@ -348,8 +348,8 @@ pub struct Feeder<'n, R: Runner = Native> {
     pub runner: R,
     /// The tuple hashes `prefetch_hinted` computed for the records of the window.
     hints: Vec<Option<crate::tuple::HashHint>>,
-    /// The one the next packet run takes (`take_hint`).
-    hint: Option<crate::tuple::HashHint>,
+    /// Which of them the next packet run takes (`take_hint`).
+    hint_at: Option<usize>,
 }
 
 impl<'n> Feeder<'n, Native> {
@@ -371,7 +371,7 @@ impl<'n, R: Runner> Feeder<'n, R> {
             iif_default,
             runner,
             hints: Vec::new(),
-            hint: None,
+            hint_at: None,
         }
     }
 
@@ -449,13 +449,14 @@ impl<'n, R: Runner> Feeder<'n, R> {
     /// from the wire.
     pub fn run_via(&mut self, pkt: &[u8], t: u64, clock: PacketClock, arrives: Option<u32>) -> Outcome {
         let mut run = self.packet_run(pkt, t, clock, arrives);
-        run.hint = self.hint.take();
+        // Borrowed where prefetching left it, not copied (the run reads it once).
+        run.hint = self.hint_at.take().and_then(|i| self.hints.get(i)).and_then(Option::as_ref);
         self.runner.run(self.net, &self.hooks, run, pkt)
     }
 
     /// How a packet arriving on `arrives` runs: where it enters (one arriving on a loopback
     /// interface was sent by the host), at `t` on `clock`.
-    fn packet_run(&self, pkt: &[u8], t: u64, clock: PacketClock, arrives: Option<u32>) -> PacketRun {
+    fn packet_run(&self, pkt: &[u8], t: u64, clock: PacketClock, arrives: Option<u32>) -> PacketRun<'static> {
         let mut ingress = ingress_for(self.path, self.net, pkt);
         let mut iif = None;
         if ingress == Ingress::Rcv {
@@ -503,7 +504,7 @@ impl<'n, R: Runner> Feeder<'n, R> {
     /// The next packet run uses the hash `prefetch_hinted` computed for record `i` of the window.
     #[inline]
     pub fn take_hint(&mut self, i: usize) {
-        self.hint = self.hints.get(i).copied().flatten();
+        self.hint_at = Some(i);
     }
 }
 

@@ -353,7 +353,7 @@ fn dnat_to_random_backends_and_the_udp_clash_resolved_harder() {
 fn rcv_noconfirm<'a>(
     net: &'a Net,
     hooks: &'a nfct::netfilter::HookTable,
-    run: PacketRun,
+    run: PacketRun<'static>,
     pkt: &'a [u8],
     cell: &'a RefCell<Skb>,
     ext: &'a mut nfct::ip::ExternalOp<'a>,
