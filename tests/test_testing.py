@@ -83,8 +83,12 @@ def test_with_sysctls() -> None:
 def test_the_naive_model_is_caught_with_a_shrunk_trace(tmp_path: Path) -> None:
     traces = nst.traces(nst.mutated(nst.tcp_flows(), kinds=["rst"]), max_flows=2, idle=False)
     pcap = tmp_path / "bug.pcap"
+    # Derandomized whatever the profile: how far Hypothesis shrinks within its budget varies
+    # from one random search to another (the dev profile's ended, twice in 2026-12-04's full
+    # runs, at 8 packets of 2 flows); the bound below is for the search CI makes.
+    derandomized = settings(derandomize=True, database=None, deadline=None)
     with pytest.raises(Divergence) as info:
-        check(NaiveConntrack, traces, max_examples=300, pcap_path=pcap)
+        check(NaiveConntrack, traces, max_examples=300, pcap_path=pcap, settings=derandomized)
     err = info.value
     assert isinstance(err, AssertionError)
     assert err.index is not None and err.expected is not None
