@@ -422,10 +422,20 @@ impl Defrag {
     /// As `ipv4_gather`, with the other queues' timers fired only up to `sweep_ns` (a threaded
     /// replay's worker passes the time every worker has reached; its own queue still expires
     /// by its own time, `now_ns`).
+    ///
+    /// Inlined up to the fragment bits, so that a whole packet (nearly every one) costs its
+    /// caller no call.
+    #[inline]
     pub fn ipv4_gather_at(&self, pkt: &[u8], now_ns: u64, sweep_ns: u64) -> Gathered {
         if !ipv4_fragment_bits(pkt) {
             return Gathered::NotFragment;
         }
+        self.ipv4_gather_fragment(pkt, now_ns, sweep_ns)
+    }
+
+    /// [`Defrag::ipv4_gather_at`] for a packet whose fragment bits are set.
+    #[inline(never)]
+    fn ipv4_gather_fragment(&self, pkt: &[u8], now_ns: u64, sweep_ns: u64) -> Gathered {
         let Some(h) = pkt.first_chunk::<20>() else {
             return Gathered::NotFragment;
         };
@@ -730,8 +740,7 @@ impl Defrag {
 
 /// Whether an IPv4 packet may be a fragment (`ip_is_fragment`: MF set or a fragment offset),
 /// read from its first 20 bytes only. False is certain (`ipv4_gather_at` leaves the packet
-/// alone); true still needs the header checks `ipv4_gather_at` makes. Inlined into the hook
-/// path, it spares every whole packet a call.
+/// alone); true still needs the header checks `ipv4_gather_at` makes.
 #[inline]
 pub fn ipv4_fragment_bits(pkt: &[u8]) -> bool {
     match pkt.first_chunk::<20>() {

@@ -786,7 +786,6 @@ impl<'a, C: Carrier> Pipeline<'a, C> {
             PacketClock::Worker { horizon } => horizon.min(tstamp),
         };
         let gathered = match self.family {
-            Family::V4 if !crate::defrag::ipv4_fragment_bits(data) => return NF_ACCEPT,
             Family::V4 => self.net.defrag.ipv4_gather_at(data, tstamp, sweep),
             Family::V6 => {
                 let s = self.net.sysctl();

@@ -8,19 +8,19 @@
 //! node 1.
 //!
 //! Lock order, everywhere: stripe locks in ascending stripe order, then entry locks. Nothing
-//! takes a stripe lock while holding an entry lock.
+//! takes a stripe lock while holding an entry lock. A lookup locks one stripe, walks the
+//! bucket's chain (locking each entry on it to check its expiry and key, as the kernel's walk
+//! reads each `nf_conn`), then lets the stripe go and hands back the matching entry still
+//! locked.
 //!
-//! Both are spinlocks, as the kernel's are (`nf_conntrack_locks[]`, `ct->lock`): they are held
-//! for a few hundred instructions, never across anything that blocks, and a packet takes
+//! Both kinds are spinlocks, as the kernel's are (`nf_conntrack_locks[]`, `ct->lock`): they are
+//! held for a few hundred instructions, never across anything that blocks, and a packet takes
 //! several (a stripe and an entry to look up, the entry again to drop its reference, more to
 //! confirm). Giving one back is a plain store, where a parking mutex needs a second atomic
 //! read-modify-write (which also waits for the core's pending stores): `e2e_bench.py`'s replay
 //! took 0.92 of the time it took with `parking_lot`'s mutexes (`benches/RESULTS.md`). A thread
 //! that keeps finding a lock taken yields to the scheduler now and then ([`SpinThenYield`]), so
-//! that a holder descheduled by an oversubscribed machine gets to run. A lookup locks one stripe, walks the
-//! bucket's chain (locking each entry on it to check its expiry and key, as the kernel's walk
-//! reads each `nf_conn`), then lets the stripe go and hands back the matching entry still
-//! locked.
+//! that a holder descheduled by an oversubscribed machine gets to run.
 //!
 //! The chain links and bucket heads are atomics so that they can sit outside the locks in safe
 //! Rust; they are only written under the stripe lock of their bucket, which also orders them
