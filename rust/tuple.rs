@@ -386,9 +386,21 @@ mod tests {
             Tuple::new_v4(std::net::Ipv4Addr::from(a), std::net::Ipv4Addr::from(b), 6, sp, dp)
         }
         type Kind = (&'static str, fn(usize) -> Tuple);
-        let kinds: [Kind; 5] = [
+        let kinds: [Kind; 7] = [
             ("one client's ports", |i| {
                 v4(0x0a00_0001, 0xc000_0207, (1024 + i % 60_000) as u16, 443 + (i / 60_000) as u16)
+            }),
+            // Flows between one pair of hosts that differ only in their ports or ICMP ids must
+            // spread as others do (a placement by addresses alone for UDP, which a threaded
+            // replay's worker choice uses, would put all of one resolver's queries in a few
+            // chains: `benches/RESULTS.md`).
+            ("one resolver's queries", |i| {
+                let t = v4(0x0a00_0035, 0xc000_0235, (i % 65_536) as u16, 53 + (i / 65_536) as u16);
+                Tuple { protonum: 17, ..t }
+            }),
+            ("one host's pings", |i| {
+                let t = v4(0x0a00_0001, 0xc000_0207 + (i / 65_536) as u32, (i % 65_536) as u16, 8 << 8);
+                Tuple { protonum: 1, ..t }
             }),
             ("consecutive addresses", |i| v4(0x0a00_0000 + i as u32, 0xc000_0207, 40_000, 53)),
             ("their replies", |i| v4(0x0a00_0000 + i as u32, 0xc000_0207, 40_000, 53).invert().unwrap()),
