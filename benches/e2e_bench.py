@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -73,7 +74,9 @@ def udp_pair(i: int) -> list[tuple[bool, bytes]]:
     ]
 
 
-def write_capture(path: Path) -> int:
+def write_capture(path: Path, keep: Callable[[str, int], bool] | None = None) -> int:
+    """Writes the capture; with `keep`, only the packets of the flows it keeps (kind "t" or
+    "u", index), each at the time it has in the whole capture."""
     flows = [("t", i) for i in range(TCP_FLOWS)] + [("u", i) for i in range(UDP_FLOWS)]
     # Interleave TCP and UDP: one TCP connection for two UDP pairs.
     order = []
@@ -91,12 +94,16 @@ def write_capture(path: Path) -> int:
     w = PcapWriter(path, linktype=LINKTYPE_ETHERNET)
     ts = 1_700_000_000.0
     for g in range(0, len(order), 512):
-        group = [tcp_conn(i) if k == "t" else udp_pair(i) for k, i in order[g : g + 512]]
+        group = [
+            (tcp_conn(i) if k == "t" else udp_pair(i), keep is None or keep(k, i))
+            for k, i in order[g : g + 512]
+        ]
         for stepi in range(8):
-            for f in group:
+            for f, kept in group:
                 if stepi < len(f):
                     reply, pkt = f[stepi]
-                    w.write(ts, (ETH_REPLY if reply else ETH) + pkt)
+                    if kept:
+                        w.write(ts, (ETH_REPLY if reply else ETH) + pkt)
                     ts += step
     w.close()
     return w.count
