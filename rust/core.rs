@@ -267,6 +267,14 @@ impl Conntrack {
         self.hasher.hash(t, zone_id)
     }
 
+    /// Which range of buckets (of 2^[`crate::tuple::RANGE_BITS`]) the flow of packet `pkt`
+    /// hashes into, both directions alike (0 for bytes that are not an IP packet): a threaded
+    /// replay gives each worker the flows of its own ranges.
+    #[inline]
+    pub fn flow_range(&self, pkt: &[u8]) -> u32 {
+        crate::wire::rss::flow_ends(pkt).map_or(0, |f| self.hasher.flow_range(&f))
+    }
+
     /// A cheap pseudo-random number (xorshift), for the kernel's random chain limit.
     fn random(&self) -> u64 {
         let mut x = self.created.rng.load(Ordering::Relaxed);

@@ -10,6 +10,7 @@ use crate::uapi::{
 };
 use crate::wire::ip::L3;
 use crate::wire::l4;
+use crate::wire::rss::FlowEnds;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// `enum ip_conntrack_dir`.
@@ -251,12 +252,44 @@ impl Zone {
 /// direction, with a 128-bit key that is random per table unless a seed is given. The kernel
 /// uses SipHash-2-4 with a key drawn at boot; no re-implementation can reproduce its bucket
 /// placement (spec §4.2), only its effects, which need a keyed hash whose buckets are
-/// uniformly random. nfct uses foldhash (the `foldhash` crate's quality variant: folded 64×64-bit
-/// multiplications with the key), a few instructions a tuple where SipHash-1-3 took about 110.
+/// uniformly random (`buckets_fill_as_random_placement_does` holds it to that).
+///
+/// Each end of the tuple is one word (an IPv4 address and its port, key or ICMP field exactly,
+/// an IPv6 address folded with the key first), and a hash is two keyed folded multiplications
+/// (64×64 → 128 bits, the halves XORed, as foldhash and wyhash do): one of the two ends in
+/// their order, with the protocol numbers and the zone, mixed once more (a multiply-xorshift);
+/// and one of the two ends in canonical order (the lesser first, an ICMP id on both), which is
+/// the same for both directions of a flow, mixed the same way. Four multiplications for an
+/// IPv4 tuple, where the `foldhash` crate took three before the flow part was needed
+/// (`benches/RESULTS.md`).
+/// The top [`RANGE_BITS`] bits of the hash, which of 256 ranges of buckets it falls in, come
+/// from the second: both nodes of an entry lie in one range. A threaded replay gives each
+/// worker the flows of its own ranges ([`Self::flow_range`]) where it can (TCP, SCTP and DCCP,
+/// which receive-side scaling hashes on their ports too), so that the buckets, chains and lock
+/// stripes of those flows are their worker's alone (`benches/RESULTS.md`).
 #[derive(Clone, Debug)]
 pub struct TupleHasher {
-    k0: u64,
-    shared: foldhash::SharedSeed,
+    /// Keys: the ordered fold (0, 1), the canonical fold (2, 3), an IPv6 address's fold (4, 5).
+    k: [u64; 6],
+}
+
+/// Bits at the top of a tuple's hash that depend on its flow alone (both directions alike).
+pub const RANGE_BITS: u32 = 8;
+const FLOW_MASK: u32 = !(u32::MAX >> RANGE_BITS);
+
+/// 64×64 → 128-bit multiplication folded to 64 bits (the two halves XORed).
+#[inline]
+fn folded_mul(a: u64, b: u64) -> u64 {
+    let m = u128::from(a) * u128::from(b);
+    (m as u64) ^ ((m >> 64) as u64)
+}
+
+/// SplitMix64: spreads a 128-bit key over the hash's six key words.
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 impl TupleHasher {
@@ -272,7 +305,7 @@ impl TupleHasher {
     pub fn seeded(seed: u64) -> TupleHasher {
         let k0 = seed ^ 0x6e66_6374_5f6b_3030;
         let k1 = seed.rotate_left(32) ^ 0x6e66_6374_5f6b_3131;
-        TupleHasher { k0, shared: foldhash::SharedSeed::from_u64(k1) }
+        TupleHasher::with_keys(k0, k1)
     }
 
     fn from_key(b: [u8; 16]) -> TupleHasher {
@@ -280,38 +313,89 @@ impl TupleHasher {
         let mut k1 = [0u8; 8];
         k0.copy_from_slice(&b[..8]);
         k1.copy_from_slice(&b[8..]);
-        TupleHasher {
-            k0: u64::from_le_bytes(k0),
-            shared: foldhash::SharedSeed::from_u64(u64::from_le_bytes(k1)),
+        TupleHasher::with_keys(u64::from_le_bytes(k0), u64::from_le_bytes(k1))
+    }
+
+    fn with_keys(k0: u64, k1: u64) -> TupleHasher {
+        let mut k = [0u64; 6];
+        let mut x = k0;
+        for (i, w) in k.iter_mut().enumerate() {
+            x = splitmix(x ^ k1.rotate_left(i as u32 * 11));
+            *w = x;
         }
+        TupleHasher { k }
+    }
+
+    /// An address as a word: an IPv4 one shifted to leave the low 16 bits for a port, an IPv6
+    /// one folded with the key.
+    #[inline]
+    fn addr_word(&self, v6: bool, addr: u128) -> u64 {
+        if v6 {
+            folded_mul(addr as u64 ^ self.k[4], (addr >> 64) as u64 ^ self.k[5])
+        } else {
+            (addr as u64) << 16
+        }
+    }
+
+    /// The flow bits of a hash (its top `RANGE_BITS`, the rest zero) from the two ends' words
+    /// (in either order) and the protocol word.
+    #[inline]
+    fn flow_bits(&self, a: u64, b: u64, proto: u64) -> u32 {
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        let y = folded_mul(lo ^ self.k[2], hi ^ self.k[3] ^ proto);
+        // Mixed as the ordered part is: unmixed, neighbouring ports fell at fixed offsets.
+        ((((y ^ (y >> 29)).wrapping_mul(0x94d0_49bb_1331_11eb)) >> 32) as u32) & FLOW_MASK
+    }
+
+    /// Which of the 2^`RANGE_BITS` ranges of buckets the tuples of a flow seen on the wire
+    /// hash into, in every zone: for TCP, SCTP and DCCP, the range of both directions' tuples;
+    /// for other protocols (whose ports or ids the wire's ends leave out, so that a datagram's
+    /// fragments go where its flow goes) only a range of the same spread. What a threaded
+    /// replay chooses a packet's worker by.
+    #[inline]
+    pub fn flow_range(&self, f: &FlowEnds) -> u32 {
+        let (l3, end) = (if f.v6 { AF_INET6 } else { AF_INET }, |(addr, port): (u128, u16)| {
+            self.addr_word(f.v6, addr) ^ u64::from(port)
+        });
+        self.flow_bits(end(f.lo), end(f.hi), proto_word(l3, f.proto)) >> (32 - RANGE_BITS)
     }
 
     /// 32-bit hash of a tuple in a zone (the kernel xors the zone id into the key).
     #[inline]
     pub fn hash(&self, t: &Tuple, zone_id: u16) -> u32 {
-        use std::hash::Hasher;
-        let mut h = foldhash::quality::FoldHasher::with_seed(self.k0 ^ u64::from(zone_id), &self.shared);
-        // What the kernel hashes (both addresses, both ports, the two protocol numbers), in as
-        // few words as hold it: the addresses in one (IPv4) or two (IPv6), the rest in one.
-        let ends = u64::from(t.src_u) << 48
-            | u64::from(t.dst_u) << 32
-            | u64::from(t.l3num) << 8
-            | u64::from(t.protonum);
-        if t.l3num == AF_INET {
-            let (s, d) = (
-                u32::from_be_bytes([t.src[0], t.src[1], t.src[2], t.src[3]]),
-                u32::from_be_bytes([t.dst[0], t.dst[1], t.dst[2], t.dst[3]]),
-            );
-            h.write_u64(u64::from(s) << 32 | u64::from(d));
-            h.write_u64(ends);
+        let v6 = t.l3num != AF_INET;
+        let (s, d) = if v6 {
+            (
+                self.addr_word(true, u128::from_be_bytes(t.src)),
+                self.addr_word(true, u128::from_be_bytes(t.dst)),
+            )
         } else {
-            h.write_u128(u128::from_be_bytes(t.src));
-            h.write_u128(u128::from_be_bytes(t.dst));
-            h.write_u64(ends);
-        }
-        let x = h.finish();
-        (x ^ (x >> 32)) as u32
+            let s = u32::from_be_bytes([t.src[0], t.src[1], t.src[2], t.src[3]]);
+            let d = u32::from_be_bytes([t.dst[0], t.dst[1], t.dst[2], t.dst[3]]);
+            (u64::from(s) << 16, u64::from(d) << 16)
+        };
+        let pw = proto_word(t.l3num, t.protonum);
+        // Ordered: each end with its own `u` field (port, GRE key; for ICMP the id, then the
+        // type and code, which differ between directions).
+        let (a, b) = (s ^ u64::from(t.src_u), d ^ u64::from(t.dst_u));
+        let ordered = folded_mul(a ^ self.k[0] ^ u64::from(zone_id), b ^ self.k[1] ^ pw);
+        // Canonical: ports swap with the addresses when a tuple is inverted, an ICMP id stays.
+        let flow = if matches!(l4_kind(t.protonum), L4Kind::Icmp | L4Kind::Icmpv6) {
+            self.flow_bits(s ^ u64::from(t.src_u), d ^ u64::from(t.src_u), pw)
+        } else {
+            self.flow_bits(a, b, pw)
+        };
+        // One multiplication leaves a run of keys that differ in one field (a client's ports)
+        // evenly spread, more evenly than random placement: a multiply-xorshift mixes it.
+        let mixed = (ordered ^ (ordered >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        flow | ((mixed >> 32) as u32 & !FLOW_MASK)
     }
+}
+
+/// The protocol numbers as a word above an IPv4 end's 48 bits.
+#[inline]
+fn proto_word(l3num: u8, protonum: u8) -> u64 {
+    u64::from(protonum) << 56 | u64::from(l3num) << 48
 }
 
 /// A tuple's hash in zone id 0, computed ahead of the packet (when a window of packets is
@@ -374,6 +458,79 @@ mod tests {
         assert!(reciprocal_scale(u32::MAX, 512) < 512);
     }
 
+    /// Both directions of a flow hash into one range of buckets, in every zone, for every
+    /// kind of tuple; and what a threaded replay computes from a TCP, SCTP or DCCP packet on
+    /// the wire is that range.
+    #[test]
+    fn both_directions_share_their_flow_range() {
+        let h = TupleHasher::seeded(7);
+        let range = |t: &Tuple, z: u16| h.hash(t, z) >> (32 - RANGE_BITS);
+        let (a, b): (Ipv4Addr, Ipv4Addr) = ("10.1.2.3".parse().unwrap(), "192.0.2.9".parse().unwrap());
+        let (c, d): (Ipv6Addr, Ipv6Addr) =
+            ("2001:db8::1".parse().unwrap(), "2001:db8:1::77".parse().unwrap());
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..2_000u16 {
+            let (p, q) = (1024 + i * 7, 80 + i % 5);
+            let tuples = [
+                Tuple::new_v4(a, b, IPPROTO_TCP, p, q),
+                Tuple::new_v4(a, b, IPPROTO_UDP, p, q),
+                Tuple::new_v4(a, b, IPPROTO_SCTP, p, q),
+                Tuple::new_v4(a, b, IPPROTO_GRE, p, q),
+                Tuple::new_v4(a, b, IPPROTO_ICMP, i, 8 << 8),
+                Tuple::new_v6(c, d, IPPROTO_TCP, p, q),
+                Tuple::new_v6(c, d, IPPROTO_ICMPV6, i, 128 << 8),
+                Tuple::new_v4(a, b, 47 + (i % 3) as u8 * 50, 0, 0),
+            ];
+            for t in tuples {
+                let r = t.invert().unwrap();
+                for z in [0, 9] {
+                    assert_eq!(range(&t, z), range(&r, z), "{t:?} in zone {z}");
+                }
+                seen.insert(range(&t, 0));
+                if matches!(t.protonum, IPPROTO_TCP | IPPROTO_SCTP) {
+                    let v6 = t.l3num == AF_INET6;
+                    let num = |x: &[u8; 16]| {
+                        if v6 {
+                            u128::from_be_bytes(*x)
+                        } else {
+                            u128::from(u32::from_be_bytes([x[0], x[1], x[2], x[3]]))
+                        }
+                    };
+                    let ends = FlowEnds::new(v6, t.protonum, (num(&t.src), t.src_u), (num(&t.dst), t.dst_u));
+                    assert_eq!(h.flow_range(&ends), range(&t, 0), "{t:?} from the wire");
+                }
+            }
+        }
+        assert_eq!(seen.len(), 1 << RANGE_BITS, "flows fall in every range");
+    }
+
+    /// A threaded replay's workers, each given the flows of a run of ranges, get the shares of
+    /// random placement: 100,000 TCP flows from consecutive addresses and ports, over 2, 3 and
+    /// 4 workers, each within 4.5 standard deviations of its ranges' share.
+    #[test]
+    fn flow_ranges_spread_flows_evenly_over_workers() {
+        const N: u32 = 100_000;
+        let h = TupleHasher::seeded(11);
+        for workers in [2usize, 3, 4] {
+            let mut got = vec![0u32; workers];
+            for i in 0..N {
+                let ends = FlowEnds::new(
+                    false,
+                    IPPROTO_TCP,
+                    (u128::from(0x0a00_0000 | (i / 7)), 1024 + (i % 7) as u16 * 1000),
+                    (u128::from(0xc000_0201u32), 80),
+                );
+                got[(h.flow_range(&ends) as usize * workers) >> RANGE_BITS] += 1;
+            }
+            for (w, g) in got.into_iter().enumerate() {
+                let ranges = (0..1usize << RANGE_BITS).filter(|r| (r * workers) >> RANGE_BITS == w).count();
+                let p = ranges as f64 / f64::from(1u32 << RANGE_BITS);
+                let (share, sd) = (f64::from(N) * p, (f64::from(N) * p * (1.0 - p)).sqrt());
+                assert!((f64::from(g) - share).abs() < 4.5 * sd, "{workers} workers: {g} of {share:.0}");
+            }
+        }
+    }
+
     /// Tuples as structured as real traffic gets (one client's consecutive source ports to one
     /// server; consecutive addresses on one port; each tuple's reply; IPv6 neighbours) fill the
     /// buckets as uniformly random placement does: the share of empty buckets and the longest
@@ -429,6 +586,31 @@ mod tests {
                 );
                 assert!(longest <= 11, "{what}, seed {seed}: a chain of {longest}");
             }
+        }
+        // A table of 256 buckets has one a range: its buckets are the flow bits alone, and they
+        // too fill as random placement does (over 40 keys, so that the share is exact enough).
+        for (what, make) in &kinds {
+            let mut empty = 0usize;
+            for seed in 0..40 {
+                let h = TupleHasher::seeded(seed);
+                let mut load = [0u32; 256];
+                for i in 0..384 {
+                    load[reciprocal_scale(h.hash(&make(i * 97), 0), 256) as usize] += 1;
+                }
+                empty += load.iter().filter(|&&c| c == 0).count();
+            }
+            let share = empty as f64 / (40.0 * 256.0);
+            assert!((share - 0.2231).abs() < 0.02, "{what}, 256 buckets: {share:.4} of them empty");
+        }
+        // And neighbours land independently: where a flow's successor (the next port, address
+        // or id) falls relative to it takes nearly every one of the 256 offsets, as it would at
+        // random (about 251 of them in 1,000 pairs), not a few.
+        let h = TupleHasher::seeded(5);
+        for (what, make) in &kinds {
+            let range = |i: usize| reciprocal_scale(h.hash(&make(i), 0), 256);
+            let steps: std::collections::HashSet<u32> =
+                (0..1000).map(|i| range(i + 1).wrapping_sub(range(i)) % 256).collect();
+            assert!(steps.len() > 230, "{what}: {} offsets between neighbours", steps.len());
         }
     }
 }

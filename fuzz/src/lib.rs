@@ -56,7 +56,9 @@ pub fn wire(data: &[u8]) {
     let _ = ip::addrs(data);
     let _ = ip::ipv4_fields(data);
     let _ = ip::ipv6_fields(data);
-    let _ = rss::flow_hash(data);
+    if let Some(ends) = rss::flow_ends(data) {
+        let _ = nfct::tuple::TupleHasher::seeded(1).flow_range(&ends);
+    }
     for l3num in [AF_INET, AF_INET6] {
         if let Ok(l3) = ip::get_l4proto(l3num, data) {
             let l4b = data.get(l3.l4_off..).unwrap_or(&[]);

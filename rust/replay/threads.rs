@@ -1,10 +1,15 @@
 //! Replay on several threads sharing one table, as RSS spreads packets over CPUs. There is no
 //! reading thread: the workers take turns at the captures (whichever runs out of packets reads
 //! the next chunk of records, under a lock), so every record is parsed and hashed once; each
-//! packet goes to one worker by a symmetric hash of its flow ([`flow_hash`]: both directions of
+//! packet goes to one worker by the range of buckets its flow hashes into (the table's keyed
+//! hash, symmetric in its top bits: [`crate::core::Conntrack::flow_range`]; both directions of
 //! a flow, the fragments of a datagram and the ICMP errors quoting it go to the same worker, so
 //! per-flow order is kept), staged in that worker's queue; every worker runs the same pipeline
-//! on the one lock-striped table, its own packets' lookups prefetched 32 at a time.
+//! on the one lock-striped table, its own packets' lookups prefetched 32 at a time. Each worker
+//! takes a run of the ranges, so the buckets, chains and lock stripes of its TCP, SCTP and DCCP
+//! flows are its own; those of other protocols, which the worker choice takes by their
+//! addresses alone (a datagram's later fragments carry no ports), are spread over all ranges
+//! by their ports as the kernel spreads them, and shared.
 //!
 //! On the capture clock each worker runs its packets at its own (monotonic) time, the
 //! running maximum of the capture's timestamps in capture order (what one thread would use,
@@ -23,7 +28,7 @@ use crate::ip::{Class, PacketClock};
 use crate::net::Net;
 use crate::replay::capture::{Capture, CaptureError};
 use crate::table::BULK;
-use crate::wire::rss::flow_hash;
+use crate::tuple::RANGE_BITS;
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::io::Write;
@@ -292,7 +297,9 @@ impl Shared<'_> {
                     }
                     Clock::Frozen => *frozen_at.get_or_insert(ts),
                 };
-                let w = (flow_hash(pkt) % self.threads as u64) as usize;
+                // Each worker takes a run of the table's bucket ranges, so that the buckets,
+                // chains and lock stripes its flows use are its own.
+                let w = (self.net.ct.flow_range(pkt) as usize * self.threads) >> RANGE_BITS;
                 if out[w].own.len() >= BULK {
                     let next = self.empty_batch();
                     full[w].push(std::mem::replace(&mut out[w], next));
@@ -343,7 +350,7 @@ struct WorkerResult {
 
 fn worker(sh: &Shared<'_>, me: usize, start: u64) -> WorkerResult {
     // This worker's new entries take slots from a free list of its own.
-    crate::table::set_slab_home(me);
+    crate::table::set_slab_home(me, sh.threads);
     let net = sh.net;
     let mut feeder = Feeder::new(net, sh.path, sh.clock);
     let mut res = WorkerResult { summary: Summary::default(), lines: Vec::new() };

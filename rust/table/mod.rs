@@ -71,7 +71,21 @@ pub type LockGuard<'a, T> = SpinMutexGuard<'a, T, SpinThenYield>;
 /// The end of a chain (the kernel uses "nulls" markers).
 const NIL: u32 = u32::MAX;
 /// Number of lock stripes (the kernel's `CONNTRACK_LOCKS`).
-pub const STRIPES: usize = 1024;
+pub const STRIPES: usize = 1 << STRIPE_BITS;
+const STRIPE_BITS: u32 = 10;
+
+/// The stripe that guards bucket `b` of `nbuckets`: runs of consecutive buckets share one (the
+/// kernel takes the hash modulo its lock count instead). A flow's buckets lie in one range of
+/// the table ([`crate::tuple::RANGE_BITS`]) and a threaded replay gives each worker its own
+/// ranges, so with runs the workers lock stripes of their own as well: with two workers on
+/// two cores, a stripe's lock otherwise went from one core to the other on about every other
+/// lookup.
+#[inline]
+fn stripe_of(b: usize, nbuckets: u32) -> usize {
+    // Runs of 2^shift buckets, shift chosen so that the buckets fill the stripes at most once.
+    let bits = u32::BITS - nbuckets.saturating_sub(1).leading_zeros();
+    (b >> bits.saturating_sub(STRIPE_BITS)) % STRIPES
+}
 const CHUNK_BITS: u32 = 12;
 const CHUNK: usize = 1 << CHUNK_BITS;
 const MAX_CHUNKS: usize = 1 << 15;
@@ -83,27 +97,36 @@ const HEAD_CHUNK: usize = 1 << HEAD_CHUNK_BITS;
 const MAX_HEAD_CHUNKS: usize = 1 << 15;
 /// Slots a free list takes from the shared slab at a time when it runs dry.
 const REFILL: u32 = 32;
-/// Free lists that threads take slots from and give them back to: the stripes' first ones
-/// (see [`set_slab_home`]).
+/// Free lists that threads take slots from and give them back to, each in a stripe of its own
+/// (list `h` in stripe `h * STRIPES / HOMES`; see [`set_slab_home`]).
 const HOMES: usize = 16;
 
 thread_local! {
-    /// The free list (stripe) this thread takes new slots from and gives freed ones back to.
+    /// The free list this thread takes new slots from and gives freed ones back to.
     static HOME: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// Makes this thread take the slots of new entries from free list `i` (of [`HOMES`], modulo)
-/// and give freed ones back to it: a threaded replay's worker `i` calls it, every other thread
-/// uses list 0. Entries made one after the other by one thread then sit side by side in the
-/// slab, and the flows a capture has open at once share cache lines and pages instead of
-/// being spread over the whole table (with one list per bucket stripe, as before, a replay of
-/// e2e_bench's capture took 10% longer); and two workers never write the same free list.
-pub fn set_slab_home(i: usize) {
-    HOME.with(|h| h.set(i % HOMES));
+/// Makes this thread, worker `i` of `n` in a threaded replay, take the slots of new entries
+/// from a free list of its own and give freed ones back to it; every other thread uses list
+/// 0. Entries made one after the other by one thread then sit side by side in the slab, and
+/// the flows a capture has open at once share cache lines and pages instead of being spread
+/// over the whole table (with one list per bucket stripe, as before, a replay of
+/// e2e_bench's capture took 10% longer); two workers (of at most [`HOMES`]) never write the
+/// same list, and each worker's list lies in a stripe of the bucket ranges it is given (the
+/// first of its share, as `(range * n) >> RANGE_BITS` gives them out), which no other worker
+/// locks.
+pub fn set_slab_home(i: usize, n: usize) {
+    HOME.with(|h| h.set((i * HOMES).div_ceil(n.max(1)) % HOMES));
+}
+
+/// The stripe that holds free list `h`.
+#[inline]
+fn home_stripe(h: usize) -> usize {
+    h * (STRIPES / HOMES)
 }
 
 fn slab_home() -> usize {
-    HOME.with(std::cell::Cell::get)
+    home_stripe(HOME.with(std::cell::Cell::get))
 }
 /// Most keys `find_bulk` prefetches at a time.
 pub const BULK: usize = 32;
@@ -146,9 +169,9 @@ impl Slot {
     }
 }
 
-/// One lock stripe: the buckets `b` with `b % STRIPES` equal to its index (their heads are in
-/// the table, guarded by this lock) and, for the first [`HOMES`] stripes, a list of free slab
-/// slots (see [`set_slab_home`]). Padded to a cache line so two threads locking neighbouring
+/// One lock stripe: the buckets `b` that [`stripe_of`] gives its index (their heads are in
+/// the table, guarded by this lock) and, for the [`HOMES`] stripes [`home_stripe`] names, a
+/// list of free slab slots (see [`set_slab_home`]). Padded to a cache line so two threads locking neighbouring
 /// stripes do not share a line.
 #[derive(Debug, Default)]
 #[repr(align(64))]
@@ -220,7 +243,7 @@ pub struct Table {
     stripes: Box<[Lock<Stripe>]>,
     nbuckets: AtomicU32,
     /// Bucket heads (`slot << 1 | dir` of the first node, or NIL); bucket `b` is guarded by
-    /// stripe `b % STRIPES`.
+    /// stripe `stripe_of(b, nbuckets)`.
     heads: Box<[OnceLock<Box<[AtomicU32]>>]>,
     chunks: Box<[OnceLock<Chunk>]>,
     next_slot: AtomicU32,
@@ -314,9 +337,20 @@ impl Table {
         loop {
             let nb = self.nbuckets();
             let b = reciprocal_scale(hash, nb) as usize;
-            let g = self.stripes[b % STRIPES].lock();
+            let g = self.stripes[stripe_of(b, nb)].lock();
             if g.nbuckets == nb {
                 return (g, b);
+            }
+        }
+    }
+
+    /// Locks the stripe of bucket `b`, retrying if a resize moved it meanwhile.
+    fn lock_index(&self, b: usize) -> LockGuard<'_, Stripe> {
+        loop {
+            let nb = self.nbuckets();
+            let g = self.stripes[stripe_of(b, nb)].lock();
+            if g.nbuckets == nb {
+                return g;
             }
         }
     }
@@ -382,7 +416,7 @@ impl Table {
         if stripe.free_slots.is_empty() {
             // Slots other threads freed (a worker of an earlier threaded replay, say), before
             // the slab grows; never blocking on a list in use.
-            for other in (0..HOMES).filter(|&o| o != home) {
+            for other in (0..HOMES).map(home_stripe).filter(|&o| o != home) {
                 if let Some(mut o) = self.stripes[other].try_lock() {
                     let take = o.free_slots.len().min(REFILL as usize);
                     let from = o.free_slots.len() - take;
@@ -557,7 +591,7 @@ impl Table {
         let (_g1, _g2, buckets) = loop {
             let nb = self.nbuckets();
             let b = [reciprocal_scale(keys[0].2, nb) as usize, reciprocal_scale(keys[1].2, nb) as usize];
-            let s = [b[0] % STRIPES, b[1] % STRIPES];
+            let s = [stripe_of(b[0], nb), stripe_of(b[1], nb)];
             let (first, second) = (s[0].min(s[1]), s[0].max(s[1]));
             let g1 = self.stripes[first].lock();
             let g2 = if first == second { None } else { Some(self.stripes[second].lock()) };
@@ -634,7 +668,7 @@ impl Table {
     pub fn bucket_slots(&self, b: u32, out: &mut Vec<u32>) {
         out.clear();
         let b = b as usize;
-        let _stripe = self.stripes[b % STRIPES].lock();
+        let _stripe = self.lock_index(b);
         for sd in self.chain(b) {
             if !out.contains(&(sd >> 1)) {
                 out.push(sd >> 1);
@@ -647,7 +681,7 @@ impl Table {
         let mut out = Vec::new();
         let nb = self.nbuckets() as usize;
         for b in 0..nb {
-            let _stripe = self.stripes[b % STRIPES].lock();
+            let _stripe = self.lock_index(b);
             out.extend(self.chain(b).filter(|sd| sd & 1 == 0).map(|sd| sd >> 1));
         }
         out
@@ -665,7 +699,7 @@ impl Table {
         let nb = self.nbuckets() as usize;
         (0..nb)
             .map(|b| {
-                let _stripe = self.stripes[b % STRIPES].lock();
+                let _stripe = self.lock_index(b);
                 self.chain(b).count()
             })
             .collect()
@@ -900,6 +934,36 @@ mod tests {
         }
     }
 
+    /// Stripes guard runs of buckets, every bucket has one, and the buckets of one worker's
+    /// ranges (of a threaded replay's `n`) never share a stripe with another's: nor does the
+    /// stripe of its free list.
+    #[test]
+    fn workers_ranges_have_stripes_of_their_own() {
+        use crate::tuple::RANGE_BITS;
+        for nb in [1u32, 5, 1000, 4096, 300_000, 1 << 18, 1 << 20] {
+            assert!((0..nb as usize).all(|b| stripe_of(b, nb) < STRIPES));
+        }
+        for nb in [1u32 << 12, 1 << 16, 1 << 18, 1 << 20] {
+            // Bucket b holds the hashes whose top bits are its range.
+            let range = |b: usize| (b << RANGE_BITS) / nb as usize;
+            for n in 1..=HOMES {
+                let worker = |r: usize| (r * n) >> RANGE_BITS;
+                let mut owner = vec![None; STRIPES];
+                for b in 0..nb as usize {
+                    let w = worker(range(b));
+                    let o = owner[stripe_of(b, nb)].get_or_insert(w);
+                    assert_eq!(*o, w, "{nb} buckets, {n} workers: bucket {b} shares a stripe");
+                }
+                for i in 0..n {
+                    set_slab_home(i, n);
+                    let home = owner[slab_home()];
+                    assert_eq!(home, Some(i), "{nb} buckets: worker {i} of {n}'s free list");
+                }
+            }
+        }
+        set_slab_home(0, 1);
+    }
+
     /// One thread's new entries sit side by side in the slab, whatever their buckets; freed
     /// slots are used again before the slab grows, those another thread freed included.
     #[test]
@@ -913,7 +977,7 @@ mod tests {
         // before the slab grows.
         std::thread::scope(|s| {
             s.spawn(|| {
-                set_slab_home(1);
+                set_slab_home(1, 2);
                 for &slot in &slots {
                     let gen = tab.slot(slot).unwrap().lock().gen;
                     tab.free(slot, gen);
