@@ -32,7 +32,7 @@ use crate::tuple::{reciprocal_scale, Direction, Tuple, Zone};
 use parking_lot::Mutex;
 use spin::mutex::{SpinMutex, SpinMutexGuard};
 use spin::RelaxStrategy;
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
 use std::sync::OnceLock;
 
 /// How a thread waits for a table lock another holds: a spin-loop hint, and every
@@ -101,14 +101,21 @@ const REFILL: u32 = 32;
 /// (list `h` in stripe `h * STRIPES / HOMES`; see [`set_slab_home`]).
 const HOMES: usize = 16;
 
+/// The list the next thread that has not chosen one gets (see [`HOME`]).
+static NEXT_HOME: AtomicUsize = AtomicUsize::new(0);
+
 thread_local! {
-    /// The free list this thread takes new slots from and gives freed ones back to.
-    static HOME: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// The free list this thread takes new slots from and gives freed ones back to: for a
+    /// thread that has not chosen one ([`set_slab_home`]), the next in turn when it first
+    /// needs one (the first thread list 0), so that threads of the caller's own making (a
+    /// free-threaded Python's, each feeding packets into one `Net`) do not all take turns at
+    /// one list either.
+    static HOME: std::cell::Cell<usize> = std::cell::Cell::new(NEXT_HOME.fetch_add(1, Relaxed) % HOMES);
 }
 
 /// Makes this thread, worker `i` of `n` in a threaded replay, take the slots of new entries
-/// from a free list of its own and give freed ones back to it; every other thread uses list
-/// 0. Entries made one after the other by one thread then sit side by side in the slab, and
+/// from a free list of its own and give freed ones back to it (other threads get lists in
+/// turn: [`HOME`]). Entries made one after the other by one thread then sit side by side in the slab, and
 /// the flows a capture has open at once share cache lines and pages instead of being spread
 /// over the whole table (with one list per bucket stripe, as before, a replay of
 /// e2e_bench's capture took 10% longer); two workers (of at most [`HOMES`]) never write the
