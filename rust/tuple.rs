@@ -378,7 +378,8 @@ impl TupleHasher {
         // Ordered: each end with its own `u` field (port, GRE key; for ICMP the id, then the
         // type and code, which differ between directions).
         let (a, b) = (s ^ u64::from(t.src_u), d ^ u64::from(t.dst_u));
-        let ordered = folded_mul(a ^ self.k[0] ^ u64::from(zone_id), b ^ self.k[1] ^ pw);
+        // The zone above an IPv4 end's 48 bits, where it cannot stand for another port.
+        let ordered = folded_mul(a ^ self.k[0] ^ u64::from(zone_id) << 48, b ^ self.k[1] ^ pw);
         // Canonical: ports swap with the addresses when a tuple is inverted, an ICMP id stays.
         let flow = if matches!(l4_kind(t.protonum), L4Kind::Icmp | L4Kind::Icmpv6) {
             self.flow_bits(s ^ u64::from(t.src_u), d ^ u64::from(t.src_u), pw)
@@ -502,6 +503,22 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 1 << RANGE_BITS, "flows fall in every range");
+    }
+
+    /// The zone changes a tuple's place without standing in for one of its fields: a tuple in
+    /// zone `z` does not share its bucket bits with the same tuple in zone 0 whose source port
+    /// differs by `z` (as XORing the zone into the port's bits would make it).
+    #[test]
+    fn zones_do_not_alias_ports() {
+        let h = TupleHasher::seeded(3);
+        let t = |p: u16| {
+            Tuple::new_v4(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), IPPROTO_UDP, p, 53)
+        };
+        for z in 1..200u16 {
+            let p = 4000 + z * 3;
+            assert_ne!(h.hash(&t(p), z) & !FLOW_MASK, h.hash(&t(p ^ z), 0) & !FLOW_MASK, "zone {z}");
+            assert_ne!(h.hash(&t(p), z), h.hash(&t(p), 0), "zone {z}");
+        }
     }
 
     /// A threaded replay's workers, each given the flows of a run of ranges, get the shares of
