@@ -337,3 +337,32 @@ def test_paths_given_relative_are_read_by_local_workers(
     row = out.units.to_pylist()[0]
     assert row["capture"] == "p.pcap" and row["error"] is None, row
     assert row["packets"] == serial(Path(os.getcwd()) / "p.pcap")["counts"]["packets"]
+
+
+class _HalfStarted(distributed.LocalCluster):  # type: ignore[misc]
+    """A local cluster whose start fails after its scheduler is up (as a worker that does not
+    start makes it), the first `fails` times."""
+
+    fails = 0
+
+    def __init__(self, **kw: Any) -> None:
+        if _HalfStarted.fails > 0:
+            _HalfStarted.fails -= 1
+            super().__init__(**{**kw, "n_workers": 0})
+            raise RuntimeError()
+        super().__init__(**kw)
+
+
+def test_a_local_cluster_that_fails_to_start_is_tried_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Once: the second start serves.
+    monkeypatch.setattr(distributed, "LocalCluster", _HalfStarted)
+    _HalfStarted.fails = 1
+    with cluster.connect("local", workers=1) as c:
+        assert c.submit(sum, [1, 2]).result() == 3
+    # Twice: one line that names what stopped it, even when the exception says nothing.
+    _HalfStarted.fails = 2
+    with pytest.raises(nfct.NfctError, match=r"^cluster local: could not start: RuntimeError$"):
+        with cluster.connect("local", workers=1):
+            pass
