@@ -341,7 +341,9 @@ def test_paths_given_relative_are_read_by_local_workers(
 
 class _HalfStarted(distributed.LocalCluster):  # type: ignore[misc]
     """A local cluster whose start fails after its scheduler is up (as a worker that does not
-    start makes it), the first `fails` times."""
+    start makes it), the first `fails` times; closed before it fails, as distributed closes a
+    cluster whose start failed (left running, its scheduler went on making objects for the
+    rest of the session, and tests/test_refcounts.py saw them)."""
 
     fails = 0
 
@@ -349,6 +351,7 @@ class _HalfStarted(distributed.LocalCluster):  # type: ignore[misc]
         if _HalfStarted.fails > 0:
             _HalfStarted.fails -= 1
             super().__init__(**{**kw, "n_workers": 0})
+            self.close()
             raise RuntimeError()
         super().__init__(**kw)
 
