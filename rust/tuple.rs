@@ -284,6 +284,13 @@ fn folded_mul(a: u64, b: u64) -> u64 {
     (m as u64) ^ ((m >> 64) as u64)
 }
 
+/// A multiply-xorshift: one folded multiplication leaves keys that differ in one field (a
+/// client's ports) at fixed offsets from each other, more evenly spread than at random.
+#[inline]
+fn mix(y: u64, m: u64) -> u64 {
+    (y ^ (y >> 29)).wrapping_mul(m)
+}
+
 /// SplitMix64: spreads a 128-bit key over the hash's six key words.
 fn splitmix(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -342,9 +349,8 @@ impl TupleHasher {
     #[inline]
     fn flow_bits(&self, a: u64, b: u64, proto: u64) -> u32 {
         let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-        let y = folded_mul(lo ^ self.k[2], hi ^ self.k[3] ^ proto);
-        // Mixed as the ordered part is: unmixed, neighbouring ports fell at fixed offsets.
-        ((((y ^ (y >> 29)).wrapping_mul(0x94d0_49bb_1331_11eb)) >> 32) as u32) & FLOW_MASK
+        ((mix(folded_mul(lo ^ self.k[2], hi ^ self.k[3] ^ proto), 0x94d0_49bb_1331_11eb) >> 32) as u32)
+            & FLOW_MASK
     }
 
     /// Which of the 2^`RANGE_BITS` ranges of buckets the tuples of a flow seen on the wire
@@ -354,9 +360,8 @@ impl TupleHasher {
     /// replay chooses a packet's worker by.
     #[inline]
     pub fn flow_range(&self, f: &FlowEnds) -> u32 {
-        let (l3, end) = (if f.v6 { AF_INET6 } else { AF_INET }, |(addr, port): (u128, u16)| {
-            self.addr_word(f.v6, addr) ^ u64::from(port)
-        });
+        let end = |(addr, port): (u128, u16)| self.addr_word(f.v6, addr) ^ u64::from(port);
+        let l3 = if f.v6 { AF_INET6 } else { AF_INET };
         self.flow_bits(end(f.lo), end(f.hi), proto_word(l3, f.proto)) >> (32 - RANGE_BITS)
     }
 
@@ -386,10 +391,7 @@ impl TupleHasher {
         } else {
             self.flow_bits(a, b, pw)
         };
-        // One multiplication leaves a run of keys that differ in one field (a client's ports)
-        // evenly spread, more evenly than random placement: a multiply-xorshift mixes it.
-        let mixed = (ordered ^ (ordered >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        flow | ((mixed >> 32) as u32 & !FLOW_MASK)
+        flow | ((mix(ordered, 0xbf58_476d_1ce4_e5b9) >> 32) as u32 & !FLOW_MASK)
     }
 }
 

@@ -115,9 +115,9 @@ thread_local! {
 
 /// Makes this thread, worker `i` of `n` in a threaded replay, take the slots of new entries
 /// from a free list of its own and give freed ones back to it (other threads get lists in
-/// turn: [`HOME`]). Entries made one after the other by one thread then sit side by side in the slab, and
-/// the flows a capture has open at once share cache lines and pages instead of being spread
-/// over the whole table (with one list per bucket stripe, as before, a replay of
+/// turn: [`HOME`]). Entries made one after the other by one thread then sit side by side in
+/// the slab, and the flows a capture has open at once share cache lines and pages instead of
+/// being spread over the whole table (with one list per bucket stripe, as before, a replay of
 /// e2e_bench's capture took 10% longer); two workers (of at most [`HOMES`]) never write the
 /// same list, and each worker's list lies in a stripe of the bucket ranges it is given (the
 /// first of its share, as `(range * n) >> RANGE_BITS` gives them out), which no other worker
@@ -178,8 +178,8 @@ impl Slot {
 
 /// One lock stripe: the buckets `b` that [`stripe_of`] gives its index (their heads are in
 /// the table, guarded by this lock) and, for the [`HOMES`] stripes [`home_stripe`] names, a
-/// list of free slab slots (see [`set_slab_home`]). Padded to a cache line so two threads locking neighbouring
-/// stripes do not share a line.
+/// list of free slab slots (see [`set_slab_home`]). Padded to a cache line so two threads
+/// locking neighbouring stripes do not share a line.
 #[derive(Debug, Default)]
 #[repr(align(64))]
 struct Stripe {
@@ -338,12 +338,13 @@ impl Table {
         reciprocal_scale(hash, self.nbuckets())
     }
 
-    /// Locks the stripe of the bucket of `hash`, retrying if a resize moved it meanwhile.
-    /// Returns the guard and the bucket.
-    fn lock_bucket(&self, hash: u32) -> (LockGuard<'_, Stripe>, usize) {
+    /// Locks the stripe of the bucket `bucket` gives for the table's bucket count, retrying
+    /// if a resize changed the count meanwhile. Returns the guard and the bucket.
+    #[inline]
+    fn lock_where(&self, bucket: impl Fn(u32) -> usize) -> (LockGuard<'_, Stripe>, usize) {
         loop {
             let nb = self.nbuckets();
-            let b = reciprocal_scale(hash, nb) as usize;
+            let b = bucket(nb);
             let g = self.stripes[stripe_of(b, nb)].lock();
             if g.nbuckets == nb {
                 return (g, b);
@@ -351,15 +352,14 @@ impl Table {
         }
     }
 
-    /// Locks the stripe of bucket `b`, retrying if a resize moved it meanwhile.
+    /// Locks the stripe of the bucket of `hash`. Returns the guard and the bucket.
+    fn lock_bucket(&self, hash: u32) -> (LockGuard<'_, Stripe>, usize) {
+        self.lock_where(|nb| reciprocal_scale(hash, nb) as usize)
+    }
+
+    /// Locks the stripe of bucket `b`.
     fn lock_index(&self, b: usize) -> LockGuard<'_, Stripe> {
-        loop {
-            let nb = self.nbuckets();
-            let g = self.stripes[stripe_of(b, nb)].lock();
-            if g.nbuckets == nb {
-                return g;
-            }
-        }
+        self.lock_where(|_| b).0
     }
 
     #[inline]

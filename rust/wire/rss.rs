@@ -10,7 +10,7 @@ use crate::uapi::{IPPROTO_DCCP, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPR
 
 /// Whether RSS counts a protocol's ports as part of its flow (its 4-tuple).
 #[inline]
-pub fn ports_count(proto: u8) -> bool {
+fn ports_count(proto: u8) -> bool {
     matches!(proto, IPPROTO_TCP | IPPROTO_SCTP | IPPROTO_DCCP)
 }
 
